@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Process lifecycle: creation, exec and exit, from scheduler tracepoints.
+ *
+ * Counts are kept in a per-CPU array (no locking, read once per tick by userspace);
+ * only exec events go through the ring buffer, because userspace needs the executable
+ * name and the rate of execs is low.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "sonde_abi.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SONDE_PROC_COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} process_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} process_events SEC(".maps");
+
+static __always_inline void bump(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&process_counters, &slot);
+	if (v)
+		*v += 1; /* per-CPU slot: no other writer */
+}
+
+/*
+ * Raw tracepoint, because only it hands us the child task: the classic tracepoint
+ * carries the child's tid but not whether it is a thread or a new process.
+ * args: (struct task_struct *parent, struct task_struct *child)
+ */
+SEC("raw_tracepoint/sched_process_fork")
+int sonde_process_fork(__u64 *ctx)
+{
+	struct task_struct *child = (struct task_struct *)ctx[1];
+	pid_t pid = BPF_CORE_READ(child, pid);
+	pid_t tgid = BPF_CORE_READ(child, tgid);
+
+	if (pid == tgid)
+		bump(SONDE_PROC_CREATED);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int sonde_process_exec(void *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct sonde_exec_event *e;
+
+	bump(SONDE_PROC_EXEC);
+
+	e = bpf_ringbuf_reserve(&process_events, sizeof(*e), 0);
+	if (!e) {
+		bump(SONDE_PROC_LOST_RINGBUF);
+		return 0;
+	}
+	e->ktime_ns = bpf_ktime_get_ns();
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	/* By this tracepoint the kernel has set comm to the new executable's basename. */
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* Fires in the context of the exiting task, once per thread. */
+SEC("tracepoint/sched/sched_process_exit")
+int sonde_process_exit(void *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 id = bpf_get_current_pid_tgid();
+	int code;
+
+	/* Count processes, not threads: only the thread-group leader. */
+	if ((__u32)id != (__u32)(id >> 32))
+		return 0;
+
+	/* wait(2) status layout: low 7 bits = terminating signal, bits 8..15 = exit status. */
+	code = BPF_CORE_READ(task, exit_code);
+	if (code & 0x7f)
+		bump(SONDE_PROC_EXIT_SIGNAL);
+	else if ((code >> 8) & 0xff)
+		bump(SONDE_PROC_EXIT_FAILURE);
+	else
+		bump(SONDE_PROC_EXIT_SUCCESS);
+	return 0;
+}

@@ -1,0 +1,257 @@
+//! `sonde run`: wires probes, collectors, mapping and exporters, ticks, and shuts down in
+//! order (stop collecting, flush exporters, detach probes).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sonde::collect::process::ProcessCollector;
+use sonde::collect::{agent_self, procfs};
+use sonde::config::{Config, OtelEnv};
+use sonde::export::console::ConsoleExporter;
+use sonde::export::otlp::OtlpExporter;
+use sonde::export::{resource, ExportStats};
+use sonde::mapping::{self, self_telemetry::SelfInputs};
+use sonde::model::Snapshot;
+use sonde::probe::{self, LoadedFamily, ProbeReport, ProbeState};
+use sonde_probes::Family;
+use sonde_semconv::attr::{loss_reason, sonde_mode};
+
+pub fn main(config_path: Option<&Path>) -> anyhow::Result<()> {
+    let env = OtelEnv::from_process();
+    let config = Config::load(config_path, &env)?;
+    init_logging(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        // Collection is light; two workers keep sends from stalling ticks without
+        // spreading the agent over every core of a large host.
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(config, env))
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SONDE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sonde={level},warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// The eBPF side: loaded families and their collectors. Dropping it detaches and
+/// unloads everything.
+struct Probes {
+    families: Vec<LoadedFamily>,
+    process: Option<ProcessCollector>,
+    reports: Vec<ProbeReport>,
+    /// Keeps BPF run-time statistics on while held.
+    _stats_fd: Option<std::os::fd::OwnedFd>,
+}
+
+impl Probes {
+    fn none() -> Self {
+        Self {
+            families: Vec::new(),
+            process: None,
+            reports: Vec::new(),
+            _stats_fd: None,
+        }
+    }
+
+    fn load(config: &Config) -> Result<Self, String> {
+        if let Some(reason) = probe::support::blocker() {
+            return Err(reason);
+        }
+        match probe::tracefs::ensure_mounted() {
+            Ok(Some(done)) => tracing::info!("{done}"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                "tracefs is not mounted and mounting it failed ({e}): classic tracepoint \
+                 probes will be skipped; mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
+            ),
+        }
+        let mut probes = Self::none();
+        if config.probe_run_stats {
+            match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+                Ok(fd) => probes._stats_fd = Some(fd),
+                Err(e) => tracing::warn!(
+                    "BPF run-time statistics are unavailable ({e}); sonde.probe.run.* will \
+                     read zero. Set self_telemetry.probe_run_stats: false to silence this"
+                ),
+            }
+        }
+        if config.process.enabled {
+            let mut loaded = probe::load_family(Family::Process, probe::process::PROGRAMS, true)
+                .map_err(|e| e.to_string())?;
+            probes.reports.extend(loaded.reports.iter().cloned());
+            match ProcessCollector::start(&mut loaded, config.process.executable_name_limit) {
+                Ok(c) => probes.process = Some(c),
+                Err(e) => tracing::error!("process probe collector failed: {e}"),
+            }
+            probes.families.push(loaded);
+        }
+        for r in &probes.reports {
+            match &r.state {
+                ProbeState::Attached => tracing::info!(probe = r.probe, "attached"),
+                other => tracing::warn!(probe = r.probe, "{other}"),
+            }
+        }
+        Ok(probes)
+    }
+
+    fn attached(&self) -> bool {
+        self.reports.iter().any(|r| r.state == ProbeState::Attached)
+    }
+
+    fn run_stats(&self) -> Vec<(&'static str, Duration, u64)> {
+        if self._stats_fd.is_none() {
+            return Vec::new();
+        }
+        self.families
+            .iter()
+            .flat_map(|f| match f.family {
+                Family::Process => f.run_stats(probe::process::PROGRAMS),
+            })
+            .collect()
+    }
+}
+
+async fn run(config: Config, env: OtelEnv) -> anyhow::Result<()> {
+    let start = sonde::unix_nanos();
+
+    let probes = if !config.ebpf_enabled {
+        tracing::warn!(
+            "eBPF is off (collection.ebpf_enabled: false): collecting from /proc and /sys only"
+        );
+        Probes::none()
+    } else {
+        match Probes::load(&config) {
+            Ok(p) if p.attached() => p,
+            Ok(p) => {
+                tracing::warn!("no probe attached: collecting from /proc and /sys only");
+                p
+            }
+            Err(reason) => {
+                tracing::warn!("{reason}");
+                Probes::none()
+            }
+        }
+    };
+    let mode = if probes.attached() {
+        sonde_mode::EBPF
+    } else {
+        sonde_mode::FALLBACK
+    };
+    tracing::info!(mode, "sonde {} started", env!("CARGO_PKG_VERSION"));
+
+    let host = resource::HostFacts::read();
+    let res = resource::build(&config.resource, &env, &host, mode);
+    let stats = ExportStats::new();
+    let mut otlp = match &config.otlp {
+        Some(cfg) => {
+            tracing::info!(endpoint = %cfg.endpoint, protocol = ?cfg.protocol, "exporting over OTLP");
+            Some(
+                OtlpExporter::start(cfg, resource::to_proto(&res), stats.clone())
+                    .context("cannot set up the OTLP exporter")?,
+            )
+        }
+        None => None,
+    };
+    let mut console = config.console.then(ConsoleExporter::default);
+    if otlp.is_none() {
+        tracing::info!(
+            "no collector configured (set OTEL_EXPORTER_OTLP_ENDPOINT or exporters.otlp): \
+             printing metrics every {:?}",
+            config.interval
+        );
+    }
+
+    let mut state = State {
+        start,
+        probes,
+        stats,
+    };
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick fires at once; export after one interval
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let snap = state.snapshot();
+                if let Some(o) = &mut otlp { o.submit(&snap); }
+                if let Some(c) = &mut console { c.submit(&snap); }
+            }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
+        }
+    }
+
+    // Shutdown order: one last snapshot so short runs lose nothing, flush, then detach.
+    let snap = state.snapshot();
+    if let Some(c) = &mut console {
+        c.submit(&snap);
+    }
+    if let Some(mut o) = otlp {
+        o.submit(&snap);
+        o.shutdown().await;
+    }
+    drop(state);
+    tracing::info!("probes detached, bye");
+    Ok(())
+}
+
+struct State {
+    start: u64,
+    probes: Probes,
+    stats: Arc<ExportStats>,
+}
+
+impl State {
+    fn snapshot(&mut self) -> Snapshot {
+        let now = sonde::unix_nanos();
+        let mut metrics = Vec::new();
+        let mut lost = Vec::new();
+        if let Some(pc) = &self.probes.process {
+            match pc.read() {
+                Ok(counts) => {
+                    let (names, overflow) = pc.exec_names();
+                    metrics.extend(mapping::process::lifecycle(
+                        &counts, &names, overflow, self.start,
+                    ));
+                    lost.push((
+                        "process.exec",
+                        loss_reason::RINGBUF_FULL,
+                        counts.lost_ringbuf,
+                    ));
+                }
+                Err(e) => tracing::warn!("reading the process probe's counters failed: {e}"),
+            }
+        }
+        match procfs::process_states(Path::new("/proc")) {
+            Ok(states) => metrics.push(mapping::process::count(&states, self.start)),
+            Err(e) => tracing::warn!("reading /proc for process states failed: {e}"),
+        }
+        let run_stats = self.probes.run_stats();
+        metrics.extend(mapping::self_telemetry::metrics(
+            &SelfInputs {
+                reports: &self.probes.reports,
+                run_stats: &run_stats,
+                lost: &lost,
+                export: self.stats.counts(),
+                usage: agent_self::read().unwrap_or_default(),
+            },
+            self.start,
+        ));
+        Snapshot {
+            time_unix_nano: now,
+            metrics,
+        }
+    }
+}

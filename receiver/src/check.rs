@@ -1,0 +1,87 @@
+//! `sonde check`: what this kernel offers, probe by probe.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use sonde::config::{Config, OtelEnv};
+use sonde::probe::support::{self, Capabilities, BTF_PATH};
+use sonde::probe::{self, tracefs, ProbeState};
+use sonde_probes::Family;
+
+pub fn main(config: Option<&Path>) -> ExitCode {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut ok = true;
+
+    if let Some(path) = config {
+        match Config::load(Some(path), &OtelEnv::from_process()) {
+            Ok(_) => println!("{:<22} {} is valid", "config", path.display()),
+            Err(e) => {
+                println!("{:<22} INVALID: {e}", "config");
+                ok = false;
+            }
+        }
+    }
+
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!(
+        "{:<22} {} ({})",
+        "kernel",
+        release.trim(),
+        std::env::consts::ARCH
+    );
+    println!("{:<22} {}", "BTF", yes(Path::new(BTF_PATH).exists()));
+    let ringbuf = support::kernel_version().is_some_and(|v| v >= (5, 8));
+    println!("{:<22} {}", "BPF ring buffer", yes(ringbuf));
+    let _ = tracefs::ensure_mounted();
+    println!(
+        "{:<22} {}",
+        "tracefs",
+        tracefs::root().map_or("not mounted".to_owned(), |p| p.display().to_string())
+    );
+    let caps = Capabilities::current();
+    println!(
+        "{:<22} CAP_BPF {}, CAP_PERFMON {}, CAP_SYS_ADMIN {}, CAP_NET_ADMIN {}",
+        "capabilities",
+        yes(caps.bpf),
+        yes(caps.perfmon),
+        yes(caps.sys_admin),
+        yes(caps.net_admin)
+    );
+
+    if let Some(reason) = support::blocker() {
+        println!("\neBPF mode: unavailable. {reason}");
+        return ExitCode::FAILURE;
+    }
+
+    let mut loadable = 0;
+    for family in Family::ALL {
+        let specs = match family {
+            Family::Process => probe::process::PROGRAMS,
+        };
+        match probe::load_family(*family, specs, false) {
+            Ok(loaded) => {
+                for (r, spec) in loaded.reports.iter().zip(specs) {
+                    let state = match &r.state {
+                        ProbeState::Attached => {
+                            loadable += 1;
+                            "ok: loads and passes the verifier".to_owned()
+                        }
+                        other => other.to_string(),
+                    };
+                    println!("probe {:<16} {state} ({})", r.probe, spec.attach);
+                }
+            }
+            Err(e) => println!("probes {:<15} failed: {e}", family.name()),
+        }
+    }
+    if loadable == 0 {
+        println!("\neBPF mode: unavailable: no probe loads on this kernel; Sonde will collect from /proc and /sys");
+        return ExitCode::FAILURE;
+    }
+    println!("\neBPF mode: available ({loadable} probes load)");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

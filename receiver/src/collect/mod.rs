@@ -1,0 +1,6 @@
+//! Collectors: read kernel maps, drain ring buffers, read /proc. They produce raw
+//! counts; naming and shaping into metrics is `mapping`'s job.
+
+pub mod agent_self;
+pub mod process;
+pub mod procfs;

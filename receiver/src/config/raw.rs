@@ -1,0 +1,84 @@
+//! The config file as written: every key optional, unknown keys rejected.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub collection: Option<RawCollection>,
+    pub probes: Option<RawProbes>,
+    pub exporters: Option<RawExporters>,
+    pub resource: Option<RawResource>,
+    pub self_telemetry: Option<RawSelfTelemetry>,
+    pub log: Option<RawLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollection {
+    pub ebpf_enabled: Option<bool>,
+    /// How often a snapshot is taken and exported, e.g. `10s`.
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbes {
+    pub process: Option<RawProcessProbe>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcessProbe {
+    pub enabled: Option<bool>,
+    /// Distinct executable names kept as their own series before the overflow series.
+    pub executable_name_limit: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExporters {
+    pub otlp: Option<RawOtlp>,
+    pub console: Option<RawConsole>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    pub endpoint: Option<String>,
+    pub protocol: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub timeout: Option<String>,
+    pub compression: Option<String>,
+    pub temporality_preference: Option<String>,
+    /// Data points held while the collector is unreachable; oldest dropped (and counted) past it.
+    pub backlog_max_points: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResource {
+    pub service_name: Option<String>,
+    pub attributes: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelfTelemetry {
+    /// Switch on the kernel's BPF run-time statistics (about +75 ns per probe run).
+    pub probe_run_stats: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+}

@@ -1,0 +1,181 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> OtelEnv {
+    OtelEnv::from_pairs(pairs.iter().copied())
+}
+
+#[test]
+fn empty_file_and_environment_give_the_defaults() {
+    let c = Config::from_yaml("", &env(&[])).expect("valid");
+    assert!(c.ebpf_enabled);
+    assert_eq!(c.interval, DEFAULT_INTERVAL);
+    assert!(c.process.enabled);
+    assert_eq!(c.otlp, None, "no collector configured");
+    assert!(c.console, "console is the default output with no collector");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_path() {
+    let err = Config::from_yaml("exporters:\n  otlp:\n    endpointt: x\n", &env(&[]))
+        .expect_err("typo must be rejected");
+    let msg = err.to_string();
+    assert!(msg.contains("exporters.otlp"), "{msg}");
+    assert!(msg.contains("endpointt"), "{msg}");
+
+    let err = Config::from_yaml("probes:\n  process:\n    enable: true\n", &env(&[]))
+        .expect_err("typo must be rejected");
+    assert!(err.to_string().contains("probes.process"), "{err}");
+}
+
+#[test]
+fn wrong_types_name_the_key() {
+    let err = Config::from_yaml("collection:\n  ebpf_enabled: maybe\n", &env(&[]))
+        .expect_err("not a bool");
+    assert!(err.to_string().contains("collection.ebpf_enabled"), "{err}");
+}
+
+#[test]
+fn generic_endpoint_gets_signal_path_for_http_only() {
+    let c = Config::from_yaml(
+        "",
+        &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]),
+    )
+    .expect("valid");
+    let otlp = c.otlp.expect("configured by env");
+    assert_eq!(otlp.protocol, Protocol::HttpProtobuf, "spec default");
+    assert_eq!(otlp.endpoint, "http://collector:4318/v1/metrics");
+    assert!(!c.console, "console off once a collector is configured");
+
+    let c = Config::from_yaml(
+        "",
+        &env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.otlp.expect("set").endpoint, "http://collector:4317");
+}
+
+#[test]
+fn metrics_endpoint_is_used_as_given() {
+    let c = Config::from_yaml(
+        "",
+        &env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://b:9999/custom",
+            ),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.otlp.expect("set").endpoint, "http://b:9999/custom");
+}
+
+#[test]
+fn every_otel_variable_is_honoured() {
+    let c = Config::from_yaml(
+        "",
+        &env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Bearer%20t,x-a=1",
+            ),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-a=2"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "1500"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "Delta"),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.interval, Duration::from_millis(1500));
+    let o = c.otlp.expect("set");
+    assert_eq!(
+        o.headers,
+        vec![
+            ("authorization".into(), "Bearer t".into()),
+            ("x-a".into(), "2".into())
+        ]
+    );
+    assert_eq!(o.timeout, Duration::from_millis(2500));
+    assert_eq!(o.compression, Compression::Gzip);
+    assert_eq!(o.temporality, Temporality::Delta);
+}
+
+#[test]
+fn file_wins_over_environment() {
+    let yaml = "collection:\n  interval: 3s\nexporters:\n  otlp:\n    endpoint: http://file:4317\n    protocol: grpc\n    timeout: 1s\n";
+    let c = Config::from_yaml(
+        yaml,
+        &env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "9000"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "7000"),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.interval, Duration::from_secs(3));
+    let o = c.otlp.expect("set");
+    assert_eq!(o.endpoint, "http://file:4317");
+    assert_eq!(o.timeout, Duration::from_secs(1));
+}
+
+#[test]
+fn bad_values_name_the_setting_and_the_fix() {
+    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        (
+            "",
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        ("", &[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://c")], "scheme"),
+        (
+            "",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "udp"),
+            ],
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+        (
+            "",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+            ],
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        ),
+        (
+            "",
+            &[("OTEL_METRIC_EXPORT_INTERVAL", "10s")],
+            "OTEL_METRIC_EXPORT_INTERVAL",
+        ),
+        (
+            "collection:\n  interval: 10 parsecs\n",
+            &[],
+            "collection.interval",
+        ),
+        ("collection:\n  interval: 1ms\n", &[], "at least 100ms"),
+        (
+            "probes:\n  process:\n    executable_name_limit: 0\n",
+            &[],
+            "executable_name_limit",
+        ),
+        ("log:\n  level: loud\n", &[], "log.level"),
+    ];
+    for (yaml, vars, needle) in cases {
+        let err = Config::from_yaml(yaml, &env(vars)).expect_err(needle);
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+}
+
+#[test]
+fn example_config_documents_every_key_and_is_valid() {
+    let text = include_str!("../../../examples/sonde.yaml");
+    let c = Config::from_yaml(text, &env(&[])).expect("examples/sonde.yaml must be valid");
+    assert!(c.otlp.is_some());
+}

@@ -1,0 +1,171 @@
+//! The exported Resource: who is reporting.
+
+use opentelemetry::KeyValue;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as ProtoKeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+use opentelemetry_sdk::resource::{EnvResourceDetector, Resource};
+use sonde_semconv::attr;
+
+use crate::config::{OtelEnv, ResourceConfig};
+
+/// Facts about the host, read once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    pub host_name: String,
+    pub host_id: Option<String>,
+    pub host_arch: &'static str,
+    pub os_version: String,
+}
+
+impl HostFacts {
+    pub fn read() -> Self {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        Self {
+            host_name: read("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into()),
+            host_id: read("/etc/machine-id").or_else(|| read("/var/lib/dbus/machine-id")),
+            host_arch: arch_name(std::env::consts::ARCH),
+            os_version: read("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        }
+    }
+}
+
+/// semconv `host.arch` values.
+fn arch_name(rust_arch: &'static str) -> &'static str {
+    match rust_arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "x86",
+        "arm" => "arm32",
+        "powerpc64" => "ppc64",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+/// Builds the resource. Precedence, lowest first: Sonde's detected host facts and
+/// defaults, the config file's `resource.attributes`, OTEL_RESOURCE_ATTRIBUTES, then
+/// `service.name` from OTEL_SERVICE_NAME or the file.
+pub fn build(cfg: &ResourceConfig, env: &OtelEnv, host: &HostFacts, mode: &str) -> Resource {
+    let mut base = vec![
+        KeyValue::new(attr::SERVICE_NAME, attr::DEFAULT_SERVICE_NAME),
+        KeyValue::new(attr::SERVICE_VERSION, env!("CARGO_PKG_VERSION")),
+        KeyValue::new(attr::SERVICE_INSTANCE_ID, instance_id(host)),
+        KeyValue::new(attr::HOST_NAME, host.host_name.clone()),
+        KeyValue::new(attr::HOST_ARCH, host.host_arch),
+        KeyValue::new(attr::OS_TYPE, attr::OS_TYPE_LINUX),
+        KeyValue::new(attr::OS_VERSION, host.os_version.clone()),
+        KeyValue::new(attr::SONDE_MODE, mode.to_owned()),
+    ];
+    if let Some(id) = &host.host_id {
+        base.push(KeyValue::new(attr::HOST_ID, id.clone()));
+    }
+    base.extend(
+        cfg.attributes
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+    );
+    let mut builder = Resource::builder_empty().with_attributes(base);
+    if env.get("OTEL_RESOURCE_ATTRIBUTES").is_some() {
+        builder = builder.with_detector(Box::new(EnvResourceDetector::new()));
+    }
+    let service_name = env
+        .get("OTEL_SERVICE_NAME")
+        .map(str::to_owned)
+        .or_else(|| cfg.service_name.clone());
+    if let Some(name) = service_name {
+        builder = builder.with_attribute(KeyValue::new(attr::SERVICE_NAME, name));
+    }
+    builder.build()
+}
+
+/// Stable across restarts of the same agent on the same host, unique across hosts.
+fn instance_id(host: &HostFacts) -> String {
+    let seed = host.host_id.as_deref().unwrap_or(&host.host_name);
+    format!("{}-sonde", seed)
+}
+
+pub fn to_proto(resource: &Resource) -> ProtoResource {
+    let mut attributes: Vec<ProtoKeyValue> = resource
+        .iter()
+        .map(|(k, v)| ProtoKeyValue {
+            key: k.to_string(),
+            value: Some(AnyValue {
+                value: Some(match v {
+                    opentelemetry::Value::Bool(b) => any_value::Value::BoolValue(*b),
+                    opentelemetry::Value::I64(i) => any_value::Value::IntValue(*i),
+                    opentelemetry::Value::F64(f) => any_value::Value::DoubleValue(*f),
+                    other => any_value::Value::StringValue(other.to_string()),
+                }),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    attributes.sort_by(|a, b| a.key.cmp(&b.key));
+    ProtoResource {
+        attributes,
+        dropped_attributes_count: 0,
+        entity_refs: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostFacts {
+        HostFacts {
+            host_name: "node-1".into(),
+            host_id: Some("abc".into()),
+            host_arch: "amd64",
+            os_version: "6.18.0".into(),
+        }
+    }
+
+    fn get(r: &Resource, k: &'static str) -> Option<String> {
+        r.get(&opentelemetry::Key::from_static_str(k))
+            .map(|v| v.to_string())
+    }
+
+    #[test]
+    fn defaults_describe_the_host_and_mode() {
+        let r = build(
+            &ResourceConfig {
+                service_name: None,
+                attributes: vec![],
+            },
+            &OtelEnv::default(),
+            &host(),
+            "ebpf",
+        );
+        assert_eq!(get(&r, "service.name").as_deref(), Some("sonde"));
+        assert_eq!(get(&r, "host.id").as_deref(), Some("abc"));
+        assert_eq!(get(&r, "host.arch").as_deref(), Some("amd64"));
+        assert_eq!(get(&r, "os.type").as_deref(), Some("linux"));
+        assert_eq!(get(&r, "os.version").as_deref(), Some("6.18.0"));
+        assert_eq!(get(&r, "sonde.mode").as_deref(), Some("ebpf"));
+        assert!(get(&r, "service.instance.id").is_some());
+        assert!(get(&r, "service.version").is_some());
+    }
+
+    #[test]
+    fn service_name_precedence() {
+        let cfg = ResourceConfig {
+            service_name: Some("from-file".into()),
+            attributes: vec![("deployment.environment.name".into(), "prod".into())],
+        };
+        let r = build(&cfg, &OtelEnv::default(), &host(), "ebpf");
+        assert_eq!(get(&r, "service.name").as_deref(), Some("from-file"));
+        assert_eq!(
+            get(&r, "deployment.environment.name").as_deref(),
+            Some("prod")
+        );
+        let env = OtelEnv::from_pairs([("OTEL_SERVICE_NAME", "from-env")]);
+        let r = build(&cfg, &env, &host(), "ebpf");
+        assert_eq!(get(&r, "service.name").as_deref(), Some("from-env"));
+    }
+}

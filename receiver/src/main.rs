@@ -1,0 +1,57 @@
+//! The `sonde` binary: command line, logging, and the agent's lifecycle.
+
+mod agent;
+mod check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Sonde: an eBPF host agent. It watches processes (and, as probes land, TCP, DNS and
+/// file I/O) from kernel tracepoints and exports OpenTelemetry metrics over OTLP.
+///
+/// With no collector configured, `sonde run` prints a table of what it measures every
+/// interval. Point it at a collector with OTEL_EXPORTER_OTLP_ENDPOINT (and
+/// OTEL_EXPORTER_OTLP_PROTOCOL=grpc or http/protobuf), or with a config file.
+#[derive(Debug, Parser)]
+#[command(name = "sonde", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load the probes and export metrics until SIGTERM or Ctrl-C.
+    ///
+    /// Needs root, or CAP_BPF + CAP_PERFMON; without them Sonde collects from /proc
+    /// and /sys only and says so. Every setting can also come from the standard
+    /// OTEL_* environment variables; a key in the config file wins over them.
+    Run {
+        /// YAML config file (see examples/sonde.yaml; every key is optional).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Report what this kernel offers, probe by probe, and exit non-zero when eBPF
+    /// cannot run here (with the reason).
+    Check {
+        /// Also validate this config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => match agent::main(config.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sonde: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Check { config } => check::main(config.as_deref()),
+    }
+}

@@ -1,0 +1,204 @@
+//! Loading and attaching the embedded probes with aya, and reporting what happened to
+//! each program.
+//!
+//! A probe (one program) that cannot attach is reported by name with the reason and
+//! skipped; the others keep running. Every program, link and map is owned by the
+//! [`LoadedFamily`] values and released when they are dropped (or by the kernel when the
+//! process dies, since nothing is pinned).
+
+pub mod process;
+pub mod support;
+pub mod tracefs;
+
+use std::fmt;
+
+use aya::programs::{RawTracePoint, TracePoint};
+use aya::{Ebpf, EbpfLoader};
+use sonde_probes::Family;
+
+/// How a program attaches.
+#[derive(Debug, Clone, Copy)]
+pub enum Attach {
+    /// A classic tracepoint: stable ABI, needs tracefs for its id.
+    TracePoint {
+        category: &'static str,
+        name: &'static str,
+    },
+    /// A raw tracepoint: the kernel's arguments as they are (task pointers).
+    RawTracePoint { name: &'static str },
+}
+
+impl fmt::Display for Attach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attach::TracePoint { category, name } => write!(f, "tracepoint {category}:{name}"),
+            Attach::RawTracePoint { name } => write!(f, "raw tracepoint {name}"),
+        }
+    }
+}
+
+/// One program of a family and where it attaches.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgramSpec {
+    /// The name in `sonde.probe` and in reports, e.g. `process.fork`.
+    pub probe: &'static str,
+    /// The C function name in the object.
+    pub program: &'static str,
+    pub attach: Attach,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeState {
+    Attached,
+    /// The kernel lacks what the probe needs (a tracepoint, a BTF type): not an error.
+    Skipped(String),
+    /// The kernel has it, but loading or attaching failed.
+    Failed(String),
+}
+
+impl ProbeState {
+    pub fn label(&self) -> &'static str {
+        use sonde_semconv::attr::probe_state;
+        match self {
+            ProbeState::Attached => probe_state::ATTACHED,
+            ProbeState::Skipped(_) => probe_state::SKIPPED,
+            ProbeState::Failed(_) => probe_state::FAILED,
+        }
+    }
+}
+
+impl fmt::Display for ProbeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeState::Attached => f.write_str("attached"),
+            ProbeState::Skipped(r) => write!(f, "skipped: {r}"),
+            ProbeState::Failed(r) => write!(f, "failed: {r}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    pub probe: &'static str,
+    pub state: ProbeState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "could not load the `{family}` probes into the kernel: {source}. \
+         Run `sonde check` to see what this kernel offers; eBPF needs BTF \
+         (/sys/kernel/btf/vmlinux) and CAP_BPF+CAP_PERFMON (or root)"
+    )]
+    Load {
+        family: &'static str,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+}
+
+/// A family's object in the kernel with its programs attached.
+pub struct LoadedFamily {
+    pub family: Family,
+    pub ebpf: Ebpf,
+    pub reports: Vec<ProbeReport>,
+}
+
+impl fmt::Debug for LoadedFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedFamily")
+            .field("family", &self.family)
+            .field("reports", &self.reports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedFamily {
+    /// Kernel run time and run count summed per probe, from BPF run-time statistics
+    /// (zero unless statistics are switched on).
+    pub fn run_stats(
+        &self,
+        specs: &[ProgramSpec],
+    ) -> Vec<(&'static str, std::time::Duration, u64)> {
+        specs
+            .iter()
+            .filter_map(|spec| {
+                let info = self.ebpf.program(spec.program)?.info().ok()?;
+                Some((spec.probe, info.run_time(), info.run_count()))
+            })
+            .collect()
+    }
+}
+
+/// Loads a family's object (CO-RE relocation and verification happen here) and attaches
+/// each of its programs. `attach = false` only loads: for `sonde check`.
+pub fn load_family(
+    family: Family,
+    specs: &[ProgramSpec],
+    attach: bool,
+) -> Result<LoadedFamily, LoadError> {
+    let mut ebpf = EbpfLoader::new()
+        .load(family.object())
+        .map_err(|source| LoadError::Load {
+            family: family.name(),
+            source: Box::new(source),
+        })?;
+    let reports = specs
+        .iter()
+        .map(|spec| ProbeReport {
+            probe: spec.probe,
+            state: load_program(&mut ebpf, spec, attach),
+        })
+        .collect();
+    Ok(LoadedFamily {
+        family,
+        ebpf,
+        reports,
+    })
+}
+
+fn load_program(ebpf: &mut Ebpf, spec: &ProgramSpec, attach: bool) -> ProbeState {
+    if let Attach::TracePoint { category, name } = spec.attach {
+        if let Some(false) = tracefs::event_exists(category, name) {
+            return ProbeState::Skipped(format!("this kernel has no {}", spec.attach));
+        }
+    }
+    let Some(program) = ebpf.program_mut(spec.program) else {
+        return ProbeState::Failed(format!(
+            "program {} is missing from the embedded object (a build problem)",
+            spec.program
+        ));
+    };
+    let result = match spec.attach {
+        Attach::TracePoint { category, name } => <&mut TracePoint>::try_from(program)
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                p.load().map_err(verifier_message)?;
+                if attach {
+                    p.attach(category, name).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }),
+        Attach::RawTracePoint { name } => <&mut RawTracePoint>::try_from(program)
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                p.load().map_err(verifier_message)?;
+                if attach {
+                    p.attach(name).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }),
+    };
+    match result {
+        Ok(()) => ProbeState::Attached,
+        Err(reason) => ProbeState::Failed(format!("{}: {reason}", spec.attach)),
+    }
+}
+
+/// The verifier log is long; its last lines say why.
+fn verifier_message(e: aya::programs::ProgramError) -> String {
+    let text = format!("{e:#}");
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines.len().saturating_sub(4);
+    lines[tail..].join(" | ")
+}

@@ -1,0 +1,81 @@
+//! Attribute keys and the fixed values some of them take.
+
+// Resource (semconv 1.44).
+pub const SERVICE_NAME: &str = "service.name";
+pub const SERVICE_VERSION: &str = "service.version";
+pub const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+pub const HOST_NAME: &str = "host.name";
+pub const HOST_ID: &str = "host.id";
+pub const HOST_ARCH: &str = "host.arch";
+pub const OS_TYPE: &str = "os.type";
+pub const OS_VERSION: &str = "os.version";
+pub const SONDE_MODE: &str = "sonde.mode";
+
+/// Values of [`SONDE_MODE`].
+pub mod sonde_mode {
+    pub const EBPF: &str = "ebpf";
+    pub const FALLBACK: &str = "fallback";
+}
+
+/// The default `service.name`.
+pub const DEFAULT_SERVICE_NAME: &str = "sonde";
+/// The value of [`OS_TYPE`] on every host Sonde runs on.
+pub const OS_TYPE_LINUX: &str = "linux";
+
+// Process.
+pub const PROCESS_PID: &str = "process.pid";
+pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+pub const PROCESS_STATE: &str = "process.state";
+pub const SONDE_PROCESS_EXIT_KIND: &str = "sonde.process.exit.kind";
+
+/// Values of [`PROCESS_STATE`] for `system.process.count`.
+pub mod process_state {
+    pub const RUNNING: &str = "running";
+    pub const SLEEPING: &str = "sleeping";
+    pub const STOPPED: &str = "stopped";
+    pub const DEFUNCT: &str = "defunct";
+}
+
+/// Values of [`SONDE_PROCESS_EXIT_KIND`].
+pub mod exit_kind {
+    pub const SUCCESS: &str = "success";
+    pub const FAILURE: &str = "failure";
+    pub const SIGNAL: &str = "signal";
+}
+
+/// Marks the series that holds everything past a cardinality limit (OTel SDK spec).
+pub const OTEL_METRIC_OVERFLOW: &str = "otel.metric.overflow";
+
+// Sonde's own telemetry.
+pub const SONDE_PROBE: &str = "sonde.probe";
+pub const SONDE_PROBE_STATE: &str = "sonde.probe.state";
+pub const SONDE_LOSS_REASON: &str = "sonde.loss.reason";
+pub const SONDE_EXPORT_OUTCOME: &str = "sonde.export.outcome";
+pub const CPU_MODE: &str = "cpu.mode";
+
+/// Values of [`SONDE_PROBE_STATE`].
+pub mod probe_state {
+    pub const ATTACHED: &str = "attached";
+    pub const SKIPPED: &str = "skipped";
+    pub const FAILED: &str = "failed";
+}
+
+/// Values of [`SONDE_LOSS_REASON`].
+pub mod loss_reason {
+    pub const RINGBUF_FULL: &str = "ringbuf_full";
+    pub const MAP_FULL: &str = "map_full";
+    pub const CARDINALITY: &str = "cardinality";
+}
+
+/// Values of [`SONDE_EXPORT_OUTCOME`].
+pub mod export_outcome {
+    pub const SENT: &str = "sent";
+    pub const RETRIED: &str = "retried";
+    pub const DROPPED: &str = "dropped";
+}
+
+/// Values of [`CPU_MODE`] used for the agent's own CPU time.
+pub mod cpu_mode {
+    pub const USER: &str = "user";
+    pub const SYSTEM: &str = "system";
+}

@@ -1,0 +1,131 @@
+//! The metric contract: name, instrument, unit and description of each metric.
+
+use crate::{Instrument, MetricDef};
+
+const fn def(
+    name: &'static str,
+    instrument: Instrument,
+    unit: &'static str,
+    description: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        instrument,
+        unit,
+        description,
+    }
+}
+
+// ---- process lifecycle -------------------------------------------------------------
+
+pub const SYSTEM_PROCESS_CREATED: MetricDef = def(
+    "system.process.created",
+    Instrument::Counter,
+    "{process}",
+    "Processes created (fork/clone of a new process, not a thread).",
+);
+pub const SONDE_PROCESS_EXEC: MetricDef = def(
+    "sonde.process.exec",
+    Instrument::Counter,
+    "{exec}",
+    "Successful execs, by executable name.",
+);
+pub const SONDE_PROCESS_EXIT: MetricDef = def(
+    "sonde.process.exit",
+    Instrument::Counter,
+    "{process}",
+    "Process exits, by how they ended.",
+);
+pub const SYSTEM_PROCESS_COUNT: MetricDef = def(
+    "system.process.count",
+    Instrument::UpDownCounter,
+    "{process}",
+    "Processes on the host, by state.",
+);
+
+// ---- Sonde's own telemetry ------------------------------------------------------------
+
+pub const SONDE_PROBE_EVENTS_LOST: MetricDef = def(
+    "sonde.probe.events.lost",
+    Instrument::Counter,
+    "{event}",
+    "Events a probe could not deliver, by reason.",
+);
+pub const SONDE_PROBE_RUN_DURATION: MetricDef = def(
+    "sonde.probe.run.duration",
+    Instrument::Counter,
+    "s",
+    "Kernel time spent running each probe program (BPF run-time statistics).",
+);
+pub const SONDE_PROBE_RUN_COUNT: MetricDef = def(
+    "sonde.probe.run.count",
+    Instrument::Counter,
+    "{run}",
+    "Times each probe program ran (BPF run-time statistics).",
+);
+pub const SONDE_PROBE_STATUS: MetricDef = def(
+    "sonde.probe.status",
+    Instrument::Gauge,
+    "1",
+    "1 for the state each probe is in.",
+);
+pub const SONDE_EXPORT_POINTS: MetricDef = def(
+    "sonde.export.points",
+    Instrument::Counter,
+    "{point}",
+    "Data points handed to the exporter, by outcome.",
+);
+pub const SONDE_AGENT_CPU_TIME: MetricDef = def(
+    "sonde.agent.cpu.time",
+    Instrument::Counter,
+    "s",
+    "CPU time used by the Sonde process.",
+);
+pub const SONDE_AGENT_MEMORY_RSS: MetricDef = def(
+    "sonde.agent.memory.rss",
+    Instrument::Gauge,
+    "By",
+    "Resident set size of the Sonde process.",
+);
+
+/// Every metric above, for tests and for `sonde check --metrics`.
+pub const ALL: &[MetricDef] = &[
+    SYSTEM_PROCESS_CREATED,
+    SONDE_PROCESS_EXEC,
+    SONDE_PROCESS_EXIT,
+    SYSTEM_PROCESS_COUNT,
+    SONDE_PROBE_EVENTS_LOST,
+    SONDE_PROBE_RUN_DURATION,
+    SONDE_PROBE_RUN_COUNT,
+    SONDE_PROBE_STATUS,
+    SONDE_EXPORT_POINTS,
+    SONDE_AGENT_CPU_TIME,
+    SONDE_AGENT_MEMORY_RSS,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_units_are_ucum_as_otel_uses_them() {
+        let mut seen = std::collections::HashSet::new();
+        for m in ALL {
+            assert!(seen.insert(m.name), "{} is defined twice", m.name);
+            assert!(
+                !matches!(m.unit, "ms" | "us" | "ns" | "bytes" | "seconds"),
+                "{}: durations are `s` and bytes `By` (metrics.md rule 4), got {}",
+                m.name,
+                m.unit
+            );
+        }
+    }
+
+    #[test]
+    fn contract_pins_process_names() {
+        // Dashboards depend on these exact strings (metrics.md).
+        assert_eq!(SYSTEM_PROCESS_CREATED.name, "system.process.created");
+        assert_eq!(SYSTEM_PROCESS_COUNT.instrument, Instrument::UpDownCounter);
+        assert_eq!(SONDE_PROCESS_EXIT.unit, "{process}");
+    }
+}
