@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sonde::collect::agent_self;
 use sonde::collect::process::ProcessCollector;
-use sonde::collect::{agent_self, procfs};
 use sonde::config::{Config, OtelEnv};
 use sonde::export::console::ConsoleExporter;
 use sonde::export::otlp::OtlpExporter;
@@ -15,8 +15,9 @@ use sonde::export::{resource, ExportStats};
 use sonde::mapping::{self, self_telemetry::SelfInputs};
 use sonde::model::Snapshot;
 use sonde::probe::{self, LoadedFamily, ProbeReport, ProbeState};
+use sonde::source::{self, Source};
 use sonde_probes::Family;
-use sonde_semconv::attr::{loss_reason, sonde_mode};
+use sonde_semconv::attr::sonde_mode;
 
 pub fn main(config_path: Option<&Path>) -> anyhow::Result<()> {
     let env = OtelEnv::from_process();
@@ -42,11 +43,11 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
-/// The eBPF side: loaded families and their collectors. Dropping it detaches and
-/// unloads everything.
+/// The eBPF side: loaded families and their sources. Dropping it detaches and unloads
+/// everything.
 struct Probes {
     families: Vec<LoadedFamily>,
-    process: Option<ProcessCollector>,
+    sources: Vec<Box<dyn Source>>,
     reports: Vec<ProbeReport>,
     /// Keeps BPF run-time statistics on while held.
     _stats_fd: Option<std::os::fd::OwnedFd>,
@@ -56,7 +57,7 @@ impl Probes {
     fn none() -> Self {
         Self {
             families: Vec::new(),
-            process: None,
+            sources: Vec::new(),
             reports: Vec::new(),
             _stats_fd: None,
         }
@@ -89,7 +90,9 @@ impl Probes {
                 .map_err(|e| e.to_string())?;
             probes.reports.extend(loaded.reports.iter().cloned());
             match ProcessCollector::start(&mut loaded, config.process.executable_name_limit) {
-                Ok(c) => probes.process = Some(c),
+                Ok(collector) => probes
+                    .sources
+                    .push(Box::new(source::process::ProcessSource { collector })),
                 Err(e) => tracing::error!("process probe collector failed: {e}"),
             }
             probes.families.push(loaded);
@@ -173,6 +176,7 @@ async fn run(config: Config, env: OtelEnv) -> anyhow::Result<()> {
     let mut state = State {
         start,
         probes,
+        sources: vec![Box::new(source::process::ProcessStateSource::default())],
         stats,
     };
     let mut ticker = tokio::time::interval(config.interval);
@@ -210,34 +214,24 @@ async fn run(config: Config, env: OtelEnv) -> anyhow::Result<()> {
 struct State {
     start: u64,
     probes: Probes,
+    /// Sources that need no probe (/proc, /sys).
+    sources: Vec<Box<dyn Source>>,
     stats: Arc<ExportStats>,
 }
 
 impl State {
     fn snapshot(&mut self) -> Snapshot {
         let now = sonde::unix_nanos();
-        let mut metrics = Vec::new();
-        let mut lost = Vec::new();
-        if let Some(pc) = &self.probes.process {
-            match pc.read() {
-                Ok(counts) => {
-                    let (names, overflow) = pc.exec_names();
-                    metrics.extend(mapping::process::lifecycle(
-                        &counts, &names, overflow, self.start,
-                    ));
-                    lost.push((
-                        "process.exec",
-                        loss_reason::RINGBUF_FULL,
-                        counts.lost_ringbuf,
-                    ));
-                }
-                Err(e) => tracing::warn!("reading the process probe's counters failed: {e}"),
-            }
+        let mut out = source::Output::default();
+        for s in self
+            .probes
+            .sources
+            .iter_mut()
+            .chain(self.sources.iter_mut())
+        {
+            s.collect(self.start, &mut out);
         }
-        match procfs::process_states(Path::new("/proc")) {
-            Ok(states) => metrics.push(mapping::process::count(&states, self.start)),
-            Err(e) => tracing::warn!("reading /proc for process states failed: {e}"),
-        }
+        let source::Output { mut metrics, lost } = out;
         let run_stats = self.probes.run_stats();
         metrics.extend(mapping::self_telemetry::metrics(
             &SelfInputs {

@@ -12,6 +12,7 @@ pub mod export;
 pub mod mapping;
 pub mod model;
 pub mod probe;
+pub mod source;
 
 /// Now, as OTLP timestamps want it.
 pub fn unix_nanos() -> u64 {

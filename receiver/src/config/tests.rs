@@ -126,7 +126,8 @@ fn file_wins_over_environment() {
 
 #[test]
 fn bad_values_name_the_setting_and_the_fix() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             "",
             &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")],

@@ -1,0 +1,66 @@
+//! Process lifecycle from the process probe, and process counts by state from /proc.
+
+use std::path::PathBuf;
+
+use sonde_semconv::attr::loss_reason;
+
+use super::{Output, Source};
+use crate::collect::process::ProcessCollector;
+use crate::collect::procfs;
+use crate::mapping;
+
+/// The eBPF half: exact creation/exec/exit counts.
+#[derive(Debug)]
+pub struct ProcessSource {
+    pub collector: ProcessCollector,
+}
+
+impl Source for ProcessSource {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn collect(&mut self, start: u64, out: &mut Output) {
+        match self.collector.read() {
+            Ok(counts) => {
+                let (names, overflow) = self.collector.exec_names();
+                out.metrics.extend(mapping::process::lifecycle(
+                    &counts, &names, overflow, start,
+                ));
+                out.lost.push((
+                    "process.exec",
+                    loss_reason::RINGBUF_FULL,
+                    counts.lost_ringbuf,
+                ));
+            }
+            Err(e) => tracing::warn!("reading the process probe's counters failed: {e}"),
+        }
+    }
+}
+
+/// `system.process.count` by state, from /proc (available in every mode).
+#[derive(Debug)]
+pub struct ProcessStateSource {
+    pub proc_root: PathBuf,
+}
+
+impl Default for ProcessStateSource {
+    fn default() -> Self {
+        Self {
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+impl Source for ProcessStateSource {
+    fn name(&self) -> &'static str {
+        "process_states"
+    }
+
+    fn collect(&mut self, start: u64, out: &mut Output) {
+        match procfs::process_states(&self.proc_root) {
+            Ok(states) => out.metrics.push(mapping::process::count(&states, start)),
+            Err(e) => tracing::warn!("reading /proc for process states failed: {e}"),
+        }
+    }
+}
