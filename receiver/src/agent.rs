@@ -30,7 +30,7 @@ pub fn main(config_path: Option<&Path>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(config, env))
+    runtime.block_on(run(config))
 }
 
 fn init_logging(level: &str) {
@@ -123,7 +123,7 @@ impl Probes {
     }
 }
 
-async fn run(config: Config, env: OtelEnv) -> anyhow::Result<()> {
+async fn run(config: Config) -> anyhow::Result<()> {
     let start = sonde::unix_nanos();
 
     let probes = if !config.ebpf_enabled {
@@ -152,7 +152,7 @@ async fn run(config: Config, env: OtelEnv) -> anyhow::Result<()> {
     tracing::info!(mode, "sonde {} started", env!("CARGO_PKG_VERSION"));
 
     let host = resource::HostFacts::read();
-    let res = resource::build(&config.resource, &env, &host, mode);
+    let res = resource::build(&config.resource, &host, mode);
     let stats = ExportStats::new();
     let mut otlp = match &config.otlp {
         Some(cfg) => {

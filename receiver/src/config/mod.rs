@@ -86,11 +86,16 @@ pub struct ProcessProbeConfig {
     pub executable_name_limit: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceConfig {
-    /// From the file; OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES are merged later.
+    /// `resource.service_name` from the file.
     pub service_name: Option<String>,
+    /// `resource.attributes` from the file.
     pub attributes: Vec<(String, String)>,
+    /// OTEL_SERVICE_NAME.
+    pub env_service_name: Option<String>,
+    /// OTEL_RESOURCE_ATTRIBUTES, percent-decoded.
+    pub env_attributes: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +202,13 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
             .unwrap_or_default()
             .into_iter()
             .collect(),
+        env_service_name: env.get("OTEL_SERVICE_NAME").map(str::to_owned),
+        env_attributes: match env.get("OTEL_RESOURCE_ATTRIBUTES") {
+            Some(v) => {
+                env::parse_key_values(v).map_err(|m| invalid("OTEL_RESOURCE_ATTRIBUTES", m))?
+            }
+            None => Vec::new(),
+        },
     };
 
     let log_level = raw

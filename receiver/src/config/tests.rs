@@ -167,6 +167,11 @@ fn bad_values_name_the_setting_and_the_fix() {
             "executable_name_limit",
         ),
         ("log:\n  level: loud\n", &[], "log.level"),
+        (
+            "",
+            &[("OTEL_RESOURCE_ATTRIBUTES", "team")],
+            "OTEL_RESOURCE_ATTRIBUTES",
+        ),
     ];
     for (yaml, vars, needle) in cases {
         let err = Config::from_yaml(yaml, &env(vars)).expect_err(needle);
@@ -179,4 +184,27 @@ fn example_config_documents_every_key_and_is_valid() {
     let text = include_str!("../../../examples/sonde.yaml");
     let c = Config::from_yaml(text, &env(&[])).expect("examples/sonde.yaml must be valid");
     assert!(c.otlp.is_some());
+}
+
+#[test]
+fn resource_variables_are_read_and_percent_decoded() {
+    let c = Config::from_yaml(
+        "",
+        &env(&[
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "team=sre%20core,k8s.node.name=n1",
+            ),
+            ("OTEL_SERVICE_NAME", "edge"),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(
+        c.resource.env_attributes,
+        vec![
+            ("team".into(), "sre core".into()),
+            ("k8s.node.name".into(), "n1".into())
+        ]
+    );
+    assert_eq!(c.resource.env_service_name.as_deref(), Some("edge"));
 }

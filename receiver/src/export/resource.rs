@@ -3,10 +3,10 @@
 use opentelemetry::KeyValue;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as ProtoKeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
-use opentelemetry_sdk::resource::{EnvResourceDetector, Resource};
+use opentelemetry_sdk::resource::Resource;
 use sonde_semconv::attr;
 
-use crate::config::{OtelEnv, ResourceConfig};
+use crate::config::ResourceConfig;
 
 /// Facts about the host, read once at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,10 @@ fn arch_name(rust_arch: &'static str) -> &'static str {
 /// Builds the resource. Precedence, lowest first: Sonde's detected host facts and
 /// defaults, the config file's `resource.attributes`, OTEL_RESOURCE_ATTRIBUTES, then
 /// `service.name` from OTEL_SERVICE_NAME or the file.
-pub fn build(cfg: &ResourceConfig, env: &OtelEnv, host: &HostFacts, mode: &str) -> Resource {
+///
+/// OTEL_RESOURCE_ATTRIBUTES is parsed by `config` rather than the SDK's
+/// EnvResourceDetector, which (in 0.33) does not percent-decode values as the spec says.
+pub fn build(cfg: &ResourceConfig, host: &HostFacts, mode: &str) -> Resource {
     let mut base = vec![
         KeyValue::new(attr::SERVICE_NAME, attr::DEFAULT_SERVICE_NAME),
         KeyValue::new(attr::SERVICE_VERSION, env!("CARGO_PKG_VERSION")),
@@ -67,15 +70,13 @@ pub fn build(cfg: &ResourceConfig, env: &OtelEnv, host: &HostFacts, mode: &str) 
     base.extend(
         cfg.attributes
             .iter()
+            .chain(&cfg.env_attributes)
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
     );
     let mut builder = Resource::builder_empty().with_attributes(base);
-    if env.get("OTEL_RESOURCE_ATTRIBUTES").is_some() {
-        builder = builder.with_detector(Box::new(EnvResourceDetector::new()));
-    }
-    let service_name = env
-        .get("OTEL_SERVICE_NAME")
-        .map(str::to_owned)
+    let service_name = cfg
+        .env_service_name
+        .clone()
         .or_else(|| cfg.service_name.clone());
     if let Some(name) = service_name {
         builder = builder.with_attribute(KeyValue::new(attr::SERVICE_NAME, name));
@@ -133,15 +134,7 @@ mod tests {
 
     #[test]
     fn defaults_describe_the_host_and_mode() {
-        let r = build(
-            &ResourceConfig {
-                service_name: None,
-                attributes: vec![],
-            },
-            &OtelEnv::default(),
-            &host(),
-            "ebpf",
-        );
+        let r = build(&ResourceConfig::default(), &host(), "ebpf");
         assert_eq!(get(&r, "service.name").as_deref(), Some("sonde"));
         assert_eq!(get(&r, "host.id").as_deref(), Some("abc"));
         assert_eq!(get(&r, "host.arch").as_deref(), Some("amd64"));
@@ -154,18 +147,24 @@ mod tests {
 
     #[test]
     fn service_name_precedence() {
-        let cfg = ResourceConfig {
+        let mut cfg = ResourceConfig {
             service_name: Some("from-file".into()),
-            attributes: vec![("deployment.environment.name".into(), "prod".into())],
+            attributes: vec![
+                ("deployment.environment.name".into(), "prod".into()),
+                ("team".into(), "file".into()),
+            ],
+            env_service_name: None,
+            env_attributes: vec![("team".into(), "env".into())],
         };
-        let r = build(&cfg, &OtelEnv::default(), &host(), "ebpf");
+        let r = build(&cfg, &host(), "ebpf");
         assert_eq!(get(&r, "service.name").as_deref(), Some("from-file"));
         assert_eq!(
             get(&r, "deployment.environment.name").as_deref(),
             Some("prod")
         );
-        let env = OtelEnv::from_pairs([("OTEL_SERVICE_NAME", "from-env")]);
-        let r = build(&cfg, &env, &host(), "ebpf");
+        assert_eq!(get(&r, "team").as_deref(), Some("env"), "env wins per key");
+        cfg.env_service_name = Some("from-env".into());
+        let r = build(&cfg, &host(), "ebpf");
         assert_eq!(get(&r, "service.name").as_deref(), Some("from-env"));
     }
 }

@@ -1,0 +1,515 @@
+//! End-to-end harness: real OTLP receivers (gRPC and HTTP/protobuf, decoding with the
+//! official opentelemetry-proto definitions) on loopback sockets, the real `sonde`
+//! binary as a child process, and queries over what arrived.
+//!
+//! Tests panic with context rather than return errors; every resource (child process,
+//! server thread, temp dir) is released by an RAII guard.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Metric};
+use prost::Message;
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test loads eBPF probes and must run as root: use the README's test command (sudo)"
+    );
+}
+
+// ---- OTLP receivers -------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Grpc,
+    Http,
+}
+
+/// One request as it arrived.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub req: ExportMetricsServiceRequest,
+    /// Lower-cased header names.
+    pub headers: BTreeMap<String, String>,
+    pub at: Instant,
+}
+
+type Store = Arc<Mutex<Vec<Export>>>;
+
+pub struct OtlpReceiver {
+    pub port: u16,
+    pub proto: Proto,
+    store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A loopback port that was free a moment ago (for a receiver that starts later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+struct GrpcSvc(Store);
+
+#[tonic::async_trait]
+impl MetricsService for GrpcSvc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let headers = request
+            .metadata()
+            .clone()
+            .into_headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        self.0.lock().expect("store").push(Export {
+            req: request.into_inner(),
+            headers,
+            at: Instant::now(),
+        });
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+async fn http_export(
+    axum::extract::State(store): axum::extract::State<Store>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    let mut bytes = body.to_vec();
+    if headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip")
+    {
+        let mut out = Vec::new();
+        if flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut out)
+            .is_err()
+        {
+            return (axum::http::StatusCode::BAD_REQUEST, Vec::new());
+        }
+        bytes = out;
+    }
+    let Ok(req) = ExportMetricsServiceRequest::decode(bytes.as_slice()) else {
+        return (axum::http::StatusCode::BAD_REQUEST, Vec::new());
+    };
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    store.lock().expect("store").push(Export {
+        req,
+        headers,
+        at: Instant::now(),
+    });
+    (
+        axum::http::StatusCode::OK,
+        ExportMetricsServiceResponse::default().encode_to_vec(),
+    )
+}
+
+impl OtlpReceiver {
+    pub fn start(proto: Proto) -> Self {
+        Self::start_on(proto, 0)
+    }
+
+    /// Starts on a given loopback port (0: any).
+    pub fn start_on(proto: Proto, port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let store: Store = Arc::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let s = store.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                match proto {
+                    Proto::Grpc => {
+                        let svc = MetricsServiceServer::new(GrpcSvc(s))
+                            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+                        tonic::transport::Server::builder()
+                            .add_service(svc)
+                            .serve_with_incoming_shutdown(
+                                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                                shutdown,
+                            )
+                            .await
+                            .expect("gRPC receiver");
+                    }
+                    Proto::Http => {
+                        let app = axum::Router::new()
+                            .route("/v1/metrics", axum::routing::post(http_export))
+                            .with_state(s);
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                            .expect("HTTP receiver");
+                    }
+                }
+            });
+        });
+        Self {
+            port,
+            proto,
+            store,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// OTEL_* variables pointing Sonde here.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                match self.proto {
+                    Proto::Grpc => "grpc".into(),
+                    Proto::Http => "http/protobuf".into(),
+                },
+            ),
+        ]
+    }
+
+    pub fn exports(&self) -> Vec<Export> {
+        self.store.lock().expect("store").clone()
+    }
+
+    /// Waits until `pred` holds over everything received; panics with `what` on timeout.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Export]) -> bool,
+    ) -> Vec<Export> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.exports();
+            if pred(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for: {what} ({} exports received)",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---- queries over received exports --------------------------------------------------
+
+/// One number point, flattened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumPoint {
+    pub attrs: BTreeMap<String, String>,
+    pub value: f64,
+    pub start: u64,
+    pub time: u64,
+}
+
+pub fn any_to_string(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+pub fn metrics<'a>(exports: &'a [Export], name: &'a str) -> impl Iterator<Item = &'a Metric> + 'a {
+    exports
+        .iter()
+        .flat_map(|e| &e.req.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .filter(move |m| m.name == name)
+}
+
+/// Every number point of `name` (sums and gauges) across all exports, oldest first.
+pub fn num_points(exports: &[Export], name: &str) -> Vec<NumPoint> {
+    let mut out: Vec<NumPoint> = metrics(exports, name)
+        .flat_map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.clone(),
+            Some(Data::Gauge(g)) => g.data_points.clone(),
+            _ => Vec::new(),
+        })
+        .map(|p| NumPoint {
+            attrs: p
+                .attributes
+                .iter()
+                .map(|kv| (kv.key.clone(), any_to_string(&kv.value)))
+                .collect(),
+            value: match p.value {
+                Some(number_data_point::Value::AsInt(i)) => i as f64,
+                Some(number_data_point::Value::AsDouble(d)) => d,
+                None => f64::NAN,
+            },
+            start: p.start_time_unix_nano,
+            time: p.time_unix_nano,
+        })
+        .collect();
+    out.sort_by_key(|p| p.time);
+    out
+}
+
+fn matches(p: &NumPoint, filter: &[(&str, &str)]) -> bool {
+    filter
+        .iter()
+        .all(|(k, v)| p.attrs.get(*k).map(String::as_str) == Some(*v))
+}
+
+/// The newest value of a cumulative series (the sum over series matching `filter`).
+pub fn latest(exports: &[Export], name: &str, filter: &[(&str, &str)]) -> Option<f64> {
+    let pts: Vec<NumPoint> = num_points(exports, name)
+        .into_iter()
+        .filter(|p| matches(p, filter))
+        .collect();
+    let t = pts.iter().map(|p| p.time).max()?;
+    Some(pts.iter().filter(|p| p.time == t).map(|p| p.value).sum())
+}
+
+/// The sum of every point of a delta series matching `filter`.
+pub fn delta_total(exports: &[Export], name: &str, filter: &[(&str, &str)]) -> f64 {
+    num_points(exports, name)
+        .into_iter()
+        .filter(|p| matches(p, filter))
+        .map(|p| p.value)
+        .sum()
+}
+
+pub fn resource(export: &Export) -> BTreeMap<String, String> {
+    export
+        .req
+        .resource_metrics
+        .iter()
+        .filter_map(|rm| rm.resource.as_ref())
+        .flat_map(|r| &r.attributes)
+        .map(|kv| (kv.key.clone(), any_to_string(&kv.value)))
+        .collect()
+}
+
+// ---- the sonde binary ---------------------------------------------------------------------
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let nanos = Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id());
+        let p =
+            std::env::temp_dir().join(format!("sonde-test-{tag}-{}-{nanos:x}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        Self(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `sonde run`, killed on drop.
+pub struct Sonde {
+    pub child: Child,
+    dir: TempDir,
+}
+
+impl Sonde {
+    /// Starts `sonde run` with only the given OTEL_* variables (inherited ones are
+    /// removed) and, if given, a config file.
+    pub fn start(env: &[(&str, String)], config_yaml: Option<&str>) -> Self {
+        let dir = TempDir::new("sonde");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sonde"));
+        cmd.arg("run");
+        if let Some(yaml) = config_yaml {
+            let path = dir.path().join("sonde.yaml");
+            std::fs::write(&path, yaml).expect("write config");
+            cmd.arg("--config").arg(path);
+        }
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+            cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
+        cmd.env("SONDE_LOG", "sonde=debug,warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let child = cmd.spawn().expect("spawn sonde");
+        Self { child, dir }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Waits for a line in Sonde's log; panics with the log on timeout or early exit.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "sonde exited ({status}) before logging `{needle}`:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sonde did not log `{needle}` within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until all probes are attached and the agent runs.
+    pub fn wait_started(&mut self) {
+        self.wait_log("started", Duration::from_secs(30));
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sonde did not exit within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kernel object ids (`prog_id`, `map_id`, `link_id`) held through the child's fds.
+    pub fn bpf_ids(&self) -> BpfIds {
+        let mut ids = BpfIds::default();
+        let dir = format!("/proc/{}/fdinfo", self.pid());
+        for entry in std::fs::read_dir(&dir).expect("read fdinfo").flatten() {
+            let Ok(info) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            for line in info.lines() {
+                let parse = |prefix: &str, into: &mut Vec<u64>| {
+                    if let Some(v) = line.strip_prefix(prefix) {
+                        if let Ok(id) = v.trim().parse() {
+                            into.push(id);
+                        }
+                    }
+                };
+                parse("prog_id:", &mut ids.progs);
+                parse("map_id:", &mut ids.maps);
+                parse("link_id:", &mut ids.links);
+            }
+        }
+        for v in [&mut ids.progs, &mut ids.maps, &mut ids.links] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        ids
+    }
+}
+
+impl Drop for Sonde {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BpfIds {
+    pub progs: Vec<u64>,
+    pub maps: Vec<u64>,
+    pub links: Vec<u64>,
+}
+
+/// Ids of one kind of kernel object (`prog`, `map`, `link`) that `bpftool` lists now.
+pub fn bpftool_ids(kind: &str) -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", kind, "show"])
+        .output()
+        .expect("bpftool is needed: apt-get install bpftool");
+    assert!(out.status.success(), "bpftool {kind} show failed");
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("bpftool -j prints a JSON array");
+    list.iter().filter_map(|o| o["id"].as_u64()).collect()
+}
