@@ -16,11 +16,9 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A copy of a system binary under a name no other process on the machine uses, so the
 /// exec series for that name has an exact ground truth.
 fn unique_exe(dir: &Path, prefix: &str, src: &str) -> (PathBuf, String) {
-    // comm holds 15 bytes: keep names short.
-    let name = format!(
-        "{prefix}{:07x}",
-        (std::process::id() ^ Instant::now().elapsed().subsec_nanos()) & 0xfff_ffff
-    );
+    // comm holds 15 bytes: keep names short (prefix + pid and counter in hex).
+    let name = format!("{prefix}{}", unique_suffix());
+    assert!(name.len() <= 15, "{name} would be truncated in comm");
     let path = dir.join(&name);
     std::fs::copy(src, &path).unwrap_or_else(|e| panic!("copy {src}: {e}"));
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -309,16 +307,24 @@ fn collector_down_then_up_receives_the_backlog_and_nothing_is_lost() {
     let up_at = sonde::unix_nanos();
 
     let rx = OtlpReceiver::start_on(Proto::Grpc, port);
+    // The backlog goes out oldest first: once a snapshot taken after the collector came
+    // up has arrived, everything before it has too.
     let got = rx.wait_for(
-        "the backlog and a retry count",
+        "the backlog, then a fresh snapshot",
         Duration::from_secs(60),
         |e| {
-            latest(
-                e,
-                "sonde.export.points",
-                &[("sonde.export.outcome", "retried")],
-            ) > Some(0.0)
+            num_points(e, "system.process.created")
+                .iter()
+                .any(|p| p.time > up_at)
         },
+    );
+    assert!(
+        latest(
+            &got,
+            "sonde.export.points",
+            &[("sonde.export.outcome", "retried")]
+        ) > Some(0.0),
+        "failed attempts are counted as retried"
     );
     // Snapshots taken while the collector was down arrived after it came up.
     let mut times: Vec<u64> = num_points(&got, "system.process.created")

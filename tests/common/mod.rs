@@ -349,13 +349,23 @@ pub fn resource(export: &Export) -> BTreeMap<String, String> {
 
 // ---- the sonde binary ---------------------------------------------------------------------
 
+/// Unique across the tests of this process (which run in parallel threads) and across
+/// processes: pid plus a counter.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let nanos = Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id());
-        let p =
-            std::env::temp_dir().join(format!("sonde-test-{tag}-{}-{nanos:x}", std::process::id()));
+        let p = std::env::temp_dir().join(format!("sonde-test-{tag}-{}", unique_suffix()));
         std::fs::create_dir_all(&p).expect("create temp dir");
         Self(p)
     }
