@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building and testing Sonde needs on Debian/Ubuntu (skips what is there).
+# Build: clang + libbpf headers (the C probes), libclang (bindgen derives the Rust mirror
+# of the probes' shared layouts). Tests: bpftool (kernel object checks), iproute2 and
+# nftables (network namespaces, loss injection), dnsmasq (DNS tests' own resolvers),
+# prometheus-node-exporter (an independent reader for fallback metrics), e2fsprogs and
+# util-linux (loop-device file systems), fuse3. Bench: bpftrace (the comparison tracer).
+set -euo pipefail
+
+packages=(
+  clang llvm libbpf-dev libclang-dev libc6-dev pkg-config
+  bpftool iproute2 nftables iptables dnsmasq-base prometheus-node-exporter
+  e2fsprogs util-linux fuse3 procps python3 bpftrace
+)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: everything is installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+as_root apt-get update -qq
+if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+  # Ubuntu ships bpftool in linux-tools rather than its own package.
+  rest=()
+  for p in "${missing[@]}"; do [ "$p" = bpftool ] || rest+=("$p"); done
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${rest[@]}" linux-tools-common "linux-tools-$(uname -r)" || \
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${rest[@]}"
+fi
+
+# dnsmasq-base ships the binary without starting a system resolver; tests start their own.
+echo "install-deps: done"
