@@ -505,6 +505,24 @@ fn cli_check_version_help_and_config_errors() {
         );
     }
 
+    // Without capabilities, check says eBPF cannot run and why, and exits non-zero.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all"])
+        .arg(env!("CARGO_BIN_EXE_sonde"))
+        .arg("check")
+        .output()
+        .expect("setpriv (util-linux) runs sonde check without capabilities");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "check passed without capabilities:\n{text}"
+    );
+    assert!(
+        text.contains("eBPF mode: unavailable") && text.contains("CAP_BPF"),
+        "{text}"
+    );
+
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/sonde.yaml");
     let out = sonde_cmd(&["check", "--config", example]);
     assert!(

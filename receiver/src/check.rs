@@ -32,13 +32,20 @@ pub fn main(config: Option<&Path>) -> ExitCode {
     println!("{:<22} {}", "BTF", yes(Path::new(BTF_PATH).exists()));
     let ringbuf = support::kernel_version().is_some_and(|v| v >= (5, 8));
     println!("{:<22} {}", "BPF ring buffer", yes(ringbuf));
+    let caps = Capabilities::current();
     let _ = tracefs::ensure_mounted();
     println!(
         "{:<22} {}",
         "tracefs",
-        tracefs::root().map_or("not mounted".to_owned(), |p| p.display().to_string())
+        tracefs::root().map_or_else(
+            || if std::path::Path::new("/sys/kernel/tracing").exists() && !caps.sys_admin {
+                "not readable by this user (mounted at /sys/kernel/tracing?)".to_owned()
+            } else {
+                "not mounted".to_owned()
+            },
+            |p| p.display().to_string()
+        )
     );
-    let caps = Capabilities::current();
     println!(
         "{:<22} CAP_BPF {}, CAP_PERFMON {}, CAP_SYS_ADMIN {}, CAP_NET_ADMIN {}",
         "capabilities",
