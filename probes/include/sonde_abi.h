@@ -36,4 +36,62 @@ struct sonde_exec_event {
 	char comm[SONDE_COMM_LEN]; /* basename of the executable, as the kernel sets comm */
 };
 
+/* ---- fileio family ----------------------------------------------------- */
+
+/*
+ * Log2 latency histograms: slot 0 holds 0..1 ns, slot i (i >= 1) holds (2^(i-1), 2^i] ns,
+ * so slot i's inclusive upper bound is exactly 2^i ns and userspace exports the bounds
+ * 2^0 .. 2^(SLOTS-2) ns (in seconds) plus the +Inf bucket, losslessly.
+ */
+#define SONDE_LOG2_SLOTS 40
+
+/* `direction` in the keys below. */
+enum sonde_io_direction {
+	SONDE_IO_READ = 0,
+	SONDE_IO_WRITE = 1,
+};
+
+/*
+ * Key of `fileio_stats` (per file system) and `block_stats` (per block device).
+ * `dev` is the kernel's dev_t encoding: major << 20 | minor (s_dev of the file's super
+ * block, or the request's partition / disk).
+ */
+struct sonde_io_key {
+	__u32 dev;
+	__u32 direction;
+};
+
+/* Value of `fileio_stats` and `block_stats` (per-CPU: userspace sums the CPUs). */
+struct sonde_io_stats {
+	__u64 ops;        /* completed operations */
+	__u64 bytes;      /* bytes transferred (syscall return value / request bytes) */
+	__u64 time_ns;    /* sum of latencies: the histogram's sum, and operation_time */
+	__u64 slots[SONDE_LOG2_SLOTS];
+};
+
+/* Key of `fileio_procs` and `block_procs`: bytes per process, file system / device and direction. */
+struct sonde_io_proc_key {
+	__u32 tgid;
+	__u32 dev;
+	__u32 direction;
+	__u32 _pad;
+};
+
+/* Value of `fileio_procs` and `block_procs` (per-CPU). */
+struct sonde_io_proc_value {
+	__u64 bytes;
+	__u64 ops;
+	char comm[SONDE_COMM_LEN]; /* set on the CPU that created the entry; empty on the others */
+};
+
+/* Index into the per-CPU array `fileio_counters` (one __u64 per slot). */
+enum sonde_fileio_counter {
+	SONDE_FILEIO_LOST_STATS = 0,     /* file ops not counted: `fileio_stats` full */
+	SONDE_FILEIO_LOST_PROCS = 1,     /* file ops whose process share was lost: `fileio_procs` full */
+	SONDE_BLOCK_LOST_STATS = 2,      /* requests not counted: `block_stats` full */
+	SONDE_BLOCK_LOST_PROCS = 3,      /* requests whose process share was lost: `block_procs` full */
+	SONDE_BLOCK_LOST_START = 4,      /* requests issued while `block_start` was full (no latency) */
+	SONDE_FILEIO_COUNTER_SLOTS = 5,
+};
+
 #endif /* SONDE_ABI_H */

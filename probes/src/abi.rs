@@ -23,6 +23,16 @@ include!(concat!(env!("OUT_DIR"), "/abi.rs"));
 // pattern valid.
 unsafe impl aya::Pod for sonde_exec_event {}
 
+// SAFETY: as above: fixed-width integers (and a byte array) with explicit padding,
+// pinned below, any bit pattern valid.
+unsafe impl aya::Pod for sonde_io_key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_io_stats {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_io_proc_key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_io_proc_value {}
+
 #[cfg(test)]
 mod pinned {
     use super::*;
@@ -38,5 +48,30 @@ mod pinned {
         assert_eq!(offset_of!(sonde_exec_event, ppid), 12);
         assert_eq!(offset_of!(sonde_exec_event, comm), 16);
         assert_eq!(sonde_process_counter::SONDE_PROC_COUNTER_SLOTS as u32, 6);
+    }
+
+    #[test]
+    fn pinned_fileio_layouts() {
+        assert_eq!(SONDE_LOG2_SLOTS, 40);
+        assert_eq!(size_of::<sonde_io_key>(), 8);
+        assert_eq!(offset_of!(sonde_io_key, dev), 0);
+        assert_eq!(offset_of!(sonde_io_key, direction), 4);
+        assert_eq!(size_of::<sonde_io_stats>(), 24 + 8 * 40);
+        assert_eq!(offset_of!(sonde_io_stats, ops), 0);
+        assert_eq!(offset_of!(sonde_io_stats, bytes), 8);
+        assert_eq!(offset_of!(sonde_io_stats, time_ns), 16);
+        assert_eq!(offset_of!(sonde_io_stats, slots), 24);
+        assert_eq!(size_of::<sonde_io_proc_key>(), 16);
+        assert_eq!(offset_of!(sonde_io_proc_key, tgid), 0);
+        assert_eq!(offset_of!(sonde_io_proc_key, dev), 4);
+        assert_eq!(offset_of!(sonde_io_proc_key, direction), 8);
+        assert_eq!(offset_of!(sonde_io_proc_key, _pad), 12);
+        assert_eq!(size_of::<sonde_io_proc_value>(), 32);
+        assert_eq!(offset_of!(sonde_io_proc_value, bytes), 0);
+        assert_eq!(offset_of!(sonde_io_proc_value, ops), 8);
+        assert_eq!(offset_of!(sonde_io_proc_value, comm), 16);
+        assert_eq!(sonde_io_direction::SONDE_IO_READ as u32, 0);
+        assert_eq!(sonde_io_direction::SONDE_IO_WRITE as u32, 1);
+        assert_eq!(sonde_fileio_counter::SONDE_FILEIO_COUNTER_SLOTS as u32, 5);
     }
 }

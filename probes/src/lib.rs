@@ -11,15 +11,18 @@ pub mod abi;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     Process,
+    /// File I/O (syscall tracepoints) and block I/O (block_rq_issue/complete).
+    FileIo,
 }
 
 impl Family {
-    pub const ALL: &'static [Family] = &[Family::Process];
+    pub const ALL: &'static [Family] = &[Family::Process, Family::FileIo];
 
     /// The family's name, as used in config keys, logs and `sonde.probe`.
     pub fn name(self) -> &'static str {
         match self {
             Family::Process => "process",
+            Family::FileIo => "fileio",
         }
     }
 
@@ -27,11 +30,13 @@ impl Family {
     pub fn object(self) -> &'static [u8] {
         match self {
             Family::Process => PROCESS_OBJ,
+            Family::FileIo => FILEIO_OBJ,
         }
     }
 }
 
 static PROCESS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
+static FILEIO_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fileio.bpf.o"));
 
 /// Names of the programs and maps in the objects, typed so a rename breaks the build
 /// rather than a lookup at run time.
@@ -42,5 +47,43 @@ pub mod names {
         pub const PROG_EXIT: &str = "sonde_process_exit";
         pub const MAP_COUNTERS: &str = "process_counters";
         pub const MAP_EVENTS: &str = "process_events";
+    }
+    pub mod fileio {
+        /// (syscall, enter program, exit program) for each traced syscall.
+        pub const SYSCALLS: &[(&str, &str, &str)] = &[
+            ("read", "sonde_fileio_enter_read", "sonde_fileio_exit_read"),
+            (
+                "write",
+                "sonde_fileio_enter_write",
+                "sonde_fileio_exit_write",
+            ),
+            (
+                "pread64",
+                "sonde_fileio_enter_pread64",
+                "sonde_fileio_exit_pread64",
+            ),
+            (
+                "pwrite64",
+                "sonde_fileio_enter_pwrite64",
+                "sonde_fileio_exit_pwrite64",
+            ),
+            (
+                "readv",
+                "sonde_fileio_enter_readv",
+                "sonde_fileio_exit_readv",
+            ),
+            (
+                "writev",
+                "sonde_fileio_enter_writev",
+                "sonde_fileio_exit_writev",
+            ),
+        ];
+        pub const PROG_BLOCK_ISSUE: &str = "sonde_block_issue";
+        pub const PROG_BLOCK_COMPLETE: &str = "sonde_block_complete";
+        pub const MAP_FILE_STATS: &str = "fileio_stats";
+        pub const MAP_FILE_PROCS: &str = "fileio_procs";
+        pub const MAP_BLOCK_STATS: &str = "block_stats";
+        pub const MAP_BLOCK_PROCS: &str = "block_procs";
+        pub const MAP_COUNTERS: &str = "fileio_counters";
     }
 }

@@ -118,6 +118,7 @@ impl Probes {
             .iter()
             .flat_map(|f| match f.family {
                 Family::Process => f.run_stats(probe::process::PROGRAMS),
+                Family::FileIo => f.run_stats(probe::fileio::PROGRAMS),
             })
             .collect()
     }

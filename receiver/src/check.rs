@@ -64,6 +64,7 @@ pub fn main(config: Option<&Path>) -> ExitCode {
     for family in Family::ALL {
         let specs = match family {
             Family::Process => probe::process::PROGRAMS,
+            Family::FileIo => probe::fileio::PROGRAMS,
         };
         match probe::load_family(*family, specs, false) {
             Ok(loaded) => {

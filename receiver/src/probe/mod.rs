@@ -6,6 +6,7 @@
 //! [`LoadedFamily`] values and released when they are dropped (or by the kernel when the
 //! process dies, since nothing is pinned).
 
+pub mod fileio;
 pub mod process;
 pub mod support;
 pub mod tracefs;
@@ -138,6 +139,9 @@ pub fn load_family(
     attach: bool,
 ) -> Result<LoadedFamily, LoadError> {
     let mut ebpf = EbpfLoader::new()
+        // aya 0.14 does not know BPF_MAP_TYPE_TASK_STORAGE (the fileio family keeps each
+        // call's start time there); the kernel does, so let it through unparsed.
+        .allow_unsupported_maps()
         .load(family.object())
         .map_err(|source| LoadError::Load {
             family: family.name(),

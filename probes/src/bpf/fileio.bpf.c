@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * File and block I/O.
+ *
+ * File I/O: read, write, pread64, pwrite64, readv and writev, from their syscall
+ * tracepoints. These are the highest-rate events Sonde watches, so everything is
+ * aggregated here, in per-CPU maps that userspace reads once per tick:
+ *   - the start of each call lives in task storage (cheaper than a hash keyed by
+ *     pid_tgid: no hashing, no bucket lock, freed with the task);
+ *   - whether the fd is a regular file is decided once per call, at entry, with one
+ *     walk task->files->fdt->fd[fd]->f_inode->{i_mode, i_sb->s_dev}: the first three
+ *     hops are direct BTF loads (no helper call), the rest CO-RE probe reads. Calls on
+ *     pipes, sockets, ttys and every other non-regular fd stop there and cost nothing
+ *     at exit but one task-storage lookup;
+ *   - completed calls add to a log2 latency histogram, an op and a byte counter per
+ *     (file system, direction), and a byte counter per (process, file system, direction).
+ *
+ * Block I/O: block_rq_issue / block_rq_complete raw tracepoints (they hand us the
+ * request itself, so issue and completion are paired by its address). Per device and
+ * direction: log2 latency histogram, bytes, ops, busy time. Per process: bytes by the
+ * task that issued the request, when that is a user task (see the attribution note at
+ * `sonde_block_issue`).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "sonde_abi.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define S_IFMT 00170000
+#define S_IFREG 0100000
+#define PF_KTHREAD 0x00200000
+#define REQ_OP_MASK 0xff
+#define REQ_OP_READ 0
+#define REQ_OP_WRITE 1
+#define MINORBITS 20
+
+/* One entry per file system and direction: a host has tens of mounts, not thousands. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct sonde_io_key);
+	__type(value, struct sonde_io_stats);
+} fileio_stats SEC(".maps");
+
+/* Userspace deletes the entries of exited processes each tick, so this bounds live ones. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct sonde_io_proc_key);
+	__type(value, struct sonde_io_proc_value);
+} fileio_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct sonde_io_key);
+	__type(value, struct sonde_io_stats);
+} block_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct sonde_io_proc_key);
+	__type(value, struct sonde_io_proc_value);
+} block_procs SEC(".maps");
+
+/* Issue time of each request in flight, by its address. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} block_start SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SONDE_FILEIO_COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} fileio_counters SEC(".maps");
+
+/* Per task, the call in flight. Internal to the kernel side: not part of the ABI. */
+struct call {
+	__u64 start_ns; /* 0: no regular-file call in flight */
+	__u32 dev;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct call);
+} fileio_calls SEC(".maps");
+
+static __always_inline void bump(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&fileio_counters, &slot);
+	if (v)
+		*v += 1; /* per-CPU slot: no other writer */
+}
+
+/* Slot of a latency: 0 for 0..1 ns, else the bit length of (ns - 1), capped. */
+static __always_inline __u32 log2_slot(__u64 ns)
+{
+	__u64 v;
+	__u32 r = 0;
+
+	if (ns <= 1)
+		return 0;
+	v = ns - 1;
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { v >>= 1; r += 1; }
+	r += v; /* v is 1 here: bit length = index of the top bit + 1 */
+	if (r >= SONDE_LOG2_SLOTS)
+		r = SONDE_LOG2_SLOTS - 1;
+	return r;
+}
+
+static __always_inline int add_stats(void *map, __u32 dev, __u32 dir, __u64 bytes, __u64 ns)
+{
+	struct sonde_io_key key = { .dev = dev, .direction = dir };
+	struct sonde_io_stats *s = bpf_map_lookup_elem(map, &key);
+
+	if (!s) {
+		struct sonde_io_stats zero = {};
+
+		/* NOEXIST: another CPU may have created it meanwhile; then look it up again. */
+		bpf_map_update_elem(map, &key, &zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(map, &key);
+		if (!s)
+			return -1;
+	}
+	s->ops += 1;
+	s->bytes += bytes;
+	s->time_ns += ns;
+	s->slots[log2_slot(ns)] += 1;
+	return 0;
+}
+
+static __always_inline int add_proc(void *map, __u32 tgid, __u32 dev, __u32 dir, __u64 bytes)
+{
+	struct sonde_io_proc_key key = { .tgid = tgid, .dev = dev, .direction = dir };
+	struct sonde_io_proc_value *v = bpf_map_lookup_elem(map, &key);
+
+	if (!v) {
+		struct sonde_io_proc_value init = {};
+
+		bpf_get_current_comm(init.comm, sizeof(init.comm));
+		bpf_map_update_elem(map, &key, &init, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(map, &key);
+		if (!v)
+			return -1;
+	}
+	v->bytes += bytes;
+	v->ops += 1;
+	return 0;
+}
+
+/*
+ * The dev_t of the file system holding `fd` if it is a regular file, else 0 (pipes,
+ * sockets, ttys, directories, anonymous inodes, closed or out-of-range fds). Devices
+ * with dev_t 0 do not exist: the kernel hands out anonymous devices from minor 1.
+ */
+static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd)
+{
+	struct fdtable *fdt;
+	struct file **fds;
+	struct file *file = 0;
+	struct inode *inode;
+	umode_t mode;
+
+	/* Direct BTF loads: the verifier turns them into plain loads that cannot fault. */
+	fdt = task->files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
+		return 0;
+	fds = fdt->fd;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	inode = BPF_CORE_READ(file, f_inode);
+	if (!inode)
+		return 0;
+	mode = BPF_CORE_READ(inode, i_mode);
+	if ((mode & S_IFMT) != S_IFREG)
+		return 0;
+	return BPF_CORE_READ(inode, i_sb, s_dev);
+}
+
+static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct call *c;
+	__u32 dev;
+
+	c = bpf_task_storage_get(&fileio_calls, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!c)
+		return 0;
+	dev = regular_file_dev(task, ctx->args[0]);
+	if (!dev) {
+		c->start_ns = 0;
+		return 0;
+	}
+	c->dev = dev;
+	c->start_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 dir)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct call *c;
+	__u64 now, ns, bytes;
+	long ret;
+
+	c = bpf_task_storage_get(&fileio_calls, task, 0, 0);
+	if (!c || !c->start_ns)
+		return 0;
+	now = bpf_ktime_get_ns();
+	ns = now - c->start_ns;
+	c->start_ns = 0;
+	ret = ctx->ret;
+	/* Failed calls (EAGAIN, EINTR, EBADF...) moved no data: not an operation. */
+	if (ret < 0)
+		return 0;
+	bytes = (__u64)ret;
+	if (add_stats(&fileio_stats, c->dev, dir, bytes, ns))
+		bump(SONDE_FILEIO_LOST_STATS);
+	if (add_proc(&fileio_procs, bpf_get_current_pid_tgid() >> 32, c->dev, dir, bytes))
+		bump(SONDE_FILEIO_LOST_PROCS);
+	return 0;
+}
+
+#define FILEIO_PAIR(sys, dir)                                                   \
+	SEC("tracepoint/syscalls/sys_enter_" #sys)                              \
+	int sonde_fileio_enter_##sys(struct trace_event_raw_sys_enter *ctx)     \
+	{                                                                       \
+		return on_enter(ctx);                                           \
+	}                                                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #sys)                               \
+	int sonde_fileio_exit_##sys(struct trace_event_raw_sys_exit *ctx)       \
+	{                                                                       \
+		return on_exit(ctx, dir);                                       \
+	}
+
+FILEIO_PAIR(read, SONDE_IO_READ)
+FILEIO_PAIR(write, SONDE_IO_WRITE)
+FILEIO_PAIR(pread64, SONDE_IO_READ)
+FILEIO_PAIR(pwrite64, SONDE_IO_WRITE)
+FILEIO_PAIR(readv, SONDE_IO_READ)
+FILEIO_PAIR(writev, SONDE_IO_WRITE)
+
+/* ---- block I/O ----------------------------------------------------------------- */
+
+static __always_inline __u32 rq_dev(struct request *rq)
+{
+	struct block_device *part = BPF_CORE_READ(rq, part);
+	struct gendisk *disk;
+
+	if (part)
+		return BPF_CORE_READ(part, bd_dev);
+	disk = BPF_CORE_READ(rq, q, disk);
+	if (!disk)
+		return 0;
+	return ((__u32)BPF_CORE_READ(disk, major) << MINORBITS) | (__u32)BPF_CORE_READ(disk, first_minor);
+}
+
+static __always_inline int rq_dir(struct request *rq)
+{
+	__u32 op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
+
+	if (op == REQ_OP_READ)
+		return SONDE_IO_READ;
+	if (op == REQ_OP_WRITE)
+		return SONDE_IO_WRITE;
+	return -1; /* flush, discard, zone ops...: no data direction, not counted */
+}
+
+/*
+ * args: (struct request *rq).
+ *
+ * Attribution: this runs in the context of the task that dispatches the request to the
+ * driver. For direct and synchronous I/O that is the process doing the I/O. Page-cache
+ * writeback is issued by kernel flusher threads (kworker), long after and apart from the
+ * write(2) that dirtied the pages; readahead and metadata I/O may be issued by kernel
+ * threads too. Those bytes are counted for the device but attributed to no process, so
+ * process.disk.io is a lower bound: the sum over processes can be below system.disk.io.
+ */
+SEC("raw_tracepoint/block_rq_issue")
+int sonde_block_issue(__u64 *ctx)
+{
+	struct request *rq = (struct request *)ctx[0];
+	struct task_struct *task;
+	__u64 key = (__u64)rq;
+	__u64 now = bpf_ktime_get_ns();
+	int dir;
+
+	if (bpf_map_update_elem(&block_start, &key, &now, BPF_ANY))
+		bump(SONDE_BLOCK_LOST_START);
+
+	dir = rq_dir(rq);
+	if (dir < 0)
+		return 0;
+	task = bpf_get_current_task_btf();
+	if (task->flags & PF_KTHREAD)
+		return 0;
+	if (add_proc(&block_procs, bpf_get_current_pid_tgid() >> 32, rq_dev(rq), dir,
+		     BPF_CORE_READ(rq, __data_len)))
+		bump(SONDE_BLOCK_LOST_PROCS);
+	return 0;
+}
+
+/*
+ * args: (struct request *rq, blk_status_t error, unsigned int nr_bytes). A request may
+ * complete in parts: bytes count per part, the operation and its latency once, at the
+ * part that finishes it.
+ */
+SEC("raw_tracepoint/block_rq_complete")
+int sonde_block_complete(__u64 *ctx)
+{
+	struct request *rq = (struct request *)ctx[0];
+	__u32 nr_bytes = (__u32)ctx[2];
+	__u64 key = (__u64)rq;
+	__u64 *start, ns = 0;
+	int timed = 0;
+	struct sonde_io_key skey;
+	struct sonde_io_stats *s;
+	int dir = rq_dir(rq);
+	int last;
+
+	last = nr_bytes >= BPF_CORE_READ(rq, __data_len);
+	if (last) {
+		start = bpf_map_lookup_elem(&block_start, &key);
+		if (start) {
+			ns = bpf_ktime_get_ns() - *start;
+			timed = 1;
+			bpf_map_delete_elem(&block_start, &key);
+		}
+	}
+	if (dir < 0)
+		return 0;
+	skey.dev = rq_dev(rq);
+	skey.direction = dir;
+	s = bpf_map_lookup_elem(&block_stats, &skey);
+	if (!s) {
+		struct sonde_io_stats zero = {};
+
+		bpf_map_update_elem(&block_stats, &skey, &zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&block_stats, &skey);
+		if (!s) {
+			bump(SONDE_BLOCK_LOST_STATS);
+			return 0;
+		}
+	}
+	s->bytes += nr_bytes;
+	if (last)
+		s->ops += 1;
+	/* Requests issued before the probe attached have no start: counted, not timed. */
+	if (timed) {
+		s->time_ns += ns;
+		s->slots[log2_slot(ns)] += 1;
+	}
+	return 0;
+}
