@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sonde::collect::agent_self;
+use sonde::collect::fileio::FileIoCollector;
 use sonde::collect::process::ProcessCollector;
 use sonde::config::{Config, OtelEnv};
 use sonde::export::console::ConsoleExporter;
@@ -96,6 +97,22 @@ impl Probes {
                 Err(e) => tracing::error!("process probe collector failed: {e}"),
             }
             probes.families.push(loaded);
+        }
+        if config.fileio.enabled {
+            // A family that fails to load leaves the others running.
+            match probe::load_family(Family::FileIo, probe::fileio::PROGRAMS, true) {
+                Ok(mut loaded) => {
+                    probes.reports.extend(loaded.reports.iter().cloned());
+                    match FileIoCollector::new(&mut loaded, config.fileio.process_limit) {
+                        Ok(collector) => probes
+                            .sources
+                            .push(Box::new(source::fileio::FileIoSource::new(collector))),
+                        Err(e) => tracing::error!("fileio probe collector failed: {e}"),
+                    }
+                    probes.families.push(loaded);
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
         }
         for r in &probes.reports {
             match &r.state {

@@ -79,3 +79,14 @@ pub mod cpu_mode {
     pub const USER: &str = "user";
     pub const SYSTEM: &str = "system";
 }
+
+// File and block I/O (semconv 1.44).
+pub const DISK_IO_DIRECTION: &str = "disk.io.direction";
+pub const SYSTEM_FILESYSTEM_MOUNTPOINT: &str = "system.filesystem.mountpoint";
+pub const SYSTEM_DEVICE: &str = "system.device";
+
+/// Values of [`DISK_IO_DIRECTION`].
+pub mod disk_io_direction {
+    pub const READ: &str = "read";
+    pub const WRITE: &str = "write";
+}

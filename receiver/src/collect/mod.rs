@@ -2,5 +2,6 @@
 //! counts; naming and shaping into metrics is `mapping`'s job.
 
 pub mod agent_self;
+pub mod fileio;
 pub mod process;
 pub mod procfs;

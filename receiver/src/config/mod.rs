@@ -86,6 +86,13 @@ pub struct ProcessProbeConfig {
     pub executable_name_limit: usize,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileIoProbeConfig {
+    pub enabled: bool,
+    /// Per-process series of sonde.file.io and of process.disk.io before overflow.
+    pub process_limit: usize,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceConfig {
     /// `resource.service_name` from the file.
@@ -103,6 +110,7 @@ pub struct Config {
     pub ebpf_enabled: bool,
     pub interval: Duration,
     pub process: ProcessProbeConfig,
+    pub fileio: FileIoProbeConfig,
     /// `None` when no collector is configured (neither in the file nor OTEL_* endpoints).
     pub otlp: Option<OtlpConfig>,
     pub console: bool,
@@ -176,6 +184,15 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         )?,
     };
 
+    let fileio = probes.fileio.unwrap_or_default();
+    let fileio = FileIoProbeConfig {
+        enabled: fileio.enabled.unwrap_or(true),
+        process_limit: positive(
+            "probes.fileio.process_limit",
+            fileio.process_limit.unwrap_or(DEFAULT_NAME_LIMIT),
+        )?,
+    };
+
     let exporters = raw.exporters.unwrap_or_default();
     let otlp_configured = exporters.otlp.is_some()
         || env
@@ -229,6 +246,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         ebpf_enabled: collection.ebpf_enabled.unwrap_or(true),
         interval,
         process,
+        fileio,
         otlp,
         console,
         resource,

@@ -27,6 +27,7 @@ pub struct RawCollection {
 #[serde(deny_unknown_fields)]
 pub struct RawProbes {
     pub process: Option<RawProcessProbe>,
+    pub fileio: Option<RawFileIoProbe>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +36,14 @@ pub struct RawProcessProbe {
     pub enabled: Option<bool>,
     /// Distinct executable names kept as their own series before the overflow series.
     pub executable_name_limit: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileIoProbe {
+    pub enabled: Option<bool>,
+    /// Per-process series of sonde.file.io and process.disk.io kept before the overflow series.
+    pub process_limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,379 @@
+//! Reads the fileio family's per-CPU maps: file I/O per file system, block I/O per
+//! device, bytes per process for both, and the family's loss counters.
+//!
+//! The kernel keeps every value cumulative. Per-process entries of processes that have
+//! exited are folded into [`ProcTotals`] (userspace keeps their cumulative share) and
+//! deleted from the kernel map, so the map holds live processes only.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use sonde_probes::abi::{
+    sonde_fileio_counter as slot, sonde_io_key, sonde_io_proc_key, sonde_io_proc_value,
+    sonde_io_stats, SONDE_LOG2_SLOTS,
+};
+use sonde_probes::names::fileio as n;
+
+use crate::collect::process::comm_to_string;
+use crate::probe::LoadedFamily;
+
+pub const SLOTS: usize = SONDE_LOG2_SLOTS as usize;
+
+/// One (file system or device, direction) summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoStats {
+    pub ops: u64,
+    pub bytes: u64,
+    pub time_ns: u64,
+    /// Log2 latency slots as the kernel keeps them (see sonde_abi.h).
+    pub slots: [u64; SLOTS],
+}
+
+impl Default for IoStats {
+    fn default() -> Self {
+        Self {
+            ops: 0,
+            bytes: 0,
+            time_ns: 0,
+            slots: [0; SLOTS],
+        }
+    }
+}
+
+impl IoStats {
+    pub fn add(&mut self, other: &IoStats) {
+        self.ops += other.ops;
+        self.bytes += other.bytes;
+        self.time_ns += other.time_ns;
+        for (a, b) in self.slots.iter_mut().zip(other.slots.iter()) {
+            *a += b;
+        }
+    }
+
+    fn add_kernel(&mut self, v: &sonde_io_stats) {
+        self.ops += v.ops;
+        self.bytes += v.bytes;
+        self.time_ns += v.time_ns;
+        for (a, b) in self.slots.iter_mut().zip(v.slots.iter()) {
+            *a += b;
+        }
+    }
+}
+
+/// `dev` is the kernel's dev_t encoding (major << 20 | minor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IoKey {
+    pub dev: u32,
+    /// `SONDE_IO_READ` (0) or `SONDE_IO_WRITE` (1).
+    pub direction: u32,
+}
+
+/// One per-process series: who, where, which way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcSeries {
+    pub pid: u32,
+    pub comm: String,
+    /// 0 where the metric has no device/file-system attribute (process.disk.io).
+    pub dev: u32,
+    pub direction: u32,
+}
+
+/// Per-process series and per-(dev, direction) overflow, both cumulative.
+pub type ProcSnapshot = (Vec<(ProcSeries, u64)>, Vec<(IoKey, u64)>);
+
+/// Cumulative bytes per process series, bounded: the first `limit` series get their own
+/// point for the life of the agent, later ones add to an overflow per (dev, direction),
+/// so totals per file system and direction stay exact. Pure: no I/O.
+#[derive(Debug, Clone)]
+pub struct ProcTotals {
+    limit: usize,
+    /// Last cumulative value seen per kernel entry.
+    last: HashMap<(u32, u32, u32), u64>,
+    series: HashMap<ProcSeries, u64>,
+    overflow: HashMap<IoKey, u64>,
+}
+
+impl ProcTotals {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            last: HashMap::new(),
+            series: HashMap::new(),
+            overflow: HashMap::new(),
+        }
+    }
+
+    /// Takes the kernel entry `(tgid, dev, direction)`'s cumulative bytes, accounted to
+    /// `series`.
+    pub fn update(&mut self, entry: (u32, u32, u32), series: ProcSeries, cumulative: u64) {
+        let last = self.last.insert(entry, cumulative).unwrap_or(0);
+        // Never below the last value unless the entry was recreated: then all of it is new.
+        let delta = cumulative.checked_sub(last).unwrap_or(cumulative);
+        if delta == 0 && self.series.contains_key(&series) {
+            return;
+        }
+        if let Some(v) = self.series.get_mut(&series) {
+            *v += delta;
+        } else if self.series.len() < self.limit {
+            self.series.insert(series, delta);
+        } else {
+            let key = IoKey {
+                dev: series.dev,
+                direction: series.direction,
+            };
+            *self.overflow.entry(key).or_default() += delta;
+        }
+    }
+
+    /// The kernel entry was deleted (its process exited): a new entry with the same key
+    /// starts from zero.
+    pub fn forget(&mut self, entry: (u32, u32, u32)) {
+        self.last.remove(&entry);
+    }
+
+    /// Series in key order and overflow per (dev, direction), both cumulative.
+    pub fn snapshot(&self) -> ProcSnapshot {
+        let mut s: Vec<_> = self.series.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        s.sort();
+        let mut o: Vec<_> = self.overflow.iter().map(|(k, v)| (*k, *v)).collect();
+        o.sort();
+        (s, o)
+    }
+}
+
+/// Cumulative loss counts of the family (`sonde.probe.events.lost`, reason `map_full`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileIoLost {
+    pub file: u64,
+    pub block: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("map `{map}` is missing from the fileio object (a build problem)")]
+    MissingMap { map: &'static str },
+    #[error("map `{map}`: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+type StatsMap = PerCpuHashMap<MapData, sonde_io_key, sonde_io_stats>;
+type ProcMap = PerCpuHashMap<MapData, sonde_io_proc_key, sonde_io_proc_value>;
+
+pub struct FileIoCollector {
+    file_stats: StatsMap,
+    file_procs: ProcMap,
+    block_stats: StatsMap,
+    block_procs: ProcMap,
+    counters: PerCpuArray<MapData, u64>,
+    pub file_totals: ProcTotals,
+    pub block_totals: ProcTotals,
+}
+
+impl std::fmt::Debug for FileIoCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileIoCollector").finish_non_exhaustive()
+    }
+}
+
+fn take<M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    loaded: &mut LoadedFamily,
+    map: &'static str,
+) -> Result<M, CollectError> {
+    let m = loaded
+        .ebpf
+        .take_map(map)
+        .ok_or(CollectError::MissingMap { map })?;
+    M::try_from(m).map_err(|source| CollectError::Map { map, source })
+}
+
+impl FileIoCollector {
+    /// Takes the family's maps. `process_limit` bounds the per-process series of each
+    /// metric (top-N with overflow).
+    pub fn new(loaded: &mut LoadedFamily, process_limit: usize) -> Result<Self, CollectError> {
+        Ok(Self {
+            file_stats: take(loaded, n::MAP_FILE_STATS)?,
+            file_procs: take(loaded, n::MAP_FILE_PROCS)?,
+            block_stats: take(loaded, n::MAP_BLOCK_STATS)?,
+            block_procs: take(loaded, n::MAP_BLOCK_PROCS)?,
+            counters: take(loaded, n::MAP_COUNTERS)?,
+            file_totals: ProcTotals::new(process_limit),
+            block_totals: ProcTotals::new(process_limit),
+        })
+    }
+
+    /// File I/O per (file system, direction).
+    pub fn file_stats(&self) -> Result<Vec<(IoKey, IoStats)>, CollectError> {
+        read_stats(&self.file_stats, n::MAP_FILE_STATS)
+    }
+
+    /// Block I/O per (device, direction).
+    pub fn block_stats(&self) -> Result<Vec<(IoKey, IoStats)>, CollectError> {
+        read_stats(&self.block_stats, n::MAP_BLOCK_STATS)
+    }
+
+    /// Folds the per-process maps into `file_totals` and `block_totals`, and deletes the
+    /// kernel entries of processes that no longer exist under `proc_root`.
+    pub fn update_procs(&mut self, proc_root: &Path) -> Result<(), CollectError> {
+        fold_procs(
+            &mut self.file_procs,
+            n::MAP_FILE_PROCS,
+            &mut self.file_totals,
+            false,
+            proc_root,
+        )?;
+        fold_procs(
+            &mut self.block_procs,
+            n::MAP_BLOCK_PROCS,
+            &mut self.block_totals,
+            true,
+            proc_root,
+        )
+    }
+
+    pub fn lost(&self) -> Result<FileIoLost, CollectError> {
+        let get = |s: slot| -> Result<u64, CollectError> {
+            let per_cpu =
+                self.counters
+                    .get(&(s as u32), 0)
+                    .map_err(|source| CollectError::Map {
+                        map: n::MAP_COUNTERS,
+                        source,
+                    })?;
+            Ok(per_cpu.iter().sum())
+        };
+        Ok(FileIoLost {
+            file: get(slot::SONDE_FILEIO_LOST_STATS)? + get(slot::SONDE_FILEIO_LOST_PROCS)?,
+            block: get(slot::SONDE_BLOCK_LOST_STATS)?
+                + get(slot::SONDE_BLOCK_LOST_PROCS)?
+                + get(slot::SONDE_BLOCK_LOST_START)?,
+        })
+    }
+}
+
+fn read_stats(map: &StatsMap, name: &'static str) -> Result<Vec<(IoKey, IoStats)>, CollectError> {
+    let mut out = Vec::new();
+    for item in map.iter() {
+        let (k, per_cpu) = item.map_err(|source| CollectError::Map { map: name, source })?;
+        let mut s = IoStats::default();
+        for v in per_cpu.iter() {
+            s.add_kernel(v);
+        }
+        out.push((
+            IoKey {
+                dev: k.dev,
+                direction: k.direction,
+            },
+            s,
+        ));
+    }
+    out.sort_by_key(|(k, _)| *k);
+    Ok(out)
+}
+
+fn fold_procs(
+    map: &mut ProcMap,
+    name: &'static str,
+    totals: &mut ProcTotals,
+    fold_dev: bool,
+    proc_root: &Path,
+) -> Result<(), CollectError> {
+    let mut dead = Vec::new();
+    for item in map.iter() {
+        let (k, per_cpu) = item.map_err(|source| CollectError::Map { map: name, source })?;
+        let bytes: u64 = per_cpu.iter().map(|v| v.bytes).sum();
+        // The comm is set on the CPU that created the entry; the others hold zeros.
+        let comm = per_cpu
+            .iter()
+            .map(|v| comm_to_string(&v.comm))
+            .find(|c| !c.is_empty())
+            .unwrap_or_default();
+        let entry = (k.tgid, k.dev, k.direction);
+        totals.update(
+            entry,
+            ProcSeries {
+                pid: k.tgid,
+                comm,
+                dev: if fold_dev { 0 } else { k.dev },
+                direction: k.direction,
+            },
+            bytes,
+        );
+        if !proc_root.join(k.tgid.to_string()).exists() {
+            dead.push(k);
+        }
+    }
+    for k in dead {
+        // An exited process does no more I/O: its share is kept in `totals`.
+        match map.remove(&k) {
+            Ok(()) => totals.forget((k.tgid, k.dev, k.direction)),
+            Err(e) => tracing::debug!("removing an exited process from `{name}`: {e}"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(pid: u32, dev: u32) -> ProcSeries {
+        ProcSeries {
+            pid,
+            comm: format!("p{pid}"),
+            dev,
+            direction: 0,
+        }
+    }
+
+    #[test]
+    fn cumulative_kernel_values_become_exact_series_and_overflow_keeps_dev_and_direction() {
+        let mut t = ProcTotals::new(1);
+        t.update((1, 7, 0), series(1, 7), 100);
+        t.update((2, 7, 0), series(2, 7), 50);
+        t.update((1, 7, 0), series(1, 7), 150);
+        t.update((2, 7, 0), series(2, 7), 80);
+        let (s, o) = t.snapshot();
+        assert_eq!(s, vec![(series(1, 7), 150)]);
+        assert_eq!(
+            o,
+            vec![(
+                IoKey {
+                    dev: 7,
+                    direction: 0
+                },
+                80
+            )]
+        );
+    }
+
+    #[test]
+    fn a_forgotten_entry_that_comes_back_counts_from_zero_and_totals_stay_monotonic() {
+        let mut t = ProcTotals::new(10);
+        t.update((1, 7, 0), series(1, 7), 100);
+        t.forget((1, 7, 0));
+        // Same pid reused by a new process with the same comm: adds, never resets.
+        t.update((1, 7, 0), series(1, 7), 30);
+        assert_eq!(t.snapshot().0, vec![(series(1, 7), 130)]);
+        // A value below the last one means the entry was recreated: all of it is new.
+        t.update((1, 7, 0), series(1, 7), 10);
+        assert_eq!(t.snapshot().0, vec![(series(1, 7), 140)]);
+    }
+
+    #[test]
+    fn stats_add_slot_by_slot() {
+        let mut a = IoStats::default();
+        a.slots[3] = 2;
+        a.ops = 2;
+        let mut b = IoStats::default();
+        b.slots[3] = 1;
+        b.slots[39] = 4;
+        b.ops = 5;
+        a.add(&b);
+        assert_eq!((a.ops, a.slots[3], a.slots[39]), (7, 3, 4));
+    }
+}

@@ -1,0 +1,389 @@
+//! File and block I/O metrics from the fileio collector's counts. Pure: device numbers
+//! are turned into names with tables the source reads (/proc/self/mountinfo,
+//! /sys/dev/block, /proc/partitions) and hands in.
+//!
+//! Histograms keep the kernel's log2 slots exactly: slot i's inclusive upper bound is
+//! 2^i ns, so the explicit bounds are 2^0 .. 2^(SLOTS-2) ns in seconds and the last slot
+//! is the +Inf bucket (metrics.md rule 6).
+
+use std::collections::{BTreeMap, HashMap};
+
+use sonde_semconv::attr::{self, disk_io_direction};
+use sonde_semconv::fileio as m;
+
+use crate::collect::fileio::{IoKey, IoStats, ProcSeries, SLOTS};
+use crate::model::{numbers, Attributes, Histogram, Metric, Number, Point, PointValue};
+
+/// The kernel's dev_t encoding (MKDEV): major << 20 | minor.
+pub fn dev_t(major: u32, minor: u32) -> u32 {
+    (major << 20) | (minor & 0xfffff)
+}
+
+/// "major:minor" of a kernel dev_t.
+pub fn dev_string(dev: u32) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xfffff)
+}
+
+/// Mount point of each file system (by its dev_t) from /proc/self/mountinfo. A file
+/// system mounted more than once (bind mounts) is named by its first mount, which is
+/// the one mounted first.
+pub fn parse_mountinfo(text: &str) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        // id parent major:minor root mountpoint options ...
+        let mut f = line.split(' ');
+        let (Some(_), Some(_), Some(devno), Some(_), Some(mnt)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let Some((ma, mi)) = devno.split_once(':') else {
+            continue;
+        };
+        let (Ok(ma), Ok(mi)) = (ma.parse::<u32>(), mi.parse::<u32>()) else {
+            continue;
+        };
+        out.entry(dev_t(ma, mi))
+            .or_insert_with(|| unescape_octal(mnt));
+    }
+    out
+}
+
+/// mountinfo writes space, tab, newline and backslash as \040, \011, \012, \134.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Block device names by dev_t from /proc/partitions (`major minor #blocks name`).
+pub fn parse_partitions(text: &str) -> HashMap<u32, String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let ma = f.next()?.parse::<u32>().ok()?;
+            let mi = f.next()?.parse::<u32>().ok()?;
+            let _blocks = f.next()?;
+            Some((dev_t(ma, mi), f.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// Names for device numbers; unknown ones are shown as "major:minor".
+#[derive(Debug, Clone, Default)]
+pub struct DevNames {
+    pub mounts: HashMap<u32, String>,
+    pub devices: HashMap<u32, String>,
+}
+
+impl DevNames {
+    pub fn mount(&self, dev: u32) -> String {
+        self.mounts
+            .get(&dev)
+            .cloned()
+            .unwrap_or_else(|| dev_string(dev))
+    }
+    pub fn device(&self, dev: u32) -> String {
+        self.devices
+            .get(&dev)
+            .cloned()
+            .unwrap_or_else(|| dev_string(dev))
+    }
+}
+
+/// Everything the family counted, cumulative.
+#[derive(Debug, Clone, Default)]
+pub struct FileIoCounts {
+    pub file: Vec<(IoKey, IoStats)>,
+    pub file_procs: Vec<(ProcSeries, u64)>,
+    pub file_procs_overflow: Vec<(IoKey, u64)>,
+    pub block: Vec<(IoKey, IoStats)>,
+    pub block_procs: Vec<(ProcSeries, u64)>,
+    pub block_procs_overflow: Vec<(IoKey, u64)>,
+}
+
+fn direction(d: u32) -> &'static str {
+    if d == 0 {
+        disk_io_direction::READ
+    } else {
+        disk_io_direction::WRITE
+    }
+}
+
+fn int(v: u64) -> Number {
+    Number::Int(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// The explicit bounds of a kernel log2 histogram, in seconds.
+pub fn log2_bounds_seconds() -> Vec<f64> {
+    (0..SLOTS - 1).map(|i| (1u64 << i) as f64 / 1e9).collect()
+}
+
+fn histogram(s: &IoStats) -> Histogram {
+    Histogram {
+        bounds: log2_bounds_seconds(),
+        counts: s.slots.to_vec(),
+        sum: s.time_ns as f64 / 1e9,
+        count: s.slots.iter().sum(),
+    }
+}
+
+/// Sums stats whose names collide (e.g. two file systems over-mounted at one path), so
+/// each attribute set appears once.
+fn by_name(
+    stats: &[(IoKey, IoStats)],
+    name: impl Fn(u32) -> String,
+) -> BTreeMap<(String, u32), IoStats> {
+    let mut out: BTreeMap<(String, u32), IoStats> = BTreeMap::new();
+    for (k, s) in stats {
+        out.entry((name(k.dev), k.direction)).or_default().add(s);
+    }
+    out
+}
+
+fn process_points(
+    series: &[(ProcSeries, u64)],
+    overflow: &[(IoKey, u64)],
+    place: impl Fn(u32) -> Option<(&'static str, String)>,
+) -> Vec<(Attributes, Number)> {
+    let mut out: BTreeMap<Attributes, u64> = BTreeMap::new();
+    for (s, v) in series {
+        let mut a = Attributes::new()
+            .with(attr::DISK_IO_DIRECTION, direction(s.direction))
+            .with(attr::PROCESS_PID, i64::from(s.pid))
+            .with(attr::PROCESS_EXECUTABLE_NAME, s.comm.as_str());
+        if let Some((key, value)) = place(s.dev) {
+            a.insert(key, value);
+        }
+        *out.entry(a).or_default() += v;
+    }
+    for (k, v) in overflow {
+        let mut a = Attributes::new()
+            .with(attr::DISK_IO_DIRECTION, direction(k.direction))
+            .with(attr::OTEL_METRIC_OVERFLOW, true);
+        if let Some((key, value)) = place(k.dev) {
+            a.insert(key, value);
+        }
+        *out.entry(a).or_default() += v;
+    }
+    out.into_iter().map(|(a, v)| (a, int(v))).collect()
+}
+
+pub fn metrics(c: &FileIoCounts, names: &DevNames, start: u64) -> Vec<Metric> {
+    let files = by_name(&c.file, |d| names.mount(d));
+    let blocks = by_name(&c.block, |d| names.device(d));
+    let file_attrs = |mnt: &str, d: u32| {
+        Attributes::new()
+            .with(attr::DISK_IO_DIRECTION, direction(d))
+            .with(attr::SYSTEM_FILESYSTEM_MOUNTPOINT, mnt)
+    };
+    let block_attrs = |dev: &str, d: u32| {
+        Attributes::new()
+            .with(attr::DISK_IO_DIRECTION, direction(d))
+            .with(attr::SYSTEM_DEVICE, dev)
+    };
+    let hist_metric = |def, points: Vec<(Attributes, Histogram)>| Metric {
+        def,
+        points: points
+            .into_iter()
+            .map(|(attributes, h)| Point {
+                attributes,
+                value: PointValue::Histogram(h),
+                start_unix_nano: start,
+            })
+            .collect(),
+    };
+    vec![
+        hist_metric(
+            m::SONDE_FILE_IO_DURATION,
+            files
+                .iter()
+                .map(|((mnt, d), s)| (file_attrs(mnt, *d), histogram(s)))
+                .collect(),
+        ),
+        numbers(
+            m::SONDE_FILE_IO,
+            start,
+            process_points(&c.file_procs, &c.file_procs_overflow, |d| {
+                Some((attr::SYSTEM_FILESYSTEM_MOUNTPOINT, names.mount(d)))
+            }),
+        ),
+        numbers(
+            m::SONDE_FILE_OPERATIONS,
+            start,
+            files
+                .iter()
+                .map(|((mnt, d), s)| (file_attrs(mnt, *d), int(s.ops))),
+        ),
+        numbers(
+            m::SYSTEM_DISK_IO,
+            start,
+            blocks
+                .iter()
+                .map(|((dev, d), s)| (block_attrs(dev, *d), int(s.bytes))),
+        ),
+        numbers(
+            m::SYSTEM_DISK_OPERATIONS,
+            start,
+            blocks
+                .iter()
+                .map(|((dev, d), s)| (block_attrs(dev, *d), int(s.ops))),
+        ),
+        numbers(
+            m::SYSTEM_DISK_OPERATION_TIME,
+            start,
+            blocks.iter().map(|((dev, d), s)| {
+                (block_attrs(dev, *d), Number::Double(s.time_ns as f64 / 1e9))
+            }),
+        ),
+        hist_metric(
+            m::SONDE_DISK_IO_DURATION,
+            blocks
+                .iter()
+                .map(|((dev, d), s)| (block_attrs(dev, *d), histogram(s)))
+                .collect(),
+        ),
+        numbers(
+            m::PROCESS_DISK_IO,
+            start,
+            process_points(&c.block_procs, &c.block_procs_overflow, |_| None),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Value;
+
+    #[test]
+    fn mountinfo_maps_dev_to_first_mountpoint_and_unescapes() {
+        let text = "\
+22 1 259:1 / / rw,relatime - ext4 /dev/vda1 rw
+30 22 0:45 / /tmp/my\\040dir rw - tmpfs tmpfs rw
+31 22 259:1 /var /mnt/bind rw - ext4 /dev/vda1 rw
+";
+        let m = parse_mountinfo(text);
+        assert_eq!(m[&dev_t(259, 1)], "/");
+        assert_eq!(m[&dev_t(0, 45)], "/tmp/my dir");
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn partitions_name_devices() {
+        let text = "major minor  #blocks  name\n\n   7        0     102400 loop0\n 259        1   10485760 vda1\n";
+        let p = parse_partitions(text);
+        assert_eq!(p[&dev_t(7, 0)], "loop0");
+        assert_eq!(p[&dev_t(259, 1)], "vda1");
+        assert_eq!(dev_string(dev_t(259, 1)), "259:1");
+    }
+
+    #[test]
+    fn bounds_are_the_kernels_log2_bounds_in_seconds() {
+        let b = log2_bounds_seconds();
+        assert_eq!(b.len(), SLOTS - 1);
+        assert_eq!(b[0], 1e-9);
+        assert_eq!(b[10], 1024e-9);
+        assert!(b.windows(2).all(|w| w[1] == 2.0 * w[0]));
+    }
+
+    #[test]
+    fn counts_map_to_contract_names_with_exact_buckets() {
+        let mut s = IoStats {
+            ops: 3,
+            bytes: 4096,
+            time_ns: 3_000,
+            ..Default::default()
+        };
+        s.slots[11] = 3;
+        let counts = FileIoCounts {
+            file: vec![(
+                IoKey {
+                    dev: dev_t(0, 45),
+                    direction: 1,
+                },
+                s.clone(),
+            )],
+            file_procs: vec![(
+                ProcSeries {
+                    pid: 42,
+                    comm: "dd".into(),
+                    dev: dev_t(0, 45),
+                    direction: 1,
+                },
+                4096,
+            )],
+            file_procs_overflow: vec![(
+                IoKey {
+                    dev: dev_t(0, 45),
+                    direction: 1,
+                },
+                10,
+            )],
+            block: vec![(
+                IoKey {
+                    dev: dev_t(7, 0),
+                    direction: 0,
+                },
+                s,
+            )],
+            ..Default::default()
+        };
+        let mut names = DevNames::default();
+        names.mounts.insert(dev_t(0, 45), "/data".into());
+        let ms = metrics(&counts, &names, 5);
+        let get = |name: &str| ms.iter().find(|m| m.def.name == name).expect(name);
+
+        let h = &get("sonde.file.io.duration").points[0];
+        assert_eq!(
+            h.attributes.get("system.filesystem.mountpoint"),
+            Some(&Value::Str("/data".into()))
+        );
+        assert_eq!(
+            h.attributes.get("disk.io.direction"),
+            Some(&Value::Str("write".into()))
+        );
+        let PointValue::Histogram(h) = &h.value else {
+            panic!("histogram")
+        };
+        assert_eq!(h.counts.len(), h.bounds.len() + 1);
+        assert_eq!((h.counts[11], h.count, h.sum), (3, 3, 3e-6));
+
+        let io = &get("sonde.file.io").points;
+        assert_eq!(io.len(), 2);
+        assert!(io
+            .iter()
+            .any(|p| p.attributes.get("process.pid") == Some(&Value::Int(42))
+                && p.value == PointValue::Number(Number::Int(4096))));
+        assert!(io.iter().any(|p| p.attributes.get("otel.metric.overflow")
+            == Some(&Value::Bool(true))
+            && p.attributes.get("system.filesystem.mountpoint")
+                == Some(&Value::Str("/data".into()))));
+
+        let disk = &get("system.disk.io").points[0];
+        assert_eq!(
+            disk.attributes.get("system.device"),
+            Some(&Value::Str("7:0".into())),
+            "unknown devices show as major:minor"
+        );
+        assert_eq!(disk.value, PointValue::Number(Number::Int(4096)));
+        assert_eq!(
+            get("system.disk.operation_time").points[0].value,
+            PointValue::Number(Number::Double(3e-6))
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! File and block I/O from the fileio probe: collector, per-process folding, device
+//! names, mapping.
+
+use std::path::PathBuf;
+
+use sonde_semconv::attr::loss_reason;
+
+use super::{Output, Source};
+use crate::collect::fileio::{FileIoCollector, IoKey, IoStats};
+use crate::mapping::fileio::{self as map, DevNames, FileIoCounts};
+
+#[derive(Debug)]
+pub struct FileIoSource {
+    pub collector: FileIoCollector,
+    names: DevNames,
+    proc_root: PathBuf,
+}
+
+impl FileIoSource {
+    pub fn new(collector: FileIoCollector) -> Self {
+        Self {
+            collector,
+            names: DevNames::default(),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+
+    /// Re-reads the name tables only when a device number is new to them (mounts come
+    /// and go; reading them every tick would be waste).
+    fn refresh_names(&mut self, file: &[(IoKey, IoStats)], block: &[(IoKey, IoStats)]) {
+        if file
+            .iter()
+            .any(|(k, _)| !self.names.mounts.contains_key(&k.dev))
+        {
+            match std::fs::read_to_string(self.proc_root.join("self/mountinfo")) {
+                Ok(t) => self.names.mounts = map::parse_mountinfo(&t),
+                Err(e) => tracing::debug!("reading mountinfo for file system names: {e}"),
+            }
+        }
+        for (k, _) in block {
+            if self.names.devices.contains_key(&k.dev) {
+                continue;
+            }
+            // /sys/dev/block/M:m links to the device's sysfs directory, named after it.
+            let link = format!("/sys/dev/block/{}", map::dev_string(k.dev));
+            let name = std::fs::read_link(&link)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .or_else(|| {
+                    std::fs::read_to_string(self.proc_root.join("partitions"))
+                        .ok()
+                        .and_then(|t| map::parse_partitions(&t).remove(&k.dev))
+                });
+            if let Some(name) = name {
+                self.names.devices.insert(k.dev, name);
+            }
+        }
+    }
+}
+
+impl Source for FileIoSource {
+    fn name(&self) -> &'static str {
+        "fileio"
+    }
+
+    fn collect(&mut self, start: u64, out: &mut Output) {
+        let read = (|| {
+            self.collector.update_procs(&self.proc_root)?;
+            Ok::<_, crate::collect::fileio::CollectError>((
+                self.collector.file_stats()?,
+                self.collector.block_stats()?,
+                self.collector.lost()?,
+            ))
+        })();
+        let (file, block, lost) = match read {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("reading the fileio probe's maps failed: {e}");
+                return;
+            }
+        };
+        self.refresh_names(&file, &block);
+        let (file_procs, file_procs_overflow) = self.collector.file_totals.snapshot();
+        let (block_procs, block_procs_overflow) = self.collector.block_totals.snapshot();
+        let counts = FileIoCounts {
+            file,
+            file_procs,
+            file_procs_overflow,
+            block,
+            block_procs,
+            block_procs_overflow,
+        };
+        out.metrics
+            .extend(map::metrics(&counts, &self.names, start));
+        out.lost
+            .push(("fileio.file", loss_reason::MAP_FULL, lost.file));
+        out.lost
+            .push(("fileio.block", loss_reason::MAP_FULL, lost.block));
+    }
+}
