@@ -2,6 +2,7 @@
 //! counts; naming and shaping into metrics is `mapping`'s job.
 
 pub mod agent_self;
+pub mod dns;
 pub mod fileio;
 pub mod process;
 pub mod procfs;
