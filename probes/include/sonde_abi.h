@@ -94,4 +94,85 @@ enum sonde_fileio_counter {
 	SONDE_FILEIO_COUNTER_SLOTS = 5,
 };
 
+/* ---- tcp family -------------------------------------------------------- */
+
+/* Index into the per-CPU array `tcp_counters` (one __u64 per slot). */
+enum sonde_tcp_counter {
+	SONDE_TCP_RST_SENT = 0,      /* tcp:tcp_send_reset */
+	SONDE_TCP_RST_RECEIVED = 1,  /* tcp:tcp_receive_reset */
+	SONDE_TCP_OPENED = 2,        /* connections that reached ESTABLISHED */
+	SONDE_TCP_CLOSED = 3,        /* opened connections that reached CLOSE */
+	SONDE_TCP_FAILED = 4,        /* SYN_SENT -> CLOSE */
+	SONDE_TCP_LOST_RINGBUF = 5,  /* events that did not fit in `tcp_events` */
+	SONDE_TCP_LOST_CONNS = 6,    /* connections not tracked: `tcp_conns` full */
+	SONDE_TCP_COUNTER_SLOTS = 7,
+};
+
+/*
+ * `tcp_states`: per-CPU __s64 deltas of connections per (network type, state) since
+ * load, at index family_index * SONDE_TCP_STATE_SLOTS + state (family_index 0 = IPv4,
+ * 1 = IPv6; state = the kernel's TCP_* number). Only sockets of the network namespace
+ * in `sonde_netns_ino` are counted, the one /proc/net/tcp seeds from.
+ */
+#define SONDE_TCP_STATE_SLOTS 16
+
+/* `tcp_hists` indexes: log2 histograms of nanoseconds (same slots as the fileio ones). */
+enum sonde_tcp_hist_index {
+	SONDE_TCP_HIST_RTT_V4 = 0,          /* srtt at close, IPv4 */
+	SONDE_TCP_HIST_RTT_V6 = 1,          /* srtt at close, IPv6 */
+	SONDE_TCP_HIST_DURATION_IN = 2,     /* ESTABLISHED .. CLOSE, inbound */
+	SONDE_TCP_HIST_DURATION_OUT = 3,    /* SYN_SENT .. CLOSE, outbound */
+	SONDE_TCP_HIST_SLOTS = 4,
+};
+
+struct sonde_tcp_hist {
+	__u64 sum_ns;
+	__u64 slots[SONDE_LOG2_SLOTS];
+};
+
+enum sonde_tcp_direction {
+	SONDE_TCP_DIR_UNKNOWN = 0,  /* existed before the probe was loaded */
+	SONDE_TCP_DIR_INBOUND = 1,
+	SONDE_TCP_DIR_OUTBOUND = 2,
+};
+
+/*
+ * Value of the hash `tcp_conns`, keyed by the socket's address (__u64). Byte and
+ * retransmit totals are the socket's own (tcp_sock bytes_acked, bytes_received,
+ * total_retrans) as of the last send/receive/retransmit; base_* are their values when
+ * the entry was made (0 for connections seen from their first SYN), so what happened
+ * before Sonde is never counted.
+ */
+struct sonde_tcp_conn {
+	__u64 start_ns;         /* bpf_ktime_get_ns() at SYN_SENT / SYN_RECV; 0 if unknown */
+	__u64 bytes_acked;
+	__u64 bytes_received;
+	__u64 base_acked;
+	__u64 base_received;
+	__u32 total_retrans;
+	__u32 base_retrans;
+	__u32 tgid;             /* 0 until known */
+	__u16 family;           /* AF_INET or AF_INET6 */
+	__u16 direction;        /* enum sonde_tcp_direction */
+	__u16 lport;            /* host order */
+	__u16 rport;            /* host order */
+	__u32 opened;           /* 1 once counted as opened */
+	__u8 raddr[16];         /* IPv4 in the first 4 bytes */
+	char comm[SONDE_COMM_LEN];
+};
+
+enum sonde_tcp_event_kind {
+	SONDE_TCP_EV_OPEN = 0,
+	SONDE_TCP_EV_CLOSE = 1,
+	SONDE_TCP_EV_FAIL = 2,
+};
+
+/* Ring buffer `tcp_events`: opens, closes (with final totals) and failed connects. */
+struct sonde_tcp_event {
+	__u64 sk;               /* with conn.start_ns, identifies the connection */
+	struct sonde_tcp_conn conn;
+	__u32 kind;             /* enum sonde_tcp_event_kind */
+	__s32 err;              /* sk_err at a failed connect (positive errno) */
+};
+
 #endif /* SONDE_ABI_H */

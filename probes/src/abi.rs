@@ -33,6 +33,14 @@ unsafe impl aya::Pod for sonde_io_proc_key {}
 // SAFETY: as above.
 unsafe impl aya::Pod for sonde_io_proc_value {}
 
+// SAFETY: fixed-width integers and byte arrays laid out without implicit padding
+// (pinned by `pinned_tcp_layouts` below); any bit pattern is valid.
+unsafe impl aya::Pod for sonde_tcp_hist {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_tcp_conn {}
+// SAFETY: as above; it embeds sonde_tcp_conn, whose end is 8-byte aligned.
+unsafe impl aya::Pod for sonde_tcp_event {}
+
 #[cfg(test)]
 mod pinned {
     use super::*;
@@ -73,5 +81,38 @@ mod pinned {
         assert_eq!(sonde_io_direction::SONDE_IO_READ as u32, 0);
         assert_eq!(sonde_io_direction::SONDE_IO_WRITE as u32, 1);
         assert_eq!(sonde_fileio_counter::SONDE_FILEIO_COUNTER_SLOTS as u32, 5);
+    }
+
+    #[test]
+    fn pinned_tcp_layouts() {
+        assert_eq!(SONDE_TCP_STATE_SLOTS, 16);
+        assert_eq!(size_of::<sonde_tcp_hist>(), 8 + 8 * 40);
+        assert_eq!(offset_of!(sonde_tcp_hist, sum_ns), 0);
+        assert_eq!(offset_of!(sonde_tcp_hist, slots), 8);
+        assert_eq!(size_of::<sonde_tcp_conn>(), 96);
+        assert_eq!(offset_of!(sonde_tcp_conn, start_ns), 0);
+        assert_eq!(offset_of!(sonde_tcp_conn, bytes_acked), 8);
+        assert_eq!(offset_of!(sonde_tcp_conn, bytes_received), 16);
+        assert_eq!(offset_of!(sonde_tcp_conn, base_acked), 24);
+        assert_eq!(offset_of!(sonde_tcp_conn, base_received), 32);
+        assert_eq!(offset_of!(sonde_tcp_conn, total_retrans), 40);
+        assert_eq!(offset_of!(sonde_tcp_conn, base_retrans), 44);
+        assert_eq!(offset_of!(sonde_tcp_conn, tgid), 48);
+        assert_eq!(offset_of!(sonde_tcp_conn, family), 52);
+        assert_eq!(offset_of!(sonde_tcp_conn, direction), 54);
+        assert_eq!(offset_of!(sonde_tcp_conn, lport), 56);
+        assert_eq!(offset_of!(sonde_tcp_conn, rport), 58);
+        assert_eq!(offset_of!(sonde_tcp_conn, opened), 60);
+        assert_eq!(offset_of!(sonde_tcp_conn, raddr), 64);
+        assert_eq!(offset_of!(sonde_tcp_conn, comm), 80);
+        assert_eq!(size_of::<sonde_tcp_event>(), 112);
+        assert_eq!(offset_of!(sonde_tcp_event, sk), 0);
+        assert_eq!(offset_of!(sonde_tcp_event, conn), 8);
+        assert_eq!(offset_of!(sonde_tcp_event, kind), 104);
+        assert_eq!(offset_of!(sonde_tcp_event, err), 108);
+        assert_eq!(sonde_tcp_counter::SONDE_TCP_COUNTER_SLOTS as u32, 7);
+        assert_eq!(sonde_tcp_hist_index::SONDE_TCP_HIST_SLOTS as u32, 4);
+        assert_eq!(sonde_tcp_direction::SONDE_TCP_DIR_OUTBOUND as u32, 2);
+        assert_eq!(sonde_tcp_event_kind::SONDE_TCP_EV_FAIL as u32, 2);
     }
 }

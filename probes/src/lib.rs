@@ -13,16 +13,19 @@ pub enum Family {
     Process,
     /// File I/O (syscall tracepoints) and block I/O (block_rq_issue/complete).
     FileIo,
+    /// TCP connections: lifecycle, bytes, retransmits, RTT, resets (sock and tcp tracepoints).
+    Tcp,
 }
 
 impl Family {
-    pub const ALL: &'static [Family] = &[Family::Process, Family::FileIo];
+    pub const ALL: &'static [Family] = &[Family::Process, Family::FileIo, Family::Tcp];
 
     /// The family's name, as used in config keys, logs and `sonde.probe`.
     pub fn name(self) -> &'static str {
         match self {
             Family::Process => "process",
             Family::FileIo => "fileio",
+            Family::Tcp => "tcp",
         }
     }
 
@@ -31,12 +34,14 @@ impl Family {
         match self {
             Family::Process => PROCESS_OBJ,
             Family::FileIo => FILEIO_OBJ,
+            Family::Tcp => TCP_OBJ,
         }
     }
 }
 
 static PROCESS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
 static FILEIO_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fileio.bpf.o"));
+static TCP_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp.bpf.o"));
 
 /// Names of the programs and maps in the objects, typed so a rename breaks the build
 /// rather than a lookup at run time.
@@ -85,5 +90,20 @@ pub mod names {
         pub const MAP_BLOCK_STATS: &str = "block_stats";
         pub const MAP_BLOCK_PROCS: &str = "block_procs";
         pub const MAP_COUNTERS: &str = "fileio_counters";
+    }
+    pub mod tcp {
+        pub const PROG_STATE: &str = "sonde_tcp_state";
+        pub const PROG_SEND: &str = "sonde_tcp_send";
+        pub const PROG_RECV: &str = "sonde_tcp_recv";
+        pub const PROG_RETRANSMIT: &str = "sonde_tcp_retransmit";
+        pub const PROG_SEND_RESET: &str = "sonde_tcp_send_reset";
+        pub const PROG_RECEIVE_RESET: &str = "sonde_tcp_receive_reset";
+        pub const MAP_COUNTERS: &str = "tcp_counters";
+        pub const MAP_STATES: &str = "tcp_states";
+        pub const MAP_HISTS: &str = "tcp_hists";
+        pub const MAP_CONNS: &str = "tcp_conns";
+        pub const MAP_EVENTS: &str = "tcp_events";
+        /// `const volatile` global: the network namespace whose states are counted.
+        pub const GLOBAL_NETNS_INO: &str = "sonde_netns_ino";
     }
 }

@@ -136,6 +136,7 @@ impl Probes {
             .flat_map(|f| match f.family {
                 Family::Process => f.run_stats(probe::process::PROGRAMS),
                 Family::FileIo => f.run_stats(probe::fileio::PROGRAMS),
+                Family::Tcp => f.run_stats(probe::tcp::PROGRAMS),
             })
             .collect()
     }

@@ -65,6 +65,7 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         let specs = match family {
             Family::Process => probe::process::PROGRAMS,
             Family::FileIo => probe::fileio::PROGRAMS,
+            Family::Tcp => probe::tcp::PROGRAMS,
         };
         match probe::load_family(*family, specs, false) {
             Ok(loaded) => {

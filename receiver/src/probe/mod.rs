@@ -9,6 +9,7 @@
 pub mod fileio;
 pub mod process;
 pub mod support;
+pub mod tcp;
 pub mod tracefs;
 
 use std::fmt;

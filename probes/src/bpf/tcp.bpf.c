@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * TCP: connection lifecycle, bytes, retransmits, RTT and resets, from tracepoints only.
+ *
+ *   sock:inet_sock_set_state   every state change: connections per state (per-CPU deltas),
+ *                              opens, closes and failed connects (ring buffer, low rate),
+ *                              duration and srtt histograms (per-CPU, in the kernel)
+ *   sock:sock_send_length /    refresh the connection's own byte totals (tcp_sock
+ *   sock:sock_recv_length      bytes_acked / bytes_received) so userspace counts traffic of
+ *                              open connections every interval
+ *   tcp:tcp_retransmit_skb     refresh the connection's total_retrans
+ *   tcp:tcp_send_reset /       per-CPU counters
+ *   tcp:tcp_receive_reset
+ *
+ * Bytes and retransmits are the socket's own cumulative counters read with CO-RE, never
+ * sums of tracepoint arguments, so the totals at close are exactly the kernel's.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "sonde_abi.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+/* Inode of the network namespace whose sockets `tcp_states` counts (0: all); set by
+ * userspace before load to its own, the namespace /proc/net/tcp seeds the count from. */
+const volatile __u32 sonde_netns_ino = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SONDE_TCP_COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tcp_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * SONDE_TCP_STATE_SLOTS);
+	__type(key, __u32);
+	__type(value, __s64);
+} tcp_states SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SONDE_TCP_HIST_SLOTS);
+	__type(key, __u32);
+	__type(value, struct sonde_tcp_hist);
+} tcp_hists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct sonde_tcp_conn);
+} tcp_conns SEC(".maps");
+
+/* Listening sockets' owners, keyed by family << 16 | port: inbound connections are
+ * established in softirq context, where the current task is not the server. */
+struct sonde_tcp_owner {
+	__u32 tgid;
+	char comm[SONDE_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct sonde_tcp_owner);
+} tcp_listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 512 * 1024);
+} tcp_events SEC(".maps");
+
+static __always_inline void bump(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&tcp_counters, &slot);
+	if (v)
+		*v += 1; /* per-CPU slot: no other writer */
+}
+
+/* Same slots as the fileio family: 0 for 0..1 ns, else the bit length of (ns - 1). */
+static __always_inline __u32 log2_slot(__u64 ns)
+{
+	__u64 v;
+	__u32 r = 0;
+
+	if (ns <= 1)
+		return 0;
+	v = ns - 1;
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { v >>= 1; r += 1; }
+	r += v;
+	if (r >= SONDE_LOG2_SLOTS)
+		r = SONDE_LOG2_SLOTS - 1;
+	return r;
+}
+
+static __always_inline void hist_add(__u32 idx, __u64 ns)
+{
+	struct sonde_tcp_hist *h = bpf_map_lookup_elem(&tcp_hists, &idx);
+	__u32 slot = log2_slot(ns);
+
+	if (!h)
+		return;
+	h->sum_ns += ns;
+	if (slot < SONDE_LOG2_SLOTS)
+		h->slots[slot] += 1;
+}
+
+static __always_inline void state_add(__u16 family, int state, __s64 d)
+{
+	__u32 idx;
+	__s64 *v;
+
+	if (state <= 0 || state >= SONDE_TCP_STATE_SLOTS)
+		return;
+	idx = (family == AF_INET6 ? SONDE_TCP_STATE_SLOTS : 0) + (__u32)state;
+	v = bpf_map_lookup_elem(&tcp_states, &idx);
+	if (v)
+		*v += d;
+}
+
+static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *c)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+
+	c->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	c->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
+}
+
+/* A connection first seen after it was set up (it predates the probe): attributed to the
+ * current task, which is the one sending or receiving; what it did before is baseline. */
+static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 key)
+{
+	struct sonde_tcp_conn c = {};
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	c.family = family;
+	c.direction = SONDE_TCP_DIR_UNKNOWN;
+	c.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c.rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET6)
+		BPF_CORE_READ_INTO(&c.raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	else
+		BPF_CORE_READ_INTO(&c.raddr, sk, __sk_common.skc_daddr);
+	c.tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(c.comm, sizeof(c.comm));
+	read_totals(sk, &c);
+	c.base_acked = c.bytes_acked;
+	c.base_received = c.bytes_received;
+	c.base_retrans = c.total_retrans;
+	if (bpf_map_update_elem(&tcp_conns, &key, &c, BPF_NOEXIST)) {
+		bump(SONDE_TCP_LOST_CONNS);
+		return 0;
+	}
+	return bpf_map_lookup_elem(&tcp_conns, &key);
+}
+
+static __always_inline void emit(__u64 key, struct sonde_tcp_conn *c, __u32 kind, __s32 err)
+{
+	struct sonde_tcp_event *e = bpf_ringbuf_reserve(&tcp_events, sizeof(*e), 0);
+
+	if (!e) {
+		bump(SONDE_TCP_LOST_RINGBUF);
+		return;
+	}
+	e->sk = key;
+	__builtin_memcpy(&e->conn, c, sizeof(*c));
+	e->kind = kind;
+	e->err = err;
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int sonde_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	__u64 key = (__u64)ctx->skaddr;
+	int old = ctx->oldstate, new = ctx->newstate;
+	__u16 family = ctx->family;
+	struct sonde_tcp_conn *c;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+
+	if (!sonde_netns_ino ||
+	    BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) == sonde_netns_ino) {
+		/* A new server-side child is cloned from its listener, so its first
+		 * transition reads LISTEN -> SYN_RECV: the listener is still listening. */
+		if (!(old == TCP_LISTEN && new == TCP_SYN_RECV))
+			state_add(family, old, -1);
+		state_add(family, new, 1);
+	}
+
+	if (new == TCP_LISTEN) {
+		/* listen(2): process context, so the current task owns the listener. */
+		__u32 lk = ((__u32)family << 16) | ctx->sport;
+		struct sonde_tcp_owner o = {};
+
+		o.tgid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(o.comm, sizeof(o.comm));
+		bpf_map_update_elem(&tcp_listeners, &lk, &o, BPF_ANY);
+		return 0;
+	}
+	if (old == TCP_LISTEN && new == TCP_CLOSE) {
+		__u32 lk = ((__u32)family << 16) | ctx->sport;
+
+		bpf_map_delete_elem(&tcp_listeners, &lk);
+		return 0;
+	}
+
+	if (new == TCP_SYN_SENT || new == TCP_SYN_RECV) {
+		struct sonde_tcp_conn n = {};
+
+		n.start_ns = now;
+		n.family = family;
+		n.lport = ctx->sport;
+		n.rport = ctx->dport;
+		/* Through a helper: the verifier refuses loads from a moved ctx pointer. */
+		if (family == AF_INET6)
+			bpf_probe_read_kernel(n.raddr, 16, ctx->daddr_v6);
+		else
+			bpf_probe_read_kernel(n.raddr, 4, ctx->daddr);
+		if (new == TCP_SYN_SENT) {
+			/* connect(2): process context. */
+			n.direction = SONDE_TCP_DIR_OUTBOUND;
+			n.tgid = bpf_get_current_pid_tgid() >> 32;
+			bpf_get_current_comm(n.comm, sizeof(n.comm));
+		} else {
+			__u32 lk = ((__u32)family << 16) | ctx->sport;
+			struct sonde_tcp_owner *o = bpf_map_lookup_elem(&tcp_listeners, &lk);
+
+			n.direction = SONDE_TCP_DIR_INBOUND;
+			if (o) {
+				n.tgid = o->tgid;
+				__builtin_memcpy(n.comm, o->comm, sizeof(n.comm));
+			}
+		}
+		if (bpf_map_update_elem(&tcp_conns, &key, &n, BPF_ANY))
+			bump(SONDE_TCP_LOST_CONNS);
+		return 0;
+	}
+
+	c = bpf_map_lookup_elem(&tcp_conns, &key);
+	if (new == TCP_ESTABLISHED) {
+		if (!c || c->opened)
+			return 0;
+		c->opened = 1;
+		bump(SONDE_TCP_OPENED);
+		emit(key, c, SONDE_TCP_EV_OPEN, 0);
+		return 0;
+	}
+	if (new != TCP_CLOSE || !c)
+		return 0;
+
+	read_totals(sk, c);
+	if (old == TCP_SYN_SENT && !c->opened) {
+		bump(SONDE_TCP_FAILED);
+		emit(key, c, SONDE_TCP_EV_FAIL, BPF_CORE_READ(sk, sk_err));
+	} else {
+		if (c->opened) {
+			bump(SONDE_TCP_CLOSED);
+			hist_add(c->direction == SONDE_TCP_DIR_INBOUND ? SONDE_TCP_HIST_DURATION_IN :
+									 SONDE_TCP_HIST_DURATION_OUT,
+				 now - c->start_ns);
+		}
+		if (c->opened || c->direction == SONDE_TCP_DIR_UNKNOWN) {
+			struct tcp_sock *tp = (struct tcp_sock *)sk;
+			__u64 srtt_ns = (__u64)(BPF_CORE_READ(tp, srtt_us) >> 3) * 1000;
+
+			if (srtt_ns)
+				hist_add(family == AF_INET6 ? SONDE_TCP_HIST_RTT_V6 :
+							      SONDE_TCP_HIST_RTT_V4,
+					 srtt_ns);
+		}
+		emit(key, c, SONDE_TCP_EV_CLOSE, 0);
+	}
+	bpf_map_delete_elem(&tcp_conns, &key);
+	return 0;
+}
+
+static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->sk;
+	__u64 key = (__u64)ctx->sk;
+	struct sonde_tcp_conn *c;
+
+	if (ctx->protocol != IPPROTO_TCP || ctx->ret <= 0)
+		return 0;
+	if (ctx->family != AF_INET && ctx->family != AF_INET6)
+		return 0;
+	c = bpf_map_lookup_elem(&tcp_conns, &key);
+	if (!c) {
+		conn_adopt(sk, key);
+		return 0;
+	}
+	if (!c->tgid) {
+		/* An inbound connection whose listener predates the probe: the first task
+		 * to send or receive on it owns it. */
+		c->tgid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(c->comm, sizeof(c->comm));
+	}
+	read_totals(sk, c);
+	return 0;
+}
+
+SEC("tracepoint/sock/sock_send_length")
+int sonde_tcp_send(struct trace_event_raw_sock_msg_length *ctx)
+{
+	return on_io(ctx);
+}
+
+SEC("tracepoint/sock/sock_recv_length")
+int sonde_tcp_recv(struct trace_event_raw_sock_msg_length *ctx)
+{
+	return on_io(ctx);
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int sonde_tcp_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	__u64 key = (__u64)ctx->skaddr;
+	struct sonde_tcp_conn *c = bpf_map_lookup_elem(&tcp_conns, &key);
+
+	if (!c)
+		return 0; /* a connection from before the probe: counted from its next send */
+	read_totals(sk, c);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_send_reset")
+int sonde_tcp_send_reset(void *ctx)
+{
+	bump(SONDE_TCP_RST_SENT);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int sonde_tcp_receive_reset(void *ctx)
+{
+	bump(SONDE_TCP_RST_RECEIVED);
+	return 0;
+}
