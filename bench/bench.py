@@ -1,0 +1,638 @@
+#!/usr/bin/env python3
+"""Overhead benchmarks: a workload's throughput with no tracer, with Sonde, with bpftrace.
+
+    sudo bench/bench.py process            # fork+exit and fork+exec churn (about 2 minutes)
+    sudo bench/bench.py process --duration 5 --rounds 7 --workers 2
+    bench/bench.py --list
+
+One run measures every configuration side by side: each round starts each tracer in turn
+(the order rotates from round to round), waits until its probes are attached, runs every
+workload of the bench under it, then stops it. The table gives, per workload and
+configuration, the median ops/s over the rounds, its ratio to the no-tracer median, the
+tracer's own CPU time (utime+stime from /proc/PID/stat, over the workload's window only)
+and the tracer's peak RSS (VmHWM from /proc/PID/status, read just before it is stopped).
+
+This is a benchmark that prints figures, not a test: nothing here asserts a timing.
+Standard library only; see bench/README.md. Adding a bench = one `Bench(...)` entry in
+BENCHES: its C workloads (built with the system C compiler into a temp dir), the probe
+family it exercises, and the bpftrace program that counts the same events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+# --------------------------------------------------------------------------------------
+# Benches
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One workload: `argv(bin_dir, seconds, workers)` must print a line whose first field
+    is the number of operations done and whose last field is ops/s."""
+
+    name: str
+    description: str
+    argv: Callable[[Path, float, int], list[str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Bench:
+    name: str
+    summary: str
+    # C sources under bench/, compiled to bin_dir/<key>.
+    sources: dict[str, str]
+    workloads: list[Workload]
+    # The Sonde probe family this bench exercises (a key under `probes:` in the config).
+    family: str
+    # A bpftrace program that does the equivalent counting on the same tracepoints.
+    bpftrace: str
+    # What the bpftrace program gives up or adds against Sonde's probe, for the README/table.
+    bpftrace_note: str = ""
+    # A bpftrace map that must count at least one event per workload operation (a check
+    # that the tracer saw the workload), or "".
+    bpftrace_ops_map: str = ""
+
+
+# bpftrace v0.17 (Debian 12) has no `rawtracepoint:` probe type, so the fork count uses the
+# classic sched_process_fork tracepoint, which does not carry the child task: it counts
+# threads too. The workloads here create no threads, so the counts are the same.
+PROCESS_BT = r"""
+tracepoint:sched:sched_process_fork { @created = count(); }
+tracepoint:sched:sched_process_exec { @exec[comm] = count(); }
+tracepoint:sched:sched_process_exit /pid == tid/ {
+    $code = curtask->exit_code;
+    if ($code & 0x7f) { @exit_signal = count(); }
+    else if (($code >> 8) & 0xff) { @exit_failure = count(); }
+    else { @exit_success = count(); }
+}
+"""
+
+BENCHES: dict[str, Bench] = {
+    b.name: b
+    for b in [
+        Bench(
+            name="process",
+            summary="process churn: fork+exit and fork+exec(/bin/true)+exit as fast as possible",
+            sources={"forkexit": "workloads/forkexit.c"},
+            workloads=[
+                Workload(
+                    "fork",
+                    "fork(); child _exit(0); parent waitpid()",
+                    lambda d, s, w: [str(d / "forkexit"), "fork", f"{s:g}", str(w)],
+                ),
+                Workload(
+                    "exec",
+                    "fork(); child execv(/bin/true); parent waitpid()",
+                    lambda d, s, w: [str(d / "forkexit"), "exec", f"{s:g}", str(w), "/bin/true"],
+                ),
+            ],
+            family="process",
+            bpftrace=PROCESS_BT,
+            bpftrace_note="fork counted on the classic tracepoint (v0.17 has no rawtracepoint), "
+            "exec counted per comm in a hash map, exit classified by exit code",
+            bpftrace_ops_map="@created",
+        ),
+    ]
+}
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------
+
+
+class BenchError(Exception):
+    """A prerequisite or a step failed; the message says what to do."""
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of the whole process (all threads), from /proc/PID/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name is in parentheses and may hold spaces: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent by every CPU on anything but idle and iowait, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest is in user.
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+
+
+def probe_families(example: Path) -> list[str]:
+    """The probe families Sonde's config knows, read from the `probes:` block of
+    examples/sonde.yaml (which documents every key)."""
+    families, inside = [], False
+    for line in example.read_text().splitlines():
+        if re.match(r"^\S", line):
+            inside = line.startswith("probes:")
+        elif inside:
+            m = re.match(r"^  ([a-z_]+):\s*$", line)
+            if m:
+                families.append(m.group(1))
+    return families
+
+
+# --------------------------------------------------------------------------------------
+# Tracers
+# --------------------------------------------------------------------------------------
+
+
+class Tracer:
+    """A tracer process started for one round of one configuration."""
+
+    name = "baseline"
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.out_path: Path | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> str:
+        return ""
+
+    def _spawn(self, argv: list[str], env: dict[str, str], tag: str) -> None:
+        self.out_path = self.work / f"{tag}.log"
+        out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        out.close()
+
+    def _output(self) -> str:
+        return self.out_path.read_text(errors="replace") if self.out_path else ""
+
+    def _wait_for(self, ready: Callable[[str], bool], timeout: float, what: str) -> None:
+        assert self.proc
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self._output()
+            if ready(text):
+                return
+            if self.proc.poll() is not None:
+                raise BenchError(f"{what} exited with {self.proc.returncode} before attaching:\n{text}")
+            time.sleep(0.05)
+        self._kill()
+        raise BenchError(f"{what} did not attach within {timeout:g} s:\n{self._output()}")
+
+    def _stop(self, sig: int, timeout: float, what: str) -> str:
+        assert self.proc
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            raise BenchError(f"{what} did not stop within {timeout:g} s of signal {sig}")
+        text = self._output()
+        if self.proc.returncode != 0:
+            raise BenchError(f"{what} exited with {self.proc.returncode}:\n{text}")
+        return text
+
+    def _kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Sonde(Tracer):
+    """`sonde run` with no exporter: it still attaches, collects and aggregates every
+    interval; nothing leaves the machine."""
+
+    warned_other = False
+
+    def __init__(self, work: Path, binary: Path, name: str, yaml: str, family: str) -> None:
+        super().__init__(work)
+        self.binary = binary
+        self.name = name
+        self.family = family
+        self.attached: list[str] = []
+        self.config = work / f"{name}.yaml"
+        self.config.write_text(yaml)
+
+    def start(self) -> None:
+        # No OTEL_* or SONDE_* from the caller's environment: the config file alone decides.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SONDE_"))}
+        self._spawn([str(self.binary), "run", "--config", str(self.config)], env, self.name)
+        self._wait_for(lambda t: " started" in t, 30, f"sonde ({self.name})")
+        # One line per probe: `attached probe="process.fork"`, or a reason it was not.
+        text = self._output()
+        attached, other = set(), []
+        for line in text.splitlines():
+            m = re.search(r'probe="([\w.]+)"', line)
+            if m and re.search(r"\battached\b", line):
+                attached.add(m.group(1))
+            elif m:
+                other.append(line)
+        ours = [line for line in other if f'probe="{self.family}.' in line]
+        if ours or not any(p.startswith(f"{self.family}.") for p in attached):
+            self._kill()
+            raise BenchError(f"sonde ({self.name}) did not attach the {self.family} probes:\n{text}")
+        if other and not Sonde.warned_other:
+            log(f"note: sonde ({self.name}) left out probes of other families:\n  " + "\n  ".join(other))
+            Sonde.warned_other = True
+        self.attached = sorted(attached)
+
+    def stop(self) -> str:
+        return self._stop(signal.SIGTERM, 30, f"sonde ({self.name})")
+
+
+class Bpftrace(Tracer):
+    name = "bpftrace"
+
+    def __init__(self, work: Path, program: str) -> None:
+        super().__init__(work)
+        self.script = work / "bench.bt"
+        self.script.write_text(program)
+
+    def start(self) -> None:
+        # bpftrace prints this marker once every probe is attached (its own test harness
+        # relies on it); "Attaching N probes..." comes before the attaching itself.
+        env = dict(os.environ, __BPFTRACE_NOTIFY_PROBES_ATTACHED="1")
+        self._spawn(["bpftrace", str(self.script)], env, "bpftrace")
+        self._wait_for(lambda t: "__BPFTRACE_NOTIFY_PROBES_ATTACHED" in t, 60, "bpftrace")
+
+    def stop(self) -> str:
+        # SIGINT: bpftrace prints its maps and detaches.
+        return self._stop(signal.SIGINT, 30, "bpftrace")
+
+
+def bpftrace_counts(text: str) -> dict[str, int]:
+    """Scalar and summed keyed maps from bpftrace's exit dump, e.g. {'@created': 1234}."""
+    counts: dict[str, int] = {}
+    for m in re.finditer(r"^(@\w+)(?:\[.*\])?: (\d+)$", text, re.M):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + int(m.group(2))
+    return counts
+
+
+# --------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Sample:
+    config: str
+    workload: str
+    round: int
+    ops: int
+    ops_per_s: float
+    tracer_cpu_s: float | None
+    window_s: float
+    # CPU time used during the window by everything but the workload and the tracer: other
+    # load on the machine, which makes the figures noisier.
+    other_cpu_s: float = 0.0
+    tracer_peak_rss_kib: int | None = None
+
+
+def check_prerequisites(configs: list[str], build: bool) -> None:
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("run as root (the tracers load eBPF programs): sudo bench/bench.py ...")
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        problems.append("no C compiler for the workloads: apt-get install gcc")
+    if "bpftrace" in configs and not shutil.which("bpftrace"):
+        problems.append("bpftrace is missing: apt-get install bpftrace (or leave it out with --configs)")
+    if build and not shutil.which("cargo"):
+        problems.append(
+            "cargo is not on PATH (under sudo it often is not): build first with "
+            "`cargo build --release -p sonde`, then rerun with --no-build"
+        )
+    if not Path("/sys/kernel/tracing/events").is_dir() and not Path(
+        "/sys/kernel/debug/tracing/events"
+    ).is_dir():
+        problems.append("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing")
+    if problems:
+        raise BenchError("prerequisites missing:\n  - " + "\n  - ".join(problems))
+
+
+def build_sonde() -> None:
+    log("cargo build --release -p sonde")
+    r = subprocess.run(["cargo", "build", "--release", "-p", "sonde"], cwd=ROOT)
+    if r.returncode != 0:
+        raise BenchError("cargo build --release -p sonde failed (see above)")
+
+
+def compile_workloads(bench: Bench, bin_dir: Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    for out, src in bench.sources.items():
+        argv = [cc, "-O2", "-Wall", "-Wextra", "-o", str(bin_dir / out), str(HERE / src)]
+        r = subprocess.run(argv, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError(f"{' '.join(argv)} failed:\n{r.stderr}")
+
+
+def run_workload(argv: list[str]) -> tuple[int, float, float]:
+    """Runs one workload; returns its ops, its ops/s and the CPU time it used (with its
+    children, all waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(argv, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise BenchError(f"workload {' '.join(argv)} failed ({r.returncode}):\n{r.stderr}")
+    fields = r.stdout.split()
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return int(fields[0]), float(fields[-1]), cpu
+
+
+def sonde_yaml(families: list[str], only: str | None) -> str:
+    """Console off and no OTLP endpoint: Sonde collects but exports nothing. With `only`,
+    every other probe family is switched off."""
+    lines = ["exporters:", "  console:", "    enabled: false"]
+    if only:
+        lines.append("probes:")
+        for f in families:
+            lines += [f"  {f}:", f"    enabled: {'true' if f == only else 'false'}"]
+    return "\n".join(lines) + "\n"
+
+
+def make_tracers(
+    configs: list[str], bench: Bench, work: Path, sonde: Path, families: list[str]
+) -> dict[str, Callable[[], Tracer]]:
+    known: dict[str, Callable[[], Tracer]] = {
+        "baseline": lambda: Tracer(work),
+        "sonde": lambda: Sonde(work, sonde, "sonde", sonde_yaml(families, None), bench.family),
+        f"sonde-{bench.family}": lambda: Sonde(
+            work, sonde, f"sonde-{bench.family}", sonde_yaml(families, bench.family), bench.family
+        ),
+        "bpftrace": lambda: Bpftrace(work, bench.bpftrace),
+    }
+    unknown = [c for c in configs if c not in known]
+    if unknown:
+        raise BenchError(f"unknown configuration(s) {unknown}; known: {list(known)}")
+    return {c: known[c] for c in configs}
+
+
+def run(args: argparse.Namespace) -> int:
+    bench = BENCHES[args.bench]
+    configs = args.configs or ["baseline", "sonde", f"sonde-{bench.family}", "bpftrace"]
+    check_prerequisites(configs, build=not args.no_build and args.sonde is None)
+    sonde_bin = Path(args.sonde) if args.sonde else ROOT / "target/release/sonde"
+    if any(c.startswith("sonde") for c in configs):
+        if not args.no_build and args.sonde is None:
+            build_sonde()
+        if not os.access(sonde_bin, os.X_OK):
+            raise BenchError(f"{sonde_bin} missing: cargo build --release -p sonde")
+    families = probe_families(ROOT / "examples/sonde.yaml")
+    if bench.family not in families:
+        raise BenchError(f"examples/sonde.yaml has no probes.{bench.family} block")
+
+    samples: list[Sample] = []
+    attached: dict[str, list[str]] = {}
+    started = datetime.datetime.now(datetime.timezone.utc)
+    with tempfile.TemporaryDirectory(prefix="sonde-bench-") as tmp:
+        work = Path(tmp)
+        compile_workloads(bench, work)
+        tracers = make_tracers(configs, bench, work, sonde_bin, families)
+        n_runs = args.rounds * len(configs) * len(bench.workloads)
+        log(
+            f"{bench.name}: {args.rounds} rounds x {len(configs)} configs x "
+            f"{len(bench.workloads)} workloads x {args.duration:g} s = {n_runs * args.duration:g} s "
+            "of measurement, plus tracer start-up"
+        )
+        for rnd in range(args.rounds):
+            shift = rnd % len(configs)
+            for config in configs[shift:] + configs[:shift]:
+                tracer = tracers[config]()
+                tracer.start()
+                if isinstance(tracer, Sonde):
+                    attached[config] = tracer.attached
+                try:
+                    time.sleep(args.settle)
+                    total_ops = 0
+                    round_samples = []
+                    for wl in bench.workloads:
+                        pid = tracer.pid
+                        cpu0 = cpu_seconds(pid) if pid else None
+                        busy0 = machine_busy_seconds()
+                        t0 = time.monotonic()
+                        ops, rate, wl_cpu = run_workload(wl.argv(work, args.duration, args.workers))
+                        window = time.monotonic() - t0
+                        busy = machine_busy_seconds() - busy0
+                        cpu = cpu_seconds(pid) - cpu0 if pid and cpu0 is not None else None
+                        other = max(0.0, busy - wl_cpu - (cpu or 0.0))
+                        total_ops += ops
+                        s = Sample(config, wl.name, rnd, ops, rate, cpu, window, other)
+                        round_samples.append(s)
+                        log(
+                            f"round {rnd + 1}/{args.rounds} {config:<16} {wl.name:<6} "
+                            f"{rate:>10.0f} ops/s"
+                            + (f"  tracer cpu {cpu:.2f} s" if cpu is not None else "")
+                            + f"  other cpu {other:.2f} s"
+                        )
+                    rss = peak_rss_kib(tracer.pid) if tracer.pid else None
+                    for s in round_samples:
+                        s.tracer_peak_rss_kib = rss
+                    out = tracer.stop()
+                finally:
+                    tracer._kill()  # only if it is still running: on an error or Ctrl-C
+                samples.extend(round_samples)
+                if isinstance(tracer, Bpftrace) and bench.bpftrace_ops_map:
+                    seen = bpftrace_counts(out).get(bench.bpftrace_ops_map, 0)
+                    if seen < total_ops:
+                        log(
+                            f"warning: bpftrace's {bench.bpftrace_ops_map} is {seen}, "
+                            f"below the workload's {total_ops} operations"
+                        )
+
+    report(bench, configs, samples, args, started, attached)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "bench": bench.name,
+                    "started": started.isoformat(timespec="seconds"),
+                    "machine": machine(),
+                    "args": vars(args),
+                    "sonde_attached": attached,
+                    "samples": [dataclasses.asdict(s) for s in samples],
+                },
+                indent=1,
+            )
+        )
+        log(f"samples written to {args.json}")
+    return 0
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "bpftrace": (
+            subprocess.run(["bpftrace", "--version"], capture_output=True, text=True).stdout.strip()
+            if shutil.which("bpftrace")
+            else "absent"
+        ),
+    }
+
+
+def report(
+    bench: Bench,
+    configs: list[str],
+    samples: list[Sample],
+    args: argparse.Namespace,
+    started: datetime.datetime,
+    attached: dict[str, list[str]],
+) -> None:
+    m = machine()
+    print(
+        f"\n{bench.name}: {bench.summary}\n"
+        f"{started:%Y-%m-%d %H:%M} UTC, {m['cpus']} CPUs ({m['cpu']}), Linux {m['kernel']}, "
+        f"{m['bpftrace']}\n"
+        f"{args.rounds} rounds x {args.duration:g} s per workload, {args.workers} worker(s), "
+        f"medians; spread = (max - min) / median over the rounds\n"
+    )
+    head = (
+        f"{'workload':<8} {'config':<16} {'ops/s':>10} {'spread':>7} {'vs base':>8} "
+        f"{'tracer CPU':>11} {'CPU/op':>8} {'peak RSS':>9} {'other load':>10}"
+    )
+    print(head)
+    print("-" * len(head))
+    for wl in bench.workloads:
+        base = [s.ops_per_s for s in samples if s.workload == wl.name and s.config == "baseline"]
+        base_med = statistics.median(base) if base else None
+        for config in configs:
+            ss = [s for s in samples if s.workload == wl.name and s.config == config]
+            rates = [s.ops_per_s for s in ss]
+            med = statistics.median(rates)
+            spread = (max(rates) - min(rates)) / med if med else 0.0
+            ratio = f"{med / base_med:.3f}" if base_med else "-"
+            cpu = rss = per_op = "-"
+            cpus = [s.tracer_cpu_s / s.window_s for s in ss if s.tracer_cpu_s is not None]
+            if cpus:
+                cpu = f"{100 * statistics.median(cpus):.1f}%"
+                per_op_us = statistics.median(
+                    1e6 * s.tracer_cpu_s / s.ops for s in ss if s.tracer_cpu_s is not None and s.ops
+                )
+                per_op = f"{per_op_us:.2f}us"
+            rsss = [s.tracer_peak_rss_kib for s in ss if s.tracer_peak_rss_kib]
+            if rsss:
+                rss = f"{max(rsss) / 1024:.1f}MiB"
+            other = statistics.median(s.other_cpu_s / s.window_s for s in ss)
+            print(
+                f"{wl.name:<8} {config:<16} {med:>10.0f} {100 * spread:>6.1f}% {ratio:>8} "
+                f"{cpu:>11} {per_op:>8} {rss:>9} {100 * other:>9.0f}%"
+            )
+    print(
+        "\ntracer CPU: the tracer process's utime+stime during the workload, as a share of one"
+        " CPU;\nCPU/op: the same divided by the workload's operations. BPF programs run in the"
+        " workload's\ncontext, so their cost shows in ops/s, not in the tracer's CPU."
+        "\npeak RSS: the tracer's VmHWM, highest over the rounds."
+        "\nother load: CPU used meanwhile by everything but the workload and the tracer (in"
+        " CPUs x 100%);\nabove a few percent, other work on the machine is skewing the figures."
+    )
+    notes = []
+    for c, d in config_descriptions(bench).items():
+        if c not in configs:
+            continue
+        if attached.get(c):
+            by_family: dict[str, int] = {}
+            for p in attached[c]:
+                by_family[p.split(".")[0]] = by_family.get(p.split(".")[0], 0) + 1
+            d += " (programs attached: " + ", ".join(f"{f} {n}" for f, n in by_family.items()) + ")"
+        notes.append(f"{c}: {d}")
+    print("\n" + "\n".join(notes))
+
+
+def config_descriptions(bench: Bench) -> dict[str, str]:
+    return {
+        "baseline": "no tracer",
+        "sonde": "sonde run, every probe family at its defaults, no exporter",
+        f"sonde-{bench.family}": f"sonde run, only the {bench.family} family, no exporter",
+        "bpftrace": f"bpftrace program equivalent to the {bench.family} family ({bench.bpftrace_note})",
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Benches:\n" + "\n".join(f"  {b.name:<10} {b.summary}" for b in BENCHES.values()),
+    )
+    p.add_argument("bench", nargs="?", choices=sorted(BENCHES), help="which bench to run")
+    p.add_argument("--list", action="store_true", help="list the benches and exit")
+    p.add_argument("--duration", type=float, default=2.0, help="seconds per workload run (2)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds over every configuration (5)")
+    p.add_argument("--workers", type=int, default=1, help="parallel workload processes (1)")
+    p.add_argument(
+        "--configs",
+        type=lambda s: s.split(","),
+        help="comma-separated subset, e.g. baseline,sonde (default: baseline,sonde,"
+        "sonde-<family>,bpftrace)",
+    )
+    p.add_argument("--settle", type=float, default=0.5, help="seconds after attach before measuring (0.5)")
+    p.add_argument("--sonde", help="use this sonde binary instead of building target/release/sonde")
+    p.add_argument("--no-build", action="store_true", help="do not run cargo build first")
+    p.add_argument("--json", help="also write every sample to this file")
+    args = p.parse_args()
+    if args.list:
+        for b in BENCHES.values():
+            print(f"{b.name:<10} {b.summary}")
+        return 0
+    if not args.bench:
+        p.error("name a bench (see --list)")
+    if args.rounds < 1 or args.duration <= 0 or args.workers < 1:
+        p.error("--rounds and --workers must be >= 1 and --duration > 0")
+    # SIGTERM as Ctrl-C: unwinds, so a running tracer is stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return run(args)
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
