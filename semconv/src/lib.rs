@@ -9,6 +9,7 @@
 
 pub mod attr;
 pub mod fileio;
+pub mod host;
 pub mod metric;
 
 /// The semantic-conventions schema every export carries.

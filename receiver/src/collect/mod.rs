@@ -4,5 +4,6 @@
 pub mod agent_self;
 pub mod dns;
 pub mod fileio;
+pub mod host;
 pub mod process;
 pub mod procfs;

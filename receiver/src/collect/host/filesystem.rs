@@ -1,0 +1,168 @@
+//! File systems: /proc/self/mounts and /proc/filesystems (pure parsers), and statvfs(3)
+//! for each mount's space (the one system call here).
+
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub device: String,
+    pub mountpoint: String,
+    pub fs_type: String,
+    pub read_only: bool,
+}
+
+/// `device mountpoint type options dump pass`, with space, tab, newline and backslash
+/// in names escaped as octal (`\040`).
+pub fn parse_mounts(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            let device = super::unescape_octal(f.next()?);
+            let mountpoint = super::unescape_octal(f.next()?);
+            let fs_type = f.next()?.to_owned();
+            let options = f.next()?;
+            Some(Mount {
+                device,
+                mountpoint,
+                fs_type,
+                read_only: options.split(',').any(|o| o == "ro"),
+            })
+        })
+        .collect()
+}
+
+/// File system types not backed by a device (`nodev` in /proc/filesystems): proc,
+/// sysfs, cgroup, tmpfs, overlay... Like the hostmetrics receiver's default, these are
+/// not reported.
+pub fn parse_nodev(text: &str) -> HashSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("nodev"))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The mounts worth reporting: device-backed types only, each mount point once (the
+/// last mount on a path hides the earlier ones).
+pub fn reportable(mounts: Vec<Mount>, nodev: &HashSet<String>) -> Vec<Mount> {
+    let mut out: Vec<Mount> = Vec::new();
+    for m in mounts {
+        if nodev.contains(&m.fs_type) || m.fs_type == "autofs" {
+            continue;
+        }
+        out.retain(|o| o.mountpoint != m.mountpoint);
+        out.push(m);
+    }
+    out
+}
+
+/// Space of one file system, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Space {
+    pub used: u64,
+    /// Available to unprivileged users.
+    pub free: u64,
+    /// Free, but reserved for root.
+    pub reserved: u64,
+}
+
+impl Space {
+    /// From statvfs fields, as hostmetrics computes them: used = blocks - bfree,
+    /// free = bavail, reserved = bfree - bavail, all times the fragment size.
+    pub fn from_blocks(frsize: u64, blocks: u64, bfree: u64, bavail: u64) -> Self {
+        Self {
+            used: blocks.saturating_sub(bfree) * frsize,
+            free: bavail * frsize,
+            reserved: bfree.saturating_sub(bavail) * frsize,
+        }
+    }
+}
+
+/// statvfs(3) on a mount point. Can block on an unresponsive network file system; only
+/// device-backed types reach here.
+pub fn statvfs(path: &str) -> std::io::Result<Space> {
+    let c = std::ffi::CString::new(path)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut buf = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated string and `buf` points to writable memory
+    // of the right size; statvfs fills it completely on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), buf.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: rc == 0, so statvfs initialised the struct.
+    let s = unsafe { buf.assume_init() };
+    let frsize = if s.f_frsize > 0 {
+        s.f_frsize
+    } else {
+        s.f_bsize
+    };
+    // fsblkcnt_t and c_ulong are u64 on the 64-bit targets Sonde supports.
+    Ok(Space::from_blocks(
+        frsize,
+        s.f_blocks,
+        s.f_bfree,
+        s.f_bavail,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTS: &str = "\
+/dev/vda1 / ext4 rw,relatime 0 0
+proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0
+tmpfs /run tmpfs rw,nosuid,nodev 0 0
+/dev/loop0 /mnt/with\\040space ext4 ro,relatime 0 0
+/dev/vdb /data xfs rw 0 0
+/dev/vdc /data ext4 rw 0 0
+systemd-1 /auto autofs rw 0 0
+short line
+";
+    const FILESYSTEMS: &str =
+        "nodev\tsysfs\nnodev\tproc\nnodev\ttmpfs\n\text4\n\txfs\nnodev\tautofs\n";
+
+    #[test]
+    fn mounts_with_escapes_nodev_filtered_and_overmounts_collapsed() {
+        let all = parse_mounts(MOUNTS);
+        assert_eq!(all.len(), 7);
+        assert_eq!(all[3].mountpoint, "/mnt/with space");
+        assert!(all[3].read_only && !all[0].read_only);
+        let nodev = parse_nodev(FILESYSTEMS);
+        assert!(nodev.contains("proc") && !nodev.contains("ext4"));
+        let r = reportable(all, &nodev);
+        let points: Vec<(&str, &str)> = r
+            .iter()
+            .map(|m| (m.mountpoint.as_str(), m.device.as_str()))
+            .collect();
+        assert_eq!(
+            points,
+            [
+                ("/", "/dev/vda1"),
+                ("/mnt/with space", "/dev/loop0"),
+                ("/data", "/dev/vdc")
+            ]
+        );
+    }
+
+    #[test]
+    fn space_follows_hostmetrics() {
+        let s = Space::from_blocks(4096, 1000, 300, 250);
+        assert_eq!(
+            s,
+            Space {
+                used: 700 * 4096,
+                free: 250 * 4096,
+                reserved: 50 * 4096
+            }
+        );
+    }
+
+    #[test]
+    fn statvfs_of_root_is_sane() {
+        let s = statvfs("/").expect("statvfs /");
+        assert!(s.used + s.free + s.reserved > 0);
+        assert!(statvfs("/definitely/not/here").is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! Host metrics from /proc and /sys, as the hostmetrics receiver reads them: one
+//! module per source-file family, each a pure parser over the file's text, and
+//! [`HostReader`], the only part that touches the file system.
+//!
+//! A family that cannot be read (file missing on this kernel, permission denied in a
+//! container) is left out of the sample and logged once; the others carry on.
+
+pub mod diskstats;
+pub mod filesystem;
+pub mod loadavg;
+pub mod meminfo;
+pub mod net_dev;
+pub mod net_tcp;
+pub mod process;
+pub mod stat;
+pub mod vmstat;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Everything read in one collection cycle; `None` where the family could not be read.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub uptime: Option<f64>,
+    pub stat: Option<stat::Stat>,
+    pub meminfo: Option<meminfo::Meminfo>,
+    pub loadavg: Option<loadavg::LoadAvg>,
+    pub vmstat: Option<vmstat::Vmstat>,
+    pub swaps: Option<Vec<vmstat::Swap>>,
+    pub disks: Option<Vec<diskstats::DiskStats>>,
+    pub filesystems: Option<Vec<(filesystem::Mount, filesystem::Space)>>,
+    pub net: Option<Vec<net_dev::NetDev>>,
+    /// IPv4 and IPv6 tables.
+    pub tcp: Option<(net_tcp::TcpStates, net_tcp::TcpStates)>,
+    pub processes: Option<Vec<process::ProcStat>>,
+}
+
+/// mounts, swaps and mountinfo write space, tab, newline and backslash as \040, \011,
+/// \012, \134.
+pub fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let code = (b[i] == b'\\' && i + 3 < b.len())
+            .then(|| &b[i + 1..i + 4])
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u16, |v, c| v * 8 + u16::from(c - b'0')))
+            .and_then(|v| u8::try_from(v).ok());
+        if let Some(c) = code {
+            out.push(c);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads the host's /proc (or a copy of it, for tests).
+#[derive(Debug)]
+pub struct HostReader {
+    proc_root: PathBuf,
+    /// Families whose failure was already logged: a missing file stays missing, and
+    /// a warning every interval would drown the log.
+    warned: HashSet<&'static str>,
+}
+
+impl Default for HostReader {
+    fn default() -> Self {
+        Self::new("/proc")
+    }
+}
+
+impl HostReader {
+    pub fn new(proc_root: impl Into<PathBuf>) -> Self {
+        Self {
+            proc_root: proc_root.into(),
+            warned: HashSet::new(),
+        }
+    }
+
+    pub fn proc_root(&self) -> &Path {
+        &self.proc_root
+    }
+
+    fn read(&mut self, family: &'static str, rel: &str) -> Option<String> {
+        match std::fs::read_to_string(self.proc_root.join(rel)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                if self.warned.insert(family) {
+                    tracing::warn!(
+                        "cannot read {}/{rel} ({e}): {family} metrics are left out; \
+                         mount the host's /proc there or grant read access",
+                        self.proc_root.display()
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// One collection cycle over every family. `processes` says whether to scan
+    /// /proc/PID (the costliest part).
+    pub fn sample(&mut self, processes: bool) -> Sample {
+        let mut s = Sample {
+            uptime: self
+                .read("uptime", "uptime")
+                .and_then(|t| stat::parse_uptime(&t)),
+            stat: self.read("cpu", "stat").map(|t| stat::parse(&t)),
+            meminfo: self
+                .read("memory", "meminfo")
+                .and_then(|t| meminfo::parse(&t)),
+            loadavg: self
+                .read("load", "loadavg")
+                .and_then(|t| loadavg::parse(&t)),
+            vmstat: self
+                .read("paging", "vmstat")
+                .map(|t| vmstat::parse_vmstat(&t)),
+            swaps: self.read("swap", "swaps").map(|t| vmstat::parse_swaps(&t)),
+            disks: self.read("disk", "diskstats").map(|t| diskstats::parse(&t)),
+            filesystems: None,
+            net: self.read("network", "net/dev").map(|t| net_dev::parse(&t)),
+            tcp: None,
+            processes: None,
+        };
+        if let (Some(m), Some(f)) = (
+            self.read("filesystem", "self/mounts"),
+            self.read("filesystem", "filesystems"),
+        ) {
+            let mounts =
+                filesystem::reportable(filesystem::parse_mounts(&m), &filesystem::parse_nodev(&f));
+            s.filesystems = Some(
+                mounts
+                    .into_iter()
+                    // A mount this user may not stat (or that vanished) is left out.
+                    .filter_map(|m| filesystem::statvfs(&m.mountpoint).ok().map(|sp| (m, sp)))
+                    .collect(),
+            );
+        }
+        if let Some(v4) = self.read("tcp", "net/tcp") {
+            // tcp6 is absent when IPv6 is disabled: count IPv4 alone then.
+            let v6 = std::fs::read_to_string(self.proc_root.join("net/tcp6")).unwrap_or_default();
+            s.tcp = Some((net_tcp::parse(&v4), net_tcp::parse(&v6)));
+        }
+        if processes {
+            s.processes = self.processes();
+        }
+        s
+    }
+
+    /// Every process's stat. A process that exits between the directory listing and
+    /// the read is simply not there (ENOENT/ESRCH, or an empty read).
+    fn processes(&mut self) -> Option<Vec<process::ProcStat>> {
+        let dir = match std::fs::read_dir(&self.proc_root) {
+            Ok(d) => d,
+            Err(e) => {
+                if self.warned.insert("processes") {
+                    tracing::warn!(
+                        "cannot list {} ({e}): process metrics are left out",
+                        self.proc_root.display()
+                    );
+                }
+                return None;
+            }
+        };
+        let mut out = Vec::new();
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) {
+                if let Some(p) = process::parse_stat(&text) {
+                    out.push(p);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// /proc/PID/io, where readable (another user's process needs ptrace rights).
+    pub fn process_io(&self, pid: u32) -> Option<process::ProcIo> {
+        let t = std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("io")).ok()?;
+        process::parse_io(&t)
+    }
+
+    /// Open descriptors of a process, where readable.
+    pub fn process_fds(&self, pid: u32) -> Option<u64> {
+        let d = std::fs::read_dir(self.proc_root.join(pid.to_string()).join("fd")).ok()?;
+        Some(d.count() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn octal_escapes() {
+        assert_eq!(
+            unescape_octal("/a\\040b\\011c\\012d\\134e"),
+            "/a b\tc\nd\\e"
+        );
+        assert_eq!(unescape_octal("trailing\\04"), "trailing\\04");
+        assert_eq!(unescape_octal("\\999"), "\\999");
+        assert_eq!(
+            unescape_octal("\\777"),
+            "\\777",
+            "above 255: kept as written"
+        );
+    }
+
+    #[test]
+    fn a_fake_proc_tree_with_a_vanished_process_and_missing_families() {
+        let dir = std::env::temp_dir().join(format!("sonde-host-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("net")).expect("mkdir");
+        let w = |rel: &str, text: &str| std::fs::write(dir.join(rel), text).expect("write");
+        w(
+            "stat",
+            "cpu 1 2 3 4 5 6 7 8\ncpu0 1 2 3 4 5 6 7 8\nprocesses 9\n",
+        );
+        w("meminfo", "MemTotal: 100 kB\nMemFree: 10 kB\n");
+        w("net/dev", "h\nh\n lo: 1 2 3 4 0 0 0 0 5 6 7 8 0 0 0 0\n");
+        for (pid, text) in [
+            (
+                "1",
+                "1 (init) S 0 1 1 0 -1 0 0 0 0 0 10 20 0 0 20 0 1 0 5 1000 50 0",
+            ),
+            (
+                "22",
+                "22 (a) R) R 1 22 22 0 -1 0 0 0 0 0 30 40 0 0 20 0 2 0 6 2000 60 0",
+            ),
+        ] {
+            std::fs::create_dir_all(dir.join(pid)).expect("mkdir");
+            w(&format!("{pid}/stat"), text);
+        }
+        // Listed, but exited before its stat was read.
+        std::fs::create_dir_all(dir.join("33")).expect("mkdir");
+        // Exited while being read: the kernel returns an empty file.
+        std::fs::create_dir_all(dir.join("44")).expect("mkdir");
+        w("44/stat", "");
+        let mut r = HostReader::new(&dir);
+        let s = r.sample(true);
+        assert_eq!(s.stat.as_ref().and_then(|s| s.processes_created), Some(9));
+        assert_eq!(s.meminfo.map(|m| m.total), Some(100 * 1024));
+        assert_eq!(s.net.as_ref().map(|n| n[0].rx_bytes), Some(1));
+        assert!(
+            s.loadavg.is_none() && s.disks.is_none() && s.tcp.is_none(),
+            "missing files are left out"
+        );
+        let mut procs = s.processes.expect("process scan");
+        procs.sort_by_key(|p| p.pid);
+        let got: Vec<(u32, &str)> = procs.iter().map(|p| (p.pid, p.comm.as_str())).collect();
+        assert_eq!(got, [(1, "init"), (22, "a) R")]);
+        assert_eq!(r.process_io(1), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
