@@ -133,13 +133,37 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime+stime of the whole process (all threads), from /proc/PID/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # The command name is in parentheses and may hold spaces: split after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+@dataclasses.dataclass
+class CpuSnapshot:
+    """A process's CPU time at one instant, two ways: per live thread in nanoseconds
+    (/proc/PID/task/*/schedstat) and for the whole process in clock ticks
+    (utime+stime of /proc/PID/stat, which also holds the threads that have exited)."""
+
+    threads_ns: dict[str, int]
+    ticks: int
+
+    @staticmethod
+    def take(pid: int) -> CpuSnapshot:
+        threads = {}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                threads[task.name] = int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+                continue  # a thread that exited meanwhile
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # The command name is in parentheses and may hold spaces: split after the last ')'.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+        return CpuSnapshot(threads, int(fields[11]) + int(fields[12]))
+
+
+def cpu_seconds_between(a: CpuSnapshot, b: CpuSnapshot) -> float:
+    """CPU seconds used between two snapshots: nanosecond-precise from the threads when
+    every thread of `a` is still alive in `b` (the ticks are 10 ms, too coarse for a tracer
+    that uses tens of milliseconds in a window), else from the ticks."""
+    if a.threads_ns and all(t in b.threads_ns for t in a.threads_ns):
+        return sum(ns - a.threads_ns.get(t, 0) for t, ns in b.threads_ns.items()) / 1e9
+    return (b.ticks - a.ticks) / CLK_TCK
 
 
 def machine_busy_seconds() -> float:
@@ -322,6 +346,9 @@ class Sample:
     ops_per_s: float
     tracer_cpu_s: float | None
     window_s: float
+    # CPU time of the workload itself (with its children), whose share of the BPF programs'
+    # cost does not depend on how busy the rest of the machine is.
+    workload_cpu_s: float
     # CPU time used during the window by everything but the workload and the tracer: other
     # load on the machine, which makes the figures noisier.
     other_cpu_s: float = 0.0
@@ -365,11 +392,13 @@ def compile_workloads(bench: Bench, bin_dir: Path) -> None:
             raise BenchError(f"{' '.join(argv)} failed:\n{r.stderr}")
 
 
-def run_workload(argv: list[str]) -> tuple[int, float, float]:
-    """Runs one workload; returns its ops, its ops/s and the CPU time it used (with its
-    children, all waited for)."""
+def run_workload(argv: list[str], nice: int) -> tuple[int, float, float]:
+    """Runs one workload at the given nice value; returns its ops, its ops/s and the CPU
+    time it used (with its children, all waited for)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(argv, capture_output=True, text=True)
+    r = subprocess.run(
+        argv, capture_output=True, text=True, preexec_fn=(lambda: os.nice(nice)) if nice else None
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise BenchError(f"workload {' '.join(argv)} failed ({r.returncode}):\n{r.stderr}")
@@ -446,16 +475,22 @@ def run(args: argparse.Namespace) -> int:
                     round_samples = []
                     for wl in bench.workloads:
                         pid = tracer.pid
-                        cpu0 = cpu_seconds(pid) if pid else None
+                        cpu0 = CpuSnapshot.take(pid) if pid else None
                         busy0 = machine_busy_seconds()
                         t0 = time.monotonic()
-                        ops, rate, wl_cpu = run_workload(wl.argv(work, args.duration, args.workers))
+                        ops, rate, wl_cpu = run_workload(
+                            wl.argv(work, args.duration, args.workers), args.nice
+                        )
                         window = time.monotonic() - t0
                         busy = machine_busy_seconds() - busy0
-                        cpu = cpu_seconds(pid) - cpu0 if pid and cpu0 is not None else None
+                        cpu = (
+                            cpu_seconds_between(cpu0, CpuSnapshot.take(pid))
+                            if pid and cpu0 is not None
+                            else None
+                        )
                         other = max(0.0, busy - wl_cpu - (cpu or 0.0))
                         total_ops += ops
-                        s = Sample(config, wl.name, rnd, ops, rate, cpu, window, other)
+                        s = Sample(config, wl.name, rnd, ops, rate, cpu, window, wl_cpu, other)
                         round_samples.append(s)
                         log(
                             f"round {rnd + 1}/{args.rounds} {config:<16} {wl.name:<6} "
@@ -528,47 +563,53 @@ def report(
         f"\n{bench.name}: {bench.summary}\n"
         f"{started:%Y-%m-%d %H:%M} UTC, {m['cpus']} CPUs ({m['cpu']}), Linux {m['kernel']}, "
         f"{m['bpftrace']}\n"
-        f"{args.rounds} rounds x {args.duration:g} s per workload, {args.workers} worker(s), "
+        f"{args.rounds} rounds x {args.duration:g} s per workload, {args.workers} worker(s) "
+        f"at nice {args.nice}, "
         f"medians; spread = (max - min) / median over the rounds\n"
     )
     head = (
-        f"{'workload':<8} {'config':<16} {'ops/s':>10} {'spread':>7} {'vs base':>8} "
-        f"{'tracer CPU':>11} {'CPU/op':>8} {'peak RSS':>9} {'other load':>10}"
+        f"{'workload':<8} {'config':<14} {'ops/s':>8} {'spread':>6} {'ratio':>6} "
+        f"{'wl us/op':>8} {'ratio':>6} {'tracer CPU':>10} {'us/op':>6} {'peak RSS':>9} {'other':>6}"
     )
     print(head)
     print("-" * len(head))
     for wl in bench.workloads:
-        base = [s.ops_per_s for s in samples if s.workload == wl.name and s.config == "baseline"]
-        base_med = statistics.median(base) if base else None
+        base = [s for s in samples if s.workload == wl.name and s.config == "baseline"]
+        base_rate = statistics.median(s.ops_per_s for s in base) if base else None
+        base_cost = statistics.median(1e6 * s.workload_cpu_s / s.ops for s in base) if base else None
         for config in configs:
             ss = [s for s in samples if s.workload == wl.name and s.config == config]
             rates = [s.ops_per_s for s in ss]
-            med = statistics.median(rates)
-            spread = (max(rates) - min(rates)) / med if med else 0.0
-            ratio = f"{med / base_med:.3f}" if base_med else "-"
+            rate = statistics.median(rates)
+            spread = (max(rates) - min(rates)) / rate if rate else 0.0
+            cost = statistics.median(1e6 * s.workload_cpu_s / s.ops for s in ss)
+            rate_ratio = f"{rate / base_rate:.3f}" if base_rate else "-"
+            cost_ratio = f"{cost / base_cost:.3f}" if base_cost else "-"
             cpu = rss = per_op = "-"
-            cpus = [s.tracer_cpu_s / s.window_s for s in ss if s.tracer_cpu_s is not None]
-            if cpus:
-                cpu = f"{100 * statistics.median(cpus):.1f}%"
-                per_op_us = statistics.median(
-                    1e6 * s.tracer_cpu_s / s.ops for s in ss if s.tracer_cpu_s is not None and s.ops
-                )
-                per_op = f"{per_op_us:.2f}us"
+            traced = [s for s in ss if s.tracer_cpu_s is not None]
+            if traced:
+                cpu = f"{100 * statistics.median(s.tracer_cpu_s / s.window_s for s in traced):.2f}%"
+                per_op = f"{statistics.median(1e6 * s.tracer_cpu_s / s.ops for s in traced):.2f}"
             rsss = [s.tracer_peak_rss_kib for s in ss if s.tracer_peak_rss_kib]
             if rsss:
                 rss = f"{max(rsss) / 1024:.1f}MiB"
             other = statistics.median(s.other_cpu_s / s.window_s for s in ss)
             print(
-                f"{wl.name:<8} {config:<16} {med:>10.0f} {100 * spread:>6.1f}% {ratio:>8} "
-                f"{cpu:>11} {per_op:>8} {rss:>9} {100 * other:>9.0f}%"
+                f"{wl.name:<8} {config:<14} {rate:>8.0f} {100 * spread:>5.0f}% {rate_ratio:>6} "
+                f"{cost:>8.1f} {cost_ratio:>6} {cpu:>10} {per_op:>6} {rss:>9} {100 * other:>5.0f}%"
             )
     print(
-        "\ntracer CPU: the tracer process's utime+stime during the workload, as a share of one"
-        " CPU;\nCPU/op: the same divided by the workload's operations. BPF programs run in the"
-        " workload's\ncontext, so their cost shows in ops/s, not in the tracer's CPU."
-        "\npeak RSS: the tracer's VmHWM, highest over the rounds."
-        "\nother load: CPU used meanwhile by everything but the workload and the tracer (in"
-        " CPUs x 100%);\nabove a few percent, other work on the machine is skewing the figures."
+        """
+ops/s: the workload's throughput, median over the rounds; spread: (max - min) / median;
+  ratio: against the baseline median (1.000 = no cost; 0.950 = 5% fewer ops/s).
+wl us/op: the workload's own CPU time (with its children) per operation; ratio against the
+  baseline. The tracers' BPF programs run in the workload's context, so their cost lands
+  here; this figure holds up better than ops/s when other work shares the machine.
+tracer CPU: the tracer process's CPU time (user + system, every thread) during the
+  workload, as a share of one CPU; us/op: the same per workload operation.
+peak RSS: the tracer's VmHWM, highest over the rounds.
+other: CPU used meanwhile by everything but the workload and the tracer, in % of one CPU;
+  above a few percent, other work on the machine is blurring the figures."""
     )
     notes = []
     for c, d in config_descriptions(bench).items():
@@ -610,6 +651,13 @@ def main() -> int:
         "sonde-<family>,bpftrace)",
     )
     p.add_argument("--settle", type=float, default=0.5, help="seconds after attach before measuring (0.5)")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the workload (not the tracers) at this nice value, e.g. -20 on a machine "
+        "busy with other work (0)",
+    )
     p.add_argument("--sonde", help="use this sonde binary instead of building target/release/sonde")
     p.add_argument("--no-build", action="store_true", help="do not run cargo build first")
     p.add_argument("--json", help="also write every sample to this file")

@@ -114,6 +114,18 @@ impl Probes {
                 Err(e) => tracing::error!("{e}"),
             }
         }
+        if config.tcp.enabled {
+            match source::tcp::load(config.tcp.series_limit) {
+                Ok((loaded, source)) => {
+                    probes.reports.extend(loaded.reports.iter().cloned());
+                    if let Some(s) = source {
+                        probes.sources.push(Box::new(s));
+                    }
+                    probes.families.push(loaded);
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
         for r in &probes.reports {
             match &r.state {
                 ProbeState::Attached => tracing::info!(probe = r.probe, "attached"),

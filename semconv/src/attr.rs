@@ -101,3 +101,62 @@ pub const SYSTEM_FILESYSTEM_STATE: &str = "system.filesystem.state";
 pub const SYSTEM_FILESYSTEM_TYPE: &str = "system.filesystem.type";
 pub const SYSTEM_FILESYSTEM_MODE: &str = "system.filesystem.mode";
 pub const NETWORK_INTERFACE_NAME: &str = "network.interface.name";
+
+// TCP (semconv 1.44 network.*, server.*, error.type; sonde.connection.direction).
+pub const NETWORK_TRANSPORT: &str = "network.transport";
+pub const NETWORK_TYPE: &str = "network.type";
+pub const NETWORK_CONNECTION_STATE: &str = "network.connection.state";
+pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
+pub const NETWORK_PEER_PORT: &str = "network.peer.port";
+pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
+pub const SERVER_PORT: &str = "server.port";
+pub const ERROR_TYPE: &str = "error.type";
+pub const SONDE_CONNECTION_DIRECTION: &str = "sonde.connection.direction";
+
+/// Values of [`NETWORK_TRANSPORT`].
+pub mod network_transport {
+    pub const TCP: &str = "tcp";
+}
+
+/// Values of [`NETWORK_TYPE`].
+pub mod network_type {
+    pub const IPV4: &str = "ipv4";
+    pub const IPV6: &str = "ipv6";
+}
+
+/// Values of [`NETWORK_CONNECTION_STATE`] (semconv 1.44).
+pub mod connection_state {
+    pub const ESTABLISHED: &str = "established";
+    pub const SYN_SENT: &str = "syn_sent";
+    pub const SYN_RECEIVED: &str = "syn_received";
+    pub const FIN_WAIT_1: &str = "fin_wait_1";
+    pub const FIN_WAIT_2: &str = "fin_wait_2";
+    pub const TIME_WAIT: &str = "time_wait";
+    pub const CLOSED: &str = "closed";
+    pub const CLOSE_WAIT: &str = "close_wait";
+    pub const LAST_ACK: &str = "last_ack";
+    pub const LISTEN: &str = "listen";
+    pub const CLOSING: &str = "closing";
+}
+
+/// Values of [`NETWORK_IO_DIRECTION`].
+pub mod network_io_direction {
+    pub const TRANSMIT: &str = "transmit";
+    pub const RECEIVE: &str = "receive";
+}
+
+/// Values of [`SONDE_CONNECTION_DIRECTION`].
+pub mod connection_direction {
+    pub const INBOUND: &str = "inbound";
+    pub const OUTBOUND: &str = "outbound";
+}
+
+/// Values of [`ERROR_TYPE`] for failed TCP connects (errno names otherwise).
+pub mod tcp_error {
+    pub const REFUSED: &str = "refused";
+    pub const TIMEOUT: &str = "timeout";
+    pub const RESET: &str = "reset";
+    pub const UNREACHABLE: &str = "unreachable";
+    /// semconv's fallback value when no better one is known.
+    pub const OTHER: &str = "_OTHER";
+}

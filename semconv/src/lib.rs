@@ -11,6 +11,7 @@ pub mod attr;
 pub mod fileio;
 pub mod host;
 pub mod metric;
+pub mod tcp;
 
 /// The semantic-conventions schema every export carries.
 pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.44.0";

@@ -130,12 +130,33 @@ static __always_inline void state_add(__u16 family, int state, __s64 d)
 		*v += d;
 }
 
+/*
+ * Payload totals from the socket's own counters. The kernel counts sequence space, so
+ * bytes_acked includes our SYN (active opens) and our FIN once acked, and bytes_received
+ * includes the peer's FIN; those are taken off so the totals are the bytes the
+ * applications wrote. sk_state is still the old state inside inet_sock_set_state.
+ */
 static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *c)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
+	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags); /* sk_flags */
 
-	c->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	c->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	if (c->direction == SONDE_TCP_DIR_OUTBOUND && acked > 0)
+		acked -= 1; /* our SYN */
+	if ((state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING ||
+	     state == TCP_LAST_ACK) &&
+	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq) && acked > 0)
+		acked -= 1; /* our FIN, sent and acked */
+	if ((flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) && received > 0)
+		received -= 1; /* the peer's FIN (tcp_fin sets SOCK_DONE) */
+	/* Never backwards: a FIN acked after the last read would otherwise show as -1. */
+	if (acked > c->bytes_acked)
+		c->bytes_acked = acked;
+	if (received > c->bytes_received)
+		c->bytes_received = received;
 	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
 }
 
@@ -193,7 +214,7 @@ int sonde_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	__u64 key = (__u64)ctx->skaddr;
 	int old = ctx->oldstate, new = ctx->newstate;
 	__u16 family = ctx->family;
-	struct sonde_tcp_conn *c;
+	struct sonde_tcp_conn *c, done;
 	__u64 now = bpf_ktime_get_ns();
 
 	if (ctx->protocol != IPPROTO_TCP)
@@ -272,6 +293,11 @@ int sonde_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		return 0;
 
 	read_totals(sk, c);
+	/* Delete before emitting: once userspace has the close event, the entry must be
+	 * gone from its walk of live connections, or its bytes would count twice. */
+	__builtin_memcpy(&done, c, sizeof(done));
+	bpf_map_delete_elem(&tcp_conns, &key);
+	c = &done;
 	if (old == TCP_SYN_SENT && !c->opened) {
 		bump(SONDE_TCP_FAILED);
 		emit(key, c, SONDE_TCP_EV_FAIL, BPF_CORE_READ(sk, sk_err));
@@ -293,7 +319,6 @@ int sonde_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		}
 		emit(key, c, SONDE_TCP_EV_CLOSE, 0);
 	}
-	bpf_map_delete_elem(&tcp_conns, &key);
 	return 0;
 }
 

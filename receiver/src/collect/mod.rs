@@ -7,3 +7,4 @@ pub mod fileio;
 pub mod host;
 pub mod process;
 pub mod procfs;
+pub mod tcp;

@@ -93,6 +93,14 @@ pub struct FileIoProbeConfig {
     pub process_limit: usize,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpProbeConfig {
+    pub enabled: bool,
+    /// (process, peer) series of each sonde.tcp.* metric (per direction, network type or
+    /// error) before the overflow series.
+    pub series_limit: usize,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceConfig {
     /// `resource.service_name` from the file.
@@ -111,6 +119,7 @@ pub struct Config {
     pub interval: Duration,
     pub process: ProcessProbeConfig,
     pub fileio: FileIoProbeConfig,
+    pub tcp: TcpProbeConfig,
     /// `None` when no collector is configured (neither in the file nor OTEL_* endpoints).
     pub otlp: Option<OtlpConfig>,
     pub console: bool,
@@ -193,6 +202,15 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         )?,
     };
 
+    let tcp = probes.tcp.unwrap_or_default();
+    let tcp = TcpProbeConfig {
+        enabled: tcp.enabled.unwrap_or(true),
+        series_limit: positive(
+            "probes.tcp.series_limit",
+            tcp.series_limit.unwrap_or(DEFAULT_NAME_LIMIT),
+        )?,
+    };
+
     let exporters = raw.exporters.unwrap_or_default();
     let otlp_configured = exporters.otlp.is_some()
         || env
@@ -247,6 +265,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         interval,
         process,
         fileio,
+        tcp,
         otlp,
         console,
         resource,

@@ -28,6 +28,7 @@ pub struct RawCollection {
 pub struct RawProbes {
     pub process: Option<RawProcessProbe>,
     pub fileio: Option<RawFileIoProbe>,
+    pub tcp: Option<RawTcpProbe>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +45,14 @@ pub struct RawFileIoProbe {
     pub enabled: Option<bool>,
     /// Per-process series of sonde.file.io and process.disk.io kept before the overflow series.
     pub process_limit: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpProbe {
+    pub enabled: Option<bool>,
+    /// (process, peer) series of each sonde.tcp.* metric kept before the overflow series.
+    pub series_limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

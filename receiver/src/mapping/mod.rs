@@ -4,3 +4,4 @@
 pub mod fileio;
 pub mod process;
 pub mod self_telemetry;
+pub mod tcp;

@@ -139,7 +139,23 @@ pub fn load_family(
     specs: &[ProgramSpec],
     attach: bool,
 ) -> Result<LoadedFamily, LoadError> {
-    let mut ebpf = EbpfLoader::new()
+    load_family_with(family, specs, attach, &[])
+}
+
+/// As [`load_family`], setting the object's `const volatile __u32` globals first
+/// (name, value): settings the verifier can then fold into the programs.
+pub fn load_family_with(
+    family: Family,
+    specs: &[ProgramSpec],
+    attach: bool,
+    globals: &[(&str, u32)],
+) -> Result<LoadedFamily, LoadError> {
+    let mut loader = EbpfLoader::new();
+    for (name, value) in globals {
+        // must_exist: a renamed global is a build problem, not something to ignore.
+        loader.override_global(name, value, true);
+    }
+    let mut ebpf = loader
         // aya 0.14 does not know BPF_MAP_TYPE_TASK_STORAGE (the fileio family keeps each
         // call's start time there); the kernel does, so let it through unparsed.
         .allow_unsupported_maps()

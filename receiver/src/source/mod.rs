@@ -7,6 +7,7 @@
 
 pub mod fileio;
 pub mod process;
+pub mod tcp;
 
 use crate::model::Metric;
 

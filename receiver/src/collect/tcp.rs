@@ -1,0 +1,616 @@
+//! Reads the tcp family: per-CPU counters, state deltas and histograms every tick; the
+//! live connections' byte and retransmit totals every tick; open/close/fail events as
+//! they arrive. Attribution (process, peer) is kept by [`TcpLedger`], which is pure.
+//!
+//! Exactness: bytes and retransmits are differences of the socket's own cumulative
+//! counters, taken from the live-connection map each tick and from the close event at
+//! the end, so over a connection's life they add up to exactly its bytes_acked,
+//! bytes_received and total_retrans (minus what it had before Sonde saw it). The kernel
+//! deletes a connection's entry before it emits the close event, and a tick walks the
+//! map under the ledger's lock, so an entry is never counted after its close.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use sonde_probes::abi::{
+    sonde_tcp_conn, sonde_tcp_counter as slot, sonde_tcp_direction as dir, sonde_tcp_event,
+    sonde_tcp_event_kind as kind, sonde_tcp_hist, sonde_tcp_hist_index as hidx, SONDE_LOG2_SLOTS,
+    SONDE_TCP_STATE_SLOTS,
+};
+use sonde_probes::names::tcp as n;
+use tokio::io::unix::AsyncFd;
+
+use crate::aggregate::bounded::BoundedCounter;
+use crate::collect::process::comm_to_string;
+use crate::probe::LoadedFamily;
+
+pub const SLOTS: usize = SONDE_LOG2_SLOTS as usize;
+pub const STATE_SLOTS: usize = SONDE_TCP_STATE_SLOTS as usize;
+const AF_INET6: u16 = 10;
+
+/// The peer port attribute: the peer's own port for outbound connections; for inbound
+/// ones the local listening port (`server.port`), so client ephemeral ports do not
+/// multiply series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortAttr {
+    Peer(u16),
+    Server(u16),
+}
+
+/// Who a series belongs to: process and peer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Who {
+    pub pid: u32,
+    pub comm: String,
+    pub peer: IpAddr,
+    pub port: PortAttr,
+}
+
+/// Connection direction as the kernel recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    /// Seen only after it was set up (it predates the probe).
+    Unknown,
+}
+
+/// The peer address of a kernel record: IPv4 in the first 4 bytes for AF_INET; IPv6
+/// (IPv4-mapped addresses shown as IPv4, the way users write them) for AF_INET6.
+pub fn decode_addr(family: u16, raw: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        IpAddr::V6(Ipv6Addr::from(*raw)).to_canonical()
+    } else {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    }
+}
+
+pub fn direction(d: u16) -> Direction {
+    match d {
+        x if x == dir::SONDE_TCP_DIR_INBOUND as u16 => Direction::Inbound,
+        x if x == dir::SONDE_TCP_DIR_OUTBOUND as u16 => Direction::Outbound,
+        _ => Direction::Unknown,
+    }
+}
+
+/// Process and peer of a kernel connection record.
+pub fn who(c: &sonde_tcp_conn) -> Who {
+    let port = if direction(c.direction) == Direction::Inbound {
+        PortAttr::Server(c.lport)
+    } else {
+        PortAttr::Peer(c.rport)
+    };
+    Who {
+        pid: c.tgid,
+        comm: comm_to_string(&c.comm),
+        peer: decode_addr(c.family, &c.raddr),
+        port,
+    }
+}
+
+/// Cumulative per-connection counters, as last seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Seen {
+    acked: u64,
+    received: u64,
+    retrans: u64,
+    /// Tick generation of the last sighting, to forget entries whose close was lost.
+    generation: u64,
+}
+
+/// Attributed counts, bounded per metric and per non-attribution dimension (direction,
+/// network type, error), so the overflow series keep those dimensions. Pure: no I/O.
+#[derive(Debug, Clone)]
+pub struct TcpLedger {
+    limit: usize,
+    /// (direction, is_ipv6)
+    pub opened: BTreeMap<(Direction, bool), BoundedCounter<Who>>,
+    pub closed: BTreeMap<(Direction, bool), BoundedCounter<Who>>,
+    /// Keyed by errno (0 when the socket had no error: the connect was abandoned).
+    pub failed: BTreeMap<i32, BoundedCounter<Who>>,
+    pub transmitted: BoundedCounter<Who>,
+    pub received: BoundedCounter<Who>,
+    pub retransmits: BoundedCounter<Who>,
+    seen: HashMap<(u64, u64), Seen>,
+    generation: u64,
+}
+
+impl TcpLedger {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            opened: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            transmitted: BoundedCounter::new(limit),
+            received: BoundedCounter::new(limit),
+            retransmits: BoundedCounter::new(limit),
+            seen: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    /// Adds what the connection did since it was last seen.
+    fn account(&mut self, sk: u64, c: &sonde_tcp_conn, who: &Who, last_sighting: bool) {
+        let id = (sk, c.start_ns);
+        let base = Seen {
+            acked: c.base_acked,
+            received: c.base_received,
+            retrans: u64::from(c.base_retrans),
+            generation: 0,
+        };
+        let prev = if last_sighting {
+            self.seen.remove(&id)
+        } else {
+            self.seen.get(&id).copied()
+        }
+        .unwrap_or(base);
+        let now = Seen {
+            acked: c.bytes_acked.max(prev.acked),
+            received: c.bytes_received.max(prev.received),
+            retrans: u64::from(c.total_retrans).max(prev.retrans),
+            generation: self.generation,
+        };
+        let add = |counter: &mut BoundedCounter<Who>, d: u64| {
+            if d > 0 {
+                counter.add(who.clone(), d);
+            }
+        };
+        add(&mut self.transmitted, now.acked - prev.acked);
+        add(&mut self.received, now.received - prev.received);
+        add(&mut self.retransmits, now.retrans - prev.retrans);
+        if !last_sighting {
+            self.seen.insert(id, now);
+        }
+    }
+
+    /// One live connection from the map walk at a tick.
+    pub fn live(&mut self, sk: u64, c: &sonde_tcp_conn) {
+        let w = who(c);
+        self.account(sk, c, &w, false);
+    }
+
+    /// After a map walk: forget connections missing from two walks in a row (their
+    /// close event was lost), so the ledger stays bounded by the kernel map.
+    pub fn end_walk(&mut self) {
+        let g = self.generation;
+        self.seen.retain(|_, s| s.generation + 1 >= g);
+        self.generation += 1;
+    }
+
+    pub fn event(&mut self, e: &sonde_tcp_event) {
+        let c = &e.conn;
+        let w = who(c);
+        let key = (direction(c.direction), c.family == AF_INET6);
+        let limit = self.limit;
+        match e.kind {
+            k if k == kind::SONDE_TCP_EV_OPEN as u32 => self
+                .opened
+                .entry(key)
+                .or_insert_with(|| BoundedCounter::new(limit))
+                .add(w, 1),
+            k if k == kind::SONDE_TCP_EV_CLOSE as u32 => {
+                self.account(e.sk, c, &w, true);
+                if c.opened != 0 {
+                    self.closed
+                        .entry(key)
+                        .or_insert_with(|| BoundedCounter::new(limit))
+                        .add(w, 1);
+                }
+            }
+            k if k == kind::SONDE_TCP_EV_FAIL as u32 => {
+                self.account(e.sk, c, &w, true);
+                self.failed
+                    .entry(e.err)
+                    .or_insert_with(|| BoundedCounter::new(limit))
+                    .add(w, 1);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A log2 histogram summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hist {
+    pub sum_ns: u64,
+    pub slots: [u64; SLOTS],
+}
+
+impl Default for Hist {
+    fn default() -> Self {
+        Self {
+            sum_ns: 0,
+            slots: [0; SLOTS],
+        }
+    }
+}
+
+/// Everything counted without attribution, cumulative since load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpCounts {
+    pub rst_sent: u64,
+    pub rst_received: u64,
+    pub opened: u64,
+    pub closed: u64,
+    pub failed: u64,
+    pub lost_ringbuf: u64,
+    pub lost_conns: u64,
+    /// Connections per (is_ipv6, kernel state number): seed plus transitions since.
+    pub states: Vec<((bool, usize), i64)>,
+    pub rtt_v4: Hist,
+    pub rtt_v6: Hist,
+    pub duration_in: Hist,
+    pub duration_out: Hist,
+}
+
+/// Counts of connections per (is_ipv6, state) in a /proc/net/tcp or tcp6 table. Rows
+/// in states the transitions cannot keep (TIME_WAIT, CLOSE, request sockets shown as
+/// SYN_RECV, NEW_SYN_RECV) are left out.
+pub fn parse_proc_net_tcp(text: &str, ipv6: bool) -> HashMap<(bool, usize), i64> {
+    let mut out = HashMap::new();
+    for line in text.lines().skip(1) {
+        let Some(st) = line.split_whitespace().nth(3) else {
+            continue;
+        };
+        let Ok(state) = usize::from_str_radix(st, 16) else {
+            continue;
+        };
+        if state == 0 || state >= STATE_SLOTS || matches!(state, 3 | 6 | 7 | 12) {
+            continue;
+        }
+        *out.entry((ipv6, state)).or_default() += 1;
+    }
+    out
+}
+
+/// TIME_WAIT sockets from /proc/net/sockstat (`TCP: inuse N orphan N tw N ...`): the
+/// kernel moves a closing connection into a separate time-wait socket without a
+/// state-change tracepoint, so this count is read, not kept by transitions.
+pub fn parse_sockstat_tw(text: &str) -> Option<i64> {
+    let line = text.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut f = line.split_whitespace();
+    while let Some(k) = f.next() {
+        if k == "tw" {
+            return f.next()?.parse().ok();
+        }
+    }
+    None
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("map `{map}` is missing from the tcp object (a build problem)")]
+    MissingMap { map: &'static str },
+    #[error("map `{map}`: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot poll the tcp event ring buffer: {0}")]
+    Poll(#[source] std::io::Error),
+}
+
+pub type SharedLedger = Arc<Mutex<TcpLedger>>;
+
+pub struct TcpCollector {
+    counters: PerCpuArray<MapData, u64>,
+    states: PerCpuArray<MapData, i64>,
+    hists: PerCpuArray<MapData, sonde_tcp_hist>,
+    conns: BpfHashMap<MapData, u64, sonde_tcp_conn>,
+    ledger: SharedLedger,
+    /// Kernel deltas at seeding time, and the seed itself.
+    seed: HashMap<(bool, usize), i64>,
+    delta0: HashMap<(bool, usize), i64>,
+}
+
+impl std::fmt::Debug for TcpCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpCollector").finish_non_exhaustive()
+    }
+}
+
+fn take<M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    loaded: &mut LoadedFamily,
+    map: &'static str,
+) -> Result<M, CollectError> {
+    let m = loaded
+        .ebpf
+        .take_map(map)
+        .ok_or(CollectError::MissingMap { map })?;
+    M::try_from(m).map_err(|source| CollectError::Map { map, source })
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> CollectError {
+    move |source| CollectError::Map { map, source }
+}
+
+impl TcpCollector {
+    /// Takes the family's maps, seeds the connection count from `seed` (per (is_ipv6,
+    /// state), read from the socket table after the probes attached) and starts the
+    /// event drain. Must run inside a tokio runtime.
+    pub fn start(
+        loaded: &mut LoadedFamily,
+        limit: usize,
+        seed: HashMap<(bool, usize), i64>,
+    ) -> Result<Self, CollectError> {
+        let ring: RingBuf<MapData> = take(loaded, n::MAP_EVENTS)?;
+        let mut me = Self {
+            counters: take(loaded, n::MAP_COUNTERS)?,
+            states: take(loaded, n::MAP_STATES)?,
+            hists: take(loaded, n::MAP_HISTS)?,
+            conns: take(loaded, n::MAP_CONNS)?,
+            ledger: Arc::new(Mutex::new(TcpLedger::new(limit))),
+            seed,
+            delta0: HashMap::new(),
+        };
+        me.delta0 = me.state_deltas()?;
+        // SAFETY: the RingBuf owns its map fd (MapData holds an OwnedFd) for as long as
+        // the AsyncFd owns the RingBuf, and as_raw_fd always returns that same fd.
+        let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| CollectError::Poll(e.into()))?;
+        tokio::spawn(drain(fd, me.ledger.clone()));
+        Ok(me)
+    }
+
+    fn state_deltas(&self) -> Result<HashMap<(bool, usize), i64>, CollectError> {
+        let mut out = HashMap::new();
+        for i in 0..2 * STATE_SLOTS {
+            let v = self
+                .states
+                .get(&(i as u32), 0)
+                .map_err(map_err(n::MAP_STATES))?;
+            out.insert((i >= STATE_SLOTS, i % STATE_SLOTS), v.iter().sum::<i64>());
+        }
+        Ok(out)
+    }
+
+    pub fn read(&self) -> Result<TcpCounts, CollectError> {
+        let get = |s: slot| -> Result<u64, CollectError> {
+            let v = self
+                .counters
+                .get(&(s as u32), 0)
+                .map_err(map_err(n::MAP_COUNTERS))?;
+            Ok(v.iter().sum())
+        };
+        let hist = |i: hidx| -> Result<Hist, CollectError> {
+            let v = self
+                .hists
+                .get(&(i as u32), 0)
+                .map_err(map_err(n::MAP_HISTS))?;
+            let mut h = Hist::default();
+            for cpu in v.iter() {
+                h.sum_ns += cpu.sum_ns;
+                for (a, b) in h.slots.iter_mut().zip(cpu.slots.iter()) {
+                    *a += b;
+                }
+            }
+            Ok(h)
+        };
+        let deltas = self.state_deltas()?;
+        let mut states: Vec<((bool, usize), i64)> = deltas
+            .iter()
+            .map(|(k, d)| {
+                let seeded = self.seed.get(k).copied().unwrap_or(0);
+                let d0 = self.delta0.get(k).copied().unwrap_or(0);
+                (*k, seeded + d - d0)
+            })
+            .collect();
+        states.sort();
+        Ok(TcpCounts {
+            rst_sent: get(slot::SONDE_TCP_RST_SENT)?,
+            rst_received: get(slot::SONDE_TCP_RST_RECEIVED)?,
+            opened: get(slot::SONDE_TCP_OPENED)?,
+            closed: get(slot::SONDE_TCP_CLOSED)?,
+            failed: get(slot::SONDE_TCP_FAILED)?,
+            lost_ringbuf: get(slot::SONDE_TCP_LOST_RINGBUF)?,
+            lost_conns: get(slot::SONDE_TCP_LOST_CONNS)?,
+            states,
+            rtt_v4: hist(hidx::SONDE_TCP_HIST_RTT_V4)?,
+            rtt_v6: hist(hidx::SONDE_TCP_HIST_RTT_V6)?,
+            duration_in: hist(hidx::SONDE_TCP_HIST_DURATION_IN)?,
+            duration_out: hist(hidx::SONDE_TCP_HIST_DURATION_OUT)?,
+        })
+    }
+
+    /// Walks the live connections and accounts what each did since the last walk.
+    /// Holds the ledger's lock for the walk (see the module comment).
+    pub fn walk(&self) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        // An entry deleted during the walk is an error item: skipped, its close event
+        // accounts for it.
+        for (sk, c) in self.conns.iter().flatten() {
+            ledger.live(sk, &c);
+        }
+        ledger.end_walk();
+    }
+
+    /// A copy of the attributed counts.
+    pub fn ledger(&self) -> TcpLedger {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+async fn drain(mut fd: AsyncFd<RingBuf<MapData>>, ledger: SharedLedger) {
+    loop {
+        let mut guard = match fd.readable_mut().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!("tcp event ring buffer poll failed, attribution stops here: {e}");
+                return;
+            }
+        };
+        let ring = guard.get_inner_mut();
+        let mut batch: Vec<sonde_tcp_event> = Vec::new();
+        while let Some(item) = ring.next() {
+            if let Some(ev) = decode_event(&item) {
+                batch.push(ev);
+            }
+        }
+        guard.clear_ready();
+        if !batch.is_empty() {
+            let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
+            for ev in &batch {
+                l.event(ev);
+            }
+        }
+    }
+}
+
+/// One ring-buffer record; `None` for a short record.
+pub fn decode_event(bytes: &[u8]) -> Option<sonde_tcp_event> {
+    if bytes.len() < std::mem::size_of::<sonde_tcp_event>() {
+        return None;
+    }
+    // SAFETY: the length was checked above and sonde_tcp_event is plain old data (any
+    // bit pattern is valid); read_unaligned does not rely on the ring's alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<sonde_tcp_event>()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(family: u16, raddr: &[u8], d: dir) -> sonde_tcp_conn {
+        let mut c = sonde_tcp_conn {
+            family,
+            direction: d as u16,
+            lport: 8080,
+            rport: 40000,
+            tgid: 42,
+            start_ns: 7,
+            ..Default::default()
+        };
+        c.raddr[..raddr.len()].copy_from_slice(raddr);
+        for (dst, src) in c.comm.iter_mut().zip(b"srv\0") {
+            *dst = *src as core::ffi::c_char;
+        }
+        c
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_addresses_decode_and_mapped_v4_is_shown_as_v4() {
+        let mut raw = [0u8; 16];
+        raw[..4].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(
+            decode_addr(2, &raw),
+            "127.0.0.1".parse::<IpAddr>().expect("literal")
+        );
+        let v6: Ipv6Addr = "fd00::2".parse().expect("literal");
+        assert_eq!(decode_addr(10, &v6.octets()), IpAddr::V6(v6));
+        let mapped: Ipv6Addr = "::ffff:10.1.2.3".parse().expect("literal");
+        assert_eq!(
+            decode_addr(10, &mapped.octets()),
+            "10.1.2.3".parse::<IpAddr>().expect("literal")
+        );
+    }
+
+    #[test]
+    fn inbound_peers_fold_to_the_server_port_and_outbound_keep_the_peer_port() {
+        let c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_INBOUND);
+        assert_eq!(who(&c).port, PortAttr::Server(8080));
+        assert_eq!(who(&c).comm, "srv");
+        let c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        assert_eq!(who(&c).port, PortAttr::Peer(40000));
+    }
+
+    #[test]
+    fn proc_net_tcp_counts_states_the_transitions_keep() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n\
+            1: 0100007F:1F90 0100007F:9C40 01 00000000:00000000\n\
+            2: 0100007F:1F90 0100007F:9C41 01 00000000:00000000\n\
+            3: 0100007F:1F90 0100007F:9C42 06 00000000:00000000\n\
+            4: 0100007F:1F90 0100007F:9C43 03 00000000:00000000\n";
+        let m = parse_proc_net_tcp(text, false);
+        assert_eq!(m.get(&(false, 10)), Some(&1));
+        assert_eq!(m.get(&(false, 1)), Some(&2));
+        assert_eq!(m.get(&(false, 6)), None, "TIME_WAIT comes from sockstat");
+        assert_eq!(m.get(&(false, 3)), None, "request sockets are not kept");
+    }
+
+    #[test]
+    fn sockstat_time_wait() {
+        let text = "sockets: used 100\nTCP: inuse 5 orphan 0 tw 17 alloc 9 mem 1\nUDP: inuse 1\n";
+        assert_eq!(parse_sockstat_tw(text), Some(17));
+        assert_eq!(parse_sockstat_tw("nothing"), None);
+    }
+
+    #[test]
+    fn bytes_add_up_to_the_close_totals_across_walks() {
+        let mut l = TcpLedger::new(10);
+        let mut c = conn(2, &[127, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        c.bytes_acked = 100;
+        c.bytes_received = 10;
+        l.live(1, &c);
+        l.end_walk();
+        c.bytes_acked = 250;
+        c.total_retrans = 2;
+        l.live(1, &c);
+        l.end_walk();
+        c.bytes_acked = 300;
+        c.bytes_received = 40;
+        c.total_retrans = 3;
+        c.opened = 1;
+        let ev = sonde_tcp_event {
+            sk: 1,
+            conn: c,
+            kind: kind::SONDE_TCP_EV_CLOSE as u32,
+            err: 0,
+        };
+        l.event(&ev);
+        assert_eq!(l.transmitted.total(), 300);
+        assert_eq!(l.received.total(), 40);
+        assert_eq!(l.retransmits.total(), 3);
+        assert_eq!(l.closed[&(Direction::Outbound, false)].total(), 1);
+        assert!(l.seen.is_empty(), "closed connections are forgotten");
+    }
+
+    #[test]
+    fn adopted_connections_count_only_what_happens_after_adoption() {
+        let mut l = TcpLedger::new(10);
+        let mut c = conn(2, &[127, 0, 0, 1], dir::SONDE_TCP_DIR_UNKNOWN);
+        c.base_acked = 1000;
+        c.bytes_acked = 1000;
+        l.live(5, &c);
+        c.bytes_acked = 1500;
+        l.live(5, &c);
+        assert_eq!(l.transmitted.total(), 500);
+    }
+
+    #[test]
+    fn peers_past_the_limit_fold_into_overflow_and_totals_stay_exact() {
+        let mut l = TcpLedger::new(2);
+        for i in 0..5u8 {
+            let c = conn(2, &[10, 0, 0, i], dir::SONDE_TCP_DIR_OUTBOUND);
+            let ev = sonde_tcp_event {
+                sk: u64::from(i),
+                conn: c,
+                kind: kind::SONDE_TCP_EV_OPEN as u32,
+                err: 0,
+            };
+            l.event(&ev);
+        }
+        let (series, overflow) = l.opened[&(Direction::Outbound, false)].snapshot();
+        assert_eq!(series.len(), 2);
+        assert_eq!(overflow, 3);
+    }
+
+    #[test]
+    fn entries_missing_from_two_walks_are_forgotten() {
+        let mut l = TcpLedger::new(2);
+        let c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        l.live(9, &c);
+        l.end_walk();
+        l.end_walk();
+        assert_eq!(l.seen.len(), 1, "one missed walk is tolerated");
+        l.end_walk();
+        assert!(l.seen.is_empty());
+    }
+}

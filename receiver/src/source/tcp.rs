@@ -1,0 +1,101 @@
+//! TCP from the tcp probe: collector (counters, live connections, events), TIME_WAIT
+//! from /proc/net/sockstat, mapping.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sonde_semconv::attr::loss_reason;
+
+use super::{Output, Source};
+use crate::collect::tcp::{parse_proc_net_tcp, parse_sockstat_tw, TcpCollector};
+use crate::mapping;
+
+#[derive(Debug)]
+pub struct TcpSource {
+    pub collector: TcpCollector,
+    proc_root: PathBuf,
+}
+
+impl TcpSource {
+    pub fn new(collector: TcpCollector) -> Self {
+        Self {
+            collector,
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+/// Connections per (is_ipv6, state) from the kernel's socket table, to seed
+/// `system.network.connection.count` (read after the probes attached). A table that
+/// cannot be read (IPv6 disabled) counts as empty.
+pub fn seed_from_proc(proc_root: &Path) -> HashMap<(bool, usize), i64> {
+    let mut out = HashMap::new();
+    for (file, v6) in [("net/tcp", false), ("net/tcp6", true)] {
+        match std::fs::read_to_string(proc_root.join(file)) {
+            Ok(t) => out.extend(parse_proc_net_tcp(&t, v6)),
+            Err(e) => tracing::debug!("reading /proc/{file} to seed connection counts: {e}"),
+        }
+    }
+    out
+}
+
+impl Source for TcpSource {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn collect(&mut self, start: u64, out: &mut Output) {
+        self.collector.walk();
+        let counts = match self.collector.read() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("reading the tcp probe's maps failed: {e}");
+                return;
+            }
+        };
+        let time_wait = std::fs::read_to_string(self.proc_root.join("net/sockstat"))
+            .ok()
+            .and_then(|t| parse_sockstat_tw(&t));
+        let ledger = self.collector.ledger();
+        out.metrics
+            .extend(mapping::tcp::metrics(&counts, &ledger, time_wait, start));
+        out.lost
+            .push(("tcp.state", loss_reason::RINGBUF_FULL, counts.lost_ringbuf));
+        out.lost
+            .push(("tcp.state", loss_reason::MAP_FULL, counts.lost_conns));
+    }
+}
+
+/// Inode of this process's network namespace (the one /proc/net/tcp describes), for the
+/// probe's `sonde_netns_ino`; 0 (count every namespace) if it cannot be read.
+pub fn own_netns_ino(proc_root: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(proc_root.join("self/ns/net"))
+        .ok()
+        .and_then(|m| u32::try_from(m.ino()).ok())
+        .unwrap_or(0)
+}
+
+/// Loads the tcp family with its namespace filter set, attaches it, seeds the
+/// connection count and starts the collector. Must run inside a tokio runtime.
+pub fn load(
+    limit: usize,
+) -> Result<(crate::probe::LoadedFamily, Option<TcpSource>), crate::probe::LoadError> {
+    let proc_root = Path::new("/proc");
+    let ino = own_netns_ino(proc_root);
+    let mut loaded = crate::probe::load_family_with(
+        sonde_probes::Family::Tcp,
+        crate::probe::tcp::PROGRAMS,
+        true,
+        &[(sonde_probes::names::tcp::GLOBAL_NETNS_INO, ino)],
+    )?;
+    let seed = seed_from_proc(proc_root);
+    let source = match TcpCollector::start(&mut loaded, limit, seed) {
+        Ok(c) => Some(TcpSource::new(c)),
+        Err(e) => {
+            tracing::error!("tcp probe collector failed: {e}");
+            None
+        }
+    };
+    Ok((loaded, source))
+}
