@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 /// Probe families: each is one C file and one object, so one that fails to load or
 /// attach leaves the others running.
-const FAMILIES: &[&str] = &["process", "fileio", "tcp"];
+const FAMILIES: &[&str] = &["process", "fileio", "tcp", "dns"];
 
 fn main() -> Result<()> {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);

@@ -175,4 +175,50 @@ struct sonde_tcp_event {
 	__s32 err;              /* sk_err at a failed connect (positive errno) */
 };
 
+/* ---- dns family -------------------------------------------------------- */
+
+/*
+ * Bytes of DNS payload copied per packet: the 2-byte TCP length prefix, the 12-byte
+ * header and a question with the longest name (255) plus type and class fit, with room
+ * to spare. Answers are never copied: latency, rcode and the question are all Sonde reads.
+ */
+#define SONDE_DNS_CAPTURE 320
+/* Ports watched (either end of a UDP datagram or TCP segment). */
+#define SONDE_DNS_MAX_PORTS 8
+
+/* Value of the one-entry array `dns_config`, written by userspace at load. */
+struct sonde_dns_config {
+	__u16 ports[SONDE_DNS_MAX_PORTS]; /* host order; 0 = unused slot */
+};
+
+/* Index into the per-CPU array `dns_counters` (one __u64 per slot). */
+enum sonde_dns_counter {
+	SONDE_DNS_PACKETS = 0,      /* DNS packets copied to `dns_events` */
+	SONDE_DNS_LOST_RINGBUF = 1, /* DNS packets that did not fit in `dns_events` */
+	SONDE_DNS_COUNTER_SLOTS = 2,
+};
+
+enum sonde_dns_direction {
+	SONDE_DNS_INGRESS = 0,
+	SONDE_DNS_EGRESS = 1,
+};
+
+/* Ring buffer `dns_events`: one record per packet to or from a watched port. */
+struct sonde_dns_event {
+	__u64 ktime_ns;         /* bpf_ktime_get_ns() when the packet passed the hook */
+	__u32 tgid;             /* sending thread group (UDP egress only); 0 = unknown */
+	__u16 sport;            /* host order */
+	__u16 dport;            /* host order */
+	__u8 saddr[16];         /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u8 family;            /* 4 or 6 */
+	__u8 protocol;          /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 direction;         /* enum sonde_dns_direction */
+	__u8 _pad0;
+	__u16 captured;         /* bytes of `data` that hold payload */
+	__u16 _pad1;
+	char comm[SONDE_COMM_LEN]; /* with tgid */
+	__u8 data[SONDE_DNS_CAPTURE]; /* the start of the UDP / TCP payload */
+};
+
 #endif /* SONDE_ABI_H */

@@ -41,6 +41,12 @@ unsafe impl aya::Pod for sonde_tcp_conn {}
 // SAFETY: as above; it embeds sonde_tcp_conn, whose end is 8-byte aligned.
 unsafe impl aya::Pod for sonde_tcp_event {}
 
+// SAFETY: as above: fixed-width integers and byte arrays with explicit padding, pinned
+// below, any bit pattern valid.
+unsafe impl aya::Pod for sonde_dns_config {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_dns_event {}
+
 #[cfg(test)]
 mod pinned {
     use super::*;
@@ -114,5 +120,29 @@ mod pinned {
         assert_eq!(sonde_tcp_hist_index::SONDE_TCP_HIST_SLOTS as u32, 4);
         assert_eq!(sonde_tcp_direction::SONDE_TCP_DIR_OUTBOUND as u32, 2);
         assert_eq!(sonde_tcp_event_kind::SONDE_TCP_EV_FAIL as u32, 2);
+    }
+
+    #[test]
+    fn pinned_dns_layouts() {
+        assert_eq!(SONDE_DNS_CAPTURE, 320);
+        assert_eq!(SONDE_DNS_MAX_PORTS, 8);
+        assert_eq!(size_of::<sonde_dns_config>(), 16);
+        assert_eq!(size_of::<sonde_dns_event>(), 72 + 320);
+        assert_eq!(offset_of!(sonde_dns_event, ktime_ns), 0);
+        assert_eq!(offset_of!(sonde_dns_event, tgid), 8);
+        assert_eq!(offset_of!(sonde_dns_event, sport), 12);
+        assert_eq!(offset_of!(sonde_dns_event, dport), 14);
+        assert_eq!(offset_of!(sonde_dns_event, saddr), 16);
+        assert_eq!(offset_of!(sonde_dns_event, daddr), 32);
+        assert_eq!(offset_of!(sonde_dns_event, family), 48);
+        assert_eq!(offset_of!(sonde_dns_event, protocol), 49);
+        assert_eq!(offset_of!(sonde_dns_event, direction), 50);
+        assert_eq!(offset_of!(sonde_dns_event, _pad0), 51);
+        assert_eq!(offset_of!(sonde_dns_event, captured), 52);
+        assert_eq!(offset_of!(sonde_dns_event, _pad1), 54);
+        assert_eq!(offset_of!(sonde_dns_event, comm), 56);
+        assert_eq!(offset_of!(sonde_dns_event, data), 72);
+        assert_eq!(sonde_dns_counter::SONDE_DNS_COUNTER_SLOTS as u32, 2);
+        assert_eq!(sonde_dns_direction::SONDE_DNS_EGRESS as u32, 1);
     }
 }

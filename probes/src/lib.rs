@@ -15,10 +15,12 @@ pub enum Family {
     FileIo,
     /// TCP connections: lifecycle, bytes, retransmits, RTT, resets (sock and tcp tracepoints).
     Tcp,
+    /// DNS packets on the watched ports (cgroup_skb on the cgroup v2 root).
+    Dns,
 }
 
 impl Family {
-    pub const ALL: &'static [Family] = &[Family::Process, Family::FileIo, Family::Tcp];
+    pub const ALL: &'static [Family] = &[Family::Process, Family::FileIo, Family::Tcp, Family::Dns];
 
     /// The family's name, as used in config keys, logs and `sonde.probe`.
     pub fn name(self) -> &'static str {
@@ -26,6 +28,7 @@ impl Family {
             Family::Process => "process",
             Family::FileIo => "fileio",
             Family::Tcp => "tcp",
+            Family::Dns => "dns",
         }
     }
 
@@ -35,6 +38,7 @@ impl Family {
             Family::Process => PROCESS_OBJ,
             Family::FileIo => FILEIO_OBJ,
             Family::Tcp => TCP_OBJ,
+            Family::Dns => DNS_OBJ,
         }
     }
 }
@@ -42,6 +46,7 @@ impl Family {
 static PROCESS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
 static FILEIO_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fileio.bpf.o"));
 static TCP_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp.bpf.o"));
+static DNS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns.bpf.o"));
 
 /// Names of the programs and maps in the objects, typed so a rename breaks the build
 /// rather than a lookup at run time.
@@ -105,5 +110,12 @@ pub mod names {
         pub const MAP_EVENTS: &str = "tcp_events";
         /// `const volatile` global: the network namespace whose states are counted.
         pub const GLOBAL_NETNS_INO: &str = "sonde_netns_ino";
+    }
+    pub mod dns {
+        pub const PROG_INGRESS: &str = "sonde_dns_ingress";
+        pub const PROG_EGRESS: &str = "sonde_dns_egress";
+        pub const MAP_CONFIG: &str = "dns_config";
+        pub const MAP_COUNTERS: &str = "dns_counters";
+        pub const MAP_EVENTS: &str = "dns_events";
     }
 }

@@ -126,6 +126,24 @@ impl Probes {
                 Err(e) => tracing::error!("{e}"),
             }
         }
+        if config.dns.enabled {
+            let settings = sonde::collect::dns::DnsSettings {
+                ports: config.dns.ports.clone(),
+                timeout: config.dns.timeout,
+                names: config.dns.question_names,
+                series_limit: sonde::collect::dns::SERIES_LIMIT,
+            };
+            match source::dns::load(&settings) {
+                Ok((loaded, source)) => {
+                    probes.reports.extend(loaded.reports.iter().cloned());
+                    if let Some(s) = source {
+                        probes.sources.push(Box::new(s));
+                    }
+                    probes.families.push(loaded);
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
         for r in &probes.reports {
             match &r.state {
                 ProbeState::Attached => tracing::info!(probe = r.probe, "attached"),
@@ -149,6 +167,7 @@ impl Probes {
                 Family::Process => f.run_stats(probe::process::PROGRAMS),
                 Family::FileIo => f.run_stats(probe::fileio::PROGRAMS),
                 Family::Tcp => f.run_stats(probe::tcp::PROGRAMS),
+                Family::Dns => f.run_stats(probe::dns::PROGRAMS),
             })
             .collect()
     }

@@ -66,6 +66,7 @@ pub fn main(config: Option<&Path>) -> ExitCode {
             Family::Process => probe::process::PROGRAMS,
             Family::FileIo => probe::fileio::PROGRAMS,
             Family::Tcp => probe::tcp::PROGRAMS,
+            Family::Dns => probe::dns::PROGRAMS,
         };
         match probe::load_family(*family, specs, false) {
             Ok(loaded) => {

@@ -160,3 +160,8 @@ pub mod tcp_error {
     /// semconv's fallback value when no better one is known.
     pub const OTHER: &str = "_OTHER";
 }
+
+// DNS (semconv 1.44 `dns.question.name`; Sonde's own for the rest).
+pub const DNS_QUESTION_NAME: &str = "dns.question.name";
+pub const SONDE_DNS_QUESTION_TYPE: &str = "sonde.dns.question.type";
+pub const SONDE_DNS_CACHE_HIT: &str = "sonde.dns.cache_hit";

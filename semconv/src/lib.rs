@@ -8,6 +8,7 @@
 //! in `receiver` checks that no exported name escapes this crate.
 
 pub mod attr;
+pub mod dns;
 pub mod fileio;
 pub mod host;
 pub mod metric;

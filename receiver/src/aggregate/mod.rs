@@ -2,4 +2,5 @@
 //! No I/O, no aya, no tokio here.
 
 pub mod bounded;
+pub mod dns;
 pub mod temporality;

@@ -101,6 +101,20 @@ pub struct TcpProbeConfig {
     pub series_limit: usize,
 }
 
+/// Default DNS query timeout (issue 4): past it a query counts as failed with
+/// error.type=timeout. Resolver libraries retry after 1-5 s; 5 s covers their first try.
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsProbeConfig {
+    pub enabled: bool,
+    /// Watched ports (1 to 8 of them); default 53.
+    pub ports: Vec<u16>,
+    pub timeout: Duration,
+    /// Whether and how dns.question.name is exported; default top-N with N = 100.
+    pub question_names: crate::aggregate::dns::NamePolicy,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceConfig {
     /// `resource.service_name` from the file.
@@ -120,6 +134,7 @@ pub struct Config {
     pub process: ProcessProbeConfig,
     pub fileio: FileIoProbeConfig,
     pub tcp: TcpProbeConfig,
+    pub dns: DnsProbeConfig,
     /// `None` when no collector is configured (neither in the file nor OTEL_* endpoints).
     pub otlp: Option<OtlpConfig>,
     pub console: bool,
@@ -211,6 +226,8 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         )?,
     };
 
+    let dns = validate_dns(probes.dns.unwrap_or_default())?;
+
     let exporters = raw.exporters.unwrap_or_default();
     let otlp_configured = exporters.otlp.is_some()
         || env
@@ -266,6 +283,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         process,
         fileio,
         tcp,
+        dns,
         otlp,
         console,
         resource,
@@ -274,6 +292,49 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
             .and_then(|s| s.probe_run_stats)
             .unwrap_or(true),
         log_level,
+    })
+}
+
+fn validate_dns(raw: raw::RawDnsProbe) -> Result<DnsProbeConfig, ConfigError> {
+    use crate::aggregate::dns::NamePolicy;
+    let max_ports = sonde_probes::abi::SONDE_DNS_MAX_PORTS as usize;
+    let ports = raw.ports.unwrap_or_else(|| vec![53]);
+    if ports.is_empty() || ports.len() > max_ports || ports.contains(&0) {
+        return Err(invalid(
+            "probes.dns.ports",
+            format!("list 1 to {max_ports} ports between 1 and 65535, e.g. [53]"),
+        ));
+    }
+    let timeout = match raw.timeout.as_deref() {
+        Some(s) => parse_duration("probes.dns.timeout", s)?,
+        None => DEFAULT_DNS_TIMEOUT,
+    };
+    if timeout < Duration::from_millis(10) {
+        return Err(invalid(
+            "probes.dns.timeout",
+            format!("{timeout:?} is too short: use at least 10ms"),
+        ));
+    }
+    let limit = positive(
+        "probes.dns.question_name_limit",
+        raw.question_name_limit.unwrap_or(DEFAULT_NAME_LIMIT),
+    )?;
+    let question_names = match raw.question_names.as_deref() {
+        None | Some("top_n") => NamePolicy::TopN(limit),
+        Some("off") => NamePolicy::Off,
+        Some("all") => NamePolicy::All,
+        Some(other) => {
+            return Err(invalid(
+                "probes.dns.question_names",
+                format!("`{other}` is not `off`, `top_n` or `all`"),
+            ))
+        }
+    };
+    Ok(DnsProbeConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        ports,
+        timeout,
+        question_names,
     })
 }
 

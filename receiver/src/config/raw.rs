@@ -29,6 +29,7 @@ pub struct RawProbes {
     pub process: Option<RawProcessProbe>,
     pub fileio: Option<RawFileIoProbe>,
     pub tcp: Option<RawTcpProbe>,
+    pub dns: Option<RawDnsProbe>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +54,20 @@ pub struct RawTcpProbe {
     pub enabled: Option<bool>,
     /// (process, peer) series of each sonde.tcp.* metric kept before the overflow series.
     pub series_limit: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsProbe {
+    pub enabled: Option<bool>,
+    /// UDP/TCP ports watched at either end, e.g. `[53, 5353]`.
+    pub ports: Option<Vec<u16>>,
+    /// A query with no response after this long is a failure with error.type=timeout.
+    pub timeout: Option<String>,
+    /// `off`, `top_n` or `all`: whether dns.question.name is exported.
+    pub question_names: Option<String>,
+    /// Under `top_n`: distinct names with their own series.
+    pub question_name_limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -208,3 +208,50 @@ fn resource_variables_are_read_and_percent_decoded() {
     );
     assert_eq!(c.resource.env_service_name.as_deref(), Some("edge"));
 }
+
+#[test]
+fn dns_probe_keys_defaults_and_errors() {
+    use crate::aggregate::dns::NamePolicy;
+    let c = Config::from_yaml("", &env(&[])).expect("valid");
+    assert!(c.dns.enabled);
+    assert_eq!(c.dns.ports, vec![53]);
+    assert_eq!(c.dns.timeout, Duration::from_secs(5));
+    assert_eq!(c.dns.question_names, NamePolicy::TopN(100));
+
+    let c = Config::from_yaml(
+        "probes:\n  dns:\n    ports: [53, 5353]\n    timeout: 2s\n    question_names: top_n\n    question_name_limit: 7\n",
+        &env(&[]),
+    )
+    .expect("valid");
+    assert_eq!(c.dns.ports, vec![53, 5353]);
+    assert_eq!(c.dns.timeout, Duration::from_secs(2));
+    assert_eq!(c.dns.question_names, NamePolicy::TopN(7));
+    for (value, want) in [("off", NamePolicy::Off), ("all", NamePolicy::All)] {
+        let yaml = format!("probes:\n  dns:\n    question_names: {value}\n");
+        let c = Config::from_yaml(&yaml, &env(&[])).expect("valid");
+        assert_eq!(c.dns.question_names, want);
+    }
+
+    for (yaml, needle) in [
+        ("probes:\n  dns:\n    ports: []\n", "probes.dns.ports"),
+        ("probes:\n  dns:\n    ports: [0]\n", "probes.dns.ports"),
+        (
+            "probes:\n  dns:\n    ports: [1, 2, 3, 4, 5, 6, 7, 8, 9]\n",
+            "probes.dns.ports",
+        ),
+        ("probes:\n  dns:\n    timeout: 1ms\n", "probes.dns.timeout"),
+        ("probes:\n  dns:\n    timeout: soon\n", "probes.dns.timeout"),
+        (
+            "probes:\n  dns:\n    question_names: some\n",
+            "probes.dns.question_names",
+        ),
+        (
+            "probes:\n  dns:\n    question_name_limit: 0\n",
+            "probes.dns.question_name_limit",
+        ),
+        ("probes:\n  dns:\n    port: 53\n", "probes.dns"),
+    ] {
+        let err = Config::from_yaml(yaml, &env(&[])).expect_err(needle);
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+}

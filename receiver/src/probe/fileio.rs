@@ -81,7 +81,7 @@ mod tests {
             assert!(PROGRAMS[2 * i].probe.contains(sys));
             match PROGRAMS[2 * i + 1].attach {
                 Attach::TracePoint { name, .. } => assert_eq!(name, format!("sys_exit_{sys}")),
-                Attach::RawTracePoint { .. } => panic!("{sys}: classic tracepoint expected"),
+                _ => panic!("{sys}: classic tracepoint expected"),
             }
         }
     }

@@ -6,6 +6,8 @@
 //! [`LoadedFamily`] values and released when they are dropped (or by the kernel when the
 //! process dies, since nothing is pinned).
 
+pub mod cgroup;
+pub mod dns;
 pub mod fileio;
 pub mod process;
 pub mod support;
@@ -14,7 +16,7 @@ pub mod tracefs;
 
 use std::fmt;
 
-use aya::programs::{RawTracePoint, TracePoint};
+use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use sonde_probes::Family;
 
@@ -28,6 +30,10 @@ pub enum Attach {
     },
     /// A raw tracepoint: the kernel's arguments as they are (task pointers).
     RawTracePoint { name: &'static str },
+    /// A cgroup_skb program on the cgroup v2 root: every socket of the host, one
+    /// direction. Attached as a BPF link, so it runs beside programs others attach and
+    /// goes away with Sonde.
+    CgroupSkb { attach_type: CgroupSkbAttachType },
 }
 
 impl fmt::Display for Attach {
@@ -35,6 +41,13 @@ impl fmt::Display for Attach {
         match self {
             Attach::TracePoint { category, name } => write!(f, "tracepoint {category}:{name}"),
             Attach::RawTracePoint { name } => write!(f, "raw tracepoint {name}"),
+            Attach::CgroupSkb { attach_type } => {
+                let dir = match attach_type {
+                    CgroupSkbAttachType::Ingress => "ingress",
+                    CgroupSkbAttachType::Egress => "egress",
+                };
+                write!(f, "cgroup_skb/{dir} on the cgroup v2 root")
+            }
         }
     }
 }
@@ -206,6 +219,27 @@ fn load_program(ebpf: &mut Ebpf, spec: &ProgramSpec, attach: bool) -> ProbeState
                 p.load().map_err(verifier_message)?;
                 if attach {
                     p.attach(name).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }),
+        Attach::CgroupSkb { attach_type } => <&mut CgroupSkb>::try_from(program)
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                p.load().map_err(verifier_message)?;
+                if attach {
+                    let root = cgroup::cgroup2_root().ok_or(
+                        "no cgroup v2 hierarchy is mounted: mount one with \
+                         `mount -t cgroup2 none /sys/fs/cgroup/unified`",
+                    )?;
+                    let dir = std::fs::File::open(&root)
+                        .map_err(|e| format!("cannot open {}: {e}", root.display()))?;
+                    // Single means flags 0, which BPF_LINK_CREATE requires for cgroups;
+                    // a link attachment runs beside every other program regardless.
+                    p.attach(dir, attach_type, CgroupAttachMode::Single)
+                        .map_err(|e| match std::error::Error::source(&e) {
+                            Some(cause) => format!("{e}: {cause}"),
+                            None => e.to_string(),
+                        })?;
                 }
                 Ok(())
             }),

@@ -5,6 +5,7 @@
 //! a collector in `collect/`, a pure mapping in `mapping/`, and a `Source` here that the
 //! agent registers (receiver/src/agent.rs, `Probes::load`).
 
+pub mod dns;
 pub mod fileio;
 pub mod process;
 pub mod tcp;

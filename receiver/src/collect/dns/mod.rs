@@ -1,6 +1,328 @@
 //! The DNS family: drains the probe's ring buffer of DNS packets, parses them
-//! ([`wire`]), and matches queries to responses ([`matcher`]). `wire` and `matcher` are
-//! pure (no aya, no tokio) and unit-tested with tables and proptest.
+//! ([`wire`]), matches queries to responses ([`matcher`]) and folds the results into
+//! bounded state (`aggregate::dns`). `wire` and `matcher` are pure (no aya, no tokio)
+//! and unit-tested with tables and proptest; this module is the I/O around them.
 
 pub mod matcher;
 pub mod wire;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use sonde_probes::abi::{
+    sonde_dns_config, sonde_dns_counter as slot, sonde_dns_direction, sonde_dns_event,
+    SONDE_DNS_MAX_PORTS,
+};
+use sonde_probes::names::dns as n;
+use tokio::io::unix::AsyncFd;
+
+use self::matcher::{Direction, Event, Matcher, MatcherStats, Packet, Process};
+use self::wire::Transport;
+use crate::aggregate::dns::{DnsStats, NamePolicy};
+use crate::collect::process::comm_to_string;
+use crate::probe::LoadedFamily;
+
+/// Lookups in flight and remembered upstream queries: bound memory at any query rate
+/// (65,536 open lookups is far above what a host resolves within one timeout).
+const MAX_OPEN: usize = 65_536;
+const MAX_SENT: usize = 65_536;
+/// Attribute sets per DNS metric before the overflow series: question types, resolvers
+/// and processes multiply, and each set costs a histogram.
+pub const SERIES_LIMIT: usize = 1_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsSettings {
+    pub ports: Vec<u16>,
+    pub timeout: Duration,
+    pub names: NamePolicy,
+    /// Attribute sets per metric before the overflow series.
+    pub series_limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("map `{map}` is missing from the dns object (a build problem)")]
+    MissingMap { map: &'static str },
+    #[error("map `{map}`: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot poll the DNS ring buffer: {0}")]
+    Poll(#[source] std::io::Error),
+}
+
+/// Cumulative counts since the probe was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DnsCounts {
+    pub packets: u64,
+    pub lost_ringbuf: u64,
+    pub matcher: MatcherStats,
+    /// Records the parser refused (not DNS, or cut before the question ended).
+    pub unparsed: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    matcher: Matcher,
+    stats: DnsStats,
+    unparsed: u64,
+    scratch: Vec<Event>,
+}
+
+impl Shared {
+    fn fold(&mut self) {
+        for e in self.scratch.drain(..) {
+            self.stats.add(&e);
+        }
+    }
+}
+
+pub struct DnsCollector {
+    counters: PerCpuArray<MapData, u64>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl std::fmt::Debug for DnsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsCollector").finish_non_exhaustive()
+    }
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> CollectError {
+    move |source| CollectError::Map { map, source }
+}
+
+impl DnsCollector {
+    /// Writes the watched ports into the probe's config map, takes its maps, and starts
+    /// a task that drains the ring buffer as packets arrive (continuously, so a burst
+    /// of queries does not overflow it between ticks).
+    pub fn start(loaded: &mut LoadedFamily, settings: &DnsSettings) -> Result<Self, CollectError> {
+        let ebpf = &mut loaded.ebpf;
+        let config = ebpf
+            .map_mut(n::MAP_CONFIG)
+            .ok_or(CollectError::MissingMap { map: n::MAP_CONFIG })?;
+        let mut config: Array<&mut MapData, sonde_dns_config> =
+            Array::try_from(config).map_err(map_err(n::MAP_CONFIG))?;
+        let mut value = sonde_dns_config::default();
+        for (dst, port) in value
+            .ports
+            .iter_mut()
+            .zip(settings.ports.iter().take(SONDE_DNS_MAX_PORTS as usize))
+        {
+            *dst = *port;
+        }
+        config.set(0, value, 0).map_err(map_err(n::MAP_CONFIG))?;
+
+        let counters = ebpf
+            .take_map(n::MAP_COUNTERS)
+            .ok_or(CollectError::MissingMap {
+                map: n::MAP_COUNTERS,
+            })?;
+        let counters = PerCpuArray::try_from(counters).map_err(map_err(n::MAP_COUNTERS))?;
+        let ring = ebpf
+            .take_map(n::MAP_EVENTS)
+            .ok_or(CollectError::MissingMap { map: n::MAP_EVENTS })?;
+        let ring = RingBuf::try_from(ring).map_err(map_err(n::MAP_EVENTS))?;
+        let timeout_ns = u64::try_from(settings.timeout.as_nanos()).unwrap_or(u64::MAX);
+        let shared = Arc::new(Mutex::new(Shared {
+            matcher: Matcher::new(timeout_ns, MAX_OPEN, MAX_SENT),
+            stats: DnsStats::new(settings.names, settings.series_limit),
+            unparsed: 0,
+            scratch: Vec::new(),
+        }));
+        // SAFETY: the RingBuf owns its map fd (MapData holds an OwnedFd) for as long as
+        // the AsyncFd owns the RingBuf, and as_raw_fd always returns that same fd.
+        let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| CollectError::Poll(e.into()))?;
+        tokio::spawn(drain(fd, shared.clone()));
+        Ok(Self { counters, shared })
+    }
+
+    /// Ends lookups past their timeout (`now_ns` on the kernel's monotonic clock), then
+    /// hands the aggregated state to `f` (the mapping) under the lock.
+    pub fn with_stats<T>(&self, now_ns: u64, f: impl FnOnce(&DnsStats) -> T) -> T {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let s = &mut *s;
+        s.matcher.expire(now_ns, &mut s.scratch);
+        s.fold();
+        f(&s.stats)
+    }
+
+    pub fn counts(&self) -> Result<DnsCounts, CollectError> {
+        let get = |s: slot| -> Result<u64, CollectError> {
+            let per_cpu = self
+                .counters
+                .get(&(s as u32), 0)
+                .map_err(map_err(n::MAP_COUNTERS))?;
+            Ok(per_cpu.iter().sum())
+        };
+        let (matcher, unparsed) = {
+            let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            (s.matcher.stats(), s.unparsed)
+        };
+        Ok(DnsCounts {
+            packets: get(slot::SONDE_DNS_PACKETS)?,
+            lost_ringbuf: get(slot::SONDE_DNS_LOST_RINGBUF)?,
+            matcher,
+            unparsed,
+        })
+    }
+}
+
+/// The kernel's monotonic clock, which `bpf_ktime_get_ns` reads.
+pub fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to a valid pointer we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+async fn drain(mut fd: AsyncFd<RingBuf<MapData>>, shared: Arc<Mutex<Shared>>) {
+    let mut batch: Vec<Option<Packet>> = Vec::new();
+    loop {
+        let mut guard = match fd.readable_mut().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!("DNS ring buffer poll failed, DNS metrics stop here: {e}");
+                return;
+            }
+        };
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            batch.push(decode(&item));
+        }
+        guard.clear_ready();
+        if batch.is_empty() {
+            continue;
+        }
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let s = &mut *s;
+        for p in batch.drain(..) {
+            match p {
+                Some(p) => s.matcher.packet(p, &mut s.scratch),
+                None => s.unparsed += 1,
+            }
+        }
+        s.fold();
+    }
+}
+
+/// One ring-buffer record as a parsed packet; `None` for a short record or a payload
+/// that is not a DNS message with a question.
+pub fn decode(bytes: &[u8]) -> Option<Packet> {
+    if bytes.len() < std::mem::size_of::<sonde_dns_event>() {
+        return None;
+    }
+    // SAFETY: the length was checked above and sonde_dns_event is plain old data (any
+    // bit pattern is valid); read_unaligned does not rely on the ring's alignment.
+    let ev: sonde_dns_event =
+        unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<sonde_dns_event>()) };
+    let transport = match ev.protocol {
+        17 => Transport::Udp,
+        6 => Transport::Tcp,
+        _ => return None,
+    };
+    let addr = |raw: &[u8; 16]| -> Option<IpAddr> {
+        match ev.family {
+            4 => Some(IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))),
+            6 => Some(IpAddr::V6(Ipv6Addr::from(*raw))),
+            _ => None,
+        }
+    };
+    let src = SocketAddr::new(addr(&ev.saddr)?, ev.sport);
+    let dst = SocketAddr::new(addr(&ev.daddr)?, ev.dport);
+    let captured = usize::from(ev.captured).min(ev.data.len());
+    let msg = wire::parse(&ev.data[..captured], transport).ok()?;
+    let direction = if ev.direction == sonde_dns_direction::SONDE_DNS_EGRESS as u8 {
+        Direction::Egress
+    } else {
+        Direction::Ingress
+    };
+    let process = (ev.tgid != 0).then(|| Process {
+        pid: ev.tgid,
+        executable: comm_to_string(&ev.comm),
+    });
+    Some(Packet {
+        ktime_ns: ev.ktime_ns,
+        direction,
+        transport,
+        src,
+        dst,
+        process,
+        msg,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ev: &sonde_dns_event) -> Vec<u8> {
+        // SAFETY: sonde_dns_event is plain old data; viewing it as bytes is sound.
+        unsafe {
+            std::slice::from_raw_parts(
+                (ev as *const sonde_dns_event).cast::<u8>(),
+                std::mem::size_of::<sonde_dns_event>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn a_record_decodes_to_a_packet_and_junk_does_not() {
+        let mut ev = sonde_dns_event {
+            ktime_ns: 5,
+            tgid: 42,
+            sport: 40000,
+            dport: 53,
+            family: 4,
+            protocol: 17,
+            direction: sonde_dns_direction::SONDE_DNS_EGRESS as u8,
+            ..Default::default()
+        };
+        ev.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        ev.daddr[..4].copy_from_slice(&[127, 0, 0, 53]);
+        for (d, s) in ev.comm.iter_mut().zip(b"dig\0") {
+            *d = *s as core::ffi::c_char;
+        }
+        let msg: &[u8] = &[
+            0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 4, b't', b'e', b's', b't', 0, 0, 1,
+            0, 1,
+        ];
+        ev.data[..msg.len()].copy_from_slice(msg);
+        ev.captured = msg.len() as u16;
+        let p = decode(&record(&ev)).expect("a packet");
+        assert_eq!(p.src, "127.0.0.1:40000".parse().expect("addr"));
+        assert_eq!(p.dst, "127.0.0.53:53".parse().expect("addr"));
+        assert_eq!(p.direction, Direction::Egress);
+        assert_eq!(p.msg.question.name, "a.test");
+        assert_eq!(
+            p.process,
+            Some(Process {
+                pid: 42,
+                executable: "dig".into()
+            })
+        );
+
+        let mut cut = ev;
+        cut.captured = 15;
+        assert_eq!(decode(&record(&cut)), None, "question cut short");
+        let mut bad = ev;
+        bad.family = 9;
+        assert_eq!(decode(&record(&bad)), None);
+        let mut huge = ev;
+        huge.captured = u16::MAX;
+        assert!(decode(&record(&huge)).is_some(), "captured is clamped");
+        assert_eq!(decode(&record(&ev)[..100]), None, "short record");
+    }
+}

@@ -1,0 +1,228 @@
+//! DNS metrics from the aggregated lookups. Pure.
+
+use sonde_semconv::attr;
+use sonde_semconv::dns as m;
+
+use crate::aggregate::dns::{DnsStats, Hist, LookupKey, QueryKey};
+use crate::model::{numbers, Attributes, Histogram, Metric, Number, Point, PointValue};
+
+fn int(v: u64) -> Number {
+    Number::Int(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn overflow() -> Attributes {
+    Attributes::new().with(attr::OTEL_METRIC_OVERFLOW, true)
+}
+
+fn query_attrs(k: &QueryKey) -> Attributes {
+    let mut a = Attributes::new()
+        .with(attr::SONDE_DNS_QUESTION_TYPE, k.qtype.as_str())
+        .with(attr::NETWORK_PEER_ADDRESS, k.server.to_string());
+    if let Some(p) = &k.process {
+        a.insert(attr::PROCESS_PID, i64::from(p.pid));
+        a.insert(attr::PROCESS_EXECUTABLE_NAME, p.executable.as_str());
+    }
+    a
+}
+
+fn lookup_attrs(k: &LookupKey) -> Attributes {
+    let mut a = Attributes::new()
+        .with(attr::SONDE_DNS_QUESTION_TYPE, k.qtype.as_str())
+        .with(attr::NETWORK_PEER_ADDRESS, k.server.to_string());
+    if let Some(n) = &k.name {
+        a.insert(attr::DNS_QUESTION_NAME, n.as_str());
+    }
+    if k.name_folded {
+        a.insert(attr::OTEL_METRIC_OVERFLOW, true);
+    }
+    if let Some(e) = k.error {
+        a.insert(attr::ERROR_TYPE, e);
+    }
+    if let Some(hit) = k.cache_hit {
+        a.insert(attr::SONDE_DNS_CACHE_HIT, hit);
+    }
+    a
+}
+
+fn hist_point(attributes: Attributes, h: &Hist, start: u64) -> Point {
+    Point {
+        attributes,
+        value: PointValue::Histogram(Histogram {
+            bounds: m::DURATION_BOUNDS.to_vec(),
+            counts: h.counts.clone(),
+            sum: h.sum,
+            count: h.count,
+        }),
+        start_unix_nano: start,
+    }
+}
+
+/// The four DNS metrics. Every series is cumulative from `start`.
+pub fn metrics(stats: &DnsStats, start: u64) -> Vec<Metric> {
+    let (queries, queries_overflow) = stats.queries();
+    let mut q: Vec<(Attributes, Number)> = queries
+        .iter()
+        .map(|(k, n)| (query_attrs(k), int(*n)))
+        .collect();
+    if queries_overflow > 0 {
+        q.push((overflow(), int(queries_overflow)));
+    }
+
+    // The resolver on failures too (beyond metrics.md's `error.type`): "which resolver
+    // fails" is the first question a failure alert raises.
+    let (failures, failures_overflow) = stats.failures();
+    let mut f: Vec<(Attributes, Number)> = failures
+        .iter()
+        .map(|((e, ip), n)| {
+            (
+                Attributes::new()
+                    .with(attr::ERROR_TYPE, *e)
+                    .with(attr::NETWORK_PEER_ADDRESS, ip.to_string()),
+                int(*n),
+            )
+        })
+        .collect();
+    if failures_overflow > 0 {
+        f.push((overflow(), int(failures_overflow)));
+    }
+
+    let (hits, hits_overflow) = stats.cache_hits();
+    let mut h: Vec<(Attributes, Number)> = hits
+        .iter()
+        .map(|(ip, n)| {
+            (
+                Attributes::new().with(attr::NETWORK_PEER_ADDRESS, ip.to_string()),
+                int(*n),
+            )
+        })
+        .collect();
+    if hits_overflow > 0 {
+        h.push((overflow(), int(hits_overflow)));
+    }
+
+    let (durations, durations_overflow) = stats.durations();
+    let mut points: Vec<Point> = durations
+        .iter()
+        .map(|(k, h)| hist_point(lookup_attrs(k), h, start))
+        .collect();
+    if let Some(o) = &durations_overflow {
+        points.push(hist_point(overflow(), o, start));
+    }
+
+    vec![
+        Metric {
+            def: m::DNS_LOOKUP_DURATION,
+            points,
+        },
+        numbers(m::SONDE_DNS_QUERIES, start, q),
+        numbers(m::SONDE_DNS_FAILURES, start, f),
+        numbers(m::SONDE_DNS_CACHE_HITS, start, h),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::dns::NamePolicy;
+    use crate::collect::dns::matcher::{Event, Lookup, Outcome, Process, Query};
+    use crate::collect::dns::wire::Question;
+    use crate::model::Value;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn names_attributes_and_buckets_follow_the_contract() {
+        let server = SocketAddr::from(([127, 0, 0, 2], 53));
+        let question = Question {
+            name: "www.example.test".into(),
+            qtype: 28,
+            qclass: 1,
+        };
+        let mut s = DnsStats::new(NamePolicy::All, 10);
+        s.add(&Event::Query(Query {
+            server,
+            question: question.clone(),
+            process: Some(Process {
+                pid: 42,
+                executable: "curl".into(),
+            }),
+        }));
+        for (outcome, ns, hit) in [
+            (Outcome::Answered { rcode: 0 }, Some(2_000_000), Some(true)),
+            (
+                Outcome::Answered { rcode: 2 },
+                Some(20_000_000),
+                Some(false),
+            ),
+            (Outcome::Timeout, None, None),
+        ] {
+            s.add(&Event::Lookup(Lookup {
+                server,
+                question: question.clone(),
+                process: None,
+                outcome,
+                duration_ns: ns,
+                cache_hit: hit,
+            }));
+        }
+        let ms = metrics(&s, 7);
+        let names: Vec<&str> = ms.iter().map(|m| m.def.name).collect();
+        assert_eq!(
+            names,
+            [
+                "dns.lookup.duration",
+                "sonde.dns.queries",
+                "sonde.dns.failures",
+                "sonde.dns.cache_hits"
+            ]
+        );
+        let q = &ms[1].points[0].attributes;
+        assert_eq!(
+            q.get("sonde.dns.question.type"),
+            Some(&Value::Str("AAAA".into()))
+        );
+        assert_eq!(
+            q.get("network.peer.address"),
+            Some(&Value::Str("127.0.0.2".into()))
+        );
+        assert_eq!(q.get("process.pid"), Some(&Value::Int(42)));
+        let failures: Vec<_> = ms[2]
+            .points
+            .iter()
+            .map(|p| (p.attributes.get("error.type").cloned(), p.value.clone()))
+            .collect();
+        assert_eq!(
+            failures,
+            [
+                (
+                    Some(Value::Str("servfail".into())),
+                    PointValue::Number(Number::Int(1))
+                ),
+                (
+                    Some(Value::Str("timeout".into())),
+                    PointValue::Number(Number::Int(1))
+                ),
+            ]
+        );
+        assert_eq!(ms[3].points.len(), 1);
+        let d = &ms[0].points;
+        assert_eq!(d.len(), 2, "no histogram point for the timeout");
+        let ok = d
+            .iter()
+            .find(|p| p.attributes.get("error.type").is_none())
+            .expect("success series");
+        assert_eq!(
+            ok.attributes.get("dns.question.name"),
+            Some(&Value::Str("www.example.test".into()))
+        );
+        assert_eq!(
+            ok.attributes.get("sonde.dns.cache_hit"),
+            Some(&Value::Bool(true))
+        );
+        let PointValue::Histogram(h) = &ok.value else {
+            panic!("a histogram")
+        };
+        assert_eq!(h.bounds.len() + 1, h.counts.len());
+        assert_eq!(h.counts[0], 1);
+        assert_eq!(ok.start_unix_nano, 7);
+    }
+}

@@ -1,0 +1,53 @@
+//! DNS lookups from the DNS probe: queries, failures, cache hits and latency.
+
+use sonde_semconv::attr::loss_reason;
+
+use super::{Output, Source};
+use crate::collect::dns::{monotonic_now_ns, DnsCollector, DnsSettings};
+use crate::mapping;
+
+#[derive(Debug)]
+pub struct DnsSource {
+    pub collector: DnsCollector,
+}
+
+impl Source for DnsSource {
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+
+    fn collect(&mut self, start: u64, out: &mut Output) {
+        let metrics = self
+            .collector
+            .with_stats(monotonic_now_ns(), |s| mapping::dns::metrics(s, start));
+        out.metrics.extend(metrics);
+        match self.collector.counts() {
+            Ok(c) => {
+                out.lost
+                    .push(("dns", loss_reason::RINGBUF_FULL, c.lost_ringbuf));
+                // Queries the matcher could not track: its table of open lookups was full.
+                out.lost
+                    .push(("dns", loss_reason::MAP_FULL, c.matcher.dropped_open));
+            }
+            Err(e) => tracing::warn!("reading the DNS probe's counters failed: {e}"),
+        }
+    }
+}
+
+/// Loads and attaches the DNS family and starts its collector. The family comes back
+/// even when the collector fails (its reports say what attached); the source is then
+/// `None` and the failure is logged.
+pub fn load(
+    settings: &DnsSettings,
+) -> Result<(crate::probe::LoadedFamily, Option<DnsSource>), crate::probe::LoadError> {
+    let mut loaded =
+        crate::probe::load_family(sonde_probes::Family::Dns, crate::probe::dns::PROGRAMS, true)?;
+    let source = match DnsCollector::start(&mut loaded, settings) {
+        Ok(collector) => Some(DnsSource { collector }),
+        Err(e) => {
+            tracing::error!("DNS probe collector failed: {e}");
+            None
+        }
+    };
+    Ok((loaded, source))
+}

@@ -1,0 +1,364 @@
+//! End to end: the real `sonde` binary with its DNS probe, a real caching resolver
+//! (dnsmasq) on loopback forwarding through a delay line of the test's own to a second
+//! dnsmasq that is authoritative for a test zone, and a real OTLP receiver.
+//!
+//! Needs root (eBPF, and binding port 53) and Debian's dnsmasq-base (/usr/sbin/dnsmasq).
+//! Every address is a loopback address unique to the test run: the machine's own
+//! resolver is never queried. Sonde sees all DNS on the host, so every assertion filters
+//! on the test's resolver addresses.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, HistogramDataPoint};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// The delay the test's delay line adds on the upstream path: misses take at least
+/// this long, hits do not wait for it.
+const DELAY: Duration = Duration::from_millis(300);
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+
+/// Loopback addresses no other test run uses: 127.<from pid>.<counter>.<role>.
+fn addresses() -> [Ipv4Addr; 4] {
+    use std::sync::atomic::AtomicU8;
+    static NEXT: AtomicU8 = AtomicU8::new(1);
+    let a = 100 + (std::process::id() % 150) as u8;
+    let b = NEXT.fetch_add(1, Ordering::Relaxed);
+    [1, 2, 3, 4].map(|c| Ipv4Addr::new(127, a, b, c))
+}
+
+/// A dnsmasq in the foreground, killed on drop.
+struct Dnsmasq(Child);
+
+impl Dnsmasq {
+    fn start(listen: Ipv4Addr, extra: &[String]) -> Self {
+        assert!(
+            std::path::Path::new(DNSMASQ).exists(),
+            "this test needs dnsmasq: apt-get install dnsmasq-base"
+        );
+        let child = Command::new(DNSMASQ)
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--bind-interfaces",
+                "--port=53",
+                "--user=root",
+                "--pid-file=",
+            ])
+            .arg(format!("--listen-address={listen}"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dnsmasq");
+        Self(child)
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A UDP delay line: holds each query for DELAY, then relays it upstream and the answer
+/// back. Netem is absent on this kernel (test-lab.md); this is the test's own.
+struct DelayLine {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DelayLine {
+    fn start(listen: Ipv4Addr, upstream: SocketAddr) -> Self {
+        let sock = UdpSocket::bind((listen, 53)).expect("bind the delay line");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let query = buf[..n].to_vec();
+                let reply_to = sock.try_clone().expect("clone socket");
+                std::thread::spawn(move || {
+                    std::thread::sleep(DELAY);
+                    let up = UdpSocket::bind((listen, 0)).expect("bind upstream side");
+                    up.set_read_timeout(Some(Duration::from_secs(5)))
+                        .expect("timeout");
+                    up.send_to(&query, upstream).expect("relay query");
+                    let mut resp = [0u8; 4096];
+                    if let Ok((m, _)) = up.recv_from(&mut resp) {
+                        let _ = reply_to.send_to(&resp[..m], from);
+                    }
+                });
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DelayLine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn encode_query(id: u16, name: &str) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]); // A, IN
+    m
+}
+
+/// Sends one A query and returns the response's rcode, or None after `wait`.
+fn query(server: Ipv4Addr, name: &str, wait: Duration) -> Option<u8> {
+    use std::sync::atomic::AtomicU16;
+    static ID: AtomicU16 = AtomicU16::new(1);
+    let id = ID.fetch_add(1, Ordering::Relaxed);
+    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind client");
+    sock.set_read_timeout(Some(wait)).expect("timeout");
+    sock.send_to(&encode_query(id, name), (server, 53))
+        .expect("send query");
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) if n >= 12 && u16::from_be_bytes([buf[0], buf[1]]) == id => {
+                return Some(buf[3] & 0x0f)
+            }
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Waits until `server` answers (before Sonde starts, so these queries are not counted).
+fn wait_ready(server: Ipv4Addr, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while query(server, name, Duration::from_millis(500)).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the resolver at {server} did not answer within 20 s"
+        );
+    }
+}
+
+fn histograms(exports: &[Export], name: &str) -> Vec<HistogramDataPoint> {
+    // Cumulative: the newest export carries the totals.
+    let Some(last) = metrics(exports, name)
+        .filter_map(|m| match &m.data {
+            Some(Data::Histogram(h)) => h.data_points.iter().map(|p| p.time_unix_nano).max(),
+            _ => None,
+        })
+        .max()
+    else {
+        return Vec::new();
+    };
+    metrics(exports, name)
+        .flat_map(|m| match &m.data {
+            Some(Data::Histogram(h)) => h.data_points.clone(),
+            _ => Vec::new(),
+        })
+        .filter(|p| p.time_unix_nano == last)
+        .collect()
+}
+
+fn attr(p: &HistogramDataPoint, key: &str) -> Option<String> {
+    p.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .map(|kv| any_to_string(&kv.value))
+}
+
+#[test]
+fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
+    require_root();
+    const K: usize = 6; // distinct existing names: the first query of each is a miss
+    const REPEATS: usize = 3; // later queries of each name: cache hits
+    const NX: usize = 4; // distinct names that do not exist: NXDOMAIN, misses
+
+    let [fwd, delay, auth, silent] = addresses();
+    let zone = format!("z{}.test", unique_suffix());
+    let mut auth_args = vec![
+        format!("--auth-zone={zone}"),
+        format!("--auth-server=ns.{zone}"),
+        format!("--host-record=ready.{zone},10.9.9.9"),
+    ];
+    for i in 0..K {
+        auth_args.push(format!("--host-record=h{i}.{zone},10.0.0.{}", i + 1));
+    }
+    let _auth = Dnsmasq::start(auth, &auth_args);
+    wait_ready(auth, &format!("ready.{zone}"));
+    let _delay = DelayLine::start(delay, SocketAddr::from((auth, 53)));
+    let _fwd = Dnsmasq::start(fwd, &[format!("--server={delay}#53")]);
+    wait_ready(fwd, &format!("ready.{zone}"));
+    // A resolver that never answers: a bound socket that nobody reads.
+    let _silent = UdpSocket::bind((silent, 53)).expect("bind the silent resolver");
+
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let yaml = "collection:\n  interval: 300ms\nprobes:\n  dns:\n    timeout: 2s\n    question_names: all\n";
+    let mut sonde = Sonde::start(&rx.env(), Some(yaml));
+    sonde.wait_started();
+
+    // Misses first (each through the delay line), then repeats (hits), NXDOMAIN, silence.
+    for i in 0..K {
+        let name = format!("h{i}.{zone}");
+        assert_eq!(query(fwd, &name, Duration::from_secs(10)), Some(0), "{name}");
+    }
+    for _ in 0..REPEATS {
+        for i in 0..K {
+            let name = format!("h{i}.{zone}");
+            assert_eq!(query(fwd, &name, Duration::from_secs(10)), Some(0), "{name}");
+        }
+    }
+    for i in 0..NX {
+        let name = format!("nx{i}.{zone}");
+        assert_eq!(query(fwd, &name, Duration::from_secs(10)), Some(3), "{name}");
+    }
+    assert_eq!(
+        query(silent, &format!("h0.{zone}"), Duration::from_millis(200)),
+        None
+    );
+
+    let fwd_s = fwd.to_string();
+    let silent_s = silent.to_string();
+    let queries_to = |e: &[Export], addr: &str| {
+        latest(e, "sonde.dns.queries", &[("network.peer.address", addr)]).unwrap_or(0.0)
+    };
+    let failures = |e: &[Export], addr: &str, kind: &str| {
+        latest(
+            e,
+            "sonde.dns.failures",
+            &[("network.peer.address", addr), ("error.type", kind)],
+        )
+        .unwrap_or(0.0)
+    };
+    let hits = |e: &[Export]| {
+        latest(
+            e,
+            "sonde.dns.cache_hits",
+            &[("network.peer.address", &fwd_s)],
+        )
+        .unwrap_or(0.0)
+    };
+    let total = (K * (1 + REPEATS) + NX) as f64;
+    let got = rx.wait_for("every query, failure and hit", WAIT, |e| {
+        queries_to(e, &fwd_s) >= total
+            && hits(e) >= (K * REPEATS) as f64
+            && failures(e, &silent_s, "timeout") >= 1.0
+            && failures(e, &fwd_s, "nxdomain") >= NX as f64
+    });
+    // Cumulative series: two more exports must still show exactly the ground truth.
+    let n = got.len();
+    let got = rx.wait_for("two more exports", WAIT, |e| e.len() >= n + 2);
+    let ctx = sonde.stderr();
+    assert_eq!(queries_to(&got, &fwd_s), total, "{ctx}");
+    assert_eq!(queries_to(&got, &silent_s), 1.0);
+    assert_eq!(hits(&got), (K * REPEATS) as f64, "repeats are cache hits");
+    assert_eq!(failures(&got, &fwd_s, "nxdomain"), NX as f64);
+    assert_eq!(failures(&got, &silent_s, "timeout"), 1.0);
+    assert_eq!(failures(&got, &fwd_s, "timeout"), 0.0);
+    assert_eq!(
+        latest(
+            &got,
+            "sonde.dns.cache_hits",
+            &[("network.peer.address", &silent_s)]
+        ),
+        None
+    );
+    // Queries carry the sending process (UDP egress runs in the sender's context).
+    let pid = std::process::id().to_string();
+    assert_eq!(
+        latest(
+            &got,
+            "sonde.dns.queries",
+            &[("network.peer.address", &fwd_s), ("process.pid", &pid)]
+        ),
+        Some(total)
+    );
+
+    // Latency: misses waited for the delay line, hits did not.
+    let points: Vec<HistogramDataPoint> = histograms(&got, "dns.lookup.duration")
+        .into_iter()
+        .filter(|p| attr(p, "network.peer.address").as_deref() == Some(fwd_s.as_str()))
+        .collect();
+    let count = |hit: &str, err: Option<&str>| -> u64 {
+        points
+            .iter()
+            .filter(|p| {
+                attr(p, "sonde.dns.cache_hit").as_deref() == Some(hit)
+                    && attr(p, "error.type").as_deref() == err
+            })
+            .map(|p| p.count)
+            .sum()
+    };
+    assert_eq!(count("false", None), K as u64, "misses");
+    assert_eq!(count("true", None), (K * REPEATS) as u64, "hits");
+    assert_eq!(count("false", Some("nxdomain")), NX as u64);
+    let d = DELAY.as_secs_f64();
+    for p in points
+        .iter()
+        .filter(|p| attr(p, "sonde.dns.cache_hit").as_deref() == Some("false"))
+    {
+        // The bucket whose (lower, upper] holds D: every miss waited at least D, and the
+        // rest of its path (two loopback dnsmasq hops) is far below the bucket's width.
+        let i = p.explicit_bounds.partition_point(|b| *b < d);
+        assert_eq!(
+            p.bucket_counts[i], p.count,
+            "misses in D's bucket (.., {}]: {p:?}",
+            p.explicit_bounds[i]
+        );
+        let name = attr(p, "dns.question.name").expect("question_names: all");
+        assert!(name.ends_with(&zone), "{name}");
+    }
+    for p in points
+        .iter()
+        .filter(|p| attr(p, "sonde.dns.cache_hit").as_deref() == Some("true"))
+    {
+        let i = p.explicit_bounds.partition_point(|b| *b < d);
+        assert_eq!(
+            p.bucket_counts[..i].iter().sum::<u64>(),
+            p.count,
+            "hits faster than D: {p:?}"
+        );
+    }
+    assert_eq!(
+        latest(
+            &got,
+            "sonde.probe.status",
+            &[
+                ("sonde.probe", "dns.egress"),
+                ("sonde.probe.state", "attached")
+            ]
+        ),
+        Some(1.0)
+    );
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+}
