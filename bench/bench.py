@@ -451,6 +451,9 @@ def run(args: argparse.Namespace) -> int:
 
     samples: list[Sample] = []
     attached: dict[str, list[str]] = {}
+    if any(c.startswith("sonde") for c in configs):
+        args.sonde_revision = sonde_revision(sonde_bin)
+        log(f"sonde: {args.sonde_revision}")
     started = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="sonde-bench-") as tmp:
         work = Path(tmp)
@@ -466,10 +469,10 @@ def run(args: argparse.Namespace) -> int:
             shift = rnd % len(configs)
             for config in configs[shift:] + configs[:shift]:
                 tracer = tracers[config]()
-                tracer.start()
-                if isinstance(tracer, Sonde):
-                    attached[config] = tracer.attached
                 try:
+                    tracer.start()
+                    if isinstance(tracer, Sonde):
+                        attached[config] = tracer.attached
                     time.sleep(args.settle)
                     total_ops = 0
                     round_samples = []
@@ -532,6 +535,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def sonde_revision(binary: Path) -> str:
+    """`sonde --version` and the commit it was built from, marked when the working tree
+    had uncommitted changes (the figures then describe that tree, not the commit)."""
+    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        git + ["status", "--porcelain", "--untracked-files=no", "--", "receiver", "probes", "semconv"],
+        capture_output=True,
+        text=True,
+    )
+    rev = commit.stdout.strip() or "unknown commit"
+    if dirty.stdout.strip():
+        rev += " + uncommitted changes"
+    return f"{version or binary.name} ({rev})"
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -559,13 +579,14 @@ def report(
     attached: dict[str, list[str]],
 ) -> None:
     m = machine()
+    revision = getattr(args, "sonde_revision", None)
     print(
         f"\n{bench.name}: {bench.summary}\n"
         f"{started:%Y-%m-%d %H:%M} UTC, {m['cpus']} CPUs ({m['cpu']}), Linux {m['kernel']}, "
         f"{m['bpftrace']}\n"
-        f"{args.rounds} rounds x {args.duration:g} s per workload, {args.workers} worker(s) "
-        f"at nice {args.nice}, "
-        f"medians; spread = (max - min) / median over the rounds\n"
+        + (f"{revision}\n" if revision else "")
+        + f"{args.rounds} rounds x {args.duration:g} s per workload, {args.workers} worker(s) "
+        f"at nice {args.nice}, medians\n"
     )
     head = (
         f"{'workload':<8} {'config':<14} {'ops/s':>8} {'spread':>6} {'ratio':>6} "
