@@ -226,8 +226,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut state = State {
         start,
         probes,
-        sources: vec![Box::new(source::process::ProcessStateSource::default())],
+        sources: proc_sources(&config),
         stats,
+        metric_names: config.metric_names,
     };
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -261,27 +262,43 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sources that need no probe, in both modes. The host source (fallback metrics,
+/// issue 6) includes system.process.count; without it the process-state source keeps it.
+fn proc_sources(config: &Config) -> Vec<Box<dyn Source>> {
+    if config.host.enabled {
+        vec![Box::new(source::host::HostSource::new(
+            &config.host,
+            config.metric_names,
+        ))]
+    } else {
+        vec![Box::new(source::process::ProcessStateSource::default())]
+    }
+}
+
 struct State {
     start: u64,
     probes: Probes,
     /// Sources that need no probe (/proc, /sys).
     sources: Vec<Box<dyn Source>>,
     stats: Arc<ExportStats>,
+    /// Decides which side wins where probes and /proc supply the same metric.
+    metric_names: sonde::config::MetricNames,
 }
 
 impl State {
     fn snapshot(&mut self) -> Snapshot {
         let now = sonde::unix_nanos();
         let mut out = source::Output::default();
-        for s in self
-            .probes
-            .sources
-            .iter_mut()
-            .chain(self.sources.iter_mut())
-        {
+        for s in self.probes.sources.iter_mut() {
             s.collect(self.start, &mut out);
         }
-        let source::Output { mut metrics, lost } = out;
+        let mut procfs = source::Output::default();
+        for s in self.sources.iter_mut() {
+            s.collect(self.start, &mut procfs);
+        }
+        let source::Output { metrics, mut lost } = out;
+        lost.extend(procfs.lost);
+        let mut metrics = source::host::merge(metrics, procfs.metrics, self.metric_names);
         let run_stats = self.probes.run_stats();
         metrics.extend(mapping::self_telemetry::metrics(
             &SelfInputs {

@@ -14,6 +14,8 @@ use std::time::Duration;
 pub use env::OtelEnv;
 use raw::RawConfig;
 
+pub use crate::mapping::host::MetricNames;
+
 /// Default snapshot/export interval. The OTel SDK's 60 s is too coarse for a host agent
 /// whose users watch connection churn; 10 s matches the Collector's scrape habits.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -127,6 +129,19 @@ pub struct ResourceConfig {
     pub env_attributes: Vec<(String, String)>,
 }
 
+/// Default N of `host.top_processes`: hostmetrics-like detail for the busiest
+/// processes without a series per process on a host running thousands.
+pub const DEFAULT_TOP_PROCESSES: usize = 10;
+
+/// /proc and /sys host metrics (`host:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostConfig {
+    pub enabled: bool,
+    pub per_cpu: bool,
+    /// N of the top-N processes by CPU and by memory.
+    pub top_processes: usize,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub ebpf_enabled: bool,
@@ -141,6 +156,9 @@ pub struct Config {
     pub resource: ResourceConfig,
     pub probe_run_stats: bool,
     pub log_level: String,
+    /// Name set of the host metrics (`metric_names`).
+    pub metric_names: MetricNames,
+    pub host: HostConfig,
 }
 
 impl Config {
@@ -277,6 +295,23 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         ));
     }
 
+    let metric_names = match raw.metric_names.as_deref() {
+        None | Some("semconv") => MetricNames::Semconv,
+        Some("hostmetrics_v0") => MetricNames::HostmetricsV0,
+        Some(other) => {
+            return Err(invalid(
+                "metric_names",
+                format!("`{other}` is not `semconv` or `hostmetrics_v0`"),
+            ))
+        }
+    };
+    let raw_host = raw.host.unwrap_or_default();
+    let host = HostConfig {
+        enabled: raw_host.enabled.unwrap_or(true),
+        per_cpu: raw_host.per_cpu.unwrap_or(false),
+        top_processes: raw_host.top_processes.unwrap_or(DEFAULT_TOP_PROCESSES),
+    };
+
     Ok(Config {
         ebpf_enabled: collection.ebpf_enabled.unwrap_or(true),
         interval,
@@ -292,6 +327,8 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
             .and_then(|s| s.probe_run_stats)
             .unwrap_or(true),
         log_level,
+        metric_names,
+        host,
     })
 }
 

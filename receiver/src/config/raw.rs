@@ -13,6 +13,10 @@ pub struct RawConfig {
     pub resource: Option<RawResource>,
     pub self_telemetry: Option<RawSelfTelemetry>,
     pub log: Option<RawLog>,
+    /// `semconv` (default) or `hostmetrics_v0`: the name set of host metrics.
+    pub metric_names: Option<String>,
+    /// /proc and /sys host metrics (both modes).
+    pub host: Option<RawHost>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,4 +118,14 @@ pub struct RawSelfTelemetry {
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub enabled: Option<bool>,
+    /// `cpu.logical_number` on system.cpu.* (one series per CPU and mode).
+    pub per_cpu: Option<bool>,
+    /// Processes reported by CPU and by memory each (process.* metrics).
+    pub top_processes: Option<usize>,
 }

@@ -180,6 +180,25 @@ fn bad_values_name_the_setting_and_the_fix() {
 }
 
 #[test]
+fn metric_names_and_host_keys() {
+    use super::MetricNames;
+    let d = Config::from_yaml("", &env(&[])).expect("valid");
+    assert_eq!(d.metric_names, MetricNames::Semconv);
+    assert_eq!((d.host.enabled, d.host.per_cpu, d.host.top_processes), (true, false, 10));
+    let c = Config::from_yaml(
+        "metric_names: hostmetrics_v0\nhost:\n  per_cpu: true\n  top_processes: 3\n",
+        &env(&[]),
+    )
+    .expect("valid");
+    assert_eq!(c.metric_names, MetricNames::HostmetricsV0);
+    assert_eq!((c.host.per_cpu, c.host.top_processes), (true, 3));
+    let err = Config::from_yaml("metric_names: v1\n", &env(&[])).expect_err("bad value");
+    assert!(err.to_string().contains("hostmetrics_v0"), "{err}");
+    let err = Config::from_yaml("host:\n  top_n: 3\n", &env(&[])).expect_err("unknown key");
+    assert!(err.to_string().contains("host"), "{err}");
+}
+
+#[test]
 fn example_config_documents_every_key_and_is_valid() {
     let text = include_str!("../../../examples/sonde.yaml");
     let c = Config::from_yaml(text, &env(&[])).expect("examples/sonde.yaml must be valid");

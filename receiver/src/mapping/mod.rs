@@ -3,6 +3,7 @@
 
 pub mod dns;
 pub mod fileio;
+pub mod host;
 pub mod process;
 pub mod self_telemetry;
 pub mod tcp;

@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod fileio;
+pub mod host;
 pub mod process;
 pub mod tcp;
 

@@ -99,10 +99,7 @@ pub fn statvfs(path: &str) -> std::io::Result<Space> {
     };
     // fsblkcnt_t and c_ulong are u64 on the 64-bit targets Sonde supports.
     Ok(Space::from_blocks(
-        frsize,
-        s.f_blocks,
-        s.f_bfree,
-        s.f_bavail,
+        frsize, s.f_blocks, s.f_bfree, s.f_bavail,
     ))
 }
 

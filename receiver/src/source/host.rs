@@ -1,0 +1,381 @@
+//! Host metrics from /proc and /sys (hostmetrics-compatible), in every mode: the reader
+//! in `collect::host`, top-N process selection here, the names in `mapping::host`.
+//!
+//! Top-N (metrics.md rule 7): each interval, the N processes that used the most CPU
+//! during the interval and the N with the largest resident memory get their own series
+//! (at most 2N); everything else is folded into one `otel.metric.overflow=true` series.
+//! The overflow CPU counter adds up the CPU the other processes used interval by
+//! interval, so it stays monotonic as processes move in and out of the top.
+
+use std::collections::HashMap;
+
+use super::{Output, Source};
+use crate::collect::host::process::ProcStat;
+use crate::collect::host::stat::Stat;
+use crate::collect::host::HostReader;
+use crate::config::HostConfig;
+use crate::mapping::host::{self as map, HostFacts, MetricNames, Options, ProcOverflow};
+
+/// CPU ticks of a process at the previous sample; `starttime` tells a reused pid apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub starttime: u64,
+    pub utime: u64,
+    pub stime: u64,
+}
+
+#[derive(Debug)]
+pub struct HostSource {
+    reader: HostReader,
+    opts: Options,
+    top_n: usize,
+    facts: HostFacts,
+    prev_stat: Option<Stat>,
+    prev_procs: HashMap<u32, Seen>,
+    /// CPU ticks used by processes outside the top N, since the agent started.
+    overflow_utime: u64,
+    overflow_stime: u64,
+}
+
+impl HostSource {
+    pub fn new(config: &HostConfig, names: MetricNames) -> Self {
+        Self::with_reader(HostReader::default(), config, names, host_facts())
+    }
+
+    pub fn with_reader(
+        reader: HostReader,
+        config: &HostConfig,
+        names: MetricNames,
+        facts: HostFacts,
+    ) -> Self {
+        Self {
+            reader,
+            opts: Options {
+                names,
+                per_cpu: config.per_cpu,
+            },
+            top_n: config.top_processes,
+            facts,
+            prev_stat: None,
+            prev_procs: HashMap::new(),
+            overflow_utime: 0,
+            overflow_stime: 0,
+        }
+    }
+}
+
+/// USER_HZ and the page size, from sysconf (fall back to Linux's usual 100 and 4096).
+pub fn host_facts() -> HostFacts {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // SAFETY: as above.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    HostFacts {
+        ticks_per_sec: u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100),
+        page_size: u64::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096),
+    }
+}
+
+/// CPU ticks a process used since the previous sample: everything if it is new (or
+/// its pid was reused).
+fn cpu_delta(p: &ProcStat, prev: &HashMap<u32, Seen>) -> (u64, u64) {
+    match prev.get(&p.pid) {
+        Some(s) if s.starttime == p.starttime => (
+            p.utime.saturating_sub(s.utime),
+            p.stime.saturating_sub(s.stime),
+        ),
+        _ => (p.utime, p.stime),
+    }
+}
+
+/// Indices of the top `n` processes by CPU used in the interval and the top `n` by
+/// resident memory (the union, in ascending index order). Ties go to the lower pid so
+/// the choice is stable from one interval to the next.
+pub fn select_top(procs: &[ProcStat], prev: &HashMap<u32, Seen>, n: usize) -> Vec<usize> {
+    let mut by_cpu: Vec<(u64, u32, usize)> = procs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (u, s) = cpu_delta(p, prev);
+            (u + s, p.pid, i)
+        })
+        .collect();
+    by_cpu.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut by_mem: Vec<(u64, u32, usize)> = procs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.rss_pages, p.pid, i))
+        .collect();
+    by_mem.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut chosen: Vec<usize> = by_cpu
+        .iter()
+        .take(n)
+        .chain(by_mem.iter().take(n))
+        .map(|(_, _, i)| *i)
+        .collect();
+    chosen.sort_unstable();
+    chosen.dedup();
+    chosen
+}
+
+impl HostSource {
+    /// Chooses the top processes, reads their io and fds, and folds the rest.
+    fn top_processes(
+        &mut self,
+        procs: &[ProcStat],
+        boot_unix_nano: u64,
+    ) -> (Vec<map::ProcSeries>, Option<ProcOverflow>) {
+        let first = self.prev_procs.is_empty();
+        let chosen = select_top(procs, &self.prev_procs, self.top_n);
+        let mut top = Vec::with_capacity(chosen.len());
+        let mut overflow = ProcOverflow::default();
+        let mut next = chosen.iter().peekable();
+        for (i, p) in procs.iter().enumerate() {
+            if next.peek() == Some(&&i) {
+                next.next();
+                let ticks = self.facts.ticks_per_sec.max(1);
+                top.push(map::ProcSeries {
+                    stat: p.clone(),
+                    io: self.reader.process_io(p.pid),
+                    fds: self.reader.process_fds(p.pid),
+                    start_unix_nano: boot_unix_nano
+                        .saturating_add(p.starttime.saturating_mul(1_000_000_000) / ticks),
+                });
+                continue;
+            }
+            overflow.processes += 1;
+            overflow.rss_pages += p.rss_pages;
+            overflow.vsize_bytes += p.vsize_bytes;
+            overflow.threads += p.num_threads;
+            // The first sample only seeds: CPU used before the agent started is not
+            // the overflow series' to report.
+            if !first {
+                let (u, s) = cpu_delta(p, &self.prev_procs);
+                self.overflow_utime += u;
+                self.overflow_stime += s;
+            }
+        }
+        overflow.utime = self.overflow_utime;
+        overflow.stime = self.overflow_stime;
+        self.prev_procs = procs
+            .iter()
+            .map(|p| {
+                (
+                    p.pid,
+                    Seen {
+                        starttime: p.starttime,
+                        utime: p.utime,
+                        stime: p.stime,
+                    },
+                )
+            })
+            .collect();
+        (top, (overflow.processes > 0).then_some(overflow))
+    }
+}
+
+impl Source for HostSource {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+
+    fn collect(&mut self, start: u64, out: &mut Output) {
+        let sample = self.reader.sample(true);
+        let boot = sample
+            .stat
+            .as_ref()
+            .and_then(|s| s.boot_time)
+            .map_or(start, |b| b.saturating_mul(1_000_000_000));
+        let (top, overflow) = match (&sample.processes, self.top_n) {
+            (Some(procs), n) if n > 0 => self.top_processes(procs, boot),
+            _ => (Vec::new(), None),
+        };
+        let inputs = map::Inputs {
+            sample: &sample,
+            prev_stat: self.prev_stat.as_ref(),
+            top: &top,
+            overflow,
+        };
+        out.metrics
+            .extend(map::metrics(&inputs, self.facts, self.opts, start));
+        self.prev_stat = sample.stat;
+    }
+}
+
+/// The metrics of the probe sources and of the /proc sources as one list with one
+/// entry per metric name. Both can supply a name (system.disk.io, process.disk.io,
+/// system.process.created, system.network.connection.count): exporting two series sets
+/// under one name would double every sum, so one side wins. By default the probes'
+/// (exact, event-driven: "eBPF supplies what /proc cannot"); under `metric_names:
+/// hostmetrics_v0` the /proc side, whose legacy attribute names those dashboards expect.
+pub fn merge(
+    probes: Vec<crate::model::Metric>,
+    procfs: Vec<crate::model::Metric>,
+    names: MetricNames,
+) -> Vec<crate::model::Metric> {
+    let (first, second) = match names {
+        MetricNames::Semconv => (probes, procfs),
+        MetricNames::HostmetricsV0 => (procfs, probes),
+    };
+    let taken: std::collections::HashSet<&'static str> = first.iter().map(|m| m.def.name).collect();
+    let mut out = first;
+    out.extend(second.into_iter().filter(|m| !taken.contains(m.def.name)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc_(pid: u32, utime: u64, rss: u64) -> ProcStat {
+        ProcStat {
+            pid,
+            comm: format!("p{pid}"),
+            state: 'S',
+            utime,
+            stime: 0,
+            num_threads: 1,
+            starttime: 10,
+            vsize_bytes: 0,
+            rss_pages: rss,
+        }
+    }
+
+    #[test]
+    fn top_by_cpu_in_the_interval_and_by_memory() {
+        let procs = vec![
+            proc_(1, 1000, 1),
+            proc_(2, 10, 500),
+            proc_(3, 50, 2),
+            proc_(4, 5, 3),
+        ];
+        let mut prev = HashMap::new();
+        // pid 1 has used a lot in its life but nothing in this interval.
+        prev.insert(
+            1,
+            Seen {
+                starttime: 10,
+                utime: 1000,
+                stime: 0,
+            },
+        );
+        // pid 4's number was reused by a new process: its whole time counts.
+        prev.insert(
+            4,
+            Seen {
+                starttime: 9,
+                utime: 0,
+                stime: 0,
+            },
+        );
+        assert_eq!(
+            select_top(&procs, &prev, 1),
+            vec![1, 2],
+            "pid 3 by CPU, pid 2 by memory"
+        );
+        assert_eq!(select_top(&procs, &prev, 2), vec![1, 2, 3]);
+        assert_eq!(select_top(&procs, &prev, 0), Vec::<usize>::new());
+        assert_eq!(select_top(&[], &prev, 3), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn overflow_cpu_is_monotonic_and_seeded_on_the_first_sample() {
+        let cfg = HostConfig {
+            enabled: true,
+            per_cpu: false,
+            top_processes: 1,
+        };
+        let facts = HostFacts {
+            ticks_per_sec: 100,
+            page_size: 4096,
+        };
+        let mut src = HostSource::with_reader(
+            HostReader::new("/nonexistent"),
+            &cfg,
+            MetricNames::Semconv,
+            facts,
+        );
+        // Interval 1: seed. pid 1 is top by both.
+        let (top, of) = src.top_processes(&[proc_(1, 100, 9), proc_(2, 50, 1)], 0);
+        assert_eq!(top.len(), 1);
+        assert_eq!(of.map(|o| (o.utime, o.processes)), Some((0, 1)));
+        // Interval 2: pid 2 used 30 more ticks and takes the CPU top spot; pid 1 (idle)
+        // stays top by memory; pid 3 (new, 7 ticks) is folded.
+        let (top, of) = src.top_processes(&[proc_(1, 100, 9), proc_(2, 80, 1), proc_(3, 7, 0)], 0);
+        assert_eq!(top.iter().map(|t| t.stat.pid).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(of.map(|o| o.utime), Some(7));
+        // Interval 3: pid 3 exits; pid 1 stays top by memory; pid 4 (new, 5 ticks) takes
+        // the CPU spot; pid 2, idle, folds without adding anything.
+        let (_, of) = src.top_processes(&[proc_(1, 100, 9), proc_(2, 80, 1), proc_(4, 5, 0)], 0);
+        assert_eq!(
+            of.map(|o| o.utime),
+            Some(7),
+            "pid 2 used nothing more: still 7"
+        );
+    }
+
+    #[test]
+    fn merge_keeps_one_series_set_per_name() {
+        use crate::model::{numbers, Attributes, Number};
+        use sonde_semconv::{fileio, host};
+        let m = |def, v: i64| numbers(def, 0, [(Attributes::new(), Number::Int(v))]);
+        let probes = || vec![m(fileio::SYSTEM_DISK_IO, 1), m(fileio::SONDE_FILE_IO, 2)];
+        let procfs = || vec![m(fileio::SYSTEM_DISK_IO, 10), m(host::SYSTEM_UPTIME, 20)];
+        let got = |names| {
+            merge(probes(), procfs(), names)
+                .iter()
+                .map(|x| (x.def.name, x.points[0].value.clone()))
+                .collect::<Vec<_>>()
+        };
+        let v = |n: i64| crate::model::PointValue::Number(Number::Int(n));
+        assert_eq!(
+            got(MetricNames::Semconv),
+            [
+                ("system.disk.io", v(1)),
+                ("sonde.file.io", v(2)),
+                ("system.uptime", v(20))
+            ]
+        );
+        assert_eq!(
+            got(MetricNames::HostmetricsV0),
+            [
+                ("system.disk.io", v(10)),
+                ("system.uptime", v(20)),
+                ("sonde.file.io", v(2))
+            ]
+        );
+    }
+
+    #[test]
+    fn collects_from_the_real_proc() {
+        let cfg = HostConfig {
+            enabled: true,
+            per_cpu: true,
+            top_processes: 3,
+        };
+        let mut src = HostSource::new(&cfg, MetricNames::Semconv);
+        let mut out = Output::default();
+        src.collect(1, &mut out);
+        src.collect(1, &mut out);
+        let names: Vec<&str> = out.metrics.iter().map(|m| m.def.name).collect();
+        for want in [
+            "system.cpu.time",
+            "system.cpu.utilization",
+            "system.memory.usage",
+            "system.network.io",
+            "system.process.count",
+            "process.cpu.time",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        let cpu = out
+            .metrics
+            .iter()
+            .find(|m| m.def.name == "process.cpu.time")
+            .expect("process.cpu.time");
+        assert!(
+            cpu.points.len() <= 2 * (2 * 3) + 2,
+            "at most 2N processes plus overflow"
+        );
+    }
+}
