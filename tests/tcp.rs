@@ -233,3 +233,283 @@ fn connect_to_a_closed_port_is_a_failed_connect_and_a_received_reset() {
         "the RST that refused the connect was received ({resets_before} -> {resets_after})"
     );
 }
+
+#[test]
+fn open_connections_count_their_bytes_before_they_close() {
+    let loaded = load();
+    let src = &loaded.source;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind on loopback");
+    let port = listener.local_addr().expect("local addr").port();
+    const N: usize = 50_000;
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    client.write_all(&vec![3u8; N]).expect("client write");
+    let mut got = vec![0u8; N];
+    server.read_exact(&mut got).expect("server read");
+    // The reply proves the client's bytes were acked before the client's next receive,
+    // where the probe reads its totals.
+    server.write_all(b"k").expect("server write");
+    let mut one = [0u8; 1];
+    client.read_exact(&mut one).expect("client read");
+    let outbound = move |w: &Who| w.port == PortAttr::Peer(port);
+    let inbound = move |w: &Who| w.port == PortAttr::Server(port);
+    let l = wait_ledger(src, "the open connection's bytes", |l| {
+        sum_where(Some(&l.transmitted), outbound) >= N as u64
+            && sum_where(Some(&l.received), inbound) >= N as u64
+    });
+    assert_eq!(sum_where(Some(&l.transmitted), outbound), N as u64);
+    assert_eq!(sum_where(Some(&l.received), inbound), N as u64);
+    assert_eq!(
+        l.closed
+            .values()
+            .map(|c| sum_where(Some(c), |w| outbound(w) || inbound(w)))
+            .sum::<u64>(),
+        0,
+        "still open"
+    );
+    drop(client);
+    drop(server);
+    // At close, nothing is counted twice.
+    let l = wait_ledger(src, "both closes", |l| {
+        l.closed
+            .values()
+            .map(|c| sum_where(Some(c), |w| outbound(w) || inbound(w)))
+            .sum::<u64>()
+            == 2
+    });
+    assert_eq!(sum_where(Some(&l.transmitted), outbound), N as u64);
+    assert_eq!(sum_where(Some(&l.received), inbound), N as u64);
+    assert_eq!(sum_where(Some(&l.transmitted), inbound), 1);
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is needed for this test ({e}): apt-get install it"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two network namespaces of the test's own joined by a veth pair; deleted on drop.
+struct NetnsPair {
+    a: String,
+    b: String,
+}
+
+impl NetnsPair {
+    const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
+    const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 2);
+
+    fn new() -> Self {
+        let tag = std::process::id();
+        let pair = Self {
+            a: format!("sonde-tcp-a-{tag}"),
+            b: format!("sonde-tcp-b-{tag}"),
+        };
+        run("ip", &["netns", "add", &pair.a]);
+        run("ip", &["netns", "add", &pair.b]);
+        run(
+            "ip",
+            &[
+                "link", "add", "veth-a", "netns", &pair.a, "type", "veth", "peer", "name",
+                "veth-b", "netns", &pair.b,
+            ],
+        );
+        for (ns, dev, addr) in [
+            (&pair.a, "veth-a", "10.213.0.1/30"),
+            (&pair.b, "veth-b", "10.213.0.2/30"),
+        ] {
+            run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]);
+            run("ip", &["-n", ns, "link", "set", dev, "up"]);
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        pair
+    }
+
+    /// Drops `percent`% of the TCP packets arriving in each namespace, at random.
+    fn add_loss(&self, percent: u32) {
+        let pct = percent.to_string();
+        for ns in [&self.a, &self.b] {
+            let nft = |args: &[&str]| {
+                let mut all = vec!["netns", "exec", ns.as_str(), "nft"];
+                all.extend_from_slice(args);
+                run("ip", &all);
+            };
+            nft(&["add", "table", "inet", "sonde_loss"]);
+            nft(&[
+                "add",
+                "chain",
+                "inet",
+                "sonde_loss",
+                "input",
+                "{",
+                "type",
+                "filter",
+                "hook",
+                "input",
+                "priority",
+                "0",
+                ";",
+                "}",
+            ]);
+            nft(&[
+                "add",
+                "rule",
+                "inet",
+                "sonde_loss",
+                "input",
+                "meta",
+                "l4proto",
+                "tcp",
+                "numgen",
+                "random",
+                "mod",
+                "100",
+                "<",
+                &pct,
+                "drop",
+            ]);
+        }
+    }
+
+    /// Runs `f` on a thread that has entered namespace `ns` (sockets it creates live
+    /// there, and /proc/thread-self/net describes it).
+    fn in_ns<T: Send + 'static>(
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns on a namespace fd we own, for this thread only (CLONE_NEWNET).
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth, and with it the peer.
+        for ns in [&self.a, &self.b] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+/// TcpRetransSegs of the calling thread's network namespace.
+fn retrans_segs() -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read snmp");
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        panic!("no Tcp lines in /proc/net/snmp");
+    };
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "RetransSegs")
+        .expect("RetransSegs column");
+    values
+        .split_whitespace()
+        .nth(i)
+        .and_then(|v| v.parse().ok())
+        .expect("RetransSegs value")
+}
+
+#[test]
+fn retransmits_under_random_loss_equal_the_kernels_counter() {
+    let loaded = load();
+    let src = &loaded.source;
+    let pair = NetnsPair::new();
+    pair.add_loss(5);
+    const CONNS: usize = 10;
+    const BYTES: usize = 64 * 1024;
+
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let server = NetnsPair::in_ns(&pair.b, move || {
+        let before = retrans_segs();
+        let listener =
+            TcpListener::bind(SocketAddr::new(IpAddr::V4(NetnsPair::ADDR_B), 0)).expect("bind");
+        port_tx
+            .send(listener.local_addr().expect("addr").port())
+            .expect("send port");
+        for _ in 0..CONNS {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).expect("server read");
+            assert_eq!(buf.len(), BYTES);
+            s.write_all(&vec![5u8; BYTES]).expect("server write");
+        }
+        before
+    });
+    let port = port_rx.recv().expect("server port");
+    let client = NetnsPair::in_ns(&pair.a, move || {
+        let before = retrans_segs();
+        for _ in 0..CONNS {
+            let mut c = TcpStream::connect((NetnsPair::ADDR_B, port)).expect("connect");
+            c.write_all(&vec![4u8; BYTES]).expect("client write");
+            c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            let mut reply = Vec::new();
+            c.read_to_end(&mut reply).expect("client read");
+            assert_eq!(reply.len(), BYTES);
+        }
+        before
+    });
+    let client_before = client.join().expect("client thread");
+    let server_before = server.join().expect("server thread");
+
+    let ours = move |w: &Who| w.port == PortAttr::Peer(port) || w.port == PortAttr::Server(port);
+    let l = wait_ledger(src, "every connection closed on both sides", |l| {
+        l.closed
+            .values()
+            .map(|c| sum_where(Some(c), ours))
+            .sum::<u64>()
+            == 2 * CONNS as u64
+    });
+    // Every socket has reached CLOSE, so nothing more can be retransmitted: read the
+    // kernel's counters of both namespaces now.
+    let after = |ns: &str| {
+        NetnsPair::in_ns(ns, retrans_segs)
+            .join()
+            .expect("snmp thread")
+    };
+    let kernel = (after(&pair.a) - client_before) + (after(&pair.b) - server_before);
+    let probe = sum_where(Some(&l.retransmits), ours);
+    eprintln!("retransmitted segments: probe {probe}, TcpRetransSegs {kernel}");
+    // Inbound peers are the client's address, outbound ones the server's.
+    let peer_is = |a: Ipv4Addr| move |w: &Who| ours(w) && w.peer == IpAddr::V4(a);
+    assert_eq!(
+        l.closed
+            .values()
+            .map(|c| sum_where(Some(c), peer_is(NetnsPair::ADDR_A)))
+            .sum::<u64>(),
+        CONNS as u64
+    );
+    assert_eq!(
+        l.closed
+            .values()
+            .map(|c| sum_where(Some(c), peer_is(NetnsPair::ADDR_B)))
+            .sum::<u64>(),
+        CONNS as u64
+    );
+    assert!(
+        kernel > 0,
+        "5% loss caused no retransmit: the loss rule did not apply"
+    );
+    assert_eq!(
+        probe, kernel,
+        "retransmitted segments: probe vs TcpRetransSegs"
+    );
+    assert_eq!(
+        sum_where(Some(&l.transmitted), ours),
+        2 * (CONNS * BYTES) as u64,
+        "bytes are exact under loss too"
+    );
+}
