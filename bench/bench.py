@@ -267,12 +267,16 @@ class Sonde(Tracer):
     interval; nothing leaves the machine."""
 
     warned_other = False
+    warned_strays = False
 
-    def __init__(self, work: Path, binary: Path, name: str, yaml: str, family: str) -> None:
+    def __init__(
+        self, work: Path, binary: Path, name: str, yaml: str, family: str, only_family: bool
+    ) -> None:
         super().__init__(work)
         self.binary = binary
         self.name = name
         self.family = family
+        self.only_family = only_family
         self.attached: list[str] = []
         self.config = work / f"{name}.yaml"
         self.config.write_text(yaml)
@@ -299,6 +303,13 @@ class Sonde(Tracer):
             log(f"note: sonde ({self.name}) left out probes of other families:\n  " + "\n  ".join(other))
             Sonde.warned_other = True
         self.attached = sorted(attached)
+        strays = sorted({p.split(".")[0] for p in attached} - {self.family})
+        if self.only_family and strays and not Sonde.warned_strays:
+            log(
+                f"warning: sonde ({self.name}) also attached {strays}: families missing from "
+                "the probes: block of examples/sonde.yaml cannot be switched off here"
+            )
+            Sonde.warned_strays = True
 
     def stop(self) -> str:
         return self._stop(signal.SIGTERM, 30, f"sonde ({self.name})")
@@ -423,9 +434,16 @@ def make_tracers(
 ) -> dict[str, Callable[[], Tracer]]:
     known: dict[str, Callable[[], Tracer]] = {
         "baseline": lambda: Tracer(work),
-        "sonde": lambda: Sonde(work, sonde, "sonde", sonde_yaml(families, None), bench.family),
+        "sonde": lambda: Sonde(
+            work, sonde, "sonde", sonde_yaml(families, None), bench.family, only_family=False
+        ),
         f"sonde-{bench.family}": lambda: Sonde(
-            work, sonde, f"sonde-{bench.family}", sonde_yaml(families, bench.family), bench.family
+            work,
+            sonde,
+            f"sonde-{bench.family}",
+            sonde_yaml(families, bench.family),
+            bench.family,
+            only_family=True,
         ),
         "bpftrace": lambda: Bpftrace(work, bench.bpftrace),
     }

@@ -158,6 +158,21 @@ fn query(server: Ipv4Addr, name: &str, wait: Duration) -> Option<u8> {
     None
 }
 
+/// Sends one A query over TCP (2-byte length prefix, RFC 1035 4.2.2); returns the rcode.
+fn query_tcp(server: Ipv4Addr, name: &str) -> u8 {
+    use std::io::{Read, Write};
+    let msg = encode_query(0x7cb1, name);
+    let mut s = std::net::TcpStream::connect((server, 53)).expect("connect over TCP");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut framed = (msg.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&msg);
+    s.write_all(&framed).expect("send over TCP");
+    let mut head = [0u8; 2 + 12];
+    s.read_exact(&mut head).expect("a TCP response");
+    head[2 + 3] & 0x0f
+}
+
 /// Waits until `server` answers (before Sonde starts, so these queries are not counted).
 fn wait_ready(server: Ipv4Addr, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -229,17 +244,31 @@ fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
     // Misses first (each through the delay line), then repeats (hits), NXDOMAIN, silence.
     for i in 0..K {
         let name = format!("h{i}.{zone}");
-        assert_eq!(query(fwd, &name, Duration::from_secs(10)), Some(0), "{name}");
+        assert_eq!(
+            query(fwd, &name, Duration::from_secs(10)),
+            Some(0),
+            "{name}"
+        );
     }
     for _ in 0..REPEATS {
         for i in 0..K {
             let name = format!("h{i}.{zone}");
-            assert_eq!(query(fwd, &name, Duration::from_secs(10)), Some(0), "{name}");
+            assert_eq!(
+                query(fwd, &name, Duration::from_secs(10)),
+                Some(0),
+                "{name}"
+            );
         }
     }
+    // Over TCP, for a name the forwarder has cached: one more query and one more hit.
+    assert_eq!(query_tcp(fwd, &format!("h1.{zone}")), 0);
     for i in 0..NX {
         let name = format!("nx{i}.{zone}");
-        assert_eq!(query(fwd, &name, Duration::from_secs(10)), Some(3), "{name}");
+        assert_eq!(
+            query(fwd, &name, Duration::from_secs(10)),
+            Some(3),
+            "{name}"
+        );
     }
     assert_eq!(
         query(silent, &format!("h0.{zone}"), Duration::from_millis(200)),
@@ -267,10 +296,12 @@ fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
         )
         .unwrap_or(0.0)
     };
-    let total = (K * (1 + REPEATS) + NX) as f64;
+    let udp = (K * (1 + REPEATS) + NX) as f64;
+    let total = udp + 1.0;
+    let hits_want = (K * REPEATS + 1) as f64;
     let got = rx.wait_for("every query, failure and hit", WAIT, |e| {
         queries_to(e, &fwd_s) >= total
-            && hits(e) >= (K * REPEATS) as f64
+            && hits(e) >= hits_want
             && failures(e, &silent_s, "timeout") >= 1.0
             && failures(e, &fwd_s, "nxdomain") >= NX as f64
     });
@@ -280,7 +311,11 @@ fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
     let ctx = sonde.stderr();
     assert_eq!(queries_to(&got, &fwd_s), total, "{ctx}");
     assert_eq!(queries_to(&got, &silent_s), 1.0);
-    assert_eq!(hits(&got), (K * REPEATS) as f64, "repeats are cache hits");
+    assert_eq!(
+        hits(&got),
+        hits_want,
+        "repeats are cache hits, over UDP and TCP"
+    );
     assert_eq!(failures(&got, &fwd_s, "nxdomain"), NX as f64);
     assert_eq!(failures(&got, &silent_s, "timeout"), 1.0);
     assert_eq!(failures(&got, &fwd_s, "timeout"), 0.0);
@@ -292,7 +327,8 @@ fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
         ),
         None
     );
-    // Queries carry the sending process (UDP egress runs in the sender's context).
+    // UDP queries carry the sending process (UDP egress runs in the sender's context);
+    // the TCP one does not (TCP may transmit from softirq, so the probe does not guess).
     let pid = std::process::id().to_string();
     assert_eq!(
         latest(
@@ -300,7 +336,7 @@ fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
             "sonde.dns.queries",
             &[("network.peer.address", &fwd_s), ("process.pid", &pid)]
         ),
-        Some(total)
+        Some(udp)
     );
 
     // Latency: misses waited for the delay line, hits did not.
@@ -319,7 +355,7 @@ fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
             .sum()
     };
     assert_eq!(count("false", None), K as u64, "misses");
-    assert_eq!(count("true", None), (K * REPEATS) as u64, "hits");
+    assert_eq!(count("true", None), (K * REPEATS + 1) as u64, "hits");
     assert_eq!(count("false", Some("nxdomain")), NX as u64);
     let d = DELAY.as_secs_f64();
     for p in points

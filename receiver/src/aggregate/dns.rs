@@ -31,6 +31,9 @@ pub struct QueryKey {
     pub process: Option<Process>,
 }
 
+/// (`error.type`, resolver) of `sonde.dns.failures`.
+pub type FailureKey = (&'static str, IpAddr);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LookupKey {
     /// `None` under `Off`, or past the top-N limit (then `name_folded`).
@@ -79,8 +82,7 @@ pub struct DnsStats {
     /// Names that have their own series under `TopN`.
     kept_names: HashSet<String>,
     queries: BoundedCounter<QueryKey>,
-    /// By (`error.type`, resolver).
-    failures: BoundedCounter<(&'static str, IpAddr)>,
+    failures: BoundedCounter<FailureKey>,
     cache_hits: BoundedCounter<IpAddr>,
     durations: HashMap<LookupKey, Hist>,
     durations_overflow: Option<Hist>,
@@ -177,7 +179,7 @@ impl DnsStats {
     }
 
     /// Failures by (`error.type`, resolver) in stable order, and the overflow total.
-    pub fn failures(&self) -> (Vec<((&'static str, IpAddr), u64)>, u64) {
+    pub fn failures(&self) -> (Vec<(FailureKey, u64)>, u64) {
         self.failures.snapshot()
     }
 
