@@ -185,7 +185,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         match Probes::load(&config) {
             Ok(p) if p.attached() => p,
             Ok(p) => {
-                tracing::warn!("no probe attached: collecting from /proc and /sys only");
+                let why: Vec<String> = p
+                    .reports
+                    .iter()
+                    .map(|r| format!("{}: {}", r.probe, r.state))
+                    .collect();
+                tracing::warn!(
+                    "no probe attached ({}): collecting from /proc and /sys only; \
+                     `sonde check` shows what this kernel or user lacks",
+                    why.join("; ")
+                );
                 p
             }
             Err(reason) => {

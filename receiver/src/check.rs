@@ -11,10 +11,14 @@ use sonde_probes::Family;
 pub fn main(config: Option<&Path>) -> ExitCode {
     let yes = |b: bool| if b { "yes" } else { "no" };
     let mut ok = true;
+    let mut ebpf_off = false;
 
     if let Some(path) = config {
         match Config::load(Some(path), &OtelEnv::from_process()) {
-            Ok(_) => println!("{:<22} {} is valid", "config", path.display()),
+            Ok(c) => {
+                ebpf_off = !c.ebpf_enabled;
+                println!("{:<22} {} is valid", "config", path.display())
+            }
             Err(e) => {
                 println!("{:<22} INVALID: {e}", "config");
                 ok = false;
@@ -55,8 +59,21 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         yes(caps.net_admin)
     );
 
+    // The mode `sonde run` would choose, and why (issue 6): the same sentence it logs.
+    if ebpf_off {
+        println!(
+            "\neBPF mode: off: collection.ebpf_enabled is false in the config, so Sonde \
+             collects from /proc and /sys (sonde.mode=fallback); set it to true to use the probes"
+        );
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     if let Some(reason) = support::blocker() {
         println!("\neBPF mode: unavailable. {reason}");
+        println!("mode: fallback (sonde run exports sonde.mode=fallback)");
         return ExitCode::FAILURE;
     }
 
