@@ -6,8 +6,14 @@
 //! - K connections over loopback (IPv4 and IPv6): opened and closed rise by exactly K on
 //!   each side, and the bytes per side equal what the test wrote.
 //! - A connect to a closed port: one failed connect with `refused`, and a received reset.
+//! - An open connection's bytes are counted before it closes, and not again at close.
+//! - 5% random loss (nftables `numgen random`) between two network namespaces of the
+//!   test's own: retransmitted segments equal both namespaces' TcpRetransSegs delta.
+//! - A delay line of the test's own (AF_PACKET bridge in a middle namespace holding
+//!   client-to-server frames for D; this kernel has no netem): both ends' srtt land in
+//!   D's log2 bucket, and outbound durations hold the connections' known lifetimes.
 //!
-//! Needs root (eBPF).
+//! Needs root (eBPF, network namespaces).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -512,4 +518,347 @@ fn retransmits_under_random_loss_equal_the_kernels_counter() {
         2 * (CONNS * BYTES) as u64,
         "bytes are exact under loss too"
     );
+}
+
+/// The client's namespace, a middle namespace and the server's, joined by two veth
+/// pairs, with a delay line of the test's own in the middle: it bridges frames between
+/// its two interfaces through AF_PACKET sockets and holds every client-to-server frame
+/// for `delay` first (the kernel here has no netem). Deleted on drop.
+struct DelayedPath {
+    ends: NetnsPair,
+    middle: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    line: Option<std::thread::JoinHandle<()>>,
+}
+
+fn packet_socket(ifname: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+    assert!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(ifname).expect("ifname");
+    // SAFETY: name is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(index > 0, "no interface {ifname}");
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = index as i32;
+    // SAFETY: sll is a valid sockaddr_ll and the length matches it.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "bind to {ifname}: {}",
+        std::io::Error::last_os_error()
+    );
+    owned
+}
+
+/// Reads one frame the interface received (not one it sent); `None` if none is waiting.
+fn recv_frame(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+    // SAFETY: buf and sll are valid for writes of the sizes passed.
+    let n = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            (&mut sll as *mut libc::sockaddr_ll).cast(),
+            &mut len,
+        )
+    };
+    if n <= 0 {
+        return None;
+    }
+    if sll.sll_pkttype == libc::PACKET_OUTGOING {
+        return Some(0); // our own transmission, seen again: skip
+    }
+    Some(n as usize)
+}
+
+/// Completes the TCP checksum of an IPv4 frame: veth leaves it to "hardware" (checksum
+/// offload), and a frame re-sent from userspace must carry a complete one.
+fn fix_tcp_checksum(frame: &mut [u8]) {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[23] != 6 {
+        return;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let (ip, tcp_start) = (14, 14 + ihl);
+    let end = (ip + total).min(frame.len());
+    if tcp_start + 20 > end {
+        return;
+    }
+    frame[tcp_start + 16] = 0;
+    frame[tcp_start + 17] = 0;
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    };
+    add(&frame[ip + 12..ip + 20]); // source and destination addresses
+    add(&[0, 6]);
+    add(&((end - tcp_start) as u16).to_be_bytes());
+    add(&frame[tcp_start..end]);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let ck = !(sum as u16);
+    frame[tcp_start + 16..tcp_start + 18].copy_from_slice(&ck.to_be_bytes());
+}
+
+fn send_frame(fd: &std::os::fd::OwnedFd, frame: &mut [u8]) {
+    use std::os::fd::AsRawFd;
+    fix_tcp_checksum(frame);
+    // SAFETY: frame is valid for reads of its length; the socket is bound to an interface.
+    let _ = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+}
+
+impl DelayedPath {
+    fn new(delay: Duration) -> Self {
+        let tag = std::process::id();
+        let ends = NetnsPair {
+            a: format!("sonde-tcp-da-{tag}"),
+            b: format!("sonde-tcp-db-{tag}"),
+        };
+        let middle = format!("sonde-tcp-dm-{tag}");
+        for ns in [&ends.a, &ends.b, &middle] {
+            run("ip", &["netns", "add", ns]);
+        }
+        run(
+            "ip",
+            &[
+                "link", "add", "veth-a", "netns", &ends.a, "type", "veth", "peer", "name", "m-a",
+                "netns", &middle,
+            ],
+        );
+        run(
+            "ip",
+            &[
+                "link", "add", "veth-b", "netns", &ends.b, "type", "veth", "peer", "name", "m-b",
+                "netns", &middle,
+            ],
+        );
+        for (ns, dev, addr) in [
+            (&ends.a, "veth-a", "10.213.0.1/30"),
+            (&ends.b, "veth-b", "10.213.0.2/30"),
+        ] {
+            run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]);
+            run("ip", &["-n", ns, "link", "set", dev, "up"]);
+            // Immediate ACKs, so RTT samples hold the path's delay and no delayed-ACK wait.
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "route",
+                    "change",
+                    "10.213.0.0/30",
+                    "dev",
+                    dev,
+                    "quickack",
+                    "1",
+                ],
+            );
+        }
+        for dev in ["m-a", "m-b"] {
+            run("ip", &["-n", &middle, "link", "set", dev, "up"]);
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let line = NetnsPair::in_ns(&middle, move || {
+            use std::os::fd::AsRawFd;
+            let from_a = packet_socket("m-a");
+            let from_b = packet_socket("m-b");
+            let mut held: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
+            let mut buf = vec![0u8; 65536];
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = Instant::now();
+                while held.front().is_some_and(|(due, _)| *due <= now) {
+                    if let Some((_, mut f)) = held.pop_front() {
+                        send_frame(&from_b, &mut f);
+                    }
+                }
+                let wait = held
+                    .front()
+                    .map(|(due, _)| due.saturating_duration_since(now))
+                    .unwrap_or(Duration::from_millis(10))
+                    .min(Duration::from_millis(10));
+                let mut fds = [
+                    libc::pollfd {
+                        fd: from_a.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: from_b.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                // SAFETY: fds is a valid array of two pollfd.
+                unsafe { libc::poll(fds.as_mut_ptr(), 2, wait.as_millis() as i32) };
+                while let Some(n) = recv_frame(&from_a, &mut buf) {
+                    if n > 0 {
+                        held.push_back((Instant::now() + delay, buf[..n].to_vec()));
+                    }
+                }
+                while let Some(n) = recv_frame(&from_b, &mut buf) {
+                    if n > 0 {
+                        send_frame(&from_a, &mut buf[..n]);
+                    }
+                }
+            }
+        });
+        Self {
+            ends,
+            middle,
+            stop,
+            line: Some(line),
+        }
+    }
+}
+
+impl Drop for DelayedPath {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(l) = self.line.take() {
+            let _ = l.join();
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.middle])
+            .status();
+        // self.ends deletes the two end namespaces.
+    }
+}
+
+/// The log2 slot holding `ns` (as the probe computes it).
+fn slot_of(ns: u64) -> usize {
+    if ns <= 1 {
+        0
+    } else {
+        (64 - (ns - 1).leading_zeros()) as usize
+    }
+}
+
+#[test]
+fn a_known_delay_puts_the_rtt_in_its_bucket_and_durations_hold_lifetimes() {
+    let loaded = load();
+    let src = &loaded.source;
+    const DELAY: Duration = Duration::from_millis(36);
+    const LIFETIME: Duration = Duration::from_millis(1200);
+    const CONNS: usize = 4;
+    let path = DelayedPath::new(DELAY);
+    let before = src.collector.read().expect("read");
+
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let server = NetnsPair::in_ns(&path.ends.b, move || {
+        let listener =
+            TcpListener::bind(SocketAddr::new(IpAddr::V4(NetnsPair::ADDR_B), 0)).expect("bind");
+        port_tx
+            .send(listener.local_addr().expect("addr").port())
+            .expect("send port");
+        let mut handles = Vec::new();
+        for _ in 0..CONNS {
+            let (mut s, _) = listener.accept().expect("accept");
+            handles.push(std::thread::spawn(move || {
+                let mut req = [0u8; 1000];
+                s.read_exact(&mut req).expect("server read");
+                s.write_all(&req).expect("server write");
+                let mut rest = Vec::new();
+                s.read_to_end(&mut rest).expect("server drain");
+            }));
+        }
+        for h in handles {
+            h.join().expect("server connection");
+        }
+    });
+    let port = port_rx.recv().expect("server port");
+    let client = NetnsPair::in_ns(&path.ends.a, move || {
+        // Resolve each end's MAC first (a refused connect makes both sides ARP), so no
+        // SYN of the measured connections waits on neighbour discovery.
+        let warm = SocketAddr::new(IpAddr::V4(NetnsPair::ADDR_B), 9);
+        let _ = TcpStream::connect_timeout(&warm, Duration::from_secs(30));
+        let conns: Vec<_> = (0..CONNS)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let opened = Instant::now();
+                    let mut c = TcpStream::connect((NetnsPair::ADDR_B, port)).expect("connect");
+                    c.write_all(&[1u8; 1000]).expect("client write");
+                    let mut reply = [0u8; 1000];
+                    c.read_exact(&mut reply).expect("client read");
+                    // A known lifetime: at least LIFETIME from connect to close.
+                    std::thread::sleep(LIFETIME.saturating_sub(opened.elapsed()));
+                })
+            })
+            .collect();
+        for c in conns {
+            c.join().expect("client connection");
+        }
+    });
+    client.join().expect("client thread");
+    server.join().expect("server thread");
+    let ours = move |w: &Who| w.port == PortAttr::Peer(port) || w.port == PortAttr::Server(port);
+    wait_ledger(src, "every connection closed on both sides", |l| {
+        l.closed
+            .values()
+            .map(|c| sum_where(Some(c), ours))
+            .sum::<u64>()
+            == 2 * CONNS as u64
+    });
+    let after = src.collector.read().expect("read");
+
+    let d = slot_of(DELAY.as_nanos() as u64);
+    let rtt: Vec<u64> = (0..after.rtt_v4.slots.len())
+        .map(|i| after.rtt_v4.slots[i] - before.rtt_v4.slots[i])
+        .collect();
+    let nonzero: Vec<(usize, u64)> = rtt
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    eprintln!("rtt slot deltas (D in slot {d}): {nonzero:?}");
+    assert_eq!(
+        rtt[d],
+        2 * CONNS as u64,
+        "both ends of every connection have their srtt in D's bucket ({} ms)",
+        DELAY.as_millis()
+    );
+    assert_eq!(
+        rtt[d + 1..].iter().sum::<u64>(),
+        0,
+        "nothing above D's bucket"
+    );
+
+    let l = slot_of(LIFETIME.as_nanos() as u64);
+    let long: u64 = (l..after.duration_out.slots.len())
+        .map(|i| after.duration_out.slots[i] - before.duration_out.slots[i])
+        .sum();
+    assert!(
+        long >= CONNS as u64,
+        "every outbound connection lived at least {LIFETIME:?}: {long} in slots >= {l}"
+    );
+    let sum = after.duration_out.sum_ns - before.duration_out.sum_ns;
+    assert!(sum >= CONNS as u64 * LIFETIME.as_nanos() as u64);
 }
