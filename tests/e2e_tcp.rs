@@ -1,0 +1,129 @@
+//! The tcp probe end to end: the real `sonde` binary exporting to a real OTLP receiver,
+//! against loopback connections of the test's own (filtered to the test's port).
+//!
+//! Needs root (eBPF).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::*;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+const WAIT: Duration = Duration::from_secs(60);
+const CONFIG: &str = "probes:\n  tcp:\n    series_limit: 100000\n";
+const K: usize = 10;
+
+#[test]
+fn connections_bytes_and_states_arrive_with_the_contracts_names() {
+    require_root();
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut env = rx.env();
+    env.push(("OTEL_METRIC_EXPORT_INTERVAL", "300".into()));
+    let mut sonde = Sonde::start(&env, Some(CONFIG));
+    sonde.wait_started();
+    rx.wait_for("a first export", WAIT, |e| !e.is_empty());
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        for _ in 0..K {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).expect("server read");
+            s.write_all(b"ok").expect("server write");
+        }
+    });
+    let mut written = 0u64;
+    for i in 0..K {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let data = vec![9u8; 4096 + i];
+        c.write_all(&data).expect("write");
+        written += data.len() as u64;
+        c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut reply = Vec::new();
+        c.read_to_end(&mut reply).expect("read");
+    }
+    server.join().expect("server");
+
+    let p = port.to_string();
+    let out: &[(&str, &str)] = &[
+        ("network.peer.port", &p),
+        ("sonde.connection.direction", "outbound"),
+    ];
+    let inb: &[(&str, &str)] = &[
+        ("server.port", &p),
+        ("sonde.connection.direction", "inbound"),
+    ];
+    let k = K as f64;
+    let exports = rx.wait_for("K closes on both sides", WAIT, |e| {
+        latest(e, "sonde.tcp.connection.closed", out) == Some(k)
+            && latest(e, "sonde.tcp.connection.closed", inb) == Some(k)
+    });
+    assert_eq!(
+        latest(&exports, "sonde.tcp.connection.opened", out),
+        Some(k)
+    );
+    assert_eq!(
+        latest(&exports, "sonde.tcp.connection.opened", inb),
+        Some(k)
+    );
+    assert_eq!(
+        latest(
+            &exports,
+            "sonde.tcp.io",
+            &[
+                ("network.peer.port", &p),
+                ("network.io.direction", "transmit")
+            ]
+        ),
+        Some(written as f64)
+    );
+    assert_eq!(
+        latest(
+            &exports,
+            "sonde.tcp.io",
+            &[("server.port", &p), ("network.io.direction", "receive")]
+        ),
+        Some(written as f64)
+    );
+    let pid = std::process::id().to_string();
+    assert_eq!(
+        latest(
+            &exports,
+            "sonde.tcp.connection.opened",
+            &[("network.peer.port", &p), ("process.pid", &pid)]
+        ),
+        Some(k),
+        "attributed to this process"
+    );
+    let listening = latest(
+        &exports,
+        "system.network.connection.count",
+        &[
+            ("network.connection.state", "listen"),
+            ("network.transport", "tcp"),
+        ],
+    );
+    assert!(
+        listening.is_some_and(|n| n >= 1.0),
+        "sonde's own OTLP receiver listens: {listening:?}"
+    );
+    let rtt = metrics(&exports, "sonde.tcp.rtt")
+        .last()
+        .expect("sonde.tcp.rtt exported");
+    match &rtt.data {
+        Some(Data::Histogram(h)) => {
+            let p = h.data_points.first().expect("an rtt point");
+            assert_eq!(p.explicit_bounds.len() + 1, p.bucket_counts.len());
+            assert_eq!(
+                p.explicit_bounds[0], 1e-9,
+                "the kernel's log2 bounds in seconds"
+            );
+        }
+        other => panic!("sonde.tcp.rtt is not a histogram: {other:?}"),
+    }
+    assert_eq!(rtt.unit, "s");
+}
