@@ -71,6 +71,10 @@ struct Sent {
     question: Question,
 }
 
+/// How far out of timestamp order two ring-buffer records from different CPUs may
+/// arrive (records are read in reservation order; timestamps are taken just before).
+const ORDER_SLACK_NS: u64 = 1_000_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A response with this RCODE (0 is NOERROR).
@@ -209,16 +213,25 @@ impl Matcher {
         };
         let cache_hit = (p.direction == Direction::Egress).then(|| {
             let resolver = p.process.as_ref().map(|p| p.pid);
-            !self.sent.iter().any(|s| {
-                s.ktime_ns > open.start_ns
-                    && s.ktime_ns <= p.ktime_ns
-                    && s.server != key.server
-                    && s.question == key.question
-                    && match (resolver, s.pid) {
-                        (Some(a), Some(b)) => a == b,
-                        _ => true,
-                    }
-            })
+            // Newest first, back to just before the client's query: the work is the
+            // queries sent while this one was open, not the whole remembered window.
+            // The slack covers records of different CPUs arriving slightly out of
+            // timestamp order.
+            !self
+                .sent
+                .iter()
+                .rev()
+                .take_while(|s| s.ktime_ns.saturating_add(ORDER_SLACK_NS) > open.start_ns)
+                .any(|s| {
+                    s.ktime_ns > open.start_ns
+                        && s.ktime_ns <= p.ktime_ns
+                        && s.server != key.server
+                        && s.question == key.question
+                        && match (resolver, s.pid) {
+                            (Some(a), Some(b)) => a == b,
+                            _ => true,
+                        }
+                })
         });
         out.push(Event::Lookup(Lookup {
             server: key.server,

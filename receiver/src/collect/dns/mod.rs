@@ -147,7 +147,10 @@ impl DnsCollector {
     pub fn with_stats<T>(&self, now_ns: u64, f: impl FnOnce(&DnsStats) -> T) -> T {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *s;
-        s.matcher.expire(now_ns, &mut s.scratch);
+        // Judge timeouts as of two polls ago: by then every response the kernel saw
+        // before that instant has been drained, so none is misread as missing.
+        let drained_until = now_ns.saturating_sub(2 * POLL_EVERY.as_nanos() as u64);
+        s.matcher.expire(drained_until, &mut s.scratch);
         s.fold();
         f(&s.stats)
     }
@@ -187,21 +190,32 @@ pub fn monotonic_now_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
+/// How often the reader drains without being woken: the probe wakes it only when the
+/// ring is a quarter full (see dns.bpf.c), so at low rates this is the drain.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
 async fn drain(mut fd: AsyncFd<RingBuf<MapData>>, shared: Arc<Mutex<Shared>>) {
     let mut batch: Vec<Option<Packet>> = Vec::new();
     loop {
-        let mut guard = match fd.readable_mut().await {
-            Ok(g) => g,
-            Err(e) => {
+        match tokio::time::timeout(POLL_EVERY, fd.readable_mut()).await {
+            Ok(Ok(mut guard)) => {
+                let ring = guard.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    batch.push(decode(&item));
+                }
+                guard.clear_ready();
+            }
+            Ok(Err(e)) => {
                 tracing::error!("DNS ring buffer poll failed, DNS metrics stop here: {e}");
                 return;
             }
-        };
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            batch.push(decode(&item));
+            Err(_elapsed) => {
+                let ring = fd.get_mut();
+                while let Some(item) = ring.next() {
+                    batch.push(decode(&item));
+                }
+            }
         }
-        guard.clear_ready();
         if batch.is_empty() {
             continue;
         }
