@@ -455,6 +455,14 @@ def make_tracers(
 
 def run(args: argparse.Namespace) -> int:
     bench = BENCHES[args.bench]
+    if args.workloads:
+        names = [w.name for w in bench.workloads]
+        unknown = [w for w in args.workloads if w not in names]
+        if unknown:
+            raise BenchError(f"unknown workload(s) {unknown}; {bench.name} has {names}")
+        bench = dataclasses.replace(
+            bench, workloads=[w for w in bench.workloads if w.name in args.workloads]
+        )
     configs = args.configs or ["baseline", "sonde", f"sonde-{bench.family}", "bpftrace"]
     check_prerequisites(configs, build=not args.no_build and args.sonde is None)
     sonde_bin = Path(args.sonde) if args.sonde else ROOT / "target/release/sonde"
@@ -688,6 +696,11 @@ def main() -> int:
         type=lambda s: s.split(","),
         help="comma-separated subset, e.g. baseline,sonde (default: baseline,sonde,"
         "sonde-<family>,bpftrace)",
+    )
+    p.add_argument(
+        "--workloads",
+        type=lambda s: s.split(","),
+        help="comma-separated subset of the bench's workloads (default: all)",
     )
     p.add_argument("--settle", type=float, default=0.5, help="seconds after attach before measuring (0.5)")
     p.add_argument(
