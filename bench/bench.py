@@ -564,16 +564,17 @@ def run(args: argparse.Namespace) -> int:
 def sonde_revision(binary: Path) -> str:
     """`sonde --version` and the commit it was built from, marked when the working tree
     had uncommitted changes (the figures then describe that tree, not the commit)."""
-    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
+
+    def out(argv: list[str]) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""  # no git (a tarball), or the binary will not run: said below
+
+    version = out([str(binary), "--version"])
     git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(
-        git + ["status", "--porcelain", "--untracked-files=no", "--", "receiver", "probes", "semconv"],
-        capture_output=True,
-        text=True,
-    )
-    rev = commit.stdout.strip() or "unknown commit"
-    if dirty.stdout.strip():
+    rev = out(git + ["rev-parse", "--short", "HEAD"]) or "unknown commit"
+    if out(git + ["status", "--porcelain", "--untracked-files=no", "--", "receiver", "probes", "semconv"]):
         rev += " + uncommitted changes"
     return f"{version or binary.name} ({rev})"
 
