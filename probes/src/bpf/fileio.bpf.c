@@ -7,11 +7,12 @@
  * aggregated here, in per-CPU maps that userspace reads once per tick:
  *   - the start of each call lives in task storage (cheaper than a hash keyed by
  *     pid_tgid: no hashing, no bucket lock, freed with the task);
- *   - whether the fd is a regular file is decided once per call, at entry, with one
- *     walk task->files->fdt->fd[fd]->f_inode->{i_mode, i_sb->s_dev}: the first three
- *     hops are direct BTF loads (no helper call), the rest CO-RE probe reads. Calls on
- *     pipes, sockets, ttys and every other non-regular fd stop there and cost nothing
- *     at exit but one task-storage lookup;
+ *   - whether the fd is a regular file is decided at entry, walking
+ *     task->files->fdt->fd[fd]->f_inode->{i_mode, i_sb->s_dev}: the first hops are
+ *     direct BTF loads (no helper call), the rest CO-RE probe reads, and the answer is
+ *     remembered per task for its last fd in each direction (see `struct fd_memo`), so
+ *     a loop on one fd pays two probe reads per call. Calls on pipes, sockets, ttys and
+ *     every other non-regular fd cost nothing at exit but one task-storage lookup;
  *   - completed calls add to a log2 latency histogram, an op and a byte counter per
  *     (file system, direction), and a byte counter per (process, file system, direction).
  *
@@ -82,10 +83,30 @@ struct {
 } fileio_counters SEC(".maps");
 
 /* Per task, the call in flight. Internal to the kernel side: not part of the ABI. */
+/*
+ * The task's last fd per direction and what it was: (fd, struct file *, struct inode *)
+ * -> dev (0: not a regular file). A task that keeps reading (or writing) the same fd,
+ * the common hot loop, then pays two probe reads per call instead of five. Both pointers
+ * must match: a closed file's struct can be reused at once for a new file on the same fd
+ * (the file slab is SLAB_TYPESAFE_BY_RCU), so the file pointer alone would be wrong; an
+ * inode cannot be freed while a file holds it, so matching inode pointers mean the same
+ * inode, unless the old inode was evicted and its memory reused for a new inode of the
+ * same slab cache, between two calls of this task, on a reused fd and a reused file
+ * struct: a chance small enough to accept for one misclassified descriptor.
+ */
+struct fd_memo {
+	__u64 fd;
+	__u64 file;
+	__u64 inode;
+	__u32 dev;
+	__u32 _pad;
+};
+
 struct call {
 	__u64 start_ns; /* 0: no regular-file call in flight */
 	__u32 dev;
 	__u32 _pad;
+	struct fd_memo memo[2]; /* by direction */
 };
 
 struct {
@@ -168,13 +189,15 @@ static __always_inline int add_proc(void *map, __u32 tgid, __u32 dev, __u32 dir,
  * sockets, ttys, directories, anonymous inodes, closed or out-of-range fds). Devices
  * with dev_t 0 do not exist: the kernel hands out anonymous devices from minor 1.
  */
-static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd)
+static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd,
+					      struct fd_memo *memo)
 {
 	struct fdtable *fdt;
 	struct file **fds;
 	struct file *file = 0;
 	struct inode *inode;
 	umode_t mode;
+	__u32 dev;
 
 	/* Direct BTF loads: the verifier turns them into plain loads that cannot fault. */
 	fdt = task->files->fdt;
@@ -186,13 +209,18 @@ static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd
 	inode = BPF_CORE_READ(file, f_inode);
 	if (!inode)
 		return 0;
+	if (memo->fd == fd && memo->file == (__u64)file && memo->inode == (__u64)inode)
+		return memo->dev;
 	mode = BPF_CORE_READ(inode, i_mode);
-	if ((mode & S_IFMT) != S_IFREG)
-		return 0;
-	return BPF_CORE_READ(inode, i_sb, s_dev);
+	dev = (mode & S_IFMT) == S_IFREG ? BPF_CORE_READ(inode, i_sb, s_dev) : 0;
+	memo->fd = fd;
+	memo->file = (__u64)file;
+	memo->inode = (__u64)inode;
+	memo->dev = dev;
+	return dev;
 }
 
-static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32 dir)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct call *c;
@@ -201,7 +229,7 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx)
 	c = bpf_task_storage_get(&fileio_calls, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!c)
 		return 0;
-	dev = regular_file_dev(task, ctx->args[0]);
+	dev = regular_file_dev(task, ctx->args[0], &c->memo[dir & 1]);
 	if (!dev) {
 		c->start_ns = 0;
 		return 0;
@@ -240,7 +268,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 d
 	SEC("tracepoint/syscalls/sys_enter_" #sys)                              \
 	int sonde_fileio_enter_##sys(struct trace_event_raw_sys_enter *ctx)     \
 	{                                                                       \
-		return on_enter(ctx);                                           \
+		return on_enter(ctx, dir);                                      \
 	}                                                                       \
 	SEC("tracepoint/syscalls/sys_exit_" #sys)                               \
 	int sonde_fileio_exit_##sys(struct trace_event_raw_sys_exit *ctx)       \

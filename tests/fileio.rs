@@ -1,0 +1,653 @@
+//! The fileio probe end to end: the real `sonde` binary, real workloads with known
+//! ground truth, and what arrives at a real OTLP receiver.
+//!
+//! - Bytes and operations on a regular file are exact for the file system and the
+//!   process (a private tmpfs, so nothing else touches it); pipe and socket I/O in the
+//!   same process does not count.
+//! - O_DIRECT I/O on a loop device (with ext4 made on it) is exact in that device's
+//!   block metrics.
+//! - A FUSE file system of the test's own that delays every read by D puts all of the
+//!   file-latency histogram's mass in D's log2 bucket.
+//!
+//! Needs root (eBPF, mount, losetup).
+
+mod common;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Large enough that every process on a busy machine gets its own series.
+const CONFIG: &str = "probes:\n  fileio:\n    process_limit: 100000\n";
+
+fn start_sonde(rx: &OtlpReceiver) -> Sonde {
+    let mut env = rx.env();
+    env.push(("OTEL_METRIC_EXPORT_INTERVAL", "300".into()));
+    let mut sonde = Sonde::start(&env, Some(CONFIG));
+    sonde.wait_started();
+    rx.wait_for("a first export", WAIT, |e| !e.is_empty());
+    sonde
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is needed for this test ({e}): apt-get install it"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_encoded_bytes()).expect("path without NUL")
+}
+
+/// A mount of the test's own, unmounted (lazily, so a stuck user cannot block it) on drop.
+struct Mount {
+    path: PathBuf,
+}
+
+impl Mount {
+    fn tmpfs(dir: &Path) -> Self {
+        let path = dir.join("tmpfs");
+        std::fs::create_dir_all(&path).expect("mkdir");
+        let (src, ty, opts) = (c"sonde-test", c"tmpfs", c"size=16m");
+        // SAFETY: every pointer is a valid NUL-terminated string for the call's duration.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                cstr(&path).as_ptr(),
+                ty.as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        Self { path }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(cstr(&self.path).as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn check(rc: isize, n: usize, what: &str) {
+    assert_eq!(
+        rc,
+        n as isize,
+        "{what}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The newest histogram point of `name` whose attributes include `filter`.
+/// Explicit bounds, bucket counts, count.
+type Hist = (Vec<f64>, Vec<u64>, u64);
+
+fn histogram(exports: &[Export], name: &str, filter: &[(&str, &str)]) -> Option<Hist> {
+    let mut best: Option<(u64, Hist)> = None;
+    for m in metrics(exports, name) {
+        let Some(Data::Histogram(h)) = &m.data else {
+            continue;
+        };
+        for p in &h.data_points {
+            let ok = filter.iter().all(|(k, v)| {
+                p.attributes
+                    .iter()
+                    .any(|kv| kv.key == *k && any_to_string(&kv.value) == *v)
+            });
+            if ok && best.as_ref().is_none_or(|(t, _)| p.time_unix_nano >= *t) {
+                best = Some((
+                    p.time_unix_nano,
+                    (p.explicit_bounds.clone(), p.bucket_counts.clone(), p.count),
+                ));
+            }
+        }
+    }
+    best.map(|(_, h)| h)
+}
+
+#[test]
+fn regular_file_bytes_are_exact_per_process_and_file_system_and_pipes_and_sockets_do_not_count() {
+    require_root();
+    let dir = TempDir::new("fileio");
+    let mnt = Mount::tmpfs(dir.path());
+    let mountpoint = mnt.path.canonicalize().expect("canonical mountpoint");
+    let mountpoint = mountpoint.to_string_lossy().into_owned();
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut sonde = start_sonde(&rx);
+
+    const B: usize = 12_345;
+    let data: Vec<u8> = (0..B).map(|i| (i % 251) as u8).collect();
+    let path = cstr(&mnt.path.join("data"));
+    // SAFETY: a valid path; the fd is owned right away.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
+    assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just opened and is owned by nobody else.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = file.as_raw_fd();
+
+    // Three writes, one per syscall kind: write [0, 4096), writev [4096, 7096), pwrite the rest.
+    check(
+        // SAFETY: buffers are live and at least as long as the lengths passed.
+        unsafe { libc::write(fd, data.as_ptr().cast(), 4096) },
+        4096,
+        "write",
+    );
+    let iov = [
+        libc::iovec {
+            iov_base: data[4096..].as_ptr() as *mut _,
+            iov_len: 1000,
+        },
+        libc::iovec {
+            iov_base: data[5096..].as_ptr() as *mut _,
+            iov_len: 2000,
+        },
+    ];
+    // SAFETY: see above.
+    check(unsafe { libc::writev(fd, iov.as_ptr(), 2) }, 3000, "writev");
+    // SAFETY: see above.
+    check(
+        // SAFETY: buffers are live and at least as long as the lengths passed.
+        unsafe { libc::pwrite(fd, data[7096..].as_ptr().cast(), B - 7096, 7096) },
+        B - 7096,
+        "pwrite",
+    );
+    // Three reads back: pread [0, 5000), read [5000, 9000), readv the rest.
+    let mut back = vec![0u8; B];
+    // SAFETY: see above.
+    check(
+        // SAFETY: buffers are live and at least as long as the lengths passed.
+        unsafe { libc::pread(fd, back.as_mut_ptr().cast(), 5000, 0) },
+        5000,
+        "pread",
+    );
+    // SAFETY: no memory involved.
+    assert_eq!(unsafe { libc::lseek(fd, 5000, libc::SEEK_SET) }, 5000);
+    // SAFETY: see above.
+    check(
+        // SAFETY: buffers are live and at least as long as the lengths passed.
+        unsafe { libc::read(fd, back[5000..].as_mut_ptr().cast(), 4000) },
+        4000,
+        "read",
+    );
+    let (a, b) = back[9000..].split_at_mut(1000);
+    let iov = [
+        libc::iovec {
+            iov_base: a.as_mut_ptr().cast(),
+            iov_len: a.len(),
+        },
+        libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        },
+    ];
+    // SAFETY: see above.
+    check(
+        // SAFETY: buffers are live and at least as long as the lengths passed.
+        unsafe { libc::readv(fd, iov.as_ptr(), 2) },
+        B - 9000,
+        "readv",
+    );
+    assert_eq!(back, data, "the file reads back what was written");
+
+    // Pipe and socket traffic through the same syscalls: none of it may count. Closing
+    // the file first lets the pipe take its fd number (the lowest free one, unless
+    // another thread took it), which the probe's per-task fd memo must not be fooled by.
+    drop(file);
+    let mut p = [0i32; 2];
+    // SAFETY: p has room for the two fds.
+    assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+    let mut s = [0i32; 2];
+    // SAFETY: s has room for the two fds.
+    assert_eq!(
+        // SAFETY: buffers are live and at least as long as the lengths passed.
+        unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, s.as_mut_ptr()) },
+        0
+    );
+    for (w, r) in [(p[1], p[0]), (s[0], s[1])] {
+        let mut buf = [0u8; 3000];
+        for _ in 0..5 {
+            // SAFETY: see above.
+            check(
+                // SAFETY: buffers are live and at least as long as the lengths passed.
+                unsafe { libc::write(w, data.as_ptr().cast(), 3000) },
+                3000,
+                "write to pipe/socket",
+            );
+            // SAFETY: see above.
+            check(
+                // SAFETY: buffers are live and at least as long as the lengths passed.
+                unsafe { libc::read(r, buf.as_mut_ptr().cast(), 3000) },
+                3000,
+                "read from pipe/socket",
+            );
+        }
+    }
+    for fd in p.into_iter().chain(s) {
+        // SAFETY: fds we created and close once.
+        unsafe { libc::close(fd) };
+    }
+
+    let pid = std::process::id().to_string();
+    let mine = |dir: &'static str| {
+        [
+            ("process.pid", pid.clone()),
+            ("system.filesystem.mountpoint", mountpoint.clone()),
+            ("disk.io.direction", dir.to_owned()),
+        ]
+    };
+    let value = |e: &[Export], f: &[(&str, String)]| {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        latest(e, "sonde.file.io", &f)
+    };
+    let got = rx.wait_for("the test's bytes on its tmpfs", WAIT, |e| {
+        value(e, &mine("write")) >= Some(B as f64) && value(e, &mine("read")) >= Some(B as f64)
+    });
+    let n = got.len();
+    let got = rx.wait_for("two more exports", WAIT, |e| e.len() >= n + 2);
+    assert_eq!(value(&got, &mine("write")), Some(B as f64), "bytes written");
+    assert_eq!(value(&got, &mine("read")), Some(B as f64), "bytes read");
+    for dir in ["read", "write"] {
+        let f = [
+            ("system.filesystem.mountpoint", mountpoint.as_str()),
+            ("disk.io.direction", dir),
+        ];
+        assert_eq!(
+            latest(&got, "sonde.file.operations", &f),
+            Some(3.0),
+            "{dir} operations"
+        );
+        let (bounds, counts, count) =
+            histogram(&got, "sonde.file.io.duration", &f).expect("a latency histogram");
+        assert_eq!(count, 3, "{dir}: one latency per operation");
+        assert_eq!(counts.len(), bounds.len() + 1);
+        assert_eq!(bounds[0], 1e-9, "log2 bounds from 1 ns");
+    }
+    // Pipe and socket I/O would show up under a kernel-internal file system (pipefs,
+    // sockfs), which has no mount point: every series of this process must have one.
+    for p in num_points(&got, "sonde.file.io") {
+        if p.attrs.get("process.pid") == Some(&pid) {
+            let m = &p.attrs["system.filesystem.mountpoint"];
+            assert!(m.starts_with('/'), "non-file I/O counted: {p:?}");
+        }
+    }
+    let m = metrics(&got, "sonde.file.io")
+        .last()
+        .expect("sonde.file.io");
+    assert_eq!(m.unit, "By");
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+}
+
+/// A loop device over a file in a temp dir, with ext4 on it, mounted; all undone on drop.
+struct LoopExt4 {
+    device: String,
+    mnt: PathBuf,
+    _dir: TempDir,
+}
+
+impl LoopExt4 {
+    fn new() -> Self {
+        let dir = TempDir::new("loop");
+        let backing = dir.path().join("backing.img");
+        std::fs::File::create(&backing)
+            .and_then(|f| f.set_len(64 << 20))
+            .expect("create the backing file");
+        let device = run("losetup", &["--find", "--show", &backing.to_string_lossy()]);
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir_all(&mnt).expect("mkdir");
+        let me = Self {
+            device,
+            mnt,
+            _dir: dir,
+        };
+        // Initialise inode tables and journal now: lazy init would write to the device
+        // from a kernel thread while the test measures it.
+        run(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-E",
+                "lazy_itable_init=0,lazy_journal_init=0",
+                &me.device,
+            ],
+        );
+        // noatime, lazytime: reads and overwrites change no on-disk metadata.
+        run(
+            "mount",
+            &[
+                "-o",
+                "noatime,lazytime",
+                &me.device,
+                &me.mnt.to_string_lossy(),
+            ],
+        );
+        me
+    }
+
+    fn name(&self) -> &str {
+        self.device.trim_start_matches("/dev/")
+    }
+
+    fn unmount(&self) {
+        run("umount", &[&self.mnt.to_string_lossy()]);
+    }
+}
+
+impl Drop for LoopExt4 {
+    fn drop(&mut self) {
+        // Already unmounted by the test unless it failed first.
+        let _ = Command::new("umount").arg(&self.mnt).output();
+        let _ = Command::new("losetup").args(["-d", &self.device]).status();
+    }
+}
+
+/// A buffer aligned for O_DIRECT.
+struct Aligned {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize, fill: u8) -> Self {
+        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("layout");
+        // SAFETY: len > 0 and the layout is valid.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        assert!(!ptr.is_null());
+        // SAFETY: ptr points to len writable bytes.
+        unsafe { std::ptr::write_bytes(ptr, fill, len) };
+        Self { ptr, len }
+    }
+}
+
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.len, 4096).expect("layout");
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, layout) };
+    }
+}
+
+#[test]
+fn o_direct_io_on_a_loop_device_is_exact_in_its_block_metrics() {
+    require_root();
+    let lo = LoopExt4::new();
+    const B: usize = 1 << 20;
+    // A file system with a file on it, then unmounted: from here on nothing but the test
+    // touches the device (a mounted ext4 may commit its journal at any time).
+    std::fs::write(lo.mnt.join("data"), vec![1u8; B]).expect("write a file");
+    lo.unmount();
+    // udev may probe the device after mkfs and umount (blkid reads it): let that finish.
+    let _ = Command::new("udevadm").arg("settle").status();
+
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut sonde = start_sonde(&rx);
+
+    // Raw O_DIRECT I/O on the device, 16 MiB in. The fd stays open until the assertions
+    // are done: closing a block device opened for writing makes udev probe it again.
+    let path = PathBuf::from(&lo.device);
+    let c = cstr(&path);
+    // SAFETY: a valid path; owned right away.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_DIRECT | libc::O_EXCL) };
+    assert!(
+        fd >= 0,
+        "open O_DIRECT: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: just opened, owned by nobody else.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let buf = Aligned::new(B, 7);
+    // SAFETY: buf holds B bytes, aligned for O_DIRECT.
+    check(
+        // SAFETY: buffers are live and at least as long as the lengths passed.
+        unsafe { libc::pwrite(file.as_raw_fd(), buf.ptr.cast(), B, 16 << 20) },
+        B,
+        "O_DIRECT pwrite",
+    );
+    // SAFETY: as above.
+    check(
+        // SAFETY: buffers are live and at least as long as the lengths passed.
+        unsafe { libc::pread(file.as_raw_fd(), buf.ptr.cast(), B, 16 << 20) },
+        B,
+        "O_DIRECT pread",
+    );
+
+    let dev = lo.name().to_owned();
+    let f = |dir: &'static str| {
+        [
+            ("system.device", dev.clone()),
+            ("disk.io.direction", dir.into()),
+        ]
+    };
+    let value = |e: &[Export], name: &str, dir: &'static str| {
+        let f = f(dir);
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        latest(e, name, &f)
+    };
+    let got = rx.wait_for("the O_DIRECT bytes on the loop device", WAIT, |e| {
+        value(e, "system.disk.io", "write") >= Some(B as f64)
+            && value(e, "system.disk.io", "read") >= Some(B as f64)
+    });
+    let n = got.len();
+    let got = rx.wait_for("two more exports", WAIT, |e| e.len() >= n + 2);
+    for dir in ["read", "write"] {
+        assert_eq!(
+            value(&got, "system.disk.io", dir),
+            Some(B as f64),
+            "{dir} bytes on {dev}"
+        );
+        let ops = value(&got, "system.disk.operations", dir).expect("operations");
+        assert!(ops >= 1.0, "{dir}: {ops} operations");
+        assert!(value(&got, "system.disk.operation_time", dir) > Some(0.0));
+        let ff = f(dir);
+        let ff: Vec<(&str, &str)> = ff.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (bounds, counts, count) =
+            histogram(&got, "sonde.disk.io.duration", &ff).expect("a block latency histogram");
+        assert_eq!(
+            count as f64, ops,
+            "{dir}: one latency per completed request"
+        );
+        assert_eq!(counts.len(), bounds.len() + 1);
+    }
+    // Direct I/O is issued in the caller's context (blk-mq dispatches the plugged
+    // requests when the syscall unplugs), so the test process is known as the issuer of
+    // all of it. More can be attributed to it: other threads of this test binary page in
+    // its code from the root disk.
+    let pid = std::process::id().to_string();
+    for dir in ["read", "write"] {
+        let mine = latest(
+            &got,
+            "process.disk.io",
+            &[("process.pid", pid.as_str()), ("disk.io.direction", dir)],
+        );
+        assert!(
+            mine >= Some(B as f64),
+            "{dir}: {mine:?} attributed to the test"
+        );
+    }
+    drop(file);
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+}
+
+// ---- FUSE: a file system whose reads take D -------------------------------------------
+
+mod slowfs {
+    use std::ffi::OsStr;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use fuser::{
+        Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+        LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyEntry, ReplyOpen, Request,
+    };
+
+    pub const NAME: &str = "slow";
+    pub const SIZE: u64 = 1 << 20;
+
+    /// One file, `slow`, whose every read sleeps `delay` before answering.
+    pub struct SlowFs {
+        pub delay: Duration,
+    }
+
+    fn attr(ino: u64, kind: FileType) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: if kind == FileType::RegularFile {
+                SIZE
+            } else {
+                0
+            },
+            blocks: 0,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind,
+            perm: 0o755,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            flags: 0,
+            blksize: 4096,
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    impl Filesystem for SlowFs {
+        fn lookup(&self, _r: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+            if u64::from(parent) == 1 && name == NAME {
+                reply.entry(&TTL, &attr(2, FileType::RegularFile), Generation(0));
+            } else {
+                reply.error(Errno::ENOENT);
+            }
+        }
+
+        fn getattr(&self, _r: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+            match u64::from(ino) {
+                1 => reply.attr(&TTL, &attr(1, FileType::Directory)),
+                2 => reply.attr(&TTL, &attr(2, FileType::RegularFile)),
+                _ => reply.error(Errno::ENOENT),
+            }
+        }
+
+        fn open(&self, _r: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+            // Direct I/O: every read(2) becomes one READ here, none served from cache.
+            reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
+        }
+
+        fn read(
+            &self,
+            _r: &Request,
+            _ino: INodeNo,
+            _fh: FileHandle,
+            offset: u64,
+            size: u32,
+            _flags: OpenFlags,
+            _lock: Option<LockOwner>,
+            reply: ReplyData,
+        ) {
+            std::thread::sleep(self.delay);
+            let n = (SIZE.saturating_sub(offset)).min(u64::from(size)) as usize;
+            reply.data(&vec![0x5a; n]);
+        }
+    }
+}
+
+#[test]
+fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_log2_bucket() {
+    require_root();
+    // 70 ms lies in the bucket (2^26, 2^27] ns = (67.1 ms, 134.2 ms]: sleep never returns
+    // early, and 64 ms of headroom absorbs scheduling delays on a busy 2-core machine.
+    const D: Duration = Duration::from_millis(70);
+    const BUCKET: usize = 27;
+    const N: usize = 5;
+    let dir = TempDir::new("fuse");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("sonde-slowfs".into()),
+        fuser::MountOption::RO,
+    ];
+    let session = fuser::spawn_mount(slowfs::SlowFs { delay: D }, &mnt, &config)
+        .expect("mount the FUSE file system (needs /dev/fuse and root)");
+    let mountpoint = mnt
+        .canonicalize()
+        .expect("canonical")
+        .to_string_lossy()
+        .into_owned();
+
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut sonde = start_sonde(&rx);
+
+    let c = cstr(&mnt.join(slowfs::NAME));
+    // SAFETY: a valid path; owned right away.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+    // SAFETY: just opened, owned by nobody else.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut buf = vec![0u8; 4096];
+    // Each read's duration as this thread saw it: the kernel's measurement lies within
+    // it, so each read's bucket is between D's and that of what was seen here.
+    let mut seen = Vec::new();
+    for _ in 0..N {
+        let t = Instant::now();
+        check(
+            // SAFETY: buf holds 4096 bytes.
+            unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), 4096) },
+            4096,
+            "read from the FUSE file",
+        );
+        seen.push(t.elapsed());
+    }
+    assert!(
+        seen.iter().all(|d| *d >= D),
+        "the file system delays reads: {seen:?}"
+    );
+    drop(file);
+
+    let f = [
+        ("system.filesystem.mountpoint", mountpoint.as_str()),
+        ("disk.io.direction", "read"),
+    ];
+    let got = rx.wait_for("the FUSE reads' latency histogram", WAIT, |e| {
+        histogram(e, "sonde.file.io.duration", &f).is_some_and(|(_, _, n)| n >= N as u64)
+    });
+    let (bounds, counts, count) = histogram(&got, "sonde.file.io.duration", &f).expect("histogram");
+    assert_eq!(count, N as u64);
+    assert!(bounds[BUCKET - 1] < D.as_secs_f64() && D.as_secs_f64() <= bounds[BUCKET]);
+    // The bucket of each read as seen from here: (2^(i-1), 2^i] ns holds it.
+    let bucket_of = |d: Duration| bounds.partition_point(|b| *b < d.as_secs_f64());
+    let highest = seen.iter().map(|d| bucket_of(*d)).max().unwrap_or(BUCKET);
+    assert!(
+        counts[..BUCKET].iter().all(|c| *c == 0) && counts[highest + 1..].iter().all(|c| *c == 0),
+        "every read between D's bucket {BUCKET} and {highest}: {counts:?} (seen {seen:?})"
+    );
+    let in_d = seen.iter().filter(|d| bucket_of(**d) == BUCKET).count() as u64;
+    assert!(
+        counts[BUCKET] >= in_d,
+        "reads seen within D's bucket ({}, {}] s are there: {counts:?} (seen {seen:?})",
+        bounds[BUCKET - 1],
+        bounds[BUCKET]
+    );
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+    drop(session);
+}
