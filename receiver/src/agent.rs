@@ -224,12 +224,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let mut console = config.console.then(ConsoleExporter::default);
-    if otlp.is_none() {
-        tracing::info!(
+    match (&otlp, &console) {
+        (None, Some(_)) => tracing::info!(
             "no collector configured (set OTEL_EXPORTER_OTLP_ENDPOINT or exporters.otlp): \
              printing metrics every {:?}",
             config.interval
-        );
+        ),
+        (None, None) => tracing::warn!(
+            "no exporter configured (exporters.console.enabled is false and no OTLP \
+             endpoint is set): metrics are collected but go nowhere"
+        ),
+        _ => {}
     }
 
     let mut state = State {

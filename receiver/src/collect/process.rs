@@ -1,5 +1,6 @@
 //! Reads the process family's per-CPU counters and drains its exec ring buffer.
 
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -35,12 +36,34 @@ pub enum CollectError {
     Poll(#[source] std::io::Error),
 }
 
-/// Exec counts by executable name, fed by the ring-buffer drain task.
-pub type ExecNames = Arc<Mutex<BoundedCounter<String>>>;
+/// The exec ring and the counts by executable name it feeds. Drained by a background
+/// task when the kernel wakes it (the ring is a quarter full) or a short timer fires,
+/// and at every snapshot, so counts are exact as of the snapshot.
+struct ExecRing {
+    ring: RingBuf<MapData>,
+    names: BoundedCounter<String>,
+}
+
+impl ExecRing {
+    fn drain(&mut self) {
+        while let Some(item) = self.ring.next() {
+            if let Some(name) = decode_exec(&item) {
+                self.names.add(name, 1);
+            }
+        }
+    }
+}
+
+type SharedRing = Arc<Mutex<ExecRing>>;
+
+fn lock(ring: &SharedRing) -> std::sync::MutexGuard<'_, ExecRing> {
+    ring.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub struct ProcessCollector {
     counters: PerCpuArray<MapData, u64>,
-    exec_names: ExecNames,
+    exec: SharedRing,
+    drain_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for ProcessCollector {
@@ -49,9 +72,17 @@ impl std::fmt::Debug for ProcessCollector {
     }
 }
 
+impl Drop for ProcessCollector {
+    fn drop(&mut self) {
+        self.drain_task.abort();
+    }
+}
+
+/// How often the background task drains without a wake-up from the kernel.
+const DRAIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl ProcessCollector {
-    /// Takes the family's maps; starts a task that drains exec events as they arrive
-    /// (continuously, not per tick, so a burst of execs does not overflow the ring).
+    /// Takes the family's maps and starts the task that drains exec events.
     pub fn start(loaded: &mut LoadedFamily, name_limit: usize) -> Result<Self, CollectError> {
         let counters = loaded
             .ebpf
@@ -71,15 +102,26 @@ impl ProcessCollector {
             map: n::MAP_EVENTS,
             source,
         })?;
-        let exec_names: ExecNames = Arc::new(Mutex::new(BoundedCounter::new(name_limit)));
-        // SAFETY: the RingBuf owns its map fd (MapData holds an OwnedFd) for as long as
-        // the AsyncFd owns the RingBuf, and as_raw_fd always returns that same fd.
-        let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-            .map_err(|e| CollectError::Poll(e.into()))?;
-        tokio::spawn(drain(fd, exec_names.clone()));
+        // Readiness is watched on a duplicate of the ring's fd, so the ring itself can sit
+        // behind a mutex that the snapshot path also drains through.
+        let wake_fd = ring
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(CollectError::Poll)?;
+        // SAFETY: the AsyncFd owns `wake_fd` for its whole life, and OwnedFd::as_raw_fd
+        // always returns that same open descriptor.
+        let wake =
+            unsafe { AsyncFd::register_with_interest(wake_fd, tokio::io::Interest::READABLE) }
+                .map_err(|e| CollectError::Poll(e.into()))?;
+        let exec: SharedRing = Arc::new(Mutex::new(ExecRing {
+            ring,
+            names: BoundedCounter::new(name_limit),
+        }));
+        let drain_task = tokio::spawn(drain_loop(wake, exec.clone()));
         Ok(Self {
             counters,
-            exec_names,
+            exec,
+            drain_task,
         })
     }
 
@@ -104,37 +146,32 @@ impl ProcessCollector {
         })
     }
 
-    /// Exec counts by name (first `limit` names) and the overflow total.
+    /// Exec counts by name (first `limit` names) and the overflow total, after draining
+    /// whatever the ring holds now.
     pub fn exec_names(&self) -> (Vec<(String, u64)>, u64) {
-        self.exec_names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .snapshot()
+        let mut exec = lock(&self.exec);
+        exec.drain();
+        exec.names.snapshot()
     }
 }
 
-async fn drain(mut fd: AsyncFd<RingBuf<MapData>>, names: ExecNames) {
+async fn drain_loop(wake: AsyncFd<std::os::fd::OwnedFd>, exec: SharedRing) {
     loop {
-        let mut guard = match fd.readable_mut().await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::error!("exec ring buffer poll failed, exec names stop here: {e}");
-                return;
-            }
-        };
-        let ring = guard.get_inner_mut();
-        let mut batch: Vec<String> = Vec::new();
-        while let Some(item) = ring.next() {
-            if let Some(name) = decode_exec(&item) {
-                batch.push(name);
-            }
-        }
-        guard.clear_ready();
-        if !batch.is_empty() {
-            let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
-            for name in batch {
-                names.add(name, 1);
-            }
+        tokio::select! {
+            ready = wake.readable() => match ready {
+                Ok(mut guard) => {
+                    lock(&exec).drain();
+                    guard.clear_ready();
+                }
+                Err(e) => {
+                    tracing::error!("exec ring buffer poll failed; draining on the timer only: {e}");
+                    loop {
+                        tokio::time::sleep(DRAIN_PERIOD).await;
+                        lock(&exec).drain();
+                    }
+                }
+            },
+            _ = tokio::time::sleep(DRAIN_PERIOD) => lock(&exec).drain(),
         }
     }
 }
