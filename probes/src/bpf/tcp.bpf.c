@@ -77,6 +77,9 @@ struct {
 	__uint(max_entries, 512 * 1024);
 } tcp_events SEC(".maps");
 
+/* A quarter of the ring: plenty of room left while the reader wakes up. */
+#define RING_WAKE_BYTES (128 * 1024)
+
 static __always_inline void bump(__u32 slot)
 {
 	__u64 *v = bpf_map_lookup_elem(&tcp_counters, &slot);
@@ -204,7 +207,11 @@ static __always_inline void emit(__u64 key, struct sonde_tcp_conn *c, __u32 kind
 	__builtin_memcpy(&e->conn, c, sizeof(*c));
 	e->kind = kind;
 	e->err = err;
-	bpf_ringbuf_submit(e, 0);
+	/* Wake the reader only once a backlog builds up: under connection churn a wakeup
+	 * per event costs more than the event. Userspace also drains on a short timer. */
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&tcp_events, BPF_RB_AVAIL_DATA) >= RING_WAKE_BYTES ?
+				      BPF_RB_FORCE_WAKEUP :
+				      BPF_RB_NO_WAKEUP);
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
