@@ -274,3 +274,27 @@ fn dns_probe_keys_defaults_and_errors() {
         assert!(err.to_string().contains(needle), "{needle}: {err}");
     }
 }
+
+#[test]
+fn tcp_probe_keys_defaults_and_errors() {
+    let c = Config::from_yaml("", &env(&[])).expect("valid");
+    assert!(c.tcp.enabled);
+    assert_eq!(c.tcp.series_limit, 100);
+    let c = Config::from_yaml(
+        "probes:\n  tcp:\n    enabled: false\n    series_limit: 7\n",
+        &env(&[]),
+    )
+    .expect("valid");
+    assert!(!c.tcp.enabled);
+    assert_eq!(c.tcp.series_limit, 7);
+    for (yaml, needle) in [
+        (
+            "probes:\n  tcp:\n    series_limit: 0\n",
+            "probes.tcp.series_limit",
+        ),
+        ("probes:\n  tcp:\n    limit: 5\n", "probes.tcp"),
+    ] {
+        let err = Config::from_yaml(yaml, &env(&[])).expect_err(needle);
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+}
