@@ -15,6 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# No bench/__pycache__ left in the tree by importing the harness.
+sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench as harness  # noqa: E402  (bench/bench.py)
 
