@@ -468,6 +468,29 @@ mod tests {
                 vec![("f.test", ANS, Some(2), Some(true))],
             ),
             (
+                "an upstream record read after an older one of another CPU still counts",
+                vec![
+                    pkt(10, E, CLIENT, FWD, 9, "o.test", false, 0, Some(100)),
+                    pkt(12, E, FWD_OUT, UPSTREAM, 5, "o.test", false, 0, Some(200)),
+                    // Reserved later in the ring, stamped earlier (another CPU).
+                    pkt(
+                        10,
+                        E,
+                        "127.0.0.9:9",
+                        "127.0.0.8:53",
+                        4,
+                        "x.test",
+                        false,
+                        0,
+                        Some(9),
+                    ),
+                    pkt(20, E, FWD, CLIENT, 9, "o.test", true, 0, Some(200)),
+                ],
+                None,
+                3,
+                vec![("o.test", ANS, Some(10), Some(false))],
+            ),
+            (
                 "resolver pid unknown (TCP): any host query for the question counts",
                 vec![
                     pkt(10, E, CLIENT, FWD, 9, "g.test", false, 0, Some(100)),

@@ -338,5 +338,25 @@ mod tests {
         huge.captured = u16::MAX;
         assert!(decode(&record(&huge)).is_some(), "captured is clamped");
         assert_eq!(decode(&record(&ev)[..100]), None, "short record");
+
+        let mut v6 = ev;
+        v6.family = 6;
+        v6.protocol = 6; // TCP: the payload starts with the 2-byte length
+        v6.direction = sonde_dns_direction::SONDE_DNS_INGRESS as u8;
+        v6.tgid = 0;
+        v6.saddr = std::net::Ipv6Addr::LOCALHOST.octets();
+        v6.daddr = "fd00::53"
+            .parse::<std::net::Ipv6Addr>()
+            .expect("v6")
+            .octets();
+        v6.data[..2].copy_from_slice(&(msg.len() as u16).to_be_bytes());
+        v6.data[2..2 + msg.len()].copy_from_slice(msg);
+        v6.captured = (msg.len() + 2) as u16;
+        let p = decode(&record(&v6)).expect("an IPv6 TCP packet");
+        assert_eq!(p.dst, "[fd00::53]:53".parse().expect("addr"));
+        assert_eq!(p.transport, Transport::Tcp);
+        assert_eq!(p.direction, Direction::Ingress);
+        assert_eq!(p.process, None, "no process outside UDP egress");
+        assert_eq!(p.msg.question.name, "a.test");
     }
 }
