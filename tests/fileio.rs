@@ -6,8 +6,9 @@
 //!   same process does not count.
 //! - O_DIRECT I/O on a loop device (with ext4 made on it) is exact in that device's
 //!   block metrics.
-//! - A FUSE file system of the test's own that delays every read by D puts all of the
-//!   file-latency histogram's mass in D's log2 bucket.
+//! - A FUSE file system of the test's own that delays every read by D puts the
+//!   file-latency histogram's mass in D's log2 bucket; a loop device backed by a file on it
+//!   does the same for the block-latency histogram.
 //!
 //! Needs root (eBPF, mount, losetup).
 
@@ -650,4 +651,101 @@ fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_log2_bucket() {
     sonde.signal(libc::SIGTERM);
     assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
     drop(session);
+}
+
+/// A loop device over a given file, detached on drop.
+struct LoopDevice(String);
+
+impl LoopDevice {
+    fn read_only(file: &Path) -> Self {
+        Self(run(
+            "losetup",
+            &["--find", "--show", "--read-only", &file.to_string_lossy()],
+        ))
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_loop_device_over_a_slow_fuse_file_puts_the_block_latency_mass_in_its_log2_bucket() {
+    require_root();
+    // As in the file-latency test: 70 ms is in (2^26, 2^27] ns.
+    const D: Duration = Duration::from_millis(70);
+    const BUCKET: usize = 27;
+    const N: usize = 3;
+    let dir = TempDir::new("fuseloop");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("sonde-slowfs".into()),
+        fuser::MountOption::RO,
+    ];
+    let _session = fuser::spawn_mount(slowfs::SlowFs { delay: D }, &mnt, &config)
+        .expect("mount the FUSE file system (needs /dev/fuse and root)");
+    // Declared after the session so it is detached before the file system is unmounted.
+    let lo = LoopDevice::read_only(&mnt.join(slowfs::NAME));
+    let dev = lo.0.trim_start_matches("/dev/").to_owned();
+
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut sonde = start_sonde(&rx);
+
+    // O_DIRECT: each read is a block request, none served from the page cache; the loop
+    // driver serves each by reading its backing file, which takes D.
+    let c = cstr(Path::new(&lo.0));
+    // SAFETY: a valid path; owned right away.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECT) };
+    assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+    // SAFETY: just opened, owned by nobody else.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let buf = Aligned::new(4096, 0);
+    let mut seen = Vec::new();
+    for i in 0..N {
+        let t = Instant::now();
+        check(
+            // SAFETY: buf holds 4096 bytes, aligned for O_DIRECT.
+            unsafe {
+                libc::pread(
+                    file.as_raw_fd(),
+                    buf.ptr.cast(),
+                    4096,
+                    (i as libc::off_t) << 16,
+                )
+            },
+            4096,
+            "O_DIRECT read from the loop device",
+        );
+        seen.push(t.elapsed());
+    }
+    drop(file);
+
+    let f = [
+        ("system.device", dev.as_str()),
+        ("disk.io.direction", "read"),
+    ];
+    let got = rx.wait_for("the loop device's latency histogram", WAIT, |e| {
+        histogram(e, "sonde.disk.io.duration", &f).is_some_and(|(_, _, n)| n >= N as u64)
+    });
+    let (bounds, counts, _) = histogram(&got, "sonde.disk.io.duration", &f).expect("histogram");
+    let bucket_of = |d: Duration| bounds.partition_point(|b| *b < d.as_secs_f64());
+    // Every read of this device goes through the slow file, whoever issued it (udev may
+    // probe it too): nothing can be faster than D.
+    assert!(
+        counts[..BUCKET].iter().all(|c| *c == 0),
+        "a block read faster than D: {counts:?}"
+    );
+    let in_d = seen.iter().filter(|d| bucket_of(**d) == BUCKET).count() as u64;
+    assert!(
+        counts[BUCKET] >= in_d,
+        "reads seen within D's bucket ({}, {}] s are there: {counts:?} (seen {seen:?})",
+        bounds[BUCKET - 1],
+        bounds[BUCKET]
+    );
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
 }
