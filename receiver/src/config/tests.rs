@@ -298,3 +298,31 @@ fn tcp_probe_keys_defaults_and_errors() {
         assert!(err.to_string().contains(needle), "{needle}: {err}");
     }
 }
+
+#[test]
+fn fileio_probe_is_on_by_default_and_its_process_limit_is_validated() {
+    let c = Config::from_yaml("", &env(&[])).expect("valid");
+    assert!(c.fileio.enabled);
+    assert_eq!(c.fileio.process_limit, DEFAULT_NAME_LIMIT);
+    let c = Config::from_yaml(
+        "probes:\n  fileio:\n    enabled: false\n    process_limit: 7\n",
+        &env(&[]),
+    )
+    .expect("valid");
+    assert_eq!(
+        c.fileio,
+        FileIoProbeConfig {
+            enabled: false,
+            process_limit: 7
+        }
+    );
+    let err = Config::from_yaml("probes:\n  fileio:\n    process_limit: 0\n", &env(&[]))
+        .expect_err("0 is rejected");
+    assert!(
+        err.to_string().contains("probes.fileio.process_limit"),
+        "{err}"
+    );
+    let err = Config::from_yaml("probes:\n  fileio:\n    limit: 5\n", &env(&[]))
+        .expect_err("unknown key");
+    assert!(err.to_string().contains("probes.fileio"), "{err}");
+}
