@@ -91,17 +91,6 @@ pub mod disk_io_direction {
     pub const WRITE: &str = "write";
 }
 
-// Host metrics from /proc and /sys (semconv 1.44; values in `crate::host`).
-pub const CPU_LOGICAL_NUMBER: &str = "cpu.logical_number";
-pub const SYSTEM_MEMORY_STATE: &str = "system.memory.state";
-pub const SYSTEM_PAGING_STATE: &str = "system.paging.state";
-pub const SYSTEM_PAGING_FAULT_TYPE: &str = "system.paging.fault.type";
-pub const SYSTEM_PAGING_DIRECTION: &str = "system.paging.direction";
-pub const SYSTEM_FILESYSTEM_STATE: &str = "system.filesystem.state";
-pub const SYSTEM_FILESYSTEM_TYPE: &str = "system.filesystem.type";
-pub const SYSTEM_FILESYSTEM_MODE: &str = "system.filesystem.mode";
-pub const NETWORK_INTERFACE_NAME: &str = "network.interface.name";
-
 // TCP (semconv 1.44 network.*, server.*, error.type; sonde.connection.direction).
 pub const NETWORK_TRANSPORT: &str = "network.transport";
 pub const NETWORK_TYPE: &str = "network.type";
@@ -165,3 +154,14 @@ pub mod tcp_error {
 pub const DNS_QUESTION_NAME: &str = "dns.question.name";
 pub const SONDE_DNS_QUESTION_TYPE: &str = "sonde.dns.question.type";
 pub const SONDE_DNS_CACHE_HIT: &str = "sonde.dns.cache_hit";
+
+// Host metrics from /proc and /sys (semconv 1.44; values in `crate::host`).
+pub const CPU_LOGICAL_NUMBER: &str = "cpu.logical_number";
+pub const SYSTEM_MEMORY_STATE: &str = "system.memory.state";
+pub const SYSTEM_PAGING_STATE: &str = "system.paging.state";
+pub const SYSTEM_PAGING_FAULT_TYPE: &str = "system.paging.fault.type";
+pub const SYSTEM_PAGING_DIRECTION: &str = "system.paging.direction";
+pub const SYSTEM_FILESYSTEM_STATE: &str = "system.filesystem.state";
+pub const SYSTEM_FILESYSTEM_TYPE: &str = "system.filesystem.type";
+pub const SYSTEM_FILESYSTEM_MODE: &str = "system.filesystem.mode";
+pub const NETWORK_INTERFACE_NAME: &str = "network.interface.name";

@@ -184,7 +184,10 @@ fn metric_names_and_host_keys() {
     use super::MetricNames;
     let d = Config::from_yaml("", &env(&[])).expect("valid");
     assert_eq!(d.metric_names, MetricNames::Semconv);
-    assert_eq!((d.host.enabled, d.host.per_cpu, d.host.top_processes), (true, false, 10));
+    assert_eq!(
+        (d.host.enabled, d.host.per_cpu, d.host.top_processes),
+        (true, false, 10)
+    );
     let c = Config::from_yaml(
         "metric_names: hostmetrics_v0\nhost:\n  per_cpu: true\n  top_processes: 3\n",
         &env(&[]),
