@@ -41,6 +41,17 @@ struct Loaded {
     source: TcpSource,
 }
 
+/// The RTT and duration histograms and the retransmit counter are host-wide, so the two
+/// tests that assert on their exact contents must not share the window with each other
+/// (the loss test's retransmitted handshakes carry RTTs far above the delay test's D).
+static HOSTWIDE_HISTOGRAMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn hostwide() -> std::sync::MutexGuard<'static, ()> {
+    HOSTWIDE_HISTOGRAMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 fn load() -> Loaded {
     require_root();
     if let Err(e) = sonde::probe::tracefs::ensure_mounted() {
@@ -431,6 +442,7 @@ fn retrans_segs() -> u64 {
 
 #[test]
 fn retransmits_under_random_loss_equal_the_kernels_counter() {
+    let _serial = hostwide();
     let loaded = load();
     let src = &loaded.source;
     let pair = NetnsPair::new();
@@ -763,6 +775,7 @@ fn slot_of(ns: u64) -> usize {
 
 #[test]
 fn a_known_delay_puts_the_rtt_in_its_bucket_and_durations_hold_lifetimes() {
+    let _serial = hostwide();
     let loaded = load();
     let src = &loaded.source;
     const DELAY: Duration = Duration::from_millis(36);

@@ -139,6 +139,31 @@ static __always_inline void state_add(__u16 family, int state, __s64 d)
  * includes the peer's FIN; those are taken off so the totals are the bytes the
  * applications wrote. sk_state is still the old state inside inet_sock_set_state.
  */
+#define TCPHDR_FIN 0x01
+
+/*
+ * Whether the peer's FIN is in bytes_received. tcp_data_queue advances rcv_nxt (and
+ * bytes_received) past the FIN a few instructions before tcp_fin sets SOCK_DONE, and a
+ * send/recv tracepoint on another CPU can read in between: that read would count the FIN
+ * as a payload byte, and the never-backwards rule below would keep it. In that window
+ * the FIN-carrying skb is the tail of the receive queue (the reader cannot dequeue it
+ * before tcp_fin runs: both hold the socket's lock), so look there too. Read after
+ * bytes_received, so a FIN counted there is seen here.
+ */
+static __always_inline int peer_fin_received(struct sock *sk, unsigned long flags)
+{
+	struct sk_buff *tail;
+	struct tcp_skb_cb *cb;
+
+	if (flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
+		return 1;
+	tail = BPF_CORE_READ(sk, sk_receive_queue.prev);
+	if (!tail || (void *)tail == (void *)__builtin_preserve_access_index(&sk->sk_receive_queue))
+		return 0;
+	cb = (struct tcp_skb_cb *)__builtin_preserve_access_index(&tail->cb[0]);
+	return (BPF_CORE_READ(cb, tcp_flags) & TCPHDR_FIN) != 0;
+}
+
 static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *c)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
@@ -153,8 +178,8 @@ static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *
 	     state == TCP_LAST_ACK) &&
 	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq) && acked > 0)
 		acked -= 1; /* our FIN, sent and acked */
-	if ((flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) && received > 0)
-		received -= 1; /* the peer's FIN (tcp_fin sets SOCK_DONE) */
+	if (received > 0 && peer_fin_received(sk, flags))
+		received -= 1; /* the peer's FIN */
 	/* Never backwards: a FIN acked after the last read would otherwise show as -1. */
 	if (acked > c->bytes_acked)
 		c->bytes_acked = acked;
