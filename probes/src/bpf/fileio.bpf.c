@@ -26,6 +26,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "sonde_abi.h"
+#include "sonde_log2.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -121,27 +122,6 @@ static __always_inline void bump(__u32 slot)
 	__u64 *v = bpf_map_lookup_elem(&fileio_counters, &slot);
 	if (v)
 		*v += 1; /* per-CPU slot: no other writer */
-}
-
-/* Slot of a latency: 0 for 0..1 ns, else the bit length of (ns - 1), capped. */
-static __always_inline __u32 log2_slot(__u64 ns)
-{
-	__u64 v;
-	__u32 r = 0;
-
-	if (ns <= 1)
-		return 0;
-	v = ns - 1;
-	if (v >> 32) { v >>= 32; r += 32; }
-	if (v >> 16) { v >>= 16; r += 16; }
-	if (v >> 8) { v >>= 8; r += 8; }
-	if (v >> 4) { v >>= 4; r += 4; }
-	if (v >> 2) { v >>= 2; r += 2; }
-	if (v >> 1) { v >>= 1; r += 1; }
-	r += v; /* v is 1 here: bit length = index of the top bit + 1 */
-	if (r >= SONDE_LOG2_SLOTS)
-		r = SONDE_LOG2_SLOTS - 1;
-	return r;
 }
 
 static __always_inline int add_stats(void *map, __u32 dev, __u32 dir, __u64 bytes, __u64 ns)

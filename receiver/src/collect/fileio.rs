@@ -15,6 +15,8 @@ use sonde_probes::abi::{
 };
 use sonde_probes::names::fileio as n;
 
+pub use super::CollectError;
+use super::{sum_slot, take_map};
 use crate::collect::process::comm_to_string;
 use crate::probe::LoadedFamily;
 
@@ -149,18 +151,6 @@ pub struct FileIoLost {
     pub block: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CollectError {
-    #[error("map `{map}` is missing from the fileio object (a build problem)")]
-    MissingMap { map: &'static str },
-    #[error("map `{map}`: {source}")]
-    Map {
-        map: &'static str,
-        #[source]
-        source: aya::maps::MapError,
-    },
-}
-
 type StatsMap = PerCpuHashMap<MapData, sonde_io_key, sonde_io_stats>;
 type ProcMap = PerCpuHashMap<MapData, sonde_io_proc_key, sonde_io_proc_value>;
 
@@ -180,27 +170,16 @@ impl std::fmt::Debug for FileIoCollector {
     }
 }
 
-fn take<M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
-    loaded: &mut LoadedFamily,
-    map: &'static str,
-) -> Result<M, CollectError> {
-    let m = loaded
-        .ebpf
-        .take_map(map)
-        .ok_or(CollectError::MissingMap { map })?;
-    M::try_from(m).map_err(|source| CollectError::Map { map, source })
-}
-
 impl FileIoCollector {
     /// Takes the family's maps. `process_limit` bounds the per-process series of each
     /// metric (top-N with overflow).
     pub fn new(loaded: &mut LoadedFamily, process_limit: usize) -> Result<Self, CollectError> {
         Ok(Self {
-            file_stats: take(loaded, n::MAP_FILE_STATS)?,
-            file_procs: take(loaded, n::MAP_FILE_PROCS)?,
-            block_stats: take(loaded, n::MAP_BLOCK_STATS)?,
-            block_procs: take(loaded, n::MAP_BLOCK_PROCS)?,
-            counters: take(loaded, n::MAP_COUNTERS)?,
+            file_stats: take_map(loaded, n::MAP_FILE_STATS)?,
+            file_procs: take_map(loaded, n::MAP_FILE_PROCS)?,
+            block_stats: take_map(loaded, n::MAP_BLOCK_STATS)?,
+            block_procs: take_map(loaded, n::MAP_BLOCK_PROCS)?,
+            counters: take_map(loaded, n::MAP_COUNTERS)?,
             file_totals: ProcTotals::new(process_limit),
             block_totals: ProcTotals::new(process_limit),
         })
@@ -236,16 +215,7 @@ impl FileIoCollector {
     }
 
     pub fn lost(&self) -> Result<FileIoLost, CollectError> {
-        let get = |s: slot| -> Result<u64, CollectError> {
-            let per_cpu =
-                self.counters
-                    .get(&(s as u32), 0)
-                    .map_err(|source| CollectError::Map {
-                        map: n::MAP_COUNTERS,
-                        source,
-                    })?;
-            Ok(per_cpu.iter().sum())
-        };
+        let get = |s: slot| sum_slot(&self.counters, n::MAP_COUNTERS, s as u32);
         Ok(FileIoLost {
             file: get(slot::SONDE_FILEIO_LOST_STATS)? + get(slot::SONDE_FILEIO_LOST_PROCS)?,
             block: get(slot::SONDE_BLOCK_LOST_STATS)?

@@ -8,6 +8,8 @@ use sonde_probes::abi::{sonde_exec_event, sonde_process_counter as slot};
 use sonde_probes::names::process as n;
 use tokio::io::unix::AsyncFd;
 
+pub use super::CollectError;
+use super::{sum_slot, take_map};
 use crate::aggregate::bounded::BoundedCounter;
 use crate::probe::LoadedFamily;
 
@@ -20,20 +22,6 @@ pub struct ProcessCounts {
     pub exit_failure: u64,
     pub exit_signal: u64,
     pub lost_ringbuf: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CollectError {
-    #[error("map `{map}` is missing from the process object (a build problem)")]
-    MissingMap { map: &'static str },
-    #[error("map `{map}`: {source}")]
-    Map {
-        map: &'static str,
-        #[source]
-        source: aya::maps::MapError,
-    },
-    #[error("cannot poll the exec ring buffer: {0}")]
-    Poll(#[source] std::io::Error),
 }
 
 /// The exec ring and the counts by executable name it feeds. Drained by a background
@@ -84,24 +72,8 @@ const DRAIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 impl ProcessCollector {
     /// Takes the family's maps and starts the task that drains exec events.
     pub fn start(loaded: &mut LoadedFamily, name_limit: usize) -> Result<Self, CollectError> {
-        let counters = loaded
-            .ebpf
-            .take_map(n::MAP_COUNTERS)
-            .ok_or(CollectError::MissingMap {
-                map: n::MAP_COUNTERS,
-            })?;
-        let counters = PerCpuArray::try_from(counters).map_err(|source| CollectError::Map {
-            map: n::MAP_COUNTERS,
-            source,
-        })?;
-        let ring = loaded
-            .ebpf
-            .take_map(n::MAP_EVENTS)
-            .ok_or(CollectError::MissingMap { map: n::MAP_EVENTS })?;
-        let ring = RingBuf::try_from(ring).map_err(|source| CollectError::Map {
-            map: n::MAP_EVENTS,
-            source,
-        })?;
+        let counters: PerCpuArray<MapData, u64> = take_map(loaded, n::MAP_COUNTERS)?;
+        let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EVENTS)?;
         // Readiness is watched on a duplicate of the ring's fd, so the ring itself can sit
         // behind a mutex that the snapshot path also drains through.
         let wake_fd = ring
@@ -126,16 +98,7 @@ impl ProcessCollector {
     }
 
     pub fn read(&self) -> Result<ProcessCounts, CollectError> {
-        let get = |s: slot| -> Result<u64, CollectError> {
-            let per_cpu =
-                self.counters
-                    .get(&(s as u32), 0)
-                    .map_err(|source| CollectError::Map {
-                        map: n::MAP_COUNTERS,
-                        source,
-                    })?;
-            Ok(per_cpu.iter().sum())
-        };
+        let get = |s: slot| sum_slot(&self.counters, n::MAP_COUNTERS, s as u32);
         Ok(ProcessCounts {
             created: get(slot::SONDE_PROC_CREATED)?,
             exec: get(slot::SONDE_PROC_EXEC)?,

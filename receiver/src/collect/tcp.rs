@@ -22,6 +22,8 @@ use sonde_probes::abi::{
 use sonde_probes::names::tcp as n;
 use tokio::io::unix::AsyncFd;
 
+pub use super::CollectError;
+use super::{sum_slot, take_map};
 use crate::aggregate::bounded::BoundedCounter;
 use crate::collect::process::comm_to_string;
 use crate::probe::LoadedFamily;
@@ -287,20 +289,6 @@ pub fn parse_sockstat_tw(text: &str) -> Option<i64> {
     None
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CollectError {
-    #[error("map `{map}` is missing from the tcp object (a build problem)")]
-    MissingMap { map: &'static str },
-    #[error("map `{map}`: {source}")]
-    Map {
-        map: &'static str,
-        #[source]
-        source: aya::maps::MapError,
-    },
-    #[error("cannot poll the tcp event ring buffer: {0}")]
-    Poll(#[source] std::io::Error),
-}
-
 pub type SharedLedger = Arc<Mutex<TcpLedger>>;
 
 pub struct TcpCollector {
@@ -320,17 +308,6 @@ impl std::fmt::Debug for TcpCollector {
     }
 }
 
-fn take<M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
-    loaded: &mut LoadedFamily,
-    map: &'static str,
-) -> Result<M, CollectError> {
-    let m = loaded
-        .ebpf
-        .take_map(map)
-        .ok_or(CollectError::MissingMap { map })?;
-    M::try_from(m).map_err(|source| CollectError::Map { map, source })
-}
-
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> CollectError {
     move |source| CollectError::Map { map, source }
 }
@@ -344,12 +321,12 @@ impl TcpCollector {
         limit: usize,
         seed: HashMap<(bool, usize), i64>,
     ) -> Result<Self, CollectError> {
-        let ring: RingBuf<MapData> = take(loaded, n::MAP_EVENTS)?;
+        let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EVENTS)?;
         let mut me = Self {
-            counters: take(loaded, n::MAP_COUNTERS)?,
-            states: take(loaded, n::MAP_STATES)?,
-            hists: take(loaded, n::MAP_HISTS)?,
-            conns: take(loaded, n::MAP_CONNS)?,
+            counters: take_map(loaded, n::MAP_COUNTERS)?,
+            states: take_map(loaded, n::MAP_STATES)?,
+            hists: take_map(loaded, n::MAP_HISTS)?,
+            conns: take_map(loaded, n::MAP_CONNS)?,
             ledger: Arc::new(Mutex::new(TcpLedger::new(limit))),
             seed,
             delta0: HashMap::new(),
@@ -376,13 +353,7 @@ impl TcpCollector {
     }
 
     pub fn read(&self) -> Result<TcpCounts, CollectError> {
-        let get = |s: slot| -> Result<u64, CollectError> {
-            let v = self
-                .counters
-                .get(&(s as u32), 0)
-                .map_err(map_err(n::MAP_COUNTERS))?;
-            Ok(v.iter().sum())
-        };
+        let get = |s: slot| sum_slot(&self.counters, n::MAP_COUNTERS, s as u32);
         let hist = |i: hidx| -> Result<Hist, CollectError> {
             let v = self
                 .hists

@@ -22,6 +22,7 @@ use self::matcher::{Direction, Event, Matcher, MatcherStats, Packet, Process};
 use self::wire::Transport;
 use crate::aggregate::dns::{DnsStats, NamePolicy};
 use crate::collect::process::comm_to_string;
+pub use crate::collect::CollectError;
 use crate::probe::LoadedFamily;
 
 /// Lookups in flight and remembered upstream queries: bound memory at any query rate
@@ -39,20 +40,6 @@ pub struct DnsSettings {
     pub names: NamePolicy,
     /// Attribute sets per metric before the overflow series.
     pub series_limit: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CollectError {
-    #[error("map `{map}` is missing from the dns object (a build problem)")]
-    MissingMap { map: &'static str },
-    #[error("map `{map}`: {source}")]
-    Map {
-        map: &'static str,
-        #[source]
-        source: aya::maps::MapError,
-    },
-    #[error("cannot poll the DNS ring buffer: {0}")]
-    Poll(#[source] std::io::Error),
 }
 
 /// Cumulative counts since the probe was loaded.
