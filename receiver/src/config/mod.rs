@@ -325,7 +325,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         probe_run_stats: raw
             .self_telemetry
             .and_then(|s| s.probe_run_stats)
-            .unwrap_or(true),
+            .unwrap_or(false),
         log_level,
         metric_names,
         host,

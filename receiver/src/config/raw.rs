@@ -110,7 +110,8 @@ pub struct RawResource {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSelfTelemetry {
-    /// Switch on the kernel's BPF run-time statistics (about +75 ns per probe run).
+    /// Switch on the kernel's BPF run-time statistics (about +75 ns per probe run, for
+    /// every BPF program on the host while Sonde runs: hence off by default).
     pub probe_run_stats: Option<bool>,
 }
 

@@ -12,6 +12,10 @@ fn empty_file_and_environment_give_the_defaults() {
     assert!(c.process.enabled);
     assert_eq!(c.otlp, None, "no collector configured");
     assert!(c.console, "console is the default output with no collector");
+    assert!(
+        !c.probe_run_stats,
+        "BPF run-time statistics slow every BPF program on the host: opt-in only"
+    );
 }
 
 #[test]
