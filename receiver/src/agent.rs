@@ -86,45 +86,36 @@ impl Probes {
                 ),
             }
         }
+        // Each family loads on its own: one that fails leaves the others running.
         if config.process.enabled {
-            let mut loaded = probe::load_family(Family::Process, probe::process::PROGRAMS, true)
-                .map_err(|e| e.to_string())?;
-            probes.reports.extend(loaded.reports.iter().cloned());
-            match ProcessCollector::start(&mut loaded, config.process.executable_name_limit) {
-                Ok(collector) => probes
-                    .sources
-                    .push(Box::new(source::process::ProcessSource { collector })),
-                Err(e) => tracing::error!("process probe collector failed: {e}"),
-            }
-            probes.families.push(loaded);
+            let limit = config.process.executable_name_limit;
+            let outcome = probe::load_family(Family::Process, probe::process::PROGRAMS, true)
+                .map_err(|e| e.to_string())
+                .map(|mut loaded| {
+                    let source = ProcessCollector::start(&mut loaded, limit)
+                        .map_err(|e| tracing::error!("process probe collector failed: {e}"))
+                        .ok()
+                        .map(|collector| source::process::ProcessSource { collector });
+                    (loaded, source)
+                });
+            probes.add("process", outcome);
         }
         if config.fileio.enabled {
-            // A family that fails to load leaves the others running.
-            match probe::load_family(Family::FileIo, probe::fileio::PROGRAMS, true) {
-                Ok(mut loaded) => {
-                    probes.reports.extend(loaded.reports.iter().cloned());
-                    match FileIoCollector::new(&mut loaded, config.fileio.process_limit) {
-                        Ok(collector) => probes
-                            .sources
-                            .push(Box::new(source::fileio::FileIoSource::new(collector))),
-                        Err(e) => tracing::error!("fileio probe collector failed: {e}"),
-                    }
-                    probes.families.push(loaded);
-                }
-                Err(e) => tracing::error!("{e}"),
-            }
+            let limit = config.fileio.process_limit;
+            let outcome = probe::load_family(Family::FileIo, probe::fileio::PROGRAMS, true)
+                .map_err(|e| e.to_string())
+                .map(|mut loaded| {
+                    let source = FileIoCollector::new(&mut loaded, limit)
+                        .map_err(|e| tracing::error!("fileio probe collector failed: {e}"))
+                        .ok()
+                        .map(source::fileio::FileIoSource::new);
+                    (loaded, source)
+                });
+            probes.add("fileio", outcome);
         }
         if config.tcp.enabled {
-            match source::tcp::load(config.tcp.series_limit) {
-                Ok((loaded, source)) => {
-                    probes.reports.extend(loaded.reports.iter().cloned());
-                    if let Some(s) = source {
-                        probes.sources.push(Box::new(s));
-                    }
-                    probes.families.push(loaded);
-                }
-                Err(e) => tracing::error!("{e}"),
-            }
+            let outcome = source::tcp::load(config.tcp.series_limit).map_err(|e| e.to_string());
+            probes.add("tcp", outcome);
         }
         if config.dns.enabled {
             let settings = sonde::collect::dns::DnsSettings {
@@ -133,16 +124,10 @@ impl Probes {
                 names: config.dns.question_names,
                 series_limit: sonde::collect::dns::SERIES_LIMIT,
             };
-            match source::dns::load(&settings) {
-                Ok((loaded, source)) => {
-                    probes.reports.extend(loaded.reports.iter().cloned());
-                    if let Some(s) = source {
-                        probes.sources.push(Box::new(s));
-                    }
-                    probes.families.push(loaded);
-                }
-                Err(e) => tracing::error!("{e}"),
-            }
+            probes.add(
+                "dns",
+                source::dns::load(&settings).map_err(|e| e.to_string()),
+            );
         }
         for r in &probes.reports {
             match &r.state {
@@ -151,6 +136,25 @@ impl Probes {
             }
         }
         Ok(probes)
+    }
+
+    /// Records a family's outcome: its reports, its source if the collector started, and
+    /// the kernel objects it owns (released when `Probes` drops).
+    fn add<S: Source + 'static>(
+        &mut self,
+        family: &'static str,
+        outcome: Result<(LoadedFamily, Option<S>), String>,
+    ) {
+        match outcome {
+            Ok((loaded, source)) => {
+                self.reports.extend(loaded.reports.iter().cloned());
+                if let Some(s) = source {
+                    self.sources.push(Box::new(s));
+                }
+                self.families.push(loaded);
+            }
+            Err(e) => tracing::error!(family, "{e}"),
+        }
     }
 
     fn attached(&self) -> bool {

@@ -7,21 +7,8 @@
 //! `system.network.connection.count` in [`crate::tcp`], `system.process.*` in
 //! [`crate::metric`]) are reused from there, not spelled twice.
 
+use crate::metric::def;
 use crate::{Instrument, MetricDef};
-
-const fn def(
-    name: &'static str,
-    instrument: Instrument,
-    unit: &'static str,
-    description: &'static str,
-) -> MetricDef {
-    MetricDef {
-        name,
-        instrument,
-        unit,
-        description,
-    }
-}
 
 use Instrument::{Counter, Gauge, UpDownCounter};
 

@@ -2,7 +2,7 @@
 
 use crate::{Instrument, MetricDef};
 
-const fn def(
+pub(crate) const fn def(
     name: &'static str,
     instrument: Instrument,
     unit: &'static str,

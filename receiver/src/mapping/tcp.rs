@@ -13,7 +13,7 @@ use sonde_semconv::attr::{
 use sonde_semconv::tcp as m;
 
 use crate::aggregate::bounded::BoundedCounter;
-use crate::collect::tcp::{Direction, Hist, PortAttr, TcpCounts, TcpLedger, Who, SLOTS};
+use crate::collect::tcp::{Direction, Hist, PortAttr, TcpCounts, TcpLedger, Who};
 use crate::model::{numbers, Attributes, Histogram, Metric, Number, Point, PointValue};
 
 fn int(v: u64) -> Number {
@@ -86,18 +86,8 @@ fn to_numbers(points: BTreeMap<Attributes, u64>) -> Vec<(Attributes, Number)> {
     points.into_iter().map(|(a, v)| (a, int(v))).collect()
 }
 
-/// The explicit bounds of a kernel log2 histogram, in seconds.
-pub fn log2_bounds_seconds() -> Vec<f64> {
-    (0..SLOTS - 1).map(|i| (1u64 << i) as f64 / 1e9).collect()
-}
-
 fn histogram(h: &Hist) -> Histogram {
-    Histogram {
-        bounds: log2_bounds_seconds(),
-        counts: h.slots.to_vec(),
-        sum: h.sum_ns as f64 / 1e9,
-        count: h.slots.iter().sum(),
-    }
+    super::log2_histogram(&h.slots, h.sum_ns)
 }
 
 fn direction_name(d: Direction) -> Option<&'static str> {
