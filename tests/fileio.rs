@@ -121,8 +121,17 @@ fn histogram(exports: &[Export], name: &str, filter: &[(&str, &str)]) -> Option<
     best.map(|(_, h)| h)
 }
 
+/// The tests share one process id, and each asserts on that pid's series (for example
+/// "every series of this process has a mount point"): run in parallel, one test's raw
+/// block-device I/O is another's stray series. Run them one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn regular_file_bytes_are_exact_per_process_and_file_system_and_pipes_and_sockets_do_not_count() {
+    let _serial = one_at_a_time();
     require_root();
     let dir = TempDir::new("fileio");
     let mnt = Mount::tmpfs(dir.path());
@@ -386,6 +395,7 @@ impl Drop for Aligned {
 
 #[test]
 fn o_direct_io_on_a_loop_device_is_exact_in_its_block_metrics() {
+    let _serial = one_at_a_time();
     require_root();
     let lo = LoopExt4::new();
     const B: usize = 1 << 20;
@@ -573,6 +583,7 @@ mod slowfs {
 
 #[test]
 fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_log2_bucket() {
+    let _serial = one_at_a_time();
     require_root();
     // 70 ms lies in the bucket (2^26, 2^27] ns = (67.1 ms, 134.2 ms]: sleep never returns
     // early, and 64 ms of headroom absorbs scheduling delays on a busy 2-core machine.
@@ -673,6 +684,7 @@ impl Drop for LoopDevice {
 
 #[test]
 fn a_loop_device_over_a_slow_fuse_file_puts_the_block_latency_mass_in_its_log2_bucket() {
+    let _serial = one_at_a_time();
     require_root();
     // As in the file-latency test: 70 ms is in (2^26, 2^27] ns.
     const D: Duration = Duration::from_millis(70);
