@@ -36,19 +36,6 @@ fn start_sonde(rx: &OtlpReceiver) -> Sonde {
     sonde
 }
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} is needed for this test ({e}): apt-get install it"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_encoded_bytes()).expect("path without NUL")
 }
@@ -581,6 +568,19 @@ mod slowfs {
     }
 }
 
+/// Mounts the test's slow FUSE file system (every read takes `delay`) at `mnt`,
+/// read-only; unmounted when the session drops.
+fn mount_slowfs(mnt: &Path, delay: Duration) -> fuser::BackgroundSession {
+    std::fs::create_dir_all(mnt).expect("mkdir");
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("sonde-slowfs".into()),
+        fuser::MountOption::RO,
+    ];
+    fuser::spawn_mount(slowfs::SlowFs { delay }, mnt, &config)
+        .expect("mount the FUSE file system (needs /dev/fuse and root)")
+}
+
 #[test]
 fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_log2_bucket() {
     let _serial = one_at_a_time();
@@ -592,14 +592,7 @@ fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_log2_bucket() {
     const N: usize = 5;
     let dir = TempDir::new("fuse");
     let mnt = dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).expect("mkdir");
-    let mut config = fuser::Config::default();
-    config.mount_options = vec![
-        fuser::MountOption::FSName("sonde-slowfs".into()),
-        fuser::MountOption::RO,
-    ];
-    let session = fuser::spawn_mount(slowfs::SlowFs { delay: D }, &mnt, &config)
-        .expect("mount the FUSE file system (needs /dev/fuse and root)");
+    let session = mount_slowfs(&mnt, D);
     let mountpoint = mnt
         .canonicalize()
         .expect("canonical")
@@ -692,14 +685,7 @@ fn a_loop_device_over_a_slow_fuse_file_puts_the_block_latency_mass_in_its_log2_b
     const N: usize = 3;
     let dir = TempDir::new("fuseloop");
     let mnt = dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).expect("mkdir");
-    let mut config = fuser::Config::default();
-    config.mount_options = vec![
-        fuser::MountOption::FSName("sonde-slowfs".into()),
-        fuser::MountOption::RO,
-    ];
-    let _session = fuser::spawn_mount(slowfs::SlowFs { delay: D }, &mnt, &config)
-        .expect("mount the FUSE file system (needs /dev/fuse and root)");
+    let _session = mount_slowfs(&mnt, D);
     // Declared after the session so it is detached before the file system is unmounted.
     let lo = LoopDevice::read_only(&mnt.join(slowfs::NAME));
     let dev = lo.0.trim_start_matches("/dev/").to_owned();

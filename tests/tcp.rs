@@ -15,6 +15,9 @@
 //!
 //! Needs root (eBPF, network namespaces).
 
+mod common;
+
+use common::run;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -297,18 +300,6 @@ fn open_connections_count_their_bytes_before_they_close() {
     assert_eq!(sum_where(Some(&l.transmitted), outbound), N as u64);
     assert_eq!(sum_where(Some(&l.received), inbound), N as u64);
     assert_eq!(sum_where(Some(&l.transmitted), inbound), 1);
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} is needed for this test ({e}): apt-get install it"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Two network namespaces of the test's own joined by a veth pair; deleted on drop.

@@ -241,10 +241,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ => {}
     }
 
+    let sources = proc_sources(&config, &probes);
     let mut state = State {
         start,
         probes,
-        sources: proc_sources(&config),
+        sources,
         stats,
         metric_names: config.metric_names,
     };
@@ -282,11 +283,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Sources that need no probe, in both modes. The host source (fallback metrics,
 /// issue 6) includes system.process.count; without it the process-state source keeps it.
-fn proc_sources(config: &Config) -> Vec<Box<dyn Source>> {
+fn proc_sources(config: &Config, probes: &Probes) -> Vec<Box<dyn Source>> {
     if config.host.enabled {
+        let tcp_from_probe = probes
+            .reports
+            .iter()
+            .any(|r| r.probe == "tcp.state" && r.state == ProbeState::Attached);
         vec![Box::new(source::host::HostSource::new(
             &config.host,
             config.metric_names,
+            tcp_from_probe,
         ))]
     } else {
         vec![Box::new(source::process::ProcessStateSource::default())]

@@ -38,8 +38,16 @@ pub struct HostSource {
 }
 
 impl HostSource {
-    pub fn new(config: &HostConfig, names: MetricNames) -> Self {
-        Self::with_reader(HostReader::default(), config, names, host_facts())
+    /// `tcp_from_probe`: the TCP probe exports `system.network.connection.count` and
+    /// wins the merge, so /proc/net/tcp need not be read at all.
+    pub fn new(config: &HostConfig, names: MetricNames, tcp_from_probe: bool) -> Self {
+        let reader = HostReader::default();
+        let reader = if tcp_from_probe && names == MetricNames::Semconv {
+            reader.without_tcp_states()
+        } else {
+            reader
+        };
+        Self::with_reader(reader, config, names, host_facts())
     }
 
     pub fn with_reader(
@@ -180,7 +188,7 @@ impl Source for HostSource {
     }
 
     fn collect(&mut self, start: u64, out: &mut Output) {
-        let sample = self.reader.sample(true);
+        let sample = self.reader.sample();
         let boot = sample
             .stat
             .as_ref()
@@ -353,7 +361,7 @@ mod tests {
             per_cpu: true,
             top_processes: 3,
         };
-        let mut src = HostSource::new(&cfg, MetricNames::Semconv);
+        let mut src = HostSource::new(&cfg, MetricNames::Semconv, false);
         let mut out = Output::default();
         src.collect(1, &mut out);
         src.collect(1, &mut out);

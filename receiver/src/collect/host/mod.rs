@@ -65,6 +65,9 @@ pub struct HostReader {
     /// Families whose failure was already logged: a missing file stays missing, and
     /// a warning every interval would drown the log.
     warned: HashSet<&'static str>,
+    /// Whether to read /proc/net/tcp{,6}: the costliest read of a cycle (the kernel walks
+    /// its whole TCP hash table), not done when the TCP probe supplies the same counts.
+    tcp_states: bool,
 }
 
 impl Default for HostReader {
@@ -78,7 +81,14 @@ impl HostReader {
         Self {
             proc_root: proc_root.into(),
             warned: HashSet::new(),
+            tcp_states: true,
         }
+    }
+
+    /// Leaves /proc/net/tcp{,6} unread (`Sample::tcp` stays `None`).
+    pub fn without_tcp_states(mut self) -> Self {
+        self.tcp_states = false;
+        self
     }
 
     pub fn proc_root(&self) -> &Path {
@@ -101,9 +111,8 @@ impl HostReader {
         }
     }
 
-    /// One collection cycle over every family. `processes` says whether to scan
-    /// /proc/PID (the costliest part).
-    pub fn sample(&mut self, processes: bool) -> Sample {
+    /// One collection cycle over every family.
+    pub fn sample(&mut self) -> Sample {
         let mut s = Sample {
             uptime: self
                 .read("uptime", "uptime")
@@ -139,14 +148,15 @@ impl HostReader {
                     .collect(),
             );
         }
-        if let Some(v4) = self.read("tcp", "net/tcp") {
-            // tcp6 is absent when IPv6 is disabled: count IPv4 alone then.
-            let v6 = std::fs::read_to_string(self.proc_root.join("net/tcp6")).unwrap_or_default();
-            s.tcp = Some((net_tcp::parse(&v4), net_tcp::parse(&v6)));
+        if self.tcp_states {
+            if let Some(v4) = self.read("tcp", "net/tcp") {
+                // tcp6 is absent when IPv6 is disabled: count IPv4 alone then.
+                let v6 =
+                    std::fs::read_to_string(self.proc_root.join("net/tcp6")).unwrap_or_default();
+                s.tcp = Some((net_tcp::parse(&v4), net_tcp::parse(&v6)));
+            }
         }
-        if processes {
-            s.processes = self.processes();
-        }
+        s.processes = self.processes();
         s
     }
 
@@ -244,7 +254,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("44")).expect("mkdir");
         w("44/stat", "");
         let mut r = HostReader::new(&dir);
-        let s = r.sample(true);
+        let s = r.sample();
         assert_eq!(s.stat.as_ref().and_then(|s| s.processes_created), Some(9));
         assert_eq!(s.meminfo.map(|m| m.total), Some(100 * 1024));
         assert_eq!(s.net.as_ref().map(|n| n[0].rx_bytes), Some(1));
