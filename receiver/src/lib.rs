@@ -13,6 +13,7 @@ pub mod mapping;
 pub mod model;
 pub mod probe;
 pub mod source;
+pub mod spans;
 
 /// Now, as OTLP timestamps want it.
 pub fn unix_nanos() -> u64 {

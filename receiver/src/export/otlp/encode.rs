@@ -130,7 +130,7 @@ fn histogram_point(
     }
 }
 
-fn attributes(attrs: &Attributes) -> Vec<KeyValue> {
+pub(super) fn attributes(attrs: &Attributes) -> Vec<KeyValue> {
     attrs
         .iter()
         .map(|(k, v)| KeyValue {

@@ -3,6 +3,7 @@
 //! retries or drops.
 
 pub mod encode;
+pub mod traces;
 pub mod transport;
 
 use std::collections::VecDeque;
