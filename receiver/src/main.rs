@@ -34,9 +34,9 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Report what this kernel offers, probe by probe, and exit non-zero when eBPF
-    /// cannot run here (with the reason).
+    /// cannot run here (1, with the reason) or the config file is invalid (2).
     Check {
-        /// Also validate this config file.
+        /// Also validate this config file; an invalid one fails the check (exit code 2).
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },

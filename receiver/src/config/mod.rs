@@ -22,6 +22,13 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BACKLOG_MAX_POINTS: usize = 200_000;
 pub const DEFAULT_NAME_LIMIT: usize = 100;
+/// Default bound of the durable export queue: a day of a busy host's snapshots at 10 s
+/// stays well inside it, and it is a quarter of what Vector's disk buffer needs at least.
+pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 64 << 20;
+/// Smallest durable queue accepted: a couple of segments of a few batches each.
+pub const MIN_QUEUE_MAX_BYTES: u64 = 1 << 20;
+/// Default `health.max_export_lag`.
+pub const DEFAULT_MAX_EXPORT_LAG: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -80,6 +87,25 @@ pub struct OtlpConfig {
     pub compression: Compression,
     pub temporality: Temporality,
     pub backlog_max_points: usize,
+    /// The durable queue (`exporters.otlp.queue`); `None` keeps the backlog in memory only.
+    pub queue: Option<QueueConfig>,
+}
+
+/// `exporters.otlp.queue`: batches that could not be sent wait on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    pub directory: PathBuf,
+    /// Bound on the queue's files; past it the oldest records are dropped and counted.
+    pub max_bytes: u64,
+}
+
+/// `health`: liveness and readiness over HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    /// Where /healthz and /readyz are served; `None` (the default) serves nothing.
+    pub listen: Option<std::net::SocketAddr>,
+    /// /readyz fails while the oldest unsent data is older than this.
+    pub max_export_lag: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +185,7 @@ pub struct Config {
     /// Name set of the host metrics (`metric_names`).
     pub metric_names: MetricNames,
     pub host: HostConfig,
+    pub health: HealthConfig,
 }
 
 impl Config {
@@ -190,6 +217,7 @@ fn parse_yaml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
+        let message = plain_message(&key, &e.into_inner().to_string());
         ConfigError::Parse {
             path: path.to_owned(),
             key: if key == "." {
@@ -197,9 +225,48 @@ fn parse_yaml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
             } else {
                 key
             },
-            message: e.into_inner().to_string(),
+            message,
         }
     })
+}
+
+/// The YAML library's message in the file's own terms: without the key path it repeats
+/// (the error already names it) and with the Rust types it expected ("struct RawProbes",
+/// "usize") said as what a user writes instead.
+fn plain_message(key: &str, message: &str) -> String {
+    // The library prefixes the path it was at (the key, or its parent for an unknown key).
+    let message = match message.split_once(": ") {
+        Some((at, rest)) if !at.is_empty() && key.starts_with(at) => rest,
+        _ => message,
+    };
+    let Some(at) = message.find("expected ") else {
+        return message.to_owned();
+    };
+    let (head, tail) = message.split_at(at + "expected ".len());
+    // The expectation runs to the location suffix (" at line 3 column 5"), if any.
+    let end = tail.find(" at line ").unwrap_or(tail.len());
+    let (expected, location) = tail.split_at(end);
+    let int_width = |prefix: char| {
+        expected
+            .strip_prefix(prefix)
+            .is_some_and(|w| matches!(w, "8" | "16" | "32" | "64" | "size"))
+    };
+    let plain = if expected.starts_with("struct ") || expected.starts_with("a map") {
+        "a mapping of keys (key: value, one per line)"
+    } else if expected.starts_with("enum ") {
+        "one of the values listed in examples/sonde.yaml"
+    } else if expected == "u16" {
+        "a whole number from 0 to 65535"
+    } else if int_width('u') {
+        "a whole number (0 or more)"
+    } else if int_width('i') {
+        "a whole number"
+    } else if matches!(expected, "f32" | "f64") {
+        "a number"
+    } else {
+        return message.to_owned();
+    };
+    format!("{head}{plain}{location}")
 }
 
 fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
@@ -312,7 +379,10 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         top_processes: raw_host.top_processes.unwrap_or(DEFAULT_TOP_PROCESSES),
     };
 
+    let health = validate_health(raw.health.unwrap_or_default())?;
+
     Ok(Config {
+        health,
         ebpf_enabled: collection.ebpf_enabled.unwrap_or(true),
         interval,
         process,
@@ -330,6 +400,94 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         metric_names,
         host,
     })
+}
+
+fn validate_health(raw: raw::RawHealth) -> Result<HealthConfig, ConfigError> {
+    let listen = match raw.listen.as_deref() {
+        None => None,
+        Some(s) => Some(s.trim().parse().map_err(|_| {
+            invalid(
+                "health.listen",
+                format!("`{s}` is not an address:port such as 127.0.0.1:13133 or [::]:13133"),
+            )
+        })?),
+    };
+    let max_export_lag = match raw.max_export_lag.as_deref() {
+        Some(s) => parse_duration("health.max_export_lag", s)?,
+        None => DEFAULT_MAX_EXPORT_LAG,
+    };
+    if max_export_lag.is_zero() {
+        return Err(invalid("health.max_export_lag", "must be longer than 0s"));
+    }
+    Ok(HealthConfig {
+        listen,
+        max_export_lag,
+    })
+}
+
+fn validate_queue(raw: raw::RawQueue) -> Result<Option<QueueConfig>, ConfigError> {
+    let max_bytes = match &raw.max_bytes {
+        None => DEFAULT_QUEUE_MAX_BYTES,
+        Some(raw::RawSize::Bytes(n)) => *n,
+        Some(raw::RawSize::Text(s)) => parse_size("exporters.otlp.queue.max_bytes", s)?,
+    };
+    if max_bytes < MIN_QUEUE_MAX_BYTES {
+        return Err(invalid(
+            "exporters.otlp.queue.max_bytes",
+            format!("{max_bytes} bytes is too small: use at least 1MiB"),
+        ));
+    }
+    let Some(directory) = raw.directory else {
+        if raw.max_bytes.is_some() {
+            return Err(invalid(
+                "exporters.otlp.queue",
+                "max_bytes is set but directory is not: name the directory the queue lives in",
+            ));
+        }
+        return Ok(None);
+    };
+    let directory = PathBuf::from(directory);
+    if !directory.is_absolute() {
+        return Err(invalid(
+            "exporters.otlp.queue.directory",
+            format!(
+                "`{}` is relative: give an absolute path such as /var/lib/sonde/queue",
+                directory.display()
+            ),
+        ));
+    }
+    Ok(Some(QueueConfig {
+        directory,
+        max_bytes,
+    }))
+}
+
+/// `64MiB`, `512 KiB`, `1GiB`, `1000000` (bytes); KB/MB/GB are decimal.
+fn parse_size(key: &str, s: &str) -> Result<u64, ConfigError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => u64::MAX,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| mult != u64::MAX)
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| {
+            invalid(
+                key,
+                format!("`{s}` is not a size such as 64MiB, 512KiB or a number of bytes"),
+            )
+        })
 }
 
 fn validate_dns(raw: raw::RawDnsProbe) -> Result<DnsProbeConfig, ConfigError> {
@@ -473,6 +631,7 @@ fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigE
             "exporters.otlp.backlog_max_points",
             raw.backlog_max_points.unwrap_or(DEFAULT_BACKLOG_MAX_POINTS),
         )?,
+        queue: validate_queue(raw.queue.unwrap_or_default())?,
     })
 }
 

@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub metric_names: Option<String>,
     /// /proc and /sys host metrics (both modes).
     pub host: Option<RawHost>,
+    pub health: Option<RawHealth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +93,26 @@ pub struct RawOtlp {
     pub temporality_preference: Option<String>,
     /// Data points held while the collector is unreachable; oldest dropped (and counted) past it.
     pub backlog_max_points: Option<usize>,
+    /// The durable queue on disk (off unless a directory is given).
+    pub queue: Option<RawQueue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub directory: Option<String>,
+    pub max_bytes: Option<RawSize>,
+}
+
+/// A size as a number of bytes or a string such as `64MiB`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a size such as 64MiB, 512KiB or a number of bytes"
+)]
+pub enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,4 +150,13 @@ pub struct RawHost {
     pub per_cpu: Option<bool>,
     /// Processes reported by CPU and by memory each (process.* metrics).
     pub top_processes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// `address:port` of the /healthz and /readyz endpoints; off when absent.
+    pub listen: Option<String>,
+    /// /readyz fails when the oldest unsent data is older than this.
+    pub max_export_lag: Option<String>,
 }

@@ -333,3 +333,118 @@ fn fileio_probe_is_on_by_default_and_its_process_limit_is_validated() {
         .expect_err("unknown key");
     assert!(err.to_string().contains("probes.fileio"), "{err}");
 }
+
+/// Issue 13: a wrong type is reported in the file's terms, with the key path once and
+/// no Rust type name (it said "expected struct RawProbes").
+#[test]
+fn type_errors_name_the_key_path_and_no_rust_type() {
+    for (yaml, key, expected) in [
+        ("probes: [1]\n", "probes", "a mapping of keys"),
+        (
+            "probes:\n  process: 3\n",
+            "probes.process",
+            "a mapping of keys",
+        ),
+        (
+            "exporters:\n  otlp:\n    backlog_max_points: -3\n",
+            "exporters.otlp.backlog_max_points",
+            "a whole number (0 or more)",
+        ),
+        (
+            "probes:\n  dns:\n    ports: [70000]\n",
+            "probes.dns.ports[0]",
+            "a whole number from 0 to 65535",
+        ),
+        (
+            "collection:\n  interval: [1]\n",
+            "collection.interval",
+            "a string",
+        ),
+        (
+            "resource:\n  attributes: 5\n",
+            "resource.attributes",
+            "a mapping of keys",
+        ),
+        ("exporters: 1\n", "exporters", "a mapping of keys"),
+    ] {
+        let msg = Config::from_yaml(yaml, &env(&[]))
+            .expect_err(yaml)
+            .to_string();
+        assert!(msg.contains(&format!("at `{key}`")), "{yaml}: {msg}");
+        assert_eq!(msg.matches(key).count(), 1, "path said once: {msg}");
+        assert!(msg.contains(expected), "{yaml}: {msg}");
+        for rust in ["Raw", "struct", "usize", "u16", "u64", "Option", "Vec"] {
+            assert!(!msg.contains(rust), "{yaml}: `{rust}` in {msg}");
+        }
+    }
+}
+
+#[test]
+fn queue_and_health_keys() {
+    let c = Config::from_yaml(
+        "exporters:\n  otlp:\n    queue:\n      directory: /var/lib/sonde/queue\n",
+        &env(&[]),
+    )
+    .expect("valid");
+    let q = c.otlp.expect("otlp").queue.expect("queue");
+    assert_eq!(q.directory, std::path::Path::new("/var/lib/sonde/queue"));
+    assert_eq!(q.max_bytes, 64 << 20, "default 64 MiB");
+    assert_eq!(c.health.listen, None, "health is off by default");
+    assert_eq!(c.health.max_export_lag, Duration::from_secs(300));
+
+    for (size, bytes) in [
+        ("8MiB", 8u64 << 20),
+        ("2000000", 2_000_000),
+        ("3 MB", 3_000_000),
+    ] {
+        let yaml = format!(
+            "exporters:\n  otlp:\n    queue:\n      directory: /q\n      max_bytes: {size}\n"
+        );
+        let c = Config::from_yaml(&yaml, &env(&[])).expect(&yaml);
+        assert_eq!(c.otlp.expect("otlp").queue.expect("queue").max_bytes, bytes);
+    }
+    for (yaml, key) in [
+        (
+            "exporters:\n  otlp:\n    queue:\n      directory: rel/q\n",
+            "exporters.otlp.queue.directory",
+        ),
+        (
+            "exporters:\n  otlp:\n    queue:\n      directory: /q\n      max_bytes: 64 parsecs\n",
+            "exporters.otlp.queue.max_bytes",
+        ),
+        (
+            "exporters:\n  otlp:\n    queue:\n      directory: /q\n      max_bytes: 1000\n",
+            "exporters.otlp.queue.max_bytes",
+        ),
+        (
+            "exporters:\n  otlp:\n    queue:\n      directory: /q\n      max_bytes: [1]\n",
+            "exporters.otlp.queue.max_bytes",
+        ),
+        (
+            "exporters:\n  otlp:\n    queue:\n      max_bytes: 8MiB\n",
+            "exporters.otlp.queue",
+        ),
+        ("health:\n  listen: localhost\n", "health.listen"),
+        ("health:\n  max_export_lag: soon\n", "health.max_export_lag"),
+    ] {
+        let msg = Config::from_yaml(yaml, &env(&[]))
+            .expect_err(yaml)
+            .to_string();
+        assert!(msg.contains(key), "{yaml}: {msg}");
+        assert!(
+            !msg.contains("RawSize") && !msg.contains("untagged"),
+            "{msg}"
+        );
+    }
+
+    let c = Config::from_yaml(
+        "health:\n  listen: 127.0.0.1:13133\n  max_export_lag: 1m\n",
+        &env(&[]),
+    )
+    .expect("valid");
+    assert_eq!(
+        c.health.listen,
+        Some("127.0.0.1:13133".parse().expect("addr"))
+    );
+    assert_eq!(c.health.max_export_lag, Duration::from_secs(60));
+}
