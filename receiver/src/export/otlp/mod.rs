@@ -2,6 +2,7 @@
 //! unreachable, retries with exponential backoff, and counts every point it sends,
 //! retries or drops.
 
+pub mod disk_queue;
 pub mod encode;
 pub mod traces;
 pub mod transport;
