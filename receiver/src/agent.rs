@@ -333,6 +333,7 @@ impl State {
                 usage: agent_self::read().unwrap_or_default(),
             },
             self.start,
+            now,
         ));
         Snapshot {
             time_unix_nano: now,

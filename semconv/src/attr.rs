@@ -74,6 +74,14 @@ pub mod export_outcome {
     pub const DROPPED: &str = "dropped";
 }
 
+/// Values of [`ERROR_TYPE`] on `sonde.export.queue.errors`.
+pub mod queue_error {
+    /// A record that was torn (cut short by a crash) or failed its checksum: skipped.
+    pub const CORRUPT: &str = "corrupt";
+    /// A batch held in memory because the queue could not be opened or written.
+    pub const WRITE_FAILED: &str = "write_failed";
+}
+
 /// Values of [`CPU_MODE`] used for the agent's own CPU time.
 pub mod cpu_mode {
     pub const USER: &str = "user";

@@ -75,6 +75,25 @@ pub const SONDE_EXPORT_POINTS: MetricDef = def(
     "{point}",
     "Data points handed to the exporter, by outcome.",
 );
+pub const SONDE_EXPORT_LAG: MetricDef = def(
+    "sonde.export.lag",
+    Instrument::Gauge,
+    "s",
+    "Age of the oldest data point the collector has not accepted yet (0 when nothing waits).",
+);
+pub const SONDE_EXPORT_QUEUE_USAGE: MetricDef = def(
+    "sonde.export.queue.usage",
+    Instrument::UpDownCounter,
+    "By",
+    "Bytes of the durable export queue's files on disk.",
+);
+pub const SONDE_EXPORT_QUEUE_ERRORS: MetricDef = def(
+    "sonde.export.queue.errors",
+    Instrument::Counter,
+    "{record}",
+    "Durable export queue records skipped as torn or corrupt, and batches held in memory \
+     because the queue could not be written, by error.type.",
+);
 pub const SONDE_AGENT_CPU_TIME: MetricDef = def(
     "sonde.agent.cpu.time",
     Instrument::Counter,
@@ -99,6 +118,9 @@ pub const ALL: &[MetricDef] = &[
     SONDE_PROBE_RUN_COUNT,
     SONDE_PROBE_STATUS,
     SONDE_EXPORT_POINTS,
+    SONDE_EXPORT_LAG,
+    SONDE_EXPORT_QUEUE_USAGE,
+    SONDE_EXPORT_QUEUE_ERRORS,
     SONDE_AGENT_CPU_TIME,
     SONDE_AGENT_MEMORY_RSS,
 ];

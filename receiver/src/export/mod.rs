@@ -20,6 +20,13 @@ pub struct ExportStats {
     sent: AtomicU64,
     retried: AtomicU64,
     dropped: AtomicU64,
+    /// Durable queue: 0 = none configured, else bytes + 1.
+    queue_bytes_plus_one: AtomicU64,
+    /// When the oldest unsent batch was made (Unix ns); 0 when nothing waits.
+    oldest_unsent: AtomicU64,
+    queue_corrupt: AtomicU64,
+    queue_write_failed: AtomicU64,
+    otlp: std::sync::atomic::AtomicBool,
 }
 
 impl ExportStats {
@@ -35,11 +42,37 @@ impl ExportStats {
     pub fn dropped(&self, n: u64) {
         self.dropped.fetch_add(n, Ordering::Relaxed);
     }
+    /// The backlog's state after a change: the durable queue's bytes (if there is one)
+    /// and when its oldest unsent batch was made.
+    pub fn set_queue(&self, bytes: Option<u64>, oldest_unix_ns: Option<u64>) {
+        self.otlp.store(true, Ordering::Relaxed);
+        self.queue_bytes_plus_one
+            .store(bytes.map_or(0, |b| b.saturating_add(1)), Ordering::Relaxed);
+        self.oldest_unsent
+            .store(oldest_unix_ns.unwrap_or(0), Ordering::Relaxed);
+    }
+    /// The durable queue's count of corrupt records skipped (it only grows).
+    pub fn queue_corrupt(&self, total: u64) {
+        self.queue_corrupt.fetch_max(total, Ordering::Relaxed);
+    }
+    /// A batch kept in memory because the durable queue could not be opened or written.
+    pub fn queue_write_failed(&self) {
+        self.queue_write_failed.fetch_add(1, Ordering::Relaxed);
+    }
     pub fn counts(&self) -> ExportCounts {
+        let oldest = self.oldest_unsent.load(Ordering::Relaxed);
         ExportCounts {
             sent: self.sent.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            otlp: self.otlp.load(Ordering::Relaxed),
+            queue_bytes: self
+                .queue_bytes_plus_one
+                .load(Ordering::Relaxed)
+                .checked_sub(1),
+            oldest_unsent_unix_ns: (oldest != 0).then_some(oldest),
+            queue_corrupt: self.queue_corrupt.load(Ordering::Relaxed),
+            queue_write_failed: self.queue_write_failed.load(Ordering::Relaxed),
         }
     }
 }

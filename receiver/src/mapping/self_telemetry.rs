@@ -2,19 +2,37 @@
 
 use std::time::Duration;
 
-use sonde_semconv::attr::{self, cpu_mode, export_outcome, loss_reason};
+use sonde_semconv::attr::{self, cpu_mode, export_outcome, loss_reason, queue_error};
 use sonde_semconv::metric as m;
 
 use crate::collect::agent_self::SelfUsage;
 use crate::model::{numbers, Attributes, Metric, Number};
 use crate::probe::ProbeReport;
 
-/// Export outcomes since start, in data points.
+/// Export outcomes since start, in data points, and the state of what waits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExportCounts {
     pub sent: u64,
     pub retried: u64,
     pub dropped: u64,
+    /// An OTLP exporter runs (so there is an export lag to report).
+    pub otlp: bool,
+    /// Bytes of the durable queue; `None` when none is configured.
+    pub queue_bytes: Option<u64>,
+    /// When the oldest unsent batch was made (Unix ns); `None` when nothing waits.
+    pub oldest_unsent_unix_ns: Option<u64>,
+    pub queue_corrupt: u64,
+    pub queue_write_failed: u64,
+}
+
+impl ExportCounts {
+    /// Age of the oldest unsent data at `now` (zero when nothing waits).
+    pub fn lag(&self, now_unix_ns: u64) -> Duration {
+        Duration::from_nanos(
+            self.oldest_unsent_unix_ns
+                .map_or(0, |t| now_unix_ns.saturating_sub(t)),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -36,7 +54,8 @@ fn probe(p: &'static str) -> Attributes {
     Attributes::new().with(attr::SONDE_PROBE, p)
 }
 
-pub fn metrics(i: &SelfInputs<'_>, start: u64) -> Vec<Metric> {
+/// `now`: the snapshot's time, for the age of the oldest unsent data.
+pub fn metrics(i: &SelfInputs<'_>, start: u64, now: u64) -> Vec<Metric> {
     let mut out = vec![numbers(
         m::SONDE_PROBE_STATUS,
         start,
@@ -89,6 +108,32 @@ pub fn metrics(i: &SelfInputs<'_>, start: u64) -> Vec<Metric> {
             outcome(export_outcome::DROPPED, i.export.dropped),
         ],
     ));
+    if i.export.otlp {
+        out.push(numbers(
+            m::SONDE_EXPORT_LAG,
+            start,
+            [(
+                Attributes::new(),
+                Number::Double(i.export.lag(now).as_secs_f64()),
+            )],
+        ));
+    }
+    if let Some(bytes) = i.export.queue_bytes {
+        out.push(numbers(
+            m::SONDE_EXPORT_QUEUE_USAGE,
+            start,
+            [(Attributes::new(), int(bytes))],
+        ));
+        let error = |e: &str, n: u64| (Attributes::new().with(attr::ERROR_TYPE, e), int(n));
+        out.push(numbers(
+            m::SONDE_EXPORT_QUEUE_ERRORS,
+            start,
+            [
+                error(queue_error::CORRUPT, i.export.queue_corrupt),
+                error(queue_error::WRITE_FAILED, i.export.queue_write_failed),
+            ],
+        ));
+    }
     let mode = |mo: &str, d: Duration| {
         (
             Attributes::new().with(attr::CPU_MODE, mo),

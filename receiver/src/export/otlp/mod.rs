@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -21,29 +22,48 @@ use crate::config::{OtlpConfig, Temporality};
 use crate::model::Snapshot;
 
 use super::ExportStats;
+use disk_queue::DiskQueue;
 pub use transport::TransportError;
 use transport::{SendError, Transport};
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// Where a waiting batch's request is.
+#[derive(Debug)]
+enum Body {
+    Memory(Arc<ExportMetricsServiceRequest>),
+    /// In the durable queue under this record number.
+    Disk(u64),
+}
+
 #[derive(Debug)]
 struct Batch {
     seq: u64,
     points: u64,
-    req: Arc<ExportMetricsServiceRequest>,
+    /// When the batch was made (Unix ns).
+    created: u64,
+    body: Body,
 }
 
-/// Batches waiting to be sent, oldest first, bounded in data points.
+/// Batches waiting to be sent, oldest first. Memory batches are bounded in data points,
+/// disk batches by the durable queue's bytes.
 #[derive(Debug, Default)]
 struct Queue {
     batches: VecDeque<Batch>,
+    /// Data points of the memory batches.
     points: u64,
     next_seq: u64,
-    /// The batch being sent: never dropped for room, so a success is never also
-    /// counted as a drop.
-    in_flight: Option<u64>,
+    /// The batch being sent and its request: never dropped for room, so a success is
+    /// never also counted as a drop.
+    in_flight: Option<(u64, Arc<ExportMetricsServiceRequest>)>,
     closed: bool,
+    disk: Option<DiskQueue>,
+    /// The last append to the durable queue failed (warned once until it works again).
+    disk_failing: bool,
+    /// A durable queue was configured but could not be opened: every batch held in
+    /// memory instead is counted.
+    disk_unavailable: bool,
 }
 
 #[derive(Debug)]
@@ -55,30 +75,168 @@ struct Backlog {
 }
 
 impl Backlog {
+    /// `disk`: the durable queue, `Some(Err(()))` when one is configured but could not be
+    /// opened.
+    fn new(max_points: u64, disk: Option<Result<DiskQueue, ()>>, stats: Arc<ExportStats>) -> Self {
+        let mut q = Queue {
+            disk_unavailable: matches!(disk, Some(Err(()))),
+            disk: disk.and_then(Result::ok),
+            ..Queue::default()
+        };
+        // What a previous run queued goes first.
+        if let Some(d) = &q.disk {
+            let replay: Vec<Batch> = d
+                .pending()
+                .enumerate()
+                .map(|(i, p)| Batch {
+                    seq: i as u64,
+                    points: p.points,
+                    created: p.created_unix_ns,
+                    body: Body::Disk(p.seq),
+                })
+                .collect();
+            if !replay.is_empty() {
+                tracing::info!(
+                    batches = replay.len(),
+                    points = replay.iter().map(|b| b.points).sum::<u64>(),
+                    "the export queue holds batches from a previous run: sending them first"
+                );
+            }
+            q.next_seq = replay.len() as u64;
+            q.batches.extend(replay);
+            stats.queue_corrupt(d.corrupt_records());
+        }
+        let b = Self {
+            queue: Mutex::new(q),
+            max_points,
+            wake: Notify::new(),
+            stats,
+        };
+        b.publish(&b.lock());
+        b
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Self-telemetry: bytes on disk and the age of the oldest unsent data.
+    fn publish(&self, q: &Queue) {
+        self.stats.set_queue(
+            q.disk.as_ref().map(DiskQueue::bytes),
+            q.batches.front().map(|b| b.created),
+        );
+    }
+
     fn push(&self, req: ExportMetricsServiceRequest, points: u64) {
+        let created = crate::unix_nanos();
         let mut q = self.lock();
         let seq = q.next_seq;
         q.next_seq += 1;
-        q.points += points;
+        let body = match self.append_to_disk(&mut q, &req, points, created) {
+            Some(record) => Body::Disk(record),
+            None => {
+                q.points += points;
+                Body::Memory(Arc::new(req))
+            }
+        };
         q.batches.push_back(Batch {
             seq,
             points,
-            req: Arc::new(req),
+            created,
+            body,
         });
-        // Make room by dropping the oldest batches that are not in flight.
-        while q.points > self.max_points && q.batches.len() > 1 {
-            let idx = match q.in_flight {
-                Some(s) if q.batches.front().map(|b| b.seq) == Some(s) => 1,
-                _ => 0,
+        self.make_memory_room(&mut q);
+        self.publish(&q);
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// Writes the batch to the durable queue, if there is one; `None` keeps it in memory.
+    fn append_to_disk(
+        &self,
+        q: &mut Queue,
+        req: &ExportMetricsServiceRequest,
+        points: u64,
+        created: u64,
+    ) -> Option<u64> {
+        let Some(disk) = q.disk.as_mut() else {
+            if q.disk_unavailable {
+                self.stats.queue_write_failed();
+            }
+            return None;
+        };
+        let appended = disk.append(points, created, &req.encode_to_vec());
+        let corrupt = disk.corrupt_records();
+        match appended {
+            Ok((record, dropped)) => {
+                if q.disk_failing {
+                    tracing::info!("the export queue is writable again");
+                    q.disk_failing = false;
+                }
+                for gone in dropped {
+                    self.dropped_from_disk(q, gone.seq);
+                }
+                self.stats.queue_corrupt(corrupt);
+                Some(record)
+            }
+            Err(e) => {
+                self.stats.queue_write_failed();
+                if !q.disk_failing {
+                    tracing::warn!(
+                        "{e}: holding batches in memory (up to exporters.otlp.backlog_max_points)                          until the queue can be written again"
+                    );
+                    q.disk_failing = true;
+                }
+                None
+            }
+        }
+    }
+
+    /// The durable queue dropped a record for room: count it, unless it is being sent,
+    /// in which case the send decides (it continues from the copy in memory).
+    fn dropped_from_disk(&self, q: &mut Queue, record: u64) {
+        let Some(i) = q
+            .batches
+            .iter()
+            .position(|b| matches!(b.body, Body::Disk(r) if r == record))
+        else {
+            return;
+        };
+        match &q.in_flight {
+            Some((seq, req)) if *seq == q.batches[i].seq => {
+                let req = req.clone();
+                q.points += q.batches[i].points;
+                q.batches[i].body = Body::Memory(req);
+            }
+            _ => {
+                if let Some(old) = q.batches.remove(i) {
+                    self.stats.dropped(old.points);
+                    tracing::warn!(
+                        points = old.points,
+                        "the export queue is full (exporters.otlp.queue.max_bytes): dropped                          its oldest batch; raise the bound or check the collector"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Drops the oldest memory batches that are not in flight while over the bound.
+    fn make_memory_room(&self, q: &mut Queue) {
+        while q.points > self.max_points {
+            let in_flight = q.in_flight.as_ref().map(|(s, _)| *s);
+            let last = q.batches.len().saturating_sub(1);
+            let Some(i) = q
+                .batches
+                .iter()
+                .position(|b| matches!(b.body, Body::Memory(_)) && Some(b.seq) != in_flight)
+            else {
+                break;
             };
-            if idx >= q.batches.len() - 1 {
+            if i >= last {
                 break; // only the in-flight and the newest remain
             }
-            if let Some(old) = q.batches.remove(idx) {
+            if let Some(old) = q.batches.remove(i) {
                 q.points -= old.points;
                 self.stats.dropped(old.points);
                 tracing::warn!(
@@ -89,26 +247,73 @@ impl Backlog {
                 );
             }
         }
-        drop(q);
-        self.wake.notify_one();
     }
 
+    /// The oldest batch, marked in flight. A disk record that no longer reads back is
+    /// skipped (counted as corrupt, its points as dropped).
     fn front(&self) -> Option<(u64, u64, Arc<ExportMetricsServiceRequest>)> {
         let mut q = self.lock();
-        let b = q.batches.front()?;
-        let out = (b.seq, b.points, b.req.clone());
-        q.in_flight = Some(out.0);
-        Some(out)
+        loop {
+            let b = q.batches.front()?;
+            let (seq, points) = (b.seq, b.points);
+            let req = match b.body {
+                Body::Memory(ref req) => Some(req.clone()),
+                Body::Disk(record) => Self::read_disk(&mut q, record),
+            };
+            if let Some(req) = req {
+                q.in_flight = Some((seq, req.clone()));
+                return Some((seq, points, req));
+            }
+            q.batches.pop_front();
+            self.stats.dropped(points);
+            if let Some(d) = &q.disk {
+                self.stats.queue_corrupt(d.corrupt_records());
+            }
+            self.publish(&q);
+        }
     }
 
+    fn read_disk(q: &mut Queue, record: u64) -> Option<Arc<ExportMetricsServiceRequest>> {
+        let disk = q.disk.as_mut()?;
+        let bytes = match disk.read(record) {
+            Ok(Some(b)) => b,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!("{e}: skipping export queue record {record}");
+                disk.ack(record);
+                return None;
+            }
+        };
+        match ExportMetricsServiceRequest::decode(bytes.as_slice()) {
+            Ok(req) => Some(Arc::new(req)),
+            Err(e) => {
+                // The checksum matched, so this is a record from another version.
+                tracing::warn!(
+                    "export queue record {record} is not an OTLP request ({e}): skipped"
+                );
+                disk.ack(record);
+                None
+            }
+        }
+    }
+
+    /// The batch was delivered or given up on.
     fn remove(&self, seq: u64) {
         let mut q = self.lock();
         q.in_flight = None;
         if let Some(i) = q.batches.iter().position(|b| b.seq == seq) {
             if let Some(b) = q.batches.remove(i) {
-                q.points -= b.points;
+                match b.body {
+                    Body::Memory(_) => q.points -= b.points,
+                    Body::Disk(record) => {
+                        if let Some(d) = q.disk.as_mut() {
+                            d.ack(record);
+                        }
+                    }
+                }
             }
         }
+        self.publish(&q);
     }
 
     fn release(&self) {
@@ -119,14 +324,24 @@ impl Backlog {
         self.lock().closed
     }
 
-    /// Drops everything left (at the end of shutdown), counting it.
-    fn drop_all(&self) -> u64 {
+    /// At the end of shutdown: memory batches are lost (counted); disk batches stay for
+    /// the next start. Returns (points lost, points kept on disk).
+    fn drop_all(&self) -> (u64, u64) {
         let mut q = self.lock();
-        let n = q.points;
+        let lost = q.points;
+        let kept = q
+            .batches
+            .iter()
+            .filter(|b| matches!(b.body, Body::Disk(_)))
+            .map(|b| b.points)
+            .sum();
         q.batches.clear();
         q.points = 0;
-        self.stats.dropped(n);
-        n
+        if let Some(d) = q.disk.as_mut() {
+            d.sync();
+        }
+        self.stats.dropped(lost);
+        (lost, kept)
     }
 }
 
@@ -149,12 +364,20 @@ impl OtlpExporter {
         stats: Arc<ExportStats>,
     ) -> Result<Self, TransportError> {
         let transport = Transport::new(cfg)?;
-        let backlog = Arc::new(Backlog {
-            queue: Mutex::new(Queue::default()),
-            max_points: cfg.backlog_max_points as u64,
-            wake: Notify::new(),
-            stats,
+        // A queue that cannot be opened (read-only disk, no permission, another agent on it)
+        // leaves the agent running on the memory backlog: it is counted and said once.
+        let disk = cfg.queue.as_ref().map(|qc| {
+            DiskQueue::open(&qc.directory, qc.max_bytes)
+                .inspect(|_| {
+                    tracing::info!(
+                        directory = %qc.directory.display(),
+                        max_bytes = qc.max_bytes,
+                        "durable export queue open"
+                    );
+                })
+                .map_err(|e| tracing::warn!("{e}: holding unsent batches in memory only"))
         });
+        let backlog = Arc::new(Backlog::new(cfg.backlog_max_points as u64, disk, stats));
         let task = tokio::spawn(send_loop(backlog.clone(), transport, cfg.endpoint.clone()));
         Ok(Self {
             backlog,
@@ -188,12 +411,18 @@ impl OtlpExporter {
         if tokio::time::timeout(self.timeout, &mut task).await.is_err() {
             task.abort();
         }
-        let lost = self.backlog.drop_all();
+        let (lost, kept) = self.backlog.drop_all();
         if lost > 0 {
             tracing::warn!(
                 points = lost,
                 endpoint = %self.endpoint,
                 "could not deliver {lost} points before exit"
+            );
+        }
+        if kept > 0 {
+            tracing::info!(
+                points = kept,
+                "{kept} unsent points stay in the export queue for the next start"
             );
         }
     }
@@ -268,15 +497,136 @@ mod tests {
 
     fn backlog(max: u64) -> (Backlog, Arc<ExportStats>) {
         let stats = ExportStats::new();
-        (
-            Backlog {
-                queue: Mutex::new(Queue::default()),
-                max_points: max,
-                wake: Notify::new(),
-                stats: stats.clone(),
-            },
-            stats,
-        )
+        (Backlog::new(max, None, stats.clone()), stats)
+    }
+
+    fn request(tag: &str) -> ExportMetricsServiceRequest {
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![opentelemetry_proto::tonic::common::v1::KeyValue {
+                        key: tag.to_owned(),
+                        ..Default::default()
+                    }],
+                    ..Resource::default()
+                }),
+                ..Default::default()
+            }],
+        }
+    }
+
+    struct Dir(std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn dir(tag: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("sonde-backlog-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        Dir(p)
+    }
+
+    #[test]
+    fn disk_batches_come_back_after_a_restart_in_order() {
+        let d = dir("restart");
+        let stats = ExportStats::new();
+        let b = Backlog::new(
+            10,
+            Some(Ok(DiskQueue::open(&d.0, 1 << 20).expect("open"))),
+            stats.clone(),
+        );
+        for tag in ["a", "b", "c"] {
+            b.push(request(tag), 100);
+        }
+        assert_eq!(
+            stats.counts().dropped,
+            0,
+            "the memory bound does not apply to disk batches"
+        );
+        let (seq, _, req) = b.front().expect("a");
+        assert_eq!(*req, request("a"));
+        b.remove(seq);
+        drop(b); // a crash: nothing flushed on purpose
+
+        let b = Backlog::new(
+            10,
+            Some(Ok(DiskQueue::open(&d.0, 1 << 20).expect("reopen"))),
+            stats.clone(),
+        );
+        let mut got = Vec::new();
+        while let Some((seq, points, req)) = b.front() {
+            assert_eq!(points, 100);
+            got.push(req);
+            b.remove(seq);
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(*got[0], request("b"));
+        assert_eq!(*got[1], request("c"));
+        assert!(stats.counts().queue_bytes == Some(0));
+    }
+
+    #[test]
+    fn a_disk_batch_dropped_while_in_flight_is_sent_from_memory_not_counted_twice() {
+        let d = dir("inflight");
+        let stats = ExportStats::new();
+        let b = Backlog::new(
+            1_000_000,
+            Some(Ok(DiskQueue::open(&d.0, 1 << 20).expect("open"))),
+            stats.clone(),
+        );
+        let big = |i: usize| {
+            let mut r = request(&"x".repeat(100_000));
+            r.resource_metrics[0].schema_url = i.to_string();
+            r
+        };
+        b.push(big(0), 7);
+        let (seq, _, first) = b.front().expect("first");
+        for i in 1..20 {
+            b.push(big(i), 1);
+        }
+        // The disk bound (1 MiB) forced drops, the in-flight batch among them.
+        let dropped = stats.counts().dropped;
+        assert!(dropped > 0);
+        b.remove(seq);
+        assert_eq!(
+            stats.counts().dropped,
+            dropped,
+            "the sent batch is not also dropped"
+        );
+        let (_, _, next) = b.front().expect("next");
+        assert_ne!(
+            next.resource_metrics[0].schema_url,
+            first.resource_metrics[0].schema_url
+        );
+        assert_eq!(
+            dropped,
+            next.resource_metrics[0]
+                .schema_url
+                .parse::<u64>()
+                .expect("n")
+                - 1
+        );
+    }
+
+    #[test]
+    fn a_queue_that_cannot_be_written_falls_back_to_memory_and_counts_it() {
+        let d = dir("gone");
+        let stats = ExportStats::new();
+        let b = Backlog::new(
+            1000,
+            Some(Ok(DiskQueue::open(&d.0, 1 << 20).expect("open"))),
+            stats.clone(),
+        );
+        std::fs::remove_dir_all(&d.0).expect("take the directory away");
+        b.push(request("a"), 5);
+        b.push(request("b"), 5);
+        assert_eq!(stats.counts().queue_write_failed, 2);
+        let (seq, points, req) = b.front().expect("held in memory");
+        assert_eq!((points, &*req), (5, &request("a")));
+        b.remove(seq);
+        assert_eq!(stats.counts().dropped, 0);
     }
 
     #[test]
