@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -15,16 +13,6 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A copy of a system binary under a name no other process on the machine uses, so the
 /// exec series for that name has an exact ground truth.
-fn unique_exe(dir: &Path, prefix: &str, src: &str) -> (PathBuf, String) {
-    // comm holds 15 bytes: keep names short (prefix + pid and counter in hex).
-    let name = format!("{prefix}{}", unique_suffix());
-    assert!(name.len() <= 15, "{name} would be truncated in comm");
-    let path = dir.join(&name);
-    std::fs::copy(src, &path).unwrap_or_else(|e| panic!("copy {src}: {e}"));
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    (path, name)
-}
-
 struct Workload {
     _dir: TempDir,
     ok_name: String,

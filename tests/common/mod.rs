@@ -378,6 +378,18 @@ pub fn unique_suffix() -> String {
     )
 }
 
+/// A copy of `src` under a unique name (so a test counts only its own execs), executable.
+pub fn unique_exe(dir: &Path, prefix: &str, src: &str) -> (PathBuf, String) {
+    // comm holds 15 bytes: keep names short (prefix + pid and counter in hex).
+    let name = format!("{prefix}{}", unique_suffix());
+    assert!(name.len() <= 15, "{name} would be truncated in comm");
+    let path = dir.join(&name);
+    std::fs::copy(src, &path).unwrap_or_else(|e| panic!("copy {src}: {e}"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (path, name)
+}
+
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {

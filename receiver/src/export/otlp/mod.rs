@@ -178,6 +178,7 @@ impl Backlog {
                     self.dropped_from_disk(q, gone.seq);
                 }
                 self.stats.queue_corrupt(corrupt);
+                tracing::debug!(record, points, "batch written to the export queue");
                 Some(record)
             }
             Err(e) => {
