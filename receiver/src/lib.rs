@@ -14,6 +14,7 @@ pub mod model;
 pub mod probe;
 pub mod source;
 pub mod spans;
+pub mod view;
 
 /// Now, as OTLP timestamps want it.
 pub fn unix_nanos() -> u64 {
