@@ -75,7 +75,13 @@ fn compile(clang: &str, include: &Path, src: &Path, obj: &Path) -> Result<()> {
         other => bail!("no eBPF target arch mapping for {other}: add one in probes/build.rs"),
     };
     let status = Command::new(clang)
-        .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror"])
+        // The instruction set is pinned, not left to clang's default (which changes between
+        // releases): v3 (32-bit jumps and subregisters) is verified by every kernel since
+        // 5.1, below the 5.8 that the ring buffer needs. Atomics whose result is used would
+        // need 5.12: the probes only add.
+        .args([
+            "-target", "bpf", "-mcpu=v3", "-O2", "-g", "-Wall", "-Werror",
+        ])
         .arg(format!("-D__TARGET_ARCH_{arch}"))
         .arg("-I")
         .arg(include)

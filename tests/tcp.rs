@@ -866,3 +866,326 @@ fn a_known_delay_puts_the_rtt_in_its_bucket_and_durations_hold_lifetimes() {
     let sum = after.duration_out.sum_ns - before.duration_out.sum_ns;
     assert!(sum >= CONNS as u64 * LIFETIME.as_nanos() as u64);
 }
+
+/// SO_LINGER {on, 0}: close(2) then sends a reset instead of a FIN.
+fn linger_zero(s: &impl std::os::fd::AsRawFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket fd we own, with a correctly sized linger struct.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}
+
+/// The socket's TCP state number (tcpi_state, the first byte of struct tcp_info).
+fn tcp_state(s: &impl std::os::fd::AsRawFd) -> u8 {
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is that large.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info[0]
+}
+
+const TCP_CLOSE: u8 = 7;
+
+/// The kernel's connection entries whose local or remote port is one of `ports`.
+fn entries_on(src: &TcpSource, ports: &[u16]) -> Vec<sonde_probes::abi::sonde_tcp_conn> {
+    src.collector
+        .entries()
+        .into_iter()
+        .map(|(_, c)| c)
+        .filter(|c| ports.contains(&c.lport) || ports.contains(&c.rport))
+        .collect()
+}
+
+/// Connections that die in every way the review found leaking, in bulk: the map's
+/// entries for the test's ports return to zero (the kernel deletes an entry at CLOSE or,
+/// failing that, when the socket is destroyed, and never makes one for a closed socket).
+#[test]
+fn dead_connections_leave_no_entries_behind() {
+    let loaded = load();
+    let src = &loaded.source;
+    const N: usize = 100;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let doomed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let doomed_port = doomed.local_addr().expect("addr").port();
+    let closed_port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let ports = [port, doomed_port, closed_port];
+    assert!(
+        entries_on(src, &ports).is_empty(),
+        "fresh ports have no entries"
+    );
+
+    // The peer resets after sending data (half the time after a half-close from the
+    // client); the client reads that data after the reset has closed its socket.
+    let mut reset = Vec::new();
+    for i in 0..N {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (mut s, _) = listener.accept().expect("accept");
+        if i % 2 == 1 {
+            c.shutdown(std::net::Shutdown::Write).expect("half-close");
+            let mut b = [0u8; 1];
+            assert_eq!(
+                s.read(&mut b).expect("server read"),
+                0,
+                "EOF after half-close"
+            );
+        }
+        s.write_all(&[9u8; 100]).expect("server write");
+        linger_zero(&s);
+        drop(s);
+        let deadline = Instant::now() + WAIT;
+        while tcp_state(&c) != TCP_CLOSE {
+            assert!(
+                Instant::now() < deadline,
+                "the reset never reached the client"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut got = [0u8; 100];
+        c.read_exact(&mut got)
+            .expect("data queued before the reset");
+        reset.push(c);
+    }
+    // The reset sockets stay open (in CLOSE) for now, so their memory cannot be reused
+    // for a new socket whose entry would overwrite a leaked one.
+    let left = entries_on(src, &ports);
+    assert!(
+        left.is_empty(),
+        "{} entries for sockets already closed by a reset, e.g. {:?}",
+        left.len(),
+        left.first()
+    );
+    drop(reset);
+    // Clients that reset before the server accepts.
+    for _ in 0..N {
+        let c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        linger_zero(&c);
+    }
+    for _ in 0..N {
+        let (mut s, _) = listener.accept().expect("accept");
+        let _ = s.read(&mut [0u8; 1]);
+    }
+    // A listener closed with unaccepted connections holding unread data: the kernel
+    // resets them; their clients read after the reset.
+    let clients: Vec<TcpStream> = (0..N)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", doomed_port)).expect("connect");
+            c.write_all(&[1u8; 10]).expect("client write");
+            c
+        })
+        .collect();
+    drop(doomed);
+    for mut c in clients {
+        let _ = c.read(&mut [0u8; 1]);
+    }
+    // Handshakes answered by a reset (nothing listens).
+    for _ in 0..N {
+        TcpStream::connect(("127.0.0.1", closed_port)).expect_err("nothing listens there");
+    }
+    drop(listener);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = entries_on(src, &ports);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} entries of dead connections left in tcp_conns, e.g. {:?}",
+            left.len(),
+            left.first()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A network namespace of the test's own with loopback up; deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let ns = Self(format!("{tag}-{}", common::unique_suffix()));
+        run("ip", &["netns", "add", &ns.0]);
+        run("ip", &["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// A TCP listener on 127.0.0.1:`port` with SO_REUSEPORT (std cannot set it before bind).
+fn reuseport_listener(port: u16) -> TcpListener {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket syscalls on an fd this function owns until it is handed to
+    // TcpListener, with correctly sized arguments.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let listener = TcpListener::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "SO_REUSEPORT: {}", std::io::Error::last_os_error());
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::listen(fd, 128), 0, "listen");
+        listener
+    }
+}
+
+/// Another process listening on `port` (127.0.0.1, SO_REUSEPORT) in network namespace
+/// `netns` (None: this one); killed on drop.
+struct ForeignListener(std::process::Child);
+
+impl ForeignListener {
+    fn start(netns: Option<&str>, port: u16) -> Self {
+        const SCRIPT: &str = "import socket,sys\n\
+            s=socket.socket()\n\
+            s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEPORT,1)\n\
+            s.bind(('127.0.0.1',int(sys.argv[1])))\n\
+            s.listen(128)\n\
+            print('ready',flush=True)\n\
+            sys.stdin.read()\n";
+        let port = port.to_string();
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, "/usr/bin/python3"]);
+                c
+            }
+            None => std::process::Command::new("/usr/bin/python3"),
+        };
+        let mut child = cmd
+            .args(["-c", SCRIPT, &port])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start python3 (Debian's python3 package)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read the listener's ready line");
+        assert_eq!(line.trim(), "ready", "the foreign listener did not start");
+        Self(child)
+    }
+
+    fn stop(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ForeignListener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Listener ownership is keyed by network namespace, address and port: a process that
+/// listens on the same port in another namespace, or joins this listener's SO_REUSEPORT
+/// group and leaves it, never takes over (or deletes) the attribution of inbound
+/// connections here.
+#[test]
+fn listeners_elsewhere_or_in_a_reuseport_group_keep_the_owner() {
+    let loaded = load();
+    let src = &loaded.source;
+    let netns = Netns::new("sonde-listen");
+    const K: u64 = 10;
+    let ours = reuseport_listener(0);
+    let port = ours.local_addr().expect("addr").port();
+    let me = std::process::id();
+    let connect_k = || -> Vec<TcpStream> {
+        (0..K)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+            .collect()
+    };
+    let inbound_here = move |w: &Who| w.port == PortAttr::Server(port);
+    let wait_opened = |n: u64| {
+        wait_ledger(src, "the inbound opens", |l| {
+            sum_where(l.opened.get(&(Direction::Inbound, false)), inbound_here) >= n
+        })
+    };
+
+    // 1. The same port in another network namespace, opened after ours, then closed.
+    let other_ns = ForeignListener::start(Some(&netns.0), port);
+    let _batch1 = connect_k();
+    wait_opened(K);
+    other_ns.stop();
+    let _batch2 = connect_k();
+    // 2. A second process joins our SO_REUSEPORT group, then leaves it.
+    let member = ForeignListener::start(None, port);
+    let _batch3 = connect_k();
+    wait_opened(3 * K);
+    member.stop();
+    let _batch4 = connect_k();
+    let l = wait_opened(4 * K);
+
+    let opened = l
+        .opened
+        .get(&(Direction::Inbound, false))
+        .expect("inbound opens");
+    let (series, overflow) = opened.snapshot();
+    assert_eq!(overflow, 0);
+    let owners: Vec<(u32, String, u64)> = series
+        .iter()
+        .filter(|(w, _)| inbound_here(w))
+        .map(|(w, n)| (w.pid, w.comm.clone(), *n))
+        .collect();
+    assert_eq!(
+        owners.iter().map(|o| o.2).sum::<u64>(),
+        4 * K,
+        "every inbound connection opened once: {owners:?}"
+    );
+    assert!(
+        owners.iter().all(|o| o.0 == me),
+        "every inbound connection belongs to the first listener's process {me}: {owners:?}"
+    );
+    drop(ours);
+}

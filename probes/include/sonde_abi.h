@@ -105,7 +105,9 @@ enum sonde_tcp_counter {
 	SONDE_TCP_FAILED = 4,        /* SYN_SENT -> CLOSE */
 	SONDE_TCP_LOST_RINGBUF = 5,  /* events that did not fit in `tcp_events` */
 	SONDE_TCP_LOST_CONNS = 6,    /* connections not tracked: `tcp_conns` full */
-	SONDE_TCP_COUNTER_SLOTS = 7,
+	SONDE_TCP_RECLAIMED = 7,     /* entries finished at tcp_destroy_sock: their CLOSE was missed */
+	SONDE_TCP_LOST_LISTENERS = 8, /* listeners not recorded: `tcp_listeners` full */
+	SONDE_TCP_COUNTER_SLOTS = 9,
 };
 
 /*

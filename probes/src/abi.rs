@@ -116,7 +116,7 @@ mod pinned {
         assert_eq!(offset_of!(sonde_tcp_event, conn), 8);
         assert_eq!(offset_of!(sonde_tcp_event, kind), 104);
         assert_eq!(offset_of!(sonde_tcp_event, err), 108);
-        assert_eq!(sonde_tcp_counter::SONDE_TCP_COUNTER_SLOTS as u32, 7);
+        assert_eq!(sonde_tcp_counter::SONDE_TCP_COUNTER_SLOTS as u32, 9);
         assert_eq!(sonde_tcp_hist_index::SONDE_TCP_HIST_SLOTS as u32, 4);
         assert_eq!(sonde_tcp_direction::SONDE_TCP_DIR_OUTBOUND as u32, 2);
         assert_eq!(sonde_tcp_event_kind::SONDE_TCP_EV_FAIL as u32, 2);

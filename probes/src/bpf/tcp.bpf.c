@@ -2,15 +2,22 @@
 /*
  * TCP: connection lifecycle, bytes, retransmits, RTT and resets, from tracepoints only.
  *
- *   sock:inet_sock_set_state   every state change: connections per state (per-CPU deltas),
+ *   inet_sock_set_state (raw)  every state change: connections per state (per-CPU deltas),
  *                              opens, closes and failed connects (ring buffer, low rate),
  *                              duration and srtt histograms (per-CPU, in the kernel)
+ *   tcp_destroy_sock (raw)     reclaims the entry of a socket whose CLOSE was not seen
  *   sock:sock_send_length /    refresh the connection's own byte totals (tcp_sock
  *   sock:sock_recv_length      bytes_acked / bytes_received) so userspace counts traffic of
  *                              open connections every interval
  *   tcp:tcp_retransmit_skb     refresh the connection's total_retrans
  *   tcp:tcp_send_reset /       per-CPU counters
  *   tcp:tcp_receive_reset
+ *
+ * The two programs whose loss would corrupt state are raw tracepoints: the kernel skips a
+ * classic tracepoint program whenever any BPF program is already running on the CPU (the
+ * shared bpf_prog_active guard, e.g. a softirq arriving during a file I/O program), but a
+ * raw tracepoint program only when that same program is already running there. Every skip
+ * is counted by the kernel (recursion_misses) and exported by userspace.
  *
  * Bytes and retransmits are the socket's own cumulative counters read with CO-RE, never
  * sums of tracepoint arguments, so the totals at close are exactly the kernel's.
@@ -52,25 +59,43 @@ struct {
 	__type(value, struct sonde_tcp_hist);
 } tcp_hists SEC(".maps");
 
+/* Sparse (a host holds far fewer live connections than this), so not preallocated: the
+ * map pins memory for the connections it holds, not for the 65 536 it could. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct sonde_tcp_conn);
 } tcp_conns SEC(".maps");
 
-/* Listening sockets' owners, keyed by family << 16 | port: inbound connections are
- * established in softirq context, where the current task is not the server. */
-struct sonde_tcp_owner {
+/*
+ * Listening sockets' owners: inbound connections are established in softirq context,
+ * where the current task is not the server. Keyed by network namespace, family, port and
+ * bound address, so a listener on the same port in another namespace (a container) or on
+ * another address cannot take over the attribution. An SO_REUSEPORT group shares one key:
+ * the first listener's process owns it, `refs` counts the group's listeners and the entry
+ * goes when the last one closes.
+ */
+struct listener_key {
+	__u32 netns;
+	__u16 family;
+	__u16 port;
+	__u8 addr[16];
+};
+
+struct listener_owner {
 	__u32 tgid;
+	__u32 refs;
 	char comm[SONDE_COMM_LEN];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct sonde_tcp_owner);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct listener_key);
+	__type(value, struct listener_owner);
 } tcp_listeners SEC(".maps");
 
 struct {
@@ -168,25 +193,39 @@ static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *
 	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
 }
 
+/* The peer's address and port, once the kernel has set them (from ESTABLISHED on for a
+ * server-side child, from connect(2) on for a client). */
+static __always_inline void read_peer(struct sock *sk, __u16 family, struct sonde_tcp_conn *c)
+{
+	c->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET6)
+		BPF_CORE_READ_INTO(&c->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	else
+		bpf_core_read(c->raddr, 4, &sk->__sk_common.skc_daddr);
+}
+
 /* A connection first seen after it was set up (it predates the probe): attributed to the
  * current task, which is the one sending or receiving; what it did before is baseline. */
 static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 key)
 {
 	struct sonde_tcp_conn c = {};
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	int state;
 
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
+	/* Only a connection that is up: a socket in CLOSE (read after a reset), LISTEN or a
+	 * SYN state would make an entry no later transition removes. */
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state != TCP_ESTABLISHED && state != TCP_FIN_WAIT1 && state != TCP_FIN_WAIT2 &&
+	    state != TCP_CLOSE_WAIT && state != TCP_CLOSING && state != TCP_LAST_ACK)
+		return 0;
 	c.family = family;
 	c.direction = SONDE_TCP_DIR_UNKNOWN;
 	c.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	c.rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (family == AF_INET6)
-		BPF_CORE_READ_INTO(&c.raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	else
-		BPF_CORE_READ_INTO(&c.raddr, sk, __sk_common.skc_daddr);
+	read_peer(sk, family, &c);
 	c.tgid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(c.comm, sizeof(c.comm));
 	read_totals(sk, &c);
@@ -219,17 +258,113 @@ static __always_inline void emit(__u64 key, struct sonde_tcp_conn *c, __u32 kind
 				      BPF_RB_NO_WAKEUP);
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int sonde_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
+/* The socket's network namespace, local port and bound local address: with the family,
+ * a listener's key. A new server-side child at its first transition still carries its
+ * listener's port and bound address (the kernel sets the child's own addresses after
+ * cloning it), so the same key finds the listener that made it. */
+static __always_inline void listener_key_of(struct sock *sk, __u16 family, struct listener_key *k)
 {
-	struct sock *sk = (struct sock *)ctx->skaddr;
-	__u64 key = (__u64)ctx->skaddr;
-	int old = ctx->oldstate, new = ctx->newstate;
-	__u16 family = ctx->family;
-	struct sonde_tcp_conn *c, done;
+	k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	k->family = family;
+	k->port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (family == AF_INET6)
+		BPF_CORE_READ_INTO(&k->addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	else
+		/* Four bytes exactly (READ_INTO would copy sizeof(addr)): the rest stays 0. */
+		bpf_core_read(k->addr, 4, &sk->__sk_common.skc_rcv_saddr);
+}
+
+static __always_inline void listener_open(struct sock *sk, __u16 family)
+{
+	struct listener_key k = {};
+	struct listener_owner o = {}, *cur;
+
+	listener_key_of(sk, family, &k);
+	cur = bpf_map_lookup_elem(&tcp_listeners, &k);
+	if (cur) {
+		__sync_fetch_and_add(&cur->refs, 1); /* another member of a reuseport group */
+		return;
+	}
+	/* listen(2): process context, so the current task owns the listener. */
+	o.tgid = bpf_get_current_pid_tgid() >> 32;
+	o.refs = 1;
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	if (!bpf_map_update_elem(&tcp_listeners, &k, &o, BPF_NOEXIST))
+		return;
+	cur = bpf_map_lookup_elem(&tcp_listeners, &k); /* made meanwhile on another CPU */
+	if (cur)
+		__sync_fetch_and_add(&cur->refs, 1);
+	else
+		bump(SONDE_TCP_LOST_LISTENERS);
+}
+
+static __always_inline void listener_close(struct sock *sk, __u16 family)
+{
+	struct listener_key k = {};
+	struct listener_owner *cur;
+
+	listener_key_of(sk, family, &k);
+	cur = bpf_map_lookup_elem(&tcp_listeners, &k);
+	if (!cur)
+		return;
+	/* No fetching atomics (they need Linux 5.12): add, then read. Two members closing at
+	 * once both read 0 and both delete, which is harmless. */
+	__sync_fetch_and_add(&cur->refs, -1);
+	if ((__s32)cur->refs <= 0)
+		bpf_map_delete_elem(&tcp_listeners, &k);
+}
+
+/* The connection's last transition (CLOSE) or, if that was missed, its destruction:
+ * final totals, histograms, and the close or failure event. The entry is deleted before
+ * the event is emitted: once userspace has the event, the entry must be gone from its
+ * walk of live connections, or its bytes would count twice. */
+static __always_inline void conn_finish(struct sock *sk, __u64 key, struct sonde_tcp_conn *c,
+					int old, __u64 now)
+{
+	struct sonde_tcp_conn done;
+
+	read_totals(sk, c);
+	__builtin_memcpy(&done, c, sizeof(done));
+	if (bpf_map_delete_elem(&tcp_conns, &key))
+		return; /* another CPU finished it first */
+	c = &done;
+	if (old == TCP_SYN_SENT && !c->opened) {
+		bump(SONDE_TCP_FAILED);
+		emit(key, c, SONDE_TCP_EV_FAIL, BPF_CORE_READ(sk, sk_err));
+		return;
+	}
+	if (c->opened) {
+		bump(SONDE_TCP_CLOSED);
+		hist_add(c->direction == SONDE_TCP_DIR_INBOUND ? SONDE_TCP_HIST_DURATION_IN :
+								 SONDE_TCP_HIST_DURATION_OUT,
+			 now - c->start_ns);
+	}
+	if (c->opened || c->direction == SONDE_TCP_DIR_UNKNOWN) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		__u64 srtt_ns = (__u64)(BPF_CORE_READ(tp, srtt_us) >> 3) * 1000;
+
+		if (srtt_ns)
+			hist_add(c->family == AF_INET6 ? SONDE_TCP_HIST_RTT_V6 : SONDE_TCP_HIST_RTT_V4,
+				 srtt_ns);
+	}
+	emit(key, c, SONDE_TCP_EV_CLOSE, 0);
+}
+
+/*
+ * args: (const struct sock *sk, int oldstate, int newstate). Called before the new state
+ * is stored, so sk_state still reads the old one.
+ */
+SEC("raw_tracepoint/inet_sock_set_state")
+int sonde_tcp_state(__u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+	__u64 key = ctx[0];
+	int old = (int)ctx[1], new = (int)ctx[2];
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	struct sonde_tcp_conn *c;
 	__u64 now = bpf_ktime_get_ns();
 
-	if (ctx->protocol != IPPROTO_TCP)
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
@@ -244,19 +379,11 @@ int sonde_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	}
 
 	if (new == TCP_LISTEN) {
-		/* listen(2): process context, so the current task owns the listener. */
-		__u32 lk = ((__u32)family << 16) | ctx->sport;
-		struct sonde_tcp_owner o = {};
-
-		o.tgid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(o.comm, sizeof(o.comm));
-		bpf_map_update_elem(&tcp_listeners, &lk, &o, BPF_ANY);
+		listener_open(sk, family);
 		return 0;
 	}
 	if (old == TCP_LISTEN && new == TCP_CLOSE) {
-		__u32 lk = ((__u32)family << 16) | ctx->sport;
-
-		bpf_map_delete_elem(&tcp_listeners, &lk);
+		listener_close(sk, family);
 		return 0;
 	}
 
@@ -265,28 +392,27 @@ int sonde_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 
 		n.start_ns = now;
 		n.family = family;
-		n.lport = ctx->sport;
-		n.rport = ctx->dport;
-		/* Through a helper: the verifier refuses loads from a moved ctx pointer. */
-		if (family == AF_INET6)
-			bpf_probe_read_kernel(n.raddr, 16, ctx->daddr_v6);
-		else
-			bpf_probe_read_kernel(n.raddr, 4, ctx->daddr);
+		n.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		if (new == TCP_SYN_SENT) {
 			/* connect(2): process context. */
 			n.direction = SONDE_TCP_DIR_OUTBOUND;
 			n.tgid = bpf_get_current_pid_tgid() >> 32;
 			bpf_get_current_comm(n.comm, sizeof(n.comm));
+			read_peer(sk, family, &n);
 		} else {
-			__u32 lk = ((__u32)family << 16) | ctx->sport;
-			struct sonde_tcp_owner *o = bpf_map_lookup_elem(&tcp_listeners, &lk);
+			struct listener_key lk = {};
+			struct listener_owner *o;
 
+			listener_key_of(sk, family, &lk);
+			o = bpf_map_lookup_elem(&tcp_listeners, &lk);
 			n.direction = SONDE_TCP_DIR_INBOUND;
 			if (o) {
 				n.tgid = o->tgid;
 				__builtin_memcpy(n.comm, o->comm, sizeof(n.comm));
 			}
 		}
+		/* ANY: a socket's memory is reused at once, so an entry left under this
+		 * address (its destruction missed) belongs to a dead socket. */
 		if (bpf_map_update_elem(&tcp_conns, &key, &n, BPF_ANY))
 			bump(SONDE_TCP_LOST_CONNS);
 		return 0;
@@ -297,40 +423,36 @@ int sonde_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		if (!c || c->opened)
 			return 0;
 		c->opened = 1;
+		read_peer(sk, family, c);
 		bump(SONDE_TCP_OPENED);
 		emit(key, c, SONDE_TCP_EV_OPEN, 0);
 		return 0;
 	}
-	if (new != TCP_CLOSE || !c)
+	if (new == TCP_CLOSE && c)
+		conn_finish(sk, key, c, old, now);
+	return 0;
+}
+
+/*
+ * args: (struct sock *sk). Every full TCP socket ends here, after its CLOSE transition.
+ * An entry still present means that transition was not seen (the program was skipped):
+ * the connection is finished here, so its entry cannot leak and its bytes still count.
+ */
+SEC("raw_tracepoint/tcp_destroy_sock")
+int sonde_tcp_destroy(__u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+	__u64 key = ctx[0];
+	struct sonde_tcp_conn *c = bpf_map_lookup_elem(&tcp_conns, &key);
+
+	if (!c)
 		return 0;
-
-	read_totals(sk, c);
-	/* Delete before emitting: once userspace has the close event, the entry must be
-	 * gone from its walk of live connections, or its bytes would count twice. */
-	__builtin_memcpy(&done, c, sizeof(done));
-	bpf_map_delete_elem(&tcp_conns, &key);
-	c = &done;
-	if (old == TCP_SYN_SENT && !c->opened) {
-		bump(SONDE_TCP_FAILED);
-		emit(key, c, SONDE_TCP_EV_FAIL, BPF_CORE_READ(sk, sk_err));
-	} else {
-		if (c->opened) {
-			bump(SONDE_TCP_CLOSED);
-			hist_add(c->direction == SONDE_TCP_DIR_INBOUND ? SONDE_TCP_HIST_DURATION_IN :
-									 SONDE_TCP_HIST_DURATION_OUT,
-				 now - c->start_ns);
-		}
-		if (c->opened || c->direction == SONDE_TCP_DIR_UNKNOWN) {
-			struct tcp_sock *tp = (struct tcp_sock *)sk;
-			__u64 srtt_ns = (__u64)(BPF_CORE_READ(tp, srtt_us) >> 3) * 1000;
-
-			if (srtt_ns)
-				hist_add(family == AF_INET6 ? SONDE_TCP_HIST_RTT_V6 :
-							      SONDE_TCP_HIST_RTT_V4,
-					 srtt_ns);
-		}
-		emit(key, c, SONDE_TCP_EV_CLOSE, 0);
-	}
+	bump(SONDE_TCP_RECLAIMED);
+	conn_finish(sk, key, c,
+		    c->opened				       ? TCP_ESTABLISHED :
+		    c->direction == SONDE_TCP_DIR_OUTBOUND ? TCP_SYN_SENT :
+							     TCP_SYN_RECV,
+		    bpf_ktime_get_ns());
 	return 0;
 }
 

@@ -247,6 +247,10 @@ pub struct TcpCounts {
     pub failed: u64,
     pub lost_ringbuf: u64,
     pub lost_conns: u64,
+    pub lost_listeners: u64,
+    /// Connection entries finished when their socket was destroyed: their CLOSE
+    /// transition was not seen.
+    pub reclaimed: u64,
     /// Connections per (is_ipv6, kernel state number): seed plus transitions since.
     pub states: Vec<((bool, usize), i64)>,
     pub rtt_v4: Hist,
@@ -386,6 +390,8 @@ impl TcpCollector {
             failed: get(slot::SONDE_TCP_FAILED)?,
             lost_ringbuf: get(slot::SONDE_TCP_LOST_RINGBUF)?,
             lost_conns: get(slot::SONDE_TCP_LOST_CONNS)?,
+            lost_listeners: get(slot::SONDE_TCP_LOST_LISTENERS)?,
+            reclaimed: get(slot::SONDE_TCP_RECLAIMED)?,
             states,
             rtt_v4: hist(hidx::SONDE_TCP_HIST_RTT_V4)?,
             rtt_v6: hist(hidx::SONDE_TCP_HIST_RTT_V6)?,
@@ -404,6 +410,12 @@ impl TcpCollector {
             ledger.live(sk, &c);
         }
         ledger.end_walk();
+    }
+
+    /// The kernel's live connection entries (socket address, record), as a walk sees
+    /// them: what tests and `sonde check` use to see the map's fill.
+    pub fn entries(&self) -> Vec<(u64, sonde_tcp_conn)> {
+        self.conns.iter().flatten().collect()
     }
 
     /// A copy of the attributed counts.

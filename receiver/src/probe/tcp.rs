@@ -1,6 +1,8 @@
 //! The tcp family: where each program attaches. Tracepoints only (no kprobes or fentry
-//! on the kernels Sonde targets): `sock:*` for state changes and byte totals, `tcp:*`
-//! for retransmits and resets.
+//! on the kernels Sonde targets): state changes and socket destruction as raw tracepoints
+//! (a classic tracepoint program is skipped whenever another BPF program runs on the CPU,
+//! and a missed transition would corrupt state), `sock:*` for byte totals, `tcp:*` for
+//! retransmits and resets.
 
 use sonde_probes::names::tcp as n;
 
@@ -10,9 +12,15 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec {
         probe: "tcp.state",
         program: n::PROG_STATE,
-        attach: Attach::TracePoint {
-            category: "sock",
+        attach: Attach::RawTracePoint {
             name: "inet_sock_set_state",
+        },
+    },
+    ProgramSpec {
+        probe: "tcp.destroy",
+        program: n::PROG_DESTROY,
+        attach: Attach::RawTracePoint {
+            name: "tcp_destroy_sock",
         },
     },
     ProgramSpec {

@@ -61,8 +61,13 @@ impl Source for TcpSource {
             .extend(mapping::tcp::metrics(&counts, &ledger, time_wait, start));
         out.lost
             .push(("tcp.state", loss_reason::RINGBUF_FULL, counts.lost_ringbuf));
-        out.lost
-            .push(("tcp.state", loss_reason::MAP_FULL, counts.lost_conns));
+        // Both maps are written by tcp.state: connections untracked and listeners whose
+        // inbound connections go unattributed.
+        out.lost.push((
+            "tcp.state",
+            loss_reason::MAP_FULL,
+            counts.lost_conns + counts.lost_listeners,
+        ));
     }
 }
 
