@@ -9,7 +9,7 @@ use anyhow::Context;
 use sonde::collect::agent_self;
 use sonde::collect::fileio::FileIoCollector;
 use sonde::collect::process::ProcessCollector;
-use sonde::config::{Config, OtelEnv};
+use sonde::config::{Config, ConsoleDetail, OtelEnv};
 use sonde::export::console::ConsoleExporter;
 use sonde::export::otlp::OtlpExporter;
 use sonde::export::{resource, ExportStats};
@@ -20,26 +20,42 @@ use sonde::source::{self, Source};
 use sonde_probes::Family;
 use sonde_semconv::attr::sonde_mode;
 
-pub fn main(config_path: Option<&Path>) -> anyhow::Result<()> {
+/// Command-line choices of `sonde run` that are not config keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// `--verbose-console`: the full table, as `exporters.console.detail: full`.
+    pub verbose_console: bool,
+}
+
+pub fn main(config_path: Option<&Path>, opts: RunOptions) -> anyhow::Result<()> {
     let env = OtelEnv::from_process();
-    let config = Config::load(config_path, &env)?;
-    init_logging(&config.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut config = Config::load(config_path, &env)?;
+    if opts.verbose_console {
+        config.console_detail = ConsoleDetail::Full;
+    }
+    init_logging(&config.log_level, std::io::stderr);
+    runtime()?.block_on(run(config))
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         // Collection is light; two workers keep sends from stalling ticks without
         // spreading the agent over every core of a large host.
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(run(config))
+        .context("cannot start the async runtime")
 }
 
-fn init_logging(level: &str) {
+pub fn init_logging<W>(level: &str, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_env("SONDE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sonde={level},warn")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
@@ -177,10 +193,42 @@ impl Probes {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let start = sonde::unix_nanos();
+/// The in-process collection: probes and sources, snapshot on demand. `sonde run` hands
+/// its snapshots to the exporters, `sonde top` to the terminal view. Dropping it detaches
+/// and unloads every probe.
+pub struct Collection {
+    state: State,
+    /// `ebpf` when a probe attached, `fallback` otherwise.
+    pub mode: &'static str,
+}
 
-    let probes = if !config.ebpf_enabled {
+impl Collection {
+    pub fn start(config: &Config, stats: Arc<ExportStats>) -> Self {
+        let start = sonde::unix_nanos();
+        let probes = load_probes(config);
+        let mode = if probes.attached() {
+            sonde_mode::EBPF
+        } else {
+            sonde_mode::FALLBACK
+        };
+        let sources = proc_sources(config, &probes);
+        let state = State {
+            start,
+            probes,
+            sources,
+            stats,
+            metric_names: config.metric_names,
+        };
+        Self { state, mode }
+    }
+
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.state.snapshot()
+    }
+}
+
+fn load_probes(config: &Config) -> Probes {
+    if !config.ebpf_enabled {
         tracing::warn!(
             "eBPF is off (collection.ebpf_enabled: false): collecting from /proc and /sys only"
         );
@@ -206,17 +254,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 Probes::none()
             }
         }
-    };
-    let mode = if probes.attached() {
-        sonde_mode::EBPF
-    } else {
-        sonde_mode::FALLBACK
-    };
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let stats = ExportStats::new();
+    let mut collection = Collection::start(&config, stats.clone());
+    let mode = collection.mode;
     tracing::info!(mode, "sonde {} started", env!("CARGO_PKG_VERSION"));
 
     let host = resource::HostFacts::read();
     let res = resource::build(&config.resource, &host, mode);
-    let stats = ExportStats::new();
     let mut otlp = match &config.otlp {
         Some(cfg) => {
             tracing::info!(endpoint = %cfg.endpoint, protocol = ?cfg.protocol, "exporting over OTLP");
@@ -227,13 +275,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut console = config.console.then(ConsoleExporter::default);
+    let mut console = config
+        .console
+        .then(|| ConsoleExporter::new(config.console_detail));
     match (&otlp, &console) {
-        (None, Some(_)) => tracing::info!(
-            "no collector configured (set OTEL_EXPORTER_OTLP_ENDPOINT or exporters.otlp): \
-             printing metrics every {:?}",
-            config.interval
-        ),
+        (None, Some(c)) => {
+            // Once, on stdout with the summaries it announces.
+            if let Err(e) = std::io::Write::write_all(
+                &mut std::io::stdout(),
+                c.banner(config.interval).as_bytes(),
+            ) {
+                tracing::warn!("cannot write to stdout ({e}): the console prints nothing");
+                console = None;
+            }
+        }
         (None, None) => tracing::warn!(
             "no exporter configured (exporters.console.enabled is false and no OTLP \
              endpoint is set): metrics are collected but go nowhere"
@@ -241,14 +296,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ => {}
     }
 
-    let sources = proc_sources(&config, &probes);
-    let mut state = State {
-        start,
-        probes,
-        sources,
-        stats,
-        metric_names: config.metric_names,
-    };
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick fires at once; export after one interval
@@ -258,9 +305,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let snap = state.snapshot();
+                let snap = collection.snapshot();
                 if let Some(o) = &mut otlp { o.submit(&snap); }
-                if let Some(c) = &mut console { c.submit(&snap); }
+                if let Some(c) = &mut console {
+                    if let Err(e) = c.submit(&snap) {
+                        if e.kind() == std::io::ErrorKind::BrokenPipe {
+                            // `sonde run | head`: the reader is gone, so is the point of running.
+                            tracing::info!("stdout closed: shutting down");
+                            console = None;
+                            break;
+                        }
+                        tracing::warn!("cannot write to stdout ({e}): the console prints nothing more");
+                        console = None;
+                    }
+                }
             }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
@@ -268,15 +326,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     // Shutdown order: one last snapshot so short runs lose nothing, flush, then detach.
-    let snap = state.snapshot();
+    let snap = collection.snapshot();
     if let Some(c) = &mut console {
-        c.submit(&snap);
+        // Nothing to do about a failure this late; the reader may be gone.
+        let _ = c.submit(&snap);
     }
     if let Some(mut o) = otlp {
         o.submit(&snap);
         o.shutdown().await;
     }
-    drop(state);
+    drop(collection);
     tracing::info!("probes detached, bye");
     Ok(())
 }

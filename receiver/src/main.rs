@@ -32,6 +32,10 @@ enum Command {
         /// YAML config file (see examples/sonde.yaml; every key is optional).
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// With no collector, print every series of every metric each interval instead
+        /// of the summary (as `exporters.console.detail: full`).
+        #[arg(long)]
+        verbose_console: bool,
     },
     /// Report what this kernel offers, probe by probe, and exit non-zero when eBPF
     /// cannot run here (1, with the reason) or the config file is invalid (2).
@@ -45,7 +49,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => match agent::main(config.as_deref()) {
+        Command::Run {
+            config,
+            verbose_console,
+        } => match agent::main(config.as_deref(), agent::RunOptions { verbose_console }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sonde: {e:#}");

@@ -55,6 +55,16 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// What the console exporter prints (`exporters.console.detail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsoleDetail {
+    /// At most ~40 lines: headline rates and the top 5 of each kind.
+    #[default]
+    Summary,
+    /// Every series of every metric.
+    Full,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Grpc,
@@ -179,6 +189,8 @@ pub struct Config {
     /// `None` when no collector is configured (neither in the file nor OTEL_* endpoints).
     pub otlp: Option<OtlpConfig>,
     pub console: bool,
+    /// What the console prints each interval.
+    pub console_detail: ConsoleDetail,
     pub resource: ResourceConfig,
     pub probe_run_stats: bool,
     pub log_level: String,
@@ -326,10 +338,18 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
     } else {
         None
     };
-    let console = exporters
-        .console
-        .and_then(|c| c.enabled)
-        .unwrap_or(otlp.is_none());
+    let raw_console = exporters.console.unwrap_or_default();
+    let console = raw_console.enabled.unwrap_or(otlp.is_none());
+    let console_detail = match raw_console.detail.as_deref() {
+        None | Some("summary") => ConsoleDetail::Summary,
+        Some("full") => ConsoleDetail::Full,
+        Some(other) => {
+            return Err(invalid(
+                "exporters.console.detail",
+                format!("`{other}` is not `summary` or `full`"),
+            ))
+        }
+    };
 
     let resource = raw.resource.unwrap_or_default();
     let resource = ResourceConfig {
@@ -391,6 +411,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         dns,
         otlp,
         console,
+        console_detail,
         resource,
         probe_run_stats: raw
             .self_telemetry

@@ -119,6 +119,8 @@ pub enum RawSize {
 #[serde(deny_unknown_fields)]
 pub struct RawConsole {
     pub enabled: Option<bool>,
+    /// `summary` (the default) or `full`.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,6 +12,7 @@ fn empty_file_and_environment_give_the_defaults() {
     assert!(c.process.enabled);
     assert_eq!(c.otlp, None, "no collector configured");
     assert!(c.console, "console is the default output with no collector");
+    assert_eq!(c.console_detail, ConsoleDetail::Summary, "a first run reads at a glance");
     assert!(
         !c.probe_run_stats,
         "BPF run-time statistics slow every BPF program on the host: opt-in only"
@@ -447,4 +448,21 @@ fn queue_and_health_keys() {
         Some("127.0.0.1:13133".parse().expect("addr"))
     );
     assert_eq!(c.health.max_export_lag, Duration::from_secs(60));
+}
+
+#[test]
+fn console_detail() {
+    let cases = [
+        ("", Ok(ConsoleDetail::Summary)),
+        ("exporters:\n  console:\n    detail: summary\n", Ok(ConsoleDetail::Summary)),
+        ("exporters:\n  console:\n    detail: full\n", Ok(ConsoleDetail::Full)),
+        ("exporters:\n  console:\n    detail: all\n", Err("exporters.console.detail")),
+    ];
+    for (yaml, want) in cases {
+        match (Config::from_yaml(yaml, &env(&[])), want) {
+            (Ok(c), Ok(d)) => assert_eq!(c.console_detail, d, "{yaml}"),
+            (Err(e), Err(key)) => assert!(e.to_string().contains(key), "{yaml}: {e}"),
+            (got, _) => panic!("{yaml}: unexpected {got:?}"),
+        }
+    }
 }

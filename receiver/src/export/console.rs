@@ -1,26 +1,73 @@
-//! The embedded default output: a compact table on stdout every interval, so a first
-//! `sudo sonde run` shows what Sonde measures with no collector at all.
+//! The embedded default output with no collector: every interval a compact summary on
+//! stdout (headline rates, the top 5 of each kind), or with `exporters.console.detail:
+//! full` every series of every metric, so a first `sudo sonde run` reads at a glance.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Duration;
 
 use sonde_semconv::Instrument;
 
+use crate::config::ConsoleDetail;
 use crate::model::{Attributes, PointValue, Snapshot, Value};
+use crate::view::frame::Viewer;
+use crate::view::text;
 
 #[derive(Debug, Default)]
 pub struct ConsoleExporter {
+    detail: ConsoleDetail,
+    viewer: Viewer,
+    /// Full table: each series' previous total and time, for its rate. Rebuilt from every
+    /// snapshot so that series which are gone are forgotten.
     last: HashMap<(&'static str, Attributes), (f64, u64)>,
 }
 
 impl ConsoleExporter {
-    pub fn submit(&mut self, snap: &Snapshot) {
-        print!("{}", self.render(snap));
+    pub fn new(detail: ConsoleDetail) -> Self {
+        Self {
+            detail,
+            ..Self::default()
+        }
+    }
+
+    /// Prints one snapshot. An error (`BrokenPipe` when the reader went away, as in
+    /// `sonde run | head`) is the caller's to act on: nothing more can be shown.
+    pub fn submit(&mut self, snap: &Snapshot) -> std::io::Result<()> {
+        let text = self.render(snap);
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    pub fn render(&mut self, snap: &Snapshot) -> String {
+        match self.detail {
+            ConsoleDetail::Summary => text::summary(&self.viewer.update(snap)),
+            ConsoleDetail::Full => self.render_full(snap),
+        }
+    }
+
+    /// What to say once at start-up: where the output goes and how to get more.
+    pub fn banner(&self, interval: Duration) -> String {
+        let what = match self.detail {
+            ConsoleDetail::Summary => "a summary",
+            ConsoleDetail::Full => "every series",
+        };
+        format!(
+            "sonde: no collector configured, printing {what} every {}.\n\
+             \x20 send metrics to an OpenTelemetry Collector: \
+             OTEL_EXPORTER_OTLP_ENDPOINT=http://HOST:4318 (or :4317 with \
+             OTEL_EXPORTER_OTLP_PROTOCOL=grpc), or exporters.otlp in a config file\n\
+             \x20 live view of this host: sudo sonde top\n\
+             \x20 every series of every metric: sonde run --verbose-console\n",
+            humantime::format_duration(interval)
+        )
     }
 
     /// One block per snapshot: metric, attributes, value, and for counters the rate
     /// since the previous snapshot.
-    pub fn render(&mut self, snap: &Snapshot) -> String {
+    fn render_full(&mut self, snap: &Snapshot) -> String {
+        let mut last = HashMap::new();
         let mut out = String::new();
         let _ = writeln!(out, "\n{:-<100}", "-- sonde ");
         let _ = writeln!(
@@ -58,7 +105,7 @@ impl ConsoleExporter {
                     }
                     _ => String::new(),
                 };
-                self.last.insert(key, (total, snap.time_unix_nano));
+                last.insert(key, (total, snap.time_unix_nano));
                 let _ = writeln!(
                     out,
                     "{:<34} {:<40} {:>12} {:>10}",
@@ -66,6 +113,7 @@ impl ConsoleExporter {
                 );
             }
         }
+        self.last = last;
         out
     }
 }
@@ -117,10 +165,26 @@ mod tests {
                 [(Attributes::new(), Number::Int(n))],
             )],
         };
-        let mut c = ConsoleExporter::default();
+        let mut c = ConsoleExporter::new(ConsoleDetail::Full);
         let first = c.render(&snap(1_000_000_000, 10));
         assert!(first.contains("system.process.created"));
         let second = c.render(&snap(3_000_000_000, 30));
         assert!(second.contains("10.00"), "20 over 2 s: {second}");
+        c.render(&Snapshot::default());
+        assert!(c.last.is_empty(), "series gone from the snapshot are forgotten");
+    }
+
+    #[test]
+    fn summary_by_default_and_a_banner_that_says_what_next() {
+        let mut c = ConsoleExporter::default();
+        let text = c.render(&Snapshot {
+            time_unix_nano: 1_000_000_000,
+            metrics: Vec::new(),
+        });
+        assert!(text.starts_with("── sonde"), "{text}");
+        let banner = c.banner(Duration::from_secs(10));
+        for needle in ["OTEL_EXPORTER_OTLP_ENDPOINT", "sonde top", "--verbose-console", "10s"] {
+            assert!(banner.contains(needle), "{needle}: {banner}");
+        }
     }
 }

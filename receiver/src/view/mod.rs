@@ -8,3 +8,4 @@ pub mod frame;
 pub mod quantile;
 pub mod rank;
 pub mod rate;
+pub mod text;
