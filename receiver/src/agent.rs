@@ -234,7 +234,7 @@ fn load_probes(config: &Config) -> Probes {
         );
         Probes::none()
     } else {
-        match Probes::load(&config) {
+        match Probes::load(config) {
             Ok(p) if p.attached() => p,
             Ok(p) => {
                 let why: Vec<String> = p

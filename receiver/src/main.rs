@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// Sonde: an eBPF host agent. It watches processes (and, as probes land, TCP, DNS and
 /// file I/O) from kernel tracepoints and exports OpenTelemetry metrics over OTLP.
 ///
-/// With no collector configured, `sonde run` prints a table of what it measures every
+/// With no collector configured, `sonde run` prints a short summary of what it measures every
 /// interval. Point it at a collector with OTEL_EXPORTER_OTLP_ENDPOINT (and
 /// OTEL_EXPORTER_OTLP_PROTOCOL=grpc or http/protobuf), or with a config file.
 #[derive(Debug, Parser)]

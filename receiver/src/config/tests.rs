@@ -12,7 +12,11 @@ fn empty_file_and_environment_give_the_defaults() {
     assert!(c.process.enabled);
     assert_eq!(c.otlp, None, "no collector configured");
     assert!(c.console, "console is the default output with no collector");
-    assert_eq!(c.console_detail, ConsoleDetail::Summary, "a first run reads at a glance");
+    assert_eq!(
+        c.console_detail,
+        ConsoleDetail::Summary,
+        "a first run reads at a glance"
+    );
     assert!(
         !c.probe_run_stats,
         "BPF run-time statistics slow every BPF program on the host: opt-in only"
@@ -454,9 +458,18 @@ fn queue_and_health_keys() {
 fn console_detail() {
     let cases = [
         ("", Ok(ConsoleDetail::Summary)),
-        ("exporters:\n  console:\n    detail: summary\n", Ok(ConsoleDetail::Summary)),
-        ("exporters:\n  console:\n    detail: full\n", Ok(ConsoleDetail::Full)),
-        ("exporters:\n  console:\n    detail: all\n", Err("exporters.console.detail")),
+        (
+            "exporters:\n  console:\n    detail: summary\n",
+            Ok(ConsoleDetail::Summary),
+        ),
+        (
+            "exporters:\n  console:\n    detail: full\n",
+            Ok(ConsoleDetail::Full),
+        ),
+        (
+            "exporters:\n  console:\n    detail: all\n",
+            Err("exporters.console.detail"),
+        ),
     ];
     for (yaml, want) in cases {
         match (Config::from_yaml(yaml, &env(&[])), want) {

@@ -171,7 +171,10 @@ mod tests {
         let second = c.render(&snap(3_000_000_000, 30));
         assert!(second.contains("10.00"), "20 over 2 s: {second}");
         c.render(&Snapshot::default());
-        assert!(c.last.is_empty(), "series gone from the snapshot are forgotten");
+        assert!(
+            c.last.is_empty(),
+            "series gone from the snapshot are forgotten"
+        );
     }
 
     #[test]
@@ -183,7 +186,12 @@ mod tests {
         });
         assert!(text.starts_with("── sonde"), "{text}");
         let banner = c.banner(Duration::from_secs(10));
-        for needle in ["OTEL_EXPORTER_OTLP_ENDPOINT", "sonde top", "--verbose-console", "10s"] {
+        for needle in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "sonde top",
+            "--verbose-console",
+            "10s",
+        ] {
             assert!(banner.contains(needle), "{needle}: {banner}");
         }
     }

@@ -271,7 +271,12 @@ pub fn summary(f: &Frame) -> String {
         let _ = writeln!(out, "host       {}", host.join("  "));
     }
     if let (Some(cpu), Some(rss)) = (h.agent_cpu, h.agent_rss) {
-        let _ = writeln!(out, "           sonde itself: cpu {}, rss {}", self::cpu(cpu), bytes(rss));
+        let _ = writeln!(
+            out,
+            "           sonde itself: cpu {}, rss {}",
+            self::cpu(cpu),
+            bytes(rss)
+        );
     }
 
     let procs = top_processes(f, SUMMARY_TOP, "");
@@ -374,7 +379,11 @@ pub fn one_line(f: &Frame) -> String {
     let mut parts = vec![clock(f.time_unix_nano)];
     parts.extend(host_phrases(f));
     if let Some(p) = top_processes(f, 1, "").first() {
-        parts.push(format!("top {} cpu {}", process_label(p), or_dash(p.cpu, cpu)));
+        parts.push(format!(
+            "top {} cpu {}",
+            process_label(p),
+            or_dash(p.cpu, cpu)
+        ));
     }
     let tcp = tcp_phrases(f);
     if !tcp.is_empty() {
@@ -473,7 +482,10 @@ mod tests {
             ..Dns::default()
         };
         let text = summary(&quiet);
-        assert!(!text.contains("tcp") && !text.contains("dns"), "zero-only rows:\n{text}");
+        assert!(
+            !text.contains("tcp") && !text.contains("dns"),
+            "zero-only rows:\n{text}"
+        );
     }
 
     #[test]
