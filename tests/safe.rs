@@ -179,3 +179,78 @@ fn sonde_queued(sonde: &mut Sonde) -> usize {
         .matches("batch written to the export queue")
         .count()
 }
+
+/// One plain HTTP/1.1 GET over a fresh connection: (status code, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect health");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: sonde\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {out:?}"));
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn wait_http(port: u16, path: &str, code: u16) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            drop(s);
+            let (got, body) = http_get(port, path);
+            if got == code {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path}: still {got}, want {code}: {body}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 13 point 3: /healthz is 200 while the loop runs; /readyz is 503 with the reason
+/// while the collector is unreachable past health.max_export_lag, and 200 once it has
+/// caught up; every probe attached meanwhile.
+#[test]
+fn health_endpoints_follow_the_agent_and_the_export_lag() {
+    require_root();
+    let port = free_port();
+    let health = free_port();
+    let yaml = format!(
+        "collection:\n  interval: 200ms\n\
+         exporters:\n  otlp:\n    endpoint: http://127.0.0.1:{port}\n    protocol: grpc\n\
+         health:\n  listen: 127.0.0.1:{health}\n  max_export_lag: 2s\n"
+    );
+    let mut sonde = Sonde::start(&[], Some(&yaml));
+    sonde.wait_started();
+    assert_eq!(wait_http(health, "/healthz", 200), "ok\n");
+    let body = wait_http(health, "/readyz", 503);
+    assert!(body.contains("export: the oldest unsent data is"), "{body}");
+    assert!(body.contains("health.max_export_lag"), "{body}");
+    assert!(!body.contains("probe "), "every probe attached: {body}");
+    assert_eq!(http_get(health, "/metrics").0, 404);
+
+    let _rx = OtlpReceiver::start_on(Proto::Grpc, port);
+    assert_eq!(wait_http(health, "/readyz", 200), "ok\n");
+    assert_eq!(http_get(health, "/healthz"), (200, "ok\n".to_owned()));
+
+    // A stalled loop (503 on /healthz) is covered by the pure table in health.rs.
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", health)).is_err());
+}

@@ -169,7 +169,14 @@ impl Probes {
                 }
                 self.families.push(loaded);
             }
-            Err(e) => tracing::error!(family, "{e}"),
+            Err(e) => {
+                tracing::error!(family, "{e}");
+                // Reported like a probe, so readiness and sonde.probe.status show it.
+                self.reports.push(ProbeReport {
+                    probe: family,
+                    state: ProbeState::Failed(e),
+                });
+            }
         }
     }
 
@@ -203,6 +210,11 @@ pub struct Collection {
 }
 
 impl Collection {
+    /// Each probe's outcome (and each family that failed to load), for readiness.
+    pub fn reports(&self) -> &[ProbeReport] {
+        &self.state.probes.reports
+    }
+
     pub fn start(config: &Config, stats: Arc<ExportStats>) -> Self {
         let start = sonde::unix_nanos();
         let probes = load_probes(config);
@@ -296,6 +308,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ => {}
     }
 
+    let health = Arc::new(sonde::health::Status::new(
+        stats.clone(),
+        config.interval,
+        config.health.max_export_lag,
+    ));
+    health.set_probes(collection.reports(), mode == sonde_mode::FALLBACK);
+    if let Some(addr) = config.health.listen {
+        let bound = sonde::health::serve(addr, health.clone()).await?;
+        tracing::info!(%bound, "serving GET /healthz and /readyz");
+    }
+
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick fires at once; export after one interval
@@ -319,6 +342,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                         console = None;
                     }
                 }
+                health.beat();
             }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
