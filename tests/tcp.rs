@@ -22,8 +22,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use sonde::collect::tcp::{Direction, PortAttr, TcpLedger, Who};
-use sonde::source::tcp::TcpSource;
+use sonde::family::tcp::collect::{Direction, PortAttr, TcpLedger, Who};
+use sonde::family::tcp::TcpSource;
 
 const WAIT: Duration = Duration::from_secs(60);
 const K: usize = 20;
@@ -66,7 +66,7 @@ fn load() -> Loaded {
         .build()
         .expect("tokio runtime");
     let _enter = rt.enter();
-    let (family, source) = sonde::source::tcp::load(1_000_000).expect("loading the tcp family");
+    let (family, source) = sonde::family::tcp::load(1_000_000).expect("loading the tcp family");
     for r in &family.reports {
         assert_eq!(
             r.state,

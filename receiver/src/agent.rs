@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sonde::collect::agent_self;
-use sonde::collect::fileio::FileIoCollector;
-use sonde::collect::process::ProcessCollector;
 use sonde::config::{Config, ConsoleDetail, OtelEnv};
 use sonde::export::console::ConsoleExporter;
 use sonde::export::otlp::OtlpExporter;
 use sonde::export::{resource, ExportStats};
+use sonde::family;
+use sonde::family::fileio::collect::FileIoCollector;
+use sonde::family::process::collect::ProcessCollector;
 use sonde::mapping::{self, self_telemetry::SelfInputs};
 use sonde::model::Snapshot;
 use sonde::probe::{self, LoadedFamily, ProbeReport, ProbeState};
@@ -105,44 +106,45 @@ impl Probes {
         // Each family loads on its own: one that fails leaves the others running.
         if config.process.enabled {
             let limit = config.process.executable_name_limit;
-            let outcome = probe::load_family(Family::Process, probe::process::PROGRAMS, true)
-                .map_err(|e| e.to_string())
-                .map(|mut loaded| {
-                    let source = ProcessCollector::start(&mut loaded, limit)
-                        .map_err(|e| tracing::error!("process probe collector failed: {e}"))
-                        .ok()
-                        .map(|collector| source::process::ProcessSource { collector });
-                    (loaded, source)
-                });
+            let outcome =
+                probe::load_family(Family::Process, family::process::probe::PROGRAMS, true)
+                    .map_err(|e| e.to_string())
+                    .map(|mut loaded| {
+                        let source = ProcessCollector::start(&mut loaded, limit)
+                            .map_err(|e| tracing::error!("process probe collector failed: {e}"))
+                            .ok()
+                            .map(|collector| family::process::ProcessSource { collector });
+                        (loaded, source)
+                    });
             probes.add("process", outcome);
         }
         if config.fileio.enabled {
             let limit = config.fileio.process_limit;
-            let outcome = probe::load_family(Family::FileIo, probe::fileio::PROGRAMS, true)
+            let outcome = probe::load_family(Family::FileIo, family::fileio::probe::PROGRAMS, true)
                 .map_err(|e| e.to_string())
                 .map(|mut loaded| {
                     let source = FileIoCollector::new(&mut loaded, limit)
                         .map_err(|e| tracing::error!("fileio probe collector failed: {e}"))
                         .ok()
-                        .map(source::fileio::FileIoSource::new);
+                        .map(family::fileio::FileIoSource::new);
                     (loaded, source)
                 });
             probes.add("fileio", outcome);
         }
         if config.tcp.enabled {
-            let outcome = source::tcp::load(config.tcp.series_limit).map_err(|e| e.to_string());
+            let outcome = family::tcp::load(config.tcp.series_limit).map_err(|e| e.to_string());
             probes.add("tcp", outcome);
         }
         if config.dns.enabled {
-            let settings = sonde::collect::dns::DnsSettings {
+            let settings = sonde::family::dns::collect::DnsSettings {
                 ports: config.dns.ports.clone(),
                 timeout: config.dns.timeout,
                 names: config.dns.question_names,
-                series_limit: sonde::collect::dns::SERIES_LIMIT,
+                series_limit: sonde::family::dns::collect::SERIES_LIMIT,
             };
             probes.add(
                 "dns",
-                source::dns::load(&settings).map_err(|e| e.to_string()),
+                family::dns::load(&settings).map_err(|e| e.to_string()),
             );
         }
         for r in &probes.reports {
@@ -191,10 +193,10 @@ impl Probes {
         self.families
             .iter()
             .flat_map(|f| match f.family {
-                Family::Process => f.run_stats(probe::process::PROGRAMS),
-                Family::FileIo => f.run_stats(probe::fileio::PROGRAMS),
-                Family::Tcp => f.run_stats(probe::tcp::PROGRAMS),
-                Family::Dns => f.run_stats(probe::dns::PROGRAMS),
+                Family::Process => f.run_stats(family::process::probe::PROGRAMS),
+                Family::FileIo => f.run_stats(family::fileio::probe::PROGRAMS),
+                Family::Tcp => f.run_stats(family::tcp::probe::PROGRAMS),
+                Family::Dns => f.run_stats(family::dns::probe::PROGRAMS),
             })
             .collect()
     }
@@ -372,13 +374,13 @@ fn proc_sources(config: &Config, probes: &Probes) -> Vec<Box<dyn Source>> {
             .reports
             .iter()
             .any(|r| r.probe == "tcp.state" && r.state == ProbeState::Attached);
-        vec![Box::new(source::host::HostSource::new(
+        vec![Box::new(family::host::HostSource::new(
             &config.host,
             config.metric_names,
             tcp_from_probe,
         ))]
     } else {
-        vec![Box::new(source::process::ProcessStateSource::default())]
+        vec![Box::new(family::process::ProcessStateSource::default())]
     }
 }
 
@@ -405,7 +407,7 @@ impl State {
         }
         let source::Output { metrics, mut lost } = out;
         lost.extend(procfs.lost);
-        let mut metrics = source::host::merge(metrics, procfs.metrics, self.metric_names);
+        let mut metrics = family::host::merge(metrics, procfs.metrics, self.metric_names);
         let run_stats = self.probes.run_stats();
         metrics.extend(mapping::self_telemetry::metrics(
             &SelfInputs {

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use sonde::config::{Config, OtelEnv};
+use sonde::family;
 use sonde::probe::support::{self, Capabilities, BTF_PATH};
 use sonde::probe::{self, tracefs, ProbeState};
 use sonde_probes::Family;
@@ -81,10 +82,10 @@ pub fn main(config: Option<&Path>) -> ExitCode {
     let mut loadable = 0;
     for family in Family::ALL {
         let specs = match family {
-            Family::Process => probe::process::PROGRAMS,
-            Family::FileIo => probe::fileio::PROGRAMS,
-            Family::Tcp => probe::tcp::PROGRAMS,
-            Family::Dns => probe::dns::PROGRAMS,
+            Family::Process => family::process::probe::PROGRAMS,
+            Family::FileIo => family::fileio::probe::PROGRAMS,
+            Family::Tcp => family::tcp::probe::PROGRAMS,
+            Family::Dns => family::dns::probe::PROGRAMS,
         };
         match probe::load_family(*family, specs, false) {
             Ok(loaded) => {

@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod collect;
 pub mod config;
 pub mod export;
+pub mod family;
 pub mod health;
 pub mod mapping;
 pub mod model;

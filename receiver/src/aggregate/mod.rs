@@ -2,5 +2,4 @@
 //! No I/O, no aya, no tokio here.
 
 pub mod bounded;
-pub mod dns;
 pub mod temporality;

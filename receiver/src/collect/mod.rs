@@ -2,12 +2,6 @@
 //! counts; naming and shaping into metrics is `mapping`'s job.
 
 pub mod agent_self;
-pub mod dns;
-pub mod fileio;
-pub mod host;
-pub mod process;
-pub mod procfs;
-pub mod tcp;
 
 use aya::maps::{MapData, PerCpuArray};
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 pub use env::OtelEnv;
 use raw::RawConfig;
 
-pub use crate::mapping::host::MetricNames;
+pub use crate::family::host::mapping::MetricNames;
 
 /// Default snapshot/export interval. The OTel SDK's 60 s is too coarse for a host agent
 /// whose users watch connection churn; 10 s matches the Collector's scrape habits.
@@ -150,7 +150,7 @@ pub struct DnsProbeConfig {
     pub ports: Vec<u16>,
     pub timeout: Duration,
     /// Whether and how dns.question.name is exported; default top-N with N = 100.
-    pub question_names: crate::aggregate::dns::NamePolicy,
+    pub question_names: crate::family::dns::aggregate::NamePolicy,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -512,7 +512,7 @@ fn parse_size(key: &str, s: &str) -> Result<u64, ConfigError> {
 }
 
 fn validate_dns(raw: raw::RawDnsProbe) -> Result<DnsProbeConfig, ConfigError> {
-    use crate::aggregate::dns::NamePolicy;
+    use crate::family::dns::aggregate::NamePolicy;
     let max_ports = sonde_probes::abi::SONDE_DNS_MAX_PORTS as usize;
     let ports = raw.ports.unwrap_or_else(|| vec![53]);
     if ports.is_empty() || ports.len() > max_ports || ports.contains(&0) {

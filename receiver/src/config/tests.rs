@@ -242,7 +242,7 @@ fn resource_variables_are_read_and_percent_decoded() {
 
 #[test]
 fn dns_probe_keys_defaults_and_errors() {
-    use crate::aggregate::dns::NamePolicy;
+    use crate::family::dns::aggregate::NamePolicy;
     let c = Config::from_yaml("", &env(&[])).expect("valid");
     assert!(c.dns.enabled);
     assert_eq!(c.dns.ports, vec![53]);

@@ -1,12 +1,7 @@
 //! Pure mapping from collected counts to metrics with the contract's names, units and
 //! attributes (all spelled in `sonde_semconv`). No I/O here.
 
-pub mod dns;
-pub mod fileio;
-pub mod host;
-pub mod process;
 pub mod self_telemetry;
-pub mod tcp;
 
 /// A kernel log2 histogram (`probes/include/sonde_log2.h`: slot i counts values in
 /// (2^(i-1), 2^i] ns, the last slot everything above) as an explicit-bucket histogram with

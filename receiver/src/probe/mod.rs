@@ -7,11 +7,7 @@
 //! process dies, since nothing is pinned).
 
 pub mod cgroup;
-pub mod dns;
-pub mod fileio;
-pub mod process;
 pub mod support;
-pub mod tcp;
 pub mod tracefs;
 
 use std::fmt;

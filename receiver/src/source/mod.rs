@@ -5,12 +5,6 @@
 //! a collector in `collect/`, a pure mapping in `mapping/`, and a `Source` here that the
 //! agent registers (receiver/src/agent.rs, `Probes::load`).
 
-pub mod dns;
-pub mod fileio;
-pub mod host;
-pub mod process;
-pub mod tcp;
-
 use crate::model::Metric;
 
 /// What one source contributes to a snapshot.

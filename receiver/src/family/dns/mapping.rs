@@ -3,7 +3,7 @@
 use sonde_semconv::attr;
 use sonde_semconv::dns as m;
 
-use crate::aggregate::dns::{DnsStats, Hist, LookupKey, QueryKey};
+use crate::family::dns::aggregate::{DnsStats, Hist, LookupKey, QueryKey};
 use crate::model::{numbers, Attributes, Histogram, Metric, Number, Point, PointValue};
 
 fn int(v: u64) -> Number {
@@ -123,9 +123,9 @@ pub fn metrics(stats: &DnsStats, start: u64) -> Vec<Metric> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::dns::NamePolicy;
-    use crate::collect::dns::matcher::{Event, Lookup, Outcome, Process, Query};
-    use crate::collect::dns::wire::Question;
+    use crate::family::dns::aggregate::NamePolicy;
+    use crate::family::dns::matcher::{Event, Lookup, Outcome, Process, Query};
+    use crate::family::dns::wire::Question;
     use crate::model::Value;
     use std::net::SocketAddr;
 

@@ -1,10 +1,16 @@
 //! DNS lookups from the DNS probe: queries, failures, cache hits and latency.
 
+pub mod aggregate;
+pub mod collect;
+pub mod mapping;
+pub mod matcher;
+pub mod probe;
+pub mod wire;
+
 use sonde_semconv::attr::loss_reason;
 
-use super::{Output, Source};
-use crate::collect::dns::{monotonic_now_ns, DnsCollector, DnsSettings};
-use crate::mapping;
+use crate::family::dns::collect::{monotonic_now_ns, DnsCollector, DnsSettings};
+use crate::source::{Output, Source};
 
 #[derive(Debug)]
 pub struct DnsSource {
@@ -19,7 +25,7 @@ impl Source for DnsSource {
     fn collect(&mut self, start: u64, out: &mut Output) {
         let metrics = self
             .collector
-            .with_stats(monotonic_now_ns(), |s| mapping::dns::metrics(s, start));
+            .with_stats(monotonic_now_ns(), |s| mapping::metrics(s, start));
         out.metrics.extend(metrics);
         match self.collector.counts() {
             Ok(c) => {
@@ -40,8 +46,11 @@ impl Source for DnsSource {
 pub fn load(
     settings: &DnsSettings,
 ) -> Result<(crate::probe::LoadedFamily, Option<DnsSource>), crate::probe::LoadError> {
-    let mut loaded =
-        crate::probe::load_family(sonde_probes::Family::Dns, crate::probe::dns::PROGRAMS, true)?;
+    let mut loaded = crate::probe::load_family(
+        sonde_probes::Family::Dns,
+        crate::family::dns::probe::PROGRAMS,
+        true,
+    )?;
     let source = match DnsCollector::start(&mut loaded, settings) {
         Ok(collector) => Some(DnsSource { collector }),
         Err(e) => {

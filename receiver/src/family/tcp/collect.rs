@@ -22,10 +22,10 @@ use sonde_probes::abi::{
 use sonde_probes::names::tcp as n;
 use tokio::io::unix::AsyncFd;
 
-pub use super::CollectError;
-use super::{sum_slot, take_map};
 use crate::aggregate::bounded::BoundedCounter;
-use crate::collect::process::comm_to_string;
+pub use crate::collect::CollectError;
+use crate::collect::{sum_slot, take_map};
+use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
 
 pub const SLOTS: usize = SONDE_LOG2_SLOTS as usize;

@@ -284,7 +284,7 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::dns::wire::Message;
+    use crate::family::dns::wire::Message;
 
     const MS: u64 = 1_000_000;
     const CLIENT: &str = "127.0.0.1:40000";

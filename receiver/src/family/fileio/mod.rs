@@ -1,13 +1,17 @@
 //! File and block I/O from the fileio probe: collector, per-process folding, device
 //! names, mapping.
 
+pub mod collect;
+pub mod mapping;
+pub mod probe;
+
 use std::path::PathBuf;
 
 use sonde_semconv::attr::loss_reason;
 
-use super::{Output, Source};
-use crate::collect::fileio::{FileIoCollector, IoKey, IoStats};
-use crate::mapping::fileio::{self as map, DevNames, FileIoCounts};
+use crate::family::fileio::collect::{FileIoCollector, IoKey, IoStats};
+use crate::family::fileio::mapping::{self as map, DevNames, FileIoCounts};
+use crate::source::{Output, Source};
 
 #[derive(Debug)]
 pub struct FileIoSource {
@@ -66,7 +70,7 @@ impl Source for FileIoSource {
     fn collect(&mut self, start: u64, out: &mut Output) {
         let read = (|| {
             self.collector.update_procs(&self.proc_root)?;
-            Ok::<_, crate::collect::fileio::CollectError>((
+            Ok::<_, crate::family::fileio::collect::CollectError>((
                 self.collector.file_stats()?,
                 self.collector.block_stats()?,
                 self.collector.lost()?,

@@ -18,11 +18,11 @@ use sonde_semconv::attr::{network_transport, network_type};
 use sonde_semconv::host::{self as h, v0};
 use sonde_semconv::{fileio, metric, tcp, MetricDef};
 
-use crate::collect::host::net_tcp::TcpStates;
-use crate::collect::host::process::{ProcIo, ProcStat};
-use crate::collect::host::stat::{CpuTimes, Stat};
-use crate::collect::host::Sample;
-use crate::collect::procfs::ProcessStates;
+use crate::family::host::collect::net_tcp::TcpStates;
+use crate::family::host::collect::process::{ProcIo, ProcStat};
+use crate::family::host::collect::stat::{CpuTimes, Stat};
+use crate::family::host::collect::Sample;
+use crate::family::process::procfs::ProcessStates;
 use crate::model::{numbers, Attributes, Metric, Number, Point, PointValue};
 
 /// Which name set the shared metrics carry (`metric_names` in the config).
@@ -471,7 +471,9 @@ pub fn metrics(i: &Inputs<'_>, facts: HostFacts, opts: Options, start: u64) -> V
         let dir = p.key(attr::DISK_IO_DIRECTION, v0::attr::DIRECTION);
         let (r, w) = (disk_io_direction::READ, disk_io_direction::WRITE);
         let active: Vec<_> = disks.iter().filter(|d| !d.idle()).collect();
-        let per = |f: &dyn Fn(&crate::collect::host::diskstats::DiskStats) -> (Number, Number)| {
+        let per = |f: &dyn Fn(
+            &crate::family::host::collect::diskstats::DiskStats,
+        ) -> (Number, Number)| {
             active
                 .iter()
                 .flat_map(|d| {
@@ -563,7 +565,7 @@ pub fn metrics(i: &Inputs<'_>, facts: HostFacts, opts: Options, start: u64) -> V
             network_io_direction::RECEIVE,
             network_io_direction::TRANSMIT,
         );
-        let per = |f: &dyn Fn(&crate::collect::host::net_dev::NetDev) -> (u64, u64)| {
+        let per = |f: &dyn Fn(&crate::family::host::collect::net_dev::NetDev) -> (u64, u64)| {
             net.iter()
                 .flat_map(|d| {
                     let (r, t) = f(d);
@@ -620,7 +622,7 @@ pub fn metrics(i: &Inputs<'_>, facts: HostFacts, opts: Options, start: u64) -> V
             for pr in procs {
                 states.count(pr.state);
             }
-            out.push(super::process::count(&states, start));
+            out.push(crate::family::process::mapping::count(&states, start));
         }
     }
     out.extend(processes(p, i, facts, start));
@@ -750,7 +752,9 @@ fn point(attributes: Attributes, n: Number, start_unix_nano: u64) -> Point {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::host::{diskstats, filesystem, loadavg, meminfo, net_dev, stat, vmstat};
+    use crate::family::host::collect::{
+        diskstats, filesystem, loadavg, meminfo, net_dev, stat, vmstat,
+    };
     use crate::model::{PointValue, Value};
 
     fn sample() -> Sample {
@@ -780,7 +784,7 @@ mod tests {
             net: Some(net_dev::parse("lo: 1 2 3 4 0 0 0 0 5 6 7 8 0 0 0 0\n")),
             tcp: Some(([1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0], [0; 11])),
             processes: Some(vec![
-                crate::collect::host::process::parse_stat(
+                crate::family::host::collect::process::parse_stat(
                     "7 (my proc) R 1 1 1 0 -1 0 0 0 0 0 200 100 0 0 20 0 4 0 50 4096 3 0",
                 )
                 .expect("stat"),

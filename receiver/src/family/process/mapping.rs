@@ -3,8 +3,8 @@
 use sonde_semconv::attr::{self, exit_kind, process_state};
 use sonde_semconv::metric as m;
 
-use crate::collect::process::ProcessCounts;
-use crate::collect::procfs::ProcessStates;
+use crate::family::process::collect::ProcessCounts;
+use crate::family::process::procfs::ProcessStates;
 use crate::model::{numbers, Attributes, Metric, Number};
 
 fn int(v: u64) -> Number {

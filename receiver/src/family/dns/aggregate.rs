@@ -14,8 +14,8 @@ use std::net::IpAddr;
 
 use sonde_semconv::dns as sc;
 
-use super::bounded::BoundedCounter;
-use crate::collect::dns::matcher::{Event, Lookup, Outcome, Process, Query};
+use crate::aggregate::bounded::BoundedCounter;
+use crate::family::dns::matcher::{Event, Lookup, Outcome, Process, Query};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamePolicy {
@@ -202,7 +202,7 @@ impl DnsStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::dns::wire::Question;
+    use crate::family::dns::wire::Question;
     use std::net::SocketAddr;
 
     fn lookup(name: &str, outcome: Outcome, ms: Option<u64>, hit: Option<bool>) -> Event {

@@ -6,7 +6,7 @@
 
 use sonde_probes::names::tcp as n;
 
-use super::{Attach, ProgramSpec};
+use crate::probe::{Attach, ProgramSpec};
 
 pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec {

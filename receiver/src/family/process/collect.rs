@@ -8,9 +8,9 @@ use sonde_probes::abi::{sonde_exec_event, sonde_process_counter as slot};
 use sonde_probes::names::process as n;
 use tokio::io::unix::AsyncFd;
 
-pub use super::CollectError;
-use super::{sum_slot, take_map};
 use crate::aggregate::bounded::BoundedCounter;
+pub use crate::collect::CollectError;
+use crate::collect::{sum_slot, take_map};
 use crate::probe::LoadedFamily;
 
 /// Cumulative counts since the probes were loaded.

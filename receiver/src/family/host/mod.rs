@@ -7,14 +7,17 @@
 //! The overflow CPU counter adds up the CPU the other processes used interval by
 //! interval, so it stays monotonic as processes move in and out of the top.
 
+pub mod collect;
+pub mod mapping;
+
 use std::collections::HashMap;
 
-use super::{Output, Source};
-use crate::collect::host::process::ProcStat;
-use crate::collect::host::stat::Stat;
-use crate::collect::host::HostReader;
 use crate::config::HostConfig;
-use crate::mapping::host::{self as map, HostFacts, MetricNames, Options, ProcOverflow};
+use crate::family::host::collect::process::ProcStat;
+use crate::family::host::collect::stat::Stat;
+use crate::family::host::collect::HostReader;
+use crate::family::host::mapping::{self as map, HostFacts, MetricNames, Options, ProcOverflow};
+use crate::source::{Output, Source};
 
 /// CPU ticks of a process at the previous sample; `starttime` tells a reused pid apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,6 @@
 //! bounded state (`aggregate::dns`). `wire` and `matcher` are pure (no aya, no tokio)
 //! and unit-tested with tables and proptest; this module is the I/O around them.
 
-pub mod matcher;
-pub mod wire;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,11 +15,11 @@ use sonde_probes::abi::{
 use sonde_probes::names::dns as n;
 use tokio::io::unix::AsyncFd;
 
-use self::matcher::{Direction, Event, Matcher, MatcherStats, Packet, Process};
-use self::wire::Transport;
-use crate::aggregate::dns::{DnsStats, NamePolicy};
-use crate::collect::process::comm_to_string;
+use super::matcher::{Direction, Event, Matcher, MatcherStats, Packet, Process};
+use super::wire::{self, Transport};
 pub use crate::collect::CollectError;
+use crate::family::dns::aggregate::{DnsStats, NamePolicy};
+use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
 
 /// Lookups in flight and remembered upstream queries: bound memory at any query rate

@@ -1,14 +1,17 @@
 //! TCP from the tcp probe: collector (counters, live connections, events), TIME_WAIT
 //! from /proc/net/sockstat, mapping.
 
+pub mod collect;
+pub mod mapping;
+pub mod probe;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use sonde_semconv::attr::loss_reason;
 
-use super::{Output, Source};
-use crate::collect::tcp::{parse_proc_net_tcp, parse_sockstat_tw, TcpCollector};
-use crate::mapping;
+use crate::family::tcp::collect::{parse_proc_net_tcp, parse_sockstat_tw, TcpCollector};
+use crate::source::{Output, Source};
 
 #[derive(Debug)]
 pub struct TcpSource {
@@ -58,7 +61,7 @@ impl Source for TcpSource {
             .and_then(|t| parse_sockstat_tw(&t));
         let ledger = self.collector.ledger();
         out.metrics
-            .extend(mapping::tcp::metrics(&counts, &ledger, time_wait, start));
+            .extend(mapping::metrics(&counts, &ledger, time_wait, start));
         out.lost
             .push(("tcp.state", loss_reason::RINGBUF_FULL, counts.lost_ringbuf));
         // Both maps are written by tcp.state: connections untracked and listeners whose
@@ -90,7 +93,7 @@ pub fn load(
     let ino = own_netns_ino(proc_root);
     let mut loaded = crate::probe::load_family_with(
         sonde_probes::Family::Tcp,
-        crate::probe::tcp::PROGRAMS,
+        crate::family::tcp::probe::PROGRAMS,
         true,
         &[(sonde_probes::names::tcp::GLOBAL_NETNS_INO, ino)],
     )?;

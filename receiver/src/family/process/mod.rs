@@ -1,13 +1,16 @@
 //! Process lifecycle from the process probe, and process counts by state from /proc.
 
+pub mod collect;
+pub mod mapping;
+pub mod probe;
+pub mod procfs;
+
 use std::path::PathBuf;
 
 use sonde_semconv::attr::loss_reason;
 
-use super::{Output, Source};
-use crate::collect::process::ProcessCollector;
-use crate::collect::procfs;
-use crate::mapping;
+use crate::family::process::collect::ProcessCollector;
+use crate::source::{Output, Source};
 
 /// The eBPF half: exact creation/exec/exit counts.
 #[derive(Debug)]
@@ -24,9 +27,8 @@ impl Source for ProcessSource {
         match self.collector.read() {
             Ok(counts) => {
                 let (names, overflow) = self.collector.exec_names();
-                out.metrics.extend(mapping::process::lifecycle(
-                    &counts, &names, overflow, start,
-                ));
+                out.metrics
+                    .extend(mapping::lifecycle(&counts, &names, overflow, start));
                 out.lost.push((
                     "process.exec",
                     loss_reason::RINGBUF_FULL,
@@ -59,7 +61,7 @@ impl Source for ProcessStateSource {
 
     fn collect(&mut self, start: u64, out: &mut Output) {
         match procfs::process_states(&self.proc_root) {
-            Ok(states) => out.metrics.push(mapping::process::count(&states, start)),
+            Ok(states) => out.metrics.push(mapping::count(&states, start)),
             Err(e) => tracing::warn!("reading /proc for process states failed: {e}"),
         }
     }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use sonde_semconv::attr::{self, disk_io_direction};
 use sonde_semconv::fileio as m;
 
-use crate::collect::fileio::{IoKey, IoStats, ProcSeries};
+use crate::family::fileio::collect::{IoKey, IoStats, ProcSeries};
 use crate::model::{numbers, Attributes, Histogram, Metric, Number, Point, PointValue};
 
 /// The kernel's dev_t encoding (MKDEV): major << 20 | minor.
@@ -129,7 +129,7 @@ fn int(v: u64) -> Number {
 }
 
 fn histogram(s: &IoStats) -> Histogram {
-    super::log2_histogram(&s.slots, s.time_ns)
+    crate::mapping::log2_histogram(&s.slots, s.time_ns)
 }
 
 /// Sums stats whose names collide (e.g. two file systems over-mounted at one path), so
@@ -284,8 +284,8 @@ mod tests {
 
     #[test]
     fn bounds_are_the_kernels_log2_bounds_in_seconds() {
-        let b = crate::mapping::log2_bounds_seconds(crate::collect::fileio::SLOTS);
-        assert_eq!(b.len(), crate::collect::fileio::SLOTS - 1);
+        let b = crate::mapping::log2_bounds_seconds(crate::family::fileio::collect::SLOTS);
+        assert_eq!(b.len(), crate::family::fileio::collect::SLOTS - 1);
         assert_eq!(b[0], 1e-9);
         assert_eq!(b[10], 1024e-9);
         assert!(b.windows(2).all(|w| w[1] == 2.0 * w[0]));

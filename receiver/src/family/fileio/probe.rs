@@ -7,7 +7,7 @@
 
 use sonde_probes::names::fileio as n;
 
-use super::{Attach, ProgramSpec};
+use crate::probe::{Attach, ProgramSpec};
 
 macro_rules! pair {
     ($sys:literal, $idx:expr) => {

@@ -2,7 +2,7 @@
 
 use sonde_probes::names::process as n;
 
-use super::{Attach, ProgramSpec};
+use crate::probe::{Attach, ProgramSpec};
 
 pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec {

@@ -3,7 +3,7 @@
 use aya::programs::CgroupSkbAttachType;
 use sonde_probes::names::dns as n;
 
-use super::{Attach, ProgramSpec};
+use crate::probe::{Attach, ProgramSpec};
 
 pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec {

@@ -13,7 +13,7 @@ use sonde_semconv::attr::{
 use sonde_semconv::tcp as m;
 
 use crate::aggregate::bounded::BoundedCounter;
-use crate::collect::tcp::{Direction, Hist, PortAttr, TcpCounts, TcpLedger, Who};
+use crate::family::tcp::collect::{Direction, Hist, PortAttr, TcpCounts, TcpLedger, Who};
 use crate::model::{numbers, Attributes, Histogram, Metric, Number, Point, PointValue};
 
 fn int(v: u64) -> Number {
@@ -87,7 +87,7 @@ fn to_numbers(points: BTreeMap<Attributes, u64>) -> Vec<(Attributes, Number)> {
 }
 
 fn histogram(h: &Hist) -> Histogram {
-    super::log2_histogram(&h.slots, h.sum_ns)
+    crate::mapping::log2_histogram(&h.slots, h.sum_ns)
 }
 
 fn direction_name(d: Direction) -> Option<&'static str> {
