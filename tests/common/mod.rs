@@ -10,11 +10,12 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
-use std::collections::BTreeMap;
-use std::io::Read;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Metric};
@@ -74,10 +75,97 @@ pub struct Export {
 
 type Store = Arc<Mutex<Vec<Export>>>;
 
+/// What a scripted collector answers to one request (`OtlpReceiver::start_scripted`).
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Ok,
+    /// Success with `partial_success` set: `rejected` points refused, with a message.
+    Partial {
+        rejected: i64,
+        message: &'static str,
+    },
+    /// HTTP only: this status, a `Retry-After` header when given, and a protobuf
+    /// `google.rpc.Status` body carrying `message`, as the OTLP spec shapes failures.
+    Http {
+        status: u16,
+        retry_after: Option<RetryAfter>,
+        message: &'static str,
+    },
+    /// gRPC only: this code, with a `RetryInfo` detail carrying `retry_delay` when given.
+    Grpc {
+        code: tonic::Code,
+        retry_delay: Option<Duration>,
+        message: &'static str,
+    },
+}
+
+/// A `Retry-After` header value, rendered when the reply is sent.
+#[derive(Debug, Clone, Copy)]
+pub enum RetryAfter {
+    Seconds(u64),
+    /// An HTTP date this far in the future.
+    DateIn(Duration),
+}
+
+/// One request as a scripted collector saw it, whatever it answered.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub req: ExportMetricsServiceRequest,
+    pub at: Instant,
+    pub reply: Reply,
+}
+
+/// State shared by a receiver's server task and the test.
+#[derive(Clone, Default)]
+struct Shared {
+    /// Requests it accepted (fully or partly).
+    store: Store,
+    /// Replies still to give, in order; once empty, every request succeeds.
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+}
+
+impl Shared {
+    /// Takes the next scripted reply and records the request; accepted ones are stored.
+    fn answer(&self, req: ExportMetricsServiceRequest, headers: BTreeMap<String, String>) -> Reply {
+        let reply = self
+            .script
+            .lock()
+            .expect("script")
+            .pop_front()
+            .unwrap_or(Reply::Ok);
+        let at = Instant::now();
+        self.attempts.lock().expect("attempts").push(Attempt {
+            req: req.clone(),
+            at,
+            reply: reply.clone(),
+        });
+        if matches!(reply, Reply::Ok | Reply::Partial { .. }) {
+            self.store
+                .lock()
+                .expect("store")
+                .push(Export { req, headers, at });
+        }
+        reply
+    }
+}
+
+fn success_response(reply: &Reply) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: match reply {
+            Reply::Partial { rejected, message } => Some(ExportMetricsPartialSuccess {
+                rejected_data_points: *rejected,
+                error_message: (*message).to_owned(),
+            }),
+            _ => None,
+        },
+    }
+}
+
 pub struct OtlpReceiver {
     pub port: u16,
     pub proto: Proto,
-    store: Store,
+    shared: Shared,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -90,7 +178,7 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-struct GrpcSvc(Store);
+struct GrpcSvc(Shared);
 
 #[tonic::async_trait]
 impl MetricsService for GrpcSvc {
@@ -105,20 +193,36 @@ impl MetricsService for GrpcSvc {
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect();
-        self.0.lock().expect("store").push(Export {
-            req: request.into_inner(),
-            headers,
-            at: Instant::now(),
-        });
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+        match self.0.answer(request.into_inner(), headers) {
+            Reply::Grpc {
+                code,
+                retry_delay: Some(delay),
+                message,
+            } => {
+                use tonic_types::{ErrorDetails, StatusExt};
+                Err(tonic::Status::with_error_details(
+                    code,
+                    message,
+                    ErrorDetails::with_retry_info(Some(delay)),
+                ))
+            }
+            Reply::Grpc {
+                code,
+                retry_delay: None,
+                message,
+            } => Err(tonic::Status::new(code, message)),
+            Reply::Http { .. } => panic!("an HTTP reply scripted for a gRPC receiver"),
+            ok => Ok(tonic::Response::new(success_response(&ok))),
+        }
     }
 }
 
 async fn http_export(
-    axum::extract::State(store): axum::extract::State<Store>,
+    axum::extract::State(shared): axum::extract::State<Shared>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> (axum::http::StatusCode, Vec<u8>) {
+) -> (axum::http::StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
     let mut bytes = body.to_vec();
     if headers
         .get("content-encoding")
@@ -129,26 +233,54 @@ async fn http_export(
             .read_to_end(&mut out)
             .is_err()
         {
-            return (axum::http::StatusCode::BAD_REQUEST, Vec::new());
+            return (StatusCode::BAD_REQUEST, HeaderMap::new(), Vec::new());
         }
         bytes = out;
     }
     let Ok(req) = ExportMetricsServiceRequest::decode(bytes.as_slice()) else {
-        return (axum::http::StatusCode::BAD_REQUEST, Vec::new());
+        return (StatusCode::BAD_REQUEST, HeaderMap::new(), Vec::new());
     };
     let headers = headers
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
         .collect();
-    store.lock().expect("store").push(Export {
-        req,
-        headers,
-        at: Instant::now(),
-    });
-    (
-        axum::http::StatusCode::OK,
-        ExportMetricsServiceResponse::default().encode_to_vec(),
-    )
+    let mut out = HeaderMap::new();
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-protobuf"),
+    );
+    match shared.answer(req, headers) {
+        Reply::Http {
+            status,
+            retry_after,
+            message,
+        } => {
+            if let Some(ra) = retry_after {
+                let value = match ra {
+                    RetryAfter::Seconds(s) => s.to_string(),
+                    RetryAfter::DateIn(d) => {
+                        httpdate::fmt_http_date(std::time::SystemTime::now() + d)
+                    }
+                };
+                out.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_str(&value).expect("header value"),
+                );
+            }
+            let body = tonic_types::Status {
+                code: 0,
+                message: message.to_owned(),
+                details: Vec::new(),
+            };
+            (
+                StatusCode::from_u16(status).expect("status code"),
+                out,
+                body.encode_to_vec(),
+            )
+        }
+        Reply::Grpc { .. } => panic!("a gRPC reply scripted for an HTTP receiver"),
+        ok => (StatusCode::OK, out, success_response(&ok).encode_to_vec()),
+    }
 }
 
 impl OtlpReceiver {
@@ -158,12 +290,22 @@ impl OtlpReceiver {
 
     /// Starts on a given loopback port (0: any).
     pub fn start_on(proto: Proto, port: u16) -> Self {
+        Self::start_with(proto, port, Vec::new())
+    }
+
+    /// A collector stub that answers requests with `replies` in order, then with success.
+    pub fn start_scripted(proto: Proto, replies: Vec<Reply>) -> Self {
+        Self::start_with(proto, 0, replies)
+    }
+
+    fn start_with(proto: Proto, port: u16, replies: Vec<Reply>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver port");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
-        let store: Store = Arc::default();
+        let shared = Shared::default();
+        shared.script.lock().expect("script").extend(replies);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let s = store.clone();
+        let s = shared.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -202,7 +344,7 @@ impl OtlpReceiver {
         Self {
             port,
             proto,
-            store,
+            shared,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -230,7 +372,34 @@ impl OtlpReceiver {
     }
 
     pub fn exports(&self) -> Vec<Export> {
-        self.store.lock().expect("store").clone()
+        self.shared.store.lock().expect("store").clone()
+    }
+
+    /// Every request received, answered with success or not, oldest first.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.shared.attempts.lock().expect("attempts").clone()
+    }
+
+    /// Waits until `pred` holds over every request received; panics with `what` on timeout.
+    pub fn wait_for_attempts(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Attempt]) -> bool,
+    ) -> Vec<Attempt> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.attempts();
+            if pred(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for: {what} ({} requests received)",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until `pred` holds over everything received; panics with `what` on timeout.
@@ -269,6 +438,95 @@ impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A loopback server that answers whatever it is sent with a plain-text HTTP response:
+/// a TLS client's handshake fails on it for good (the reply is not a TLS record).
+pub struct NotTlsServer {
+    pub port: u16,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NotTlsServer {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (connections.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        c.fetch_add(1, Ordering::Relaxed);
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+                        let mut buf = [0u8; 1024];
+                        let _ = conn.read(&mut buf);
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Self {
+            port,
+            connections,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for NotTlsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The time of the snapshot a request carries (every point of one snapshot has it).
+pub fn snapshot_time(req: &ExportMetricsServiceRequest) -> u64 {
+    req.resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .filter_map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.first().map(|p| p.time_unix_nano),
+            Some(Data::Gauge(g)) => g.data_points.first().map(|p| p.time_unix_nano),
+            Some(Data::Histogram(h)) => h.data_points.first().map(|p| p.time_unix_nano),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Data points a request carries, as the exporter counts them.
+pub fn point_count(req: &ExportMetricsServiceRequest) -> u64 {
+    req.resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Gauge(g)) => g.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        } as u64)
+        .sum()
 }
 
 // ---- queries over received exports --------------------------------------------------

@@ -1,15 +1,17 @@
 //! The OTLP exporter: encodes snapshots, holds a bounded backlog while the collector is
-//! unreachable, retries with exponential backoff, and counts every point it sends,
-//! retries or drops.
+//! unreachable, retries as the OTLP spec says (backoff with jitter, the server's delay
+//! when it gives one, never what it refused), and counts every point it sends, retries
+//! or drops.
 
 pub mod disk_queue;
 pub mod encode;
+pub mod retry;
 pub mod traces;
 pub mod transport;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -23,11 +25,9 @@ use crate::model::Snapshot;
 
 use super::ExportStats;
 use disk_queue::DiskQueue;
+use retry::Backoff;
 pub use transport::TransportError;
-use transport::{SendError, Transport};
-
-const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+use transport::{Failure, SendError, Transport};
 
 /// Where a waiting batch's request is.
 #[derive(Debug)]
@@ -70,7 +70,10 @@ struct Queue {
 struct Backlog {
     queue: Mutex<Queue>,
     max_points: u64,
+    /// A batch was queued, or shutdown began.
     wake: Notify,
+    /// Shutdown began: cuts a backoff wait short.
+    shutdown: Notify,
     stats: Arc<ExportStats>,
 }
 
@@ -110,6 +113,7 @@ impl Backlog {
             queue: Mutex::new(q),
             max_points,
             wake: Notify::new(),
+            shutdown: Notify::new(),
             stats,
         };
         b.publish(&b.lock());
@@ -274,6 +278,24 @@ impl Backlog {
         }
     }
 
+    /// The newest batch (at shutdown, the final snapshot), marked in flight; `None` when
+    /// there is none or it no longer reads back.
+    fn newest(&self) -> Option<(u64, u64, Arc<ExportMetricsServiceRequest>)> {
+        let mut q = self.lock();
+        let b = q.batches.back()?;
+        let (seq, points) = (b.seq, b.points);
+        let req = match b.body {
+            Body::Memory(ref req) => req.clone(),
+            Body::Disk(record) => Self::read_disk(&mut q, record)?,
+        };
+        q.in_flight = Some((seq, req.clone()));
+        Some((seq, points, req))
+    }
+
+    fn newest_seq(&self) -> Option<u64> {
+        self.lock().batches.back().map(|b| b.seq)
+    }
+
     fn read_disk(q: &mut Queue, record: u64) -> Option<Arc<ExportMetricsServiceRequest>> {
         let disk = q.disk.as_mut()?;
         let bytes = match disk.read(record) {
@@ -403,11 +425,14 @@ impl OtlpExporter {
         self.backlog.push(req, points);
     }
 
-    /// Flushes what it can within the export timeout, then stops. What could not be
-    /// sent is counted as dropped and logged.
+    /// Flushes what it can within the export timeout, then stops: a backoff wait is cut
+    /// short, each batch left is tried once, and the newest (the final snapshot) is tried
+    /// even when an older one fails. What could not be sent is counted as dropped and
+    /// logged (or stays in the durable queue).
     pub async fn shutdown(self) {
         self.backlog.lock().closed = true;
         self.backlog.wake.notify_one();
+        self.backlog.shutdown.notify_one();
         let mut task = self.task;
         if tokio::time::timeout(self.timeout, &mut task).await.is_err() {
             task.abort();
@@ -429,64 +454,157 @@ impl OtlpExporter {
     }
 }
 
+/// How an attempt ended, for the loop's next step.
+enum Attempt {
+    /// Sent, or dropped for good (refused, or no attempt can succeed): next batch.
+    Done,
+    /// Kept for a retry after this wait.
+    Retry(Duration),
+}
+
+/// One sender per exporter: tries the oldest batch, and on a failure that can heal waits
+/// (backoff with jitter, or the server's delay) before trying it again.
 async fn send_loop(backlog: Arc<Backlog>, mut transport: Transport, endpoint: String) {
-    let mut backoff = BACKOFF_INITIAL;
-    let mut failing = false;
+    let mut sender = Sender {
+        backlog,
+        endpoint,
+        backoff: Backoff::default(),
+        failing: false,
+        last_error_log: None,
+    };
     loop {
-        let Some((seq, points, req)) = backlog.front() else {
-            if backlog.is_closed() {
-                return;
-            }
-            backlog.wake.notified().await;
+        if sender.backlog.is_closed() {
+            return sender.flush(&mut transport).await;
+        }
+        let Some((seq, points, req)) = sender.backlog.front() else {
+            sender.backlog.wake.notified().await;
             continue;
         };
-        match transport.send(&req).await {
-            Ok(rejected) => {
-                backlog.remove(seq);
-                backlog.stats.sent(points.saturating_sub(rejected));
-                if rejected > 0 {
-                    backlog.stats.dropped(rejected);
-                    tracing::warn!(
+        if let Attempt::Retry(wait) = sender.attempt(&mut transport, seq, points, &req).await {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = sender.backlog.shutdown.notified() => {}
+            }
+        }
+    }
+}
+
+struct Sender {
+    backlog: Arc<Backlog>,
+    endpoint: String,
+    backoff: Backoff,
+    /// Set by a retryable failure, cleared (with a log line) by the next success.
+    failing: bool,
+    /// The last error logged and when: the same error again within a minute is logged at
+    /// debug level, so a collector that refuses every batch does not flood the log.
+    last_error_log: Option<(String, Instant)>,
+}
+
+impl Sender {
+    async fn attempt(
+        &mut self,
+        transport: &mut Transport,
+        seq: u64,
+        points: u64,
+        req: &ExportMetricsServiceRequest,
+    ) -> Attempt {
+        let endpoint = self.endpoint.clone();
+        match transport.send(req).await {
+            Ok(accepted) => {
+                self.backlog.remove(seq);
+                let rejected = accepted.rejected.min(points);
+                self.backlog.stats.sent(points - rejected);
+                self.backlog.stats.dropped(rejected);
+                match (rejected, accepted.message) {
+                    (0, None) => {}
+                    (0, Some(message)) => {
+                        tracing::warn!(%endpoint, "the collector accepted every point and warns: {message}")
+                    }
+                    (_, message) => tracing::warn!(
+                        %endpoint,
                         rejected,
-                        "the collector rejected {rejected} points (partial success)"
-                    );
+                        "the collector rejected {rejected} of {points} points (partial \
+                         success, not retried): {}",
+                        message.as_deref().unwrap_or("it gave no reason")
+                    ),
                 }
-                if failing {
+                if self.failing {
                     tracing::info!(%endpoint, "OTLP export recovered");
-                    failing = false;
+                    self.failing = false;
                 }
-                backoff = BACKOFF_INITIAL;
+                self.backoff.reset();
+                Attempt::Done
             }
             Err(SendError {
-                retryable: true,
+                failure: Failure::Retryable { hint },
                 message,
-                retry_after,
             }) => {
-                backlog.release();
-                backlog.stats.retried(points);
-                if !failing {
+                self.backlog.release();
+                self.backlog.stats.retried(points);
+                let wait = self.backoff.next(hint, retry::random_unit());
+                if !self.failing {
                     tracing::warn!(
                         %endpoint,
-                        "OTLP export failed, will retry with backoff and hold up to the \
-                         backlog limit: {message}"
+                        "OTLP export failed, will retry in {wait:.1?} with backoff and hold \
+                         up to the backlog limit: {message}"
                     );
-                    failing = true;
+                    self.failing = true;
+                } else {
+                    tracing::debug!(%endpoint, "OTLP export failed again, retry in {wait:.1?}: {message}");
                 }
-                if backlog.is_closed() {
-                    return; // shutting down: do not wait out a backoff
-                }
-                let wait = retry_after.unwrap_or(backoff).min(BACKOFF_MAX);
-                tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                Attempt::Retry(wait)
             }
-            Err(SendError { message, .. }) => {
-                backlog.remove(seq);
-                backlog.stats.dropped(points);
-                tracing::error!(
-                    %endpoint,
-                    points,
-                    "OTLP export rejected and not retryable, batch dropped: {message}"
-                );
+            Err(SendError { failure, message }) => {
+                self.backlog.remove(seq);
+                self.backlog.stats.dropped(points);
+                let repeat = self.repeated(&message);
+                let line = match failure {
+                    Failure::Permanent => format!(
+                        "OTLP export to {endpoint} cannot succeed as configured: {points} \
+                         points dropped, not retried ({message}); check the endpoint's \
+                         scheme (http/https) and host, and the collector's TLS certificate"
+                    ),
+                    _ => format!(
+                        "the collector at {endpoint} refused {points} points; dropped, as \
+                         the OTLP spec says, not retried: {message}"
+                    ),
+                };
+                if repeat {
+                    tracing::debug!("{line}");
+                } else {
+                    tracing::error!("{line}");
+                }
+                Attempt::Done
+            }
+        }
+    }
+
+    /// True if the same error was logged less than a minute ago (then it is logged at
+    /// debug level only); otherwise remembers it.
+    fn repeated(&mut self, message: &str) -> bool {
+        let now = Instant::now();
+        let repeat = self.last_error_log.as_ref().is_some_and(|(last, at)| {
+            last == message && now.duration_since(*at) < Duration::from_secs(60)
+        });
+        if !repeat {
+            self.last_error_log = Some((message.to_owned(), now));
+        }
+        repeat
+    }
+
+    /// At shutdown: each batch left is tried once, oldest first; the first one that fails
+    /// for a reason that could heal ends the flush, after the newest batch (the final
+    /// snapshot, the one that matters most for cumulative series) has had its one try.
+    async fn flush(&mut self, transport: &mut Transport) {
+        while let Some((seq, points, req)) = self.backlog.front() {
+            let was_newest = self.backlog.newest_seq() == Some(seq);
+            if let Attempt::Retry(_) = self.attempt(transport, seq, points, &req).await {
+                if !was_newest {
+                    if let Some((seq, points, req)) = self.backlog.newest() {
+                        self.attempt(transport, seq, points, &req).await;
+                    }
+                }
+                return;
             }
         }
     }

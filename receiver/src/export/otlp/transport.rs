@@ -12,6 +12,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::retry;
 use crate::config::{Compression, OtlpConfig, Protocol};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +29,35 @@ pub enum TransportError {
     Http(#[source] reqwest::Error),
 }
 
+/// What the collector said to a request it answered with success.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Data points it rejected (partial success); never retried.
+    pub rejected: u64,
+    /// Its explanation (`partial_success.error_message`), also sent with nothing rejected
+    /// as a warning.
+    pub message: Option<String>,
+}
+
+/// How a failed send is handled, as the OTLP spec classifies failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The collector may recover (unreachable, overloaded, throttling): keep the batch and
+    /// retry after backoff, or after `hint`, the delay the server asked for.
+    Retryable { hint: Option<Duration> },
+    /// The collector refused this data for good (HTTP 400, gRPC INVALID_ARGUMENT,
+    /// RESOURCE_EXHAUSTED without RetryInfo, ...): the spec says drop it.
+    Rejected,
+    /// No attempt can succeed as configured (TLS handshake, an unusable URL): retrying
+    /// would hold the backlog forever, so the batch is dropped too.
+    Permanent,
+}
+
 /// A failed send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendError {
-    pub retryable: bool,
+    pub failure: Failure,
     pub message: String,
-    /// The server's hint (HTTP Retry-After), if any.
-    pub retry_after: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -108,20 +131,15 @@ impl Transport {
         }
     }
 
-    /// Sends one request; on success returns the points the server rejected
-    /// (partial success), which are not retried.
-    pub async fn send(&mut self, req: &ExportMetricsServiceRequest) -> Result<u64, SendError> {
+    /// Sends one request.
+    pub async fn send(&mut self, req: &ExportMetricsServiceRequest) -> Result<Accepted, SendError> {
         match self {
             Transport::Grpc { client, headers } => {
                 let mut request = tonic::Request::new(req.clone());
                 *request.metadata_mut() = headers.clone();
                 match client.export(request).await {
-                    Ok(resp) => Ok(rejected(&resp.into_inner())),
-                    Err(status) => Err(SendError {
-                        retryable: grpc_retryable(status.code()),
-                        message: format!("gRPC {:?}: {}", status.code(), status.message()),
-                        retry_after: None,
-                    }),
+                    Ok(resp) => Ok(accepted(resp.into_inner())),
+                    Err(status) => Err(grpc_failure(&status)),
                 }
             }
             Transport::Http {
@@ -139,42 +157,133 @@ impl Transport {
                     body = gzip_bytes(&body);
                     builder = builder.header(reqwest::header::CONTENT_ENCODING, "gzip");
                 }
-                let resp = builder.body(body).send().await.map_err(|e| SendError {
-                    // Connection refused, reset, timeout: the collector may come back.
-                    retryable: true,
-                    message: format!("HTTP request to {url} failed: {e}"),
-                    retry_after: None,
+                let resp = builder.body(body).send().await.map_err(|e| {
+                    let tls = is_tls_error(&e);
+                    let failure = if e.is_builder() || tls {
+                        Failure::Permanent
+                    } else {
+                        // Connection refused, reset, timeout: the collector may come back.
+                        Failure::Retryable { hint: None }
+                    };
+                    let mut message = error_chain(&e);
+                    if tls {
+                        message = format!("TLS with {url} failed: {message}");
+                    }
+                    SendError { failure, message }
                 })?;
                 let status = resp.status();
                 let retry_after = resp
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
                 let bytes = resp.bytes().await.unwrap_or_default();
                 if status.is_success() {
                     let parsed =
                         ExportMetricsServiceResponse::decode(bytes.as_ref()).unwrap_or_default();
-                    return Ok(rejected(&parsed));
+                    return Ok(accepted(parsed));
                 }
                 Err(SendError {
-                    retryable: http_retryable(status.as_u16()),
-                    message: format!(
-                        "HTTP {status} from {url}: {}",
-                        String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                    ),
-                    retry_after,
+                    failure: if http_retryable(status.as_u16()) {
+                        Failure::Retryable { hint: retry_after }
+                    } else {
+                        Failure::Rejected
+                    },
+                    message: format!("HTTP {status} from {url}: {}", http_status_message(&bytes)),
                 })
             }
         }
     }
 }
 
-fn rejected(resp: &ExportMetricsServiceResponse) -> u64 {
-    resp.partial_success
-        .as_ref()
-        .map(|p| p.rejected_data_points.max(0) as u64)
-        .unwrap_or(0)
+fn accepted(resp: ExportMetricsServiceResponse) -> Accepted {
+    let Some(p) = resp.partial_success else {
+        return Accepted::default();
+    };
+    Accepted {
+        rejected: p.rejected_data_points.max(0) as u64,
+        message: Some(p.error_message).filter(|m| !m.trim().is_empty()),
+    }
+}
+
+/// The spec's body for a failed HTTP export is a protobuf `google.rpc.Status`; show its
+/// message, or the start of the body as text when it is something else (a proxy's page).
+fn http_status_message(body: &[u8]) -> String {
+    match tonic_types::Status::decode(body) {
+        Ok(s) if !s.message.is_empty() => s.message,
+        _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+    }
+}
+
+/// An error and its causes on one line: reqwest's and tonic's own text ("error sending
+/// request", "transport error") hides what actually went wrong.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
+/// The OTLP spec's gRPC failure table, with RESOURCE_EXHAUSTED retryable only when the
+/// server sends RetryInfo (it can recover), and a TLS failure treated as permanent.
+pub fn grpc_failure(status: &tonic::Status) -> SendError {
+    use tonic_types::StatusExt;
+    let retry_info = status.get_details_retry_info();
+    let hint = retry_info.as_ref().and_then(|r| r.retry_delay);
+    let tls = is_tls_error(status);
+    let failure = if tls {
+        Failure::Permanent
+    } else {
+        match grpc_retryable(status.code(), retry_info.is_some()) {
+            true => Failure::Retryable { hint },
+            false => Failure::Rejected,
+        }
+    };
+    let mut message = format!(
+        "gRPC {}: {}",
+        grpc_code_name(status.code()),
+        status.message()
+    );
+    if let Some(source) = std::error::Error::source(status) {
+        let chain = error_chain(source);
+        if !chain.contains(status.message()) || status.message().is_empty() {
+            message = format!("{message}: {chain}");
+        } else {
+            message = format!("gRPC {}: {chain}", grpc_code_name(status.code()));
+        }
+    }
+    if tls {
+        message = format!("TLS with the collector failed: {message}");
+    }
+    SendError { failure, message }
+}
+
+/// True if a TLS failure is anywhere in the error's causes. rustls errors reach us inside
+/// `io::Error`s, whose `source()` skips the wrapped error itself, so those are opened.
+fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if is_tls_error(inner) {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn gzip_bytes(data: &[u8]) -> Vec<u8> {
@@ -185,16 +294,39 @@ fn gzip_bytes(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
-/// OTLP spec, "Failures": which gRPC codes may be retried.
-pub fn grpc_retryable(code: tonic::Code) -> bool {
+/// OTLP spec, "Failures": which gRPC codes may be retried. RESOURCE_EXHAUSTED only when
+/// the server says it can recover by sending RetryInfo.
+pub fn grpc_retryable(code: tonic::Code, has_retry_info: bool) -> bool {
     use tonic::Code::*;
-    matches!(
-        code,
-        Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss
-            // Spec: retryable when the server says recovery is possible; a loaded
-            // collector is the common cause, and backoff protects it.
-            | ResourceExhausted
-    )
+    match code {
+        Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss => true,
+        ResourceExhausted => has_retry_info,
+        _ => false,
+    }
+}
+
+/// The spec's upper-case name of a gRPC code, for logs.
+fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 /// OTLP spec, "Retryable Response Codes" for HTTP.
@@ -208,15 +340,120 @@ mod tests {
 
     #[test]
     fn retryable_codes_follow_the_spec() {
-        assert!(grpc_retryable(tonic::Code::Unavailable));
-        assert!(!grpc_retryable(tonic::Code::InvalidArgument));
-        assert!(!grpc_retryable(tonic::Code::Unauthenticated));
+        use tonic::Code::*;
+        for code in [
+            Cancelled,
+            DeadlineExceeded,
+            Aborted,
+            OutOfRange,
+            Unavailable,
+            DataLoss,
+        ] {
+            assert!(grpc_retryable(code, false), "{code:?}");
+        }
+        for code in [
+            Unknown,
+            InvalidArgument,
+            NotFound,
+            AlreadyExists,
+            PermissionDenied,
+            Unauthenticated,
+            FailedPrecondition,
+            Unimplemented,
+            Internal,
+        ] {
+            assert!(!grpc_retryable(code, true), "{code:?}");
+        }
+        assert!(!grpc_retryable(ResourceExhausted, false));
+        assert!(grpc_retryable(ResourceExhausted, true));
         for s in [429, 502, 503, 504] {
             assert!(http_retryable(s), "{s}");
         }
         for s in [400, 401, 404, 413, 500] {
             assert!(!http_retryable(s), "{s}");
         }
+    }
+
+    #[test]
+    fn grpc_failures_read_retry_info_and_its_delay() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let with_delay = |code, secs| {
+            tonic::Status::with_error_details(
+                code,
+                "busy",
+                ErrorDetails::with_retry_info(Some(Duration::from_secs(secs))),
+            )
+        };
+        let cases = [
+            (
+                with_delay(tonic::Code::ResourceExhausted, 3),
+                Failure::Retryable {
+                    hint: Some(Duration::from_secs(3)),
+                },
+            ),
+            (
+                tonic::Status::resource_exhausted("quota"),
+                Failure::Rejected,
+            ),
+            (
+                with_delay(tonic::Code::Unavailable, 30),
+                Failure::Retryable {
+                    hint: Some(Duration::from_secs(30)),
+                },
+            ),
+            (
+                tonic::Status::unavailable("down"),
+                Failure::Retryable { hint: None },
+            ),
+            (tonic::Status::invalid_argument("bad"), Failure::Rejected),
+            // RetryInfo does not make a non-retryable code retryable.
+            (
+                with_delay(tonic::Code::InvalidArgument, 1),
+                Failure::Rejected,
+            ),
+        ];
+        for (status, want) in cases {
+            let got = grpc_failure(&status);
+            assert_eq!(got.failure, want, "{status:?}");
+            assert!(got.message.starts_with("gRPC "), "{}", got.message);
+        }
+        assert!(grpc_failure(&tonic::Status::resource_exhausted("q"))
+            .message
+            .contains("RESOURCE_EXHAUSTED: q"));
+    }
+
+    #[test]
+    fn a_tls_failure_is_found_inside_io_errors_and_is_permanent() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("connect failed")]
+        struct Outer(#[source] std::io::Error);
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(is_tls_error(&Outer(tls)));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!is_tls_error(&Outer(refused)));
+        let status = tonic::Status::from_error(Box::new(Outer(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        ))));
+        assert_eq!(grpc_failure(&status).failure, Failure::Permanent);
+    }
+
+    #[test]
+    fn an_http_failure_body_shows_the_status_message() {
+        let body = tonic_types::Status {
+            code: 3,
+            message: "metric name is empty".into(),
+            details: Vec::new(),
+        }
+        .encode_to_vec();
+        assert_eq!(http_status_message(&body), "metric name is empty");
+        assert_eq!(
+            http_status_message(b"<html>bad gateway"),
+            "<html>bad gateway"
+        );
     }
 
     #[test]
