@@ -387,19 +387,7 @@ impl OtlpReceiver {
         timeout: Duration,
         pred: impl Fn(&[Attempt]) -> bool,
     ) -> Vec<Attempt> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.attempts();
-            if pred(&got) {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for: {what} ({} requests received)",
-                got.len()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(what, "requests", timeout, || self.attempts(), pred)
     }
 
     /// Waits until `pred` holds over everything received; panics with `what` on timeout.
@@ -409,19 +397,7 @@ impl OtlpReceiver {
         timeout: Duration,
         pred: impl Fn(&[Export]) -> bool,
     ) -> Vec<Export> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.exports();
-            if pred(&got) {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for: {what} ({} exports received)",
-                got.len()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(what, "exports", timeout, || self.exports(), pred)
     }
 
     pub fn stop(&mut self) {
@@ -437,6 +413,29 @@ impl OtlpReceiver {
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Reads `get()` every 50 ms until `pred` holds over it; panics with `what` on timeout.
+fn poll_until<T>(
+    what: &str,
+    items: &str,
+    timeout: Duration,
+    get: impl Fn() -> Vec<T>,
+    pred: impl Fn(&[T]) -> bool,
+) -> Vec<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = get();
+        if pred(&got) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what} ({} {items} received)",
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
