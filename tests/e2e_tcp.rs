@@ -126,4 +126,44 @@ fn connections_bytes_and_states_arrive_with_the_contracts_names() {
         other => panic!("sonde.tcp.rtt is not a histogram: {other:?}"),
     }
     assert_eq!(rtt.unit, "s");
+
+    // Self-telemetry: every attached program's skipped runs (recursion_misses) ...
+    for probe in [
+        "tcp.state",
+        "tcp.destroy",
+        "tcp.send",
+        "tcp.recv",
+        "tcp.retransmit",
+        "tcp.send_reset",
+        "tcp.receive_reset",
+    ] {
+        assert!(
+            latest(
+                &exports,
+                "sonde.probe.events.lost",
+                &[("sonde.probe", probe), ("sonde.loss.reason", "recursion")]
+            )
+            .is_some(),
+            "{probe}'s recursion misses are exported"
+        );
+    }
+    // ... and the kernel memory its maps pin, which bpftool reports the same.
+    let exported = latest(&exports, "sonde.probe.map.memory", &[]).expect("map memory");
+    let ids = sonde.bpf_ids().maps;
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "map", "show"])
+        .output()
+        .expect("bpftool is needed: apt-get install bpftool");
+    let maps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+    let bpftool: f64 = maps
+        .iter()
+        .filter(|m| m["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .filter_map(|m| m["bytes_memlock"].as_f64())
+        .sum();
+    // Maps that are not preallocated grow and shrink with the host's connections and
+    // files between the export and this reading: a few entries' worth, well under 10%.
+    assert!(
+        (exported - bpftool).abs() <= bpftool * 0.1,
+        "sonde.probe.map.memory {exported} vs bpftool's memlock sum {bpftool}"
+    );
 }

@@ -77,11 +77,11 @@ struct sonde_io_proc_key {
 	__u32 _pad;
 };
 
-/* Value of `fileio_procs` and `block_procs` (per-CPU). */
+/* Value of `fileio_procs` and `block_procs` (shared by all CPUs, atomic adds). */
 struct sonde_io_proc_value {
 	__u64 bytes;
 	__u64 ops;
-	char comm[SONDE_COMM_LEN]; /* set on the CPU that created the entry; empty on the others */
+	char comm[SONDE_COMM_LEN]; /* the process's name when the entry was made */
 };
 
 /* Index into the per-CPU array `fileio_counters` (one __u64 per slot). */

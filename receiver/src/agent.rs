@@ -192,13 +192,40 @@ impl Probes {
         }
         self.families
             .iter()
-            .flat_map(|f| match f.family {
-                Family::Process => f.run_stats(family::process::probe::PROGRAMS),
-                Family::FileIo => f.run_stats(family::fileio::probe::PROGRAMS),
-                Family::Tcp => f.run_stats(family::tcp::probe::PROGRAMS),
-                Family::Dns => f.run_stats(family::dns::probe::PROGRAMS),
-            })
+            .flat_map(|f| f.run_stats(family_programs(f.family)))
             .collect()
+    }
+
+    /// Each attached program's runs the kernel skipped (recursion_misses), as losses.
+    fn recursion_losses(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.families
+            .iter()
+            .flat_map(|f| f.recursion_misses(family_programs(f.family)))
+            .map(|(probe, n)| (probe, sonde_semconv::attr::loss_reason::RECURSION, n))
+            .collect()
+    }
+
+    /// Bytes pinned by the maps this process holds; none without probes.
+    fn map_memory(&self) -> Option<u64> {
+        if self.families.is_empty() {
+            return None;
+        }
+        match sonde::collect::kernel_objects::own_maps() {
+            Ok(maps) => Some(maps.iter().map(|m| m.memlock).sum()),
+            Err(e) => {
+                tracing::debug!("reading /proc/self/fd for the maps' memory: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn family_programs(family: Family) -> &'static [probe::ProgramSpec] {
+    match family {
+        Family::Process => family::process::probe::PROGRAMS,
+        Family::FileIo => family::fileio::probe::PROGRAMS,
+        Family::Tcp => family::tcp::probe::PROGRAMS,
+        Family::Dns => family::dns::probe::PROGRAMS,
     }
 }
 
@@ -407,6 +434,7 @@ impl State {
         }
         let source::Output { metrics, mut lost } = out;
         lost.extend(procfs.lost);
+        lost.extend(self.probes.recursion_losses());
         let mut metrics = family::host::merge(metrics, procfs.metrics, self.metric_names);
         let run_stats = self.probes.run_stats();
         metrics.extend(mapping::self_telemetry::metrics(
@@ -416,6 +444,7 @@ impl State {
                 lost: &lost,
                 export: self.stats.counts(),
                 usage: agent_self::read().unwrap_or_default(),
+                map_memory: self.probes.map_memory(),
             },
             self.start,
             now,

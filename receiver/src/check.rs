@@ -80,6 +80,8 @@ pub fn main(config: Option<&Path>) -> ExitCode {
     }
 
     let mut loadable = 0;
+    // Held until the memory report below, so it sees every family's maps at once.
+    let mut held = Vec::new();
     for family in Family::ALL {
         let specs = match family {
             Family::Process => family::process::probe::PROGRAMS,
@@ -99,6 +101,7 @@ pub fn main(config: Option<&Path>) -> ExitCode {
                     };
                     println!("probe {:<16} {state} ({})", r.probe, spec.attach);
                 }
+                held.push(loaded);
             }
             Err(e) => println!("probes {:<15} failed: {e}", family.name()),
         }
@@ -107,6 +110,40 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         println!("\neBPF mode: unavailable: no probe loads on this kernel; Sonde will collect from /proc and /sys");
         return ExitCode::FAILURE;
     }
+    print_map_memory();
+    drop(held);
     println!("\neBPF mode: available ({loadable} probes load)");
     ExitCode::SUCCESS
+}
+
+/// The kernel memory the loaded maps pin, per map and summed, and its bound on a node
+/// with 64 possible CPUs (the README's formula).
+fn print_map_memory() {
+    use sonde::collect::kernel_objects::{own_maps, possible_cpus, total, PROJECTED_CPUS};
+    let maps = match own_maps() {
+        Ok(m) => m,
+        Err(e) => {
+            println!("{:<22} cannot be read: {e}", "BPF map memory");
+            return;
+        }
+    };
+    let cpus = possible_cpus();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!();
+    for m in &maps {
+        println!(
+            "map {:<18} {:>9.2} MiB now, at most {:>6.2} MiB with {PROJECTED_CPUS} CPUs",
+            m.name,
+            mib(m.memlock),
+            mib(m.projected(cpus, PROJECTED_CPUS))
+        );
+    }
+    let (now, bound) = total(&maps, cpus, PROJECTED_CPUS);
+    println!(
+        "{:<22} {:.2} MiB now ({cpus} possible CPUs); at most {:.2} MiB with every map full \
+         on {PROJECTED_CPUS} possible CPUs",
+        "BPF map memory",
+        mib(now),
+        mib(bound)
+    );
 }

@@ -65,6 +65,9 @@ pub mod loss_reason {
     pub const RINGBUF_FULL: &str = "ringbuf_full";
     pub const MAP_FULL: &str = "map_full";
     pub const CARDINALITY: &str = "cardinality";
+    /// The kernel skipped the program because a BPF program was already running on the
+    /// CPU (the program's `recursion_misses`).
+    pub const RECURSION: &str = "recursion";
 }
 
 /// Values of [`SONDE_EXPORT_OUTCOME`].

@@ -51,6 +51,12 @@ pub const SONDE_PROBE_EVENTS_LOST: MetricDef = def(
     "{event}",
     "Events a probe could not deliver, by reason.",
 );
+pub const SONDE_PROBE_MAP_MEMORY: MetricDef = def(
+    "sonde.probe.map.memory",
+    Instrument::Gauge,
+    "By",
+    "Kernel memory pinned by Sonde's BPF maps (the kernel's memlock figure per map, summed).",
+);
 pub const SONDE_PROBE_RUN_DURATION: MetricDef = def(
     "sonde.probe.run.duration",
     Instrument::Counter,
@@ -114,6 +120,7 @@ pub const ALL: &[MetricDef] = &[
     SONDE_PROCESS_EXIT,
     SYSTEM_PROCESS_COUNT,
     SONDE_PROBE_EVENTS_LOST,
+    SONDE_PROBE_MAP_MEMORY,
     SONDE_PROBE_RUN_DURATION,
     SONDE_PROBE_RUN_COUNT,
     SONDE_PROBE_STATUS,

@@ -38,32 +38,47 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define REQ_OP_WRITE 1
 #define MINORBITS 20
 
-/* One entry per file system and direction: a host has tens of mounts, not thousands. */
+/*
+ * Kernel memory: per-CPU values are allocated on every possible CPU (64 on a large
+ * node), so only the hottest, smallest maps are per-CPU, and the sparse ones are not
+ * preallocated: they pin memory for the entries they hold, not for all they could.
+ */
+
+/* One entry per file system and direction: 128 file systems doing I/O (each container's
+ * overlay is one). Per-CPU: every file read and write adds here; past the bound, calls
+ * are counted as lost (SONDE_FILEIO_LOST_STATS). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sonde_io_key);
 	__type(value, struct sonde_io_stats);
 } fileio_stats SEC(".maps");
 
-/* Userspace deletes the entries of exited processes each tick, so this bounds live ones. */
+/* Userspace deletes the entries of exited processes each tick, so this bounds live ones.
+ * Shared, with atomic adds: a process's entry is written by its own threads only, so
+ * contention is low, and per-CPU copies of 16384 entries would pin 64 times the memory. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sonde_io_proc_key);
 	__type(value, struct sonde_io_proc_value);
 } fileio_procs SEC(".maps");
 
+/* One entry per block device (disk or partition) and direction: 64 devices. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 128);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sonde_io_key);
 	__type(value, struct sonde_io_stats);
 } block_stats SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sonde_io_proc_key);
 	__type(value, struct sonde_io_proc_value);
 } block_procs SEC(".maps");
@@ -72,6 +87,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, __u64);
 } block_start SEC(".maps");
@@ -159,8 +175,8 @@ static __always_inline int add_proc(void *map, __u32 tgid, __u32 dev, __u32 dir,
 		if (!v)
 			return -1;
 	}
-	v->bytes += bytes;
-	v->ops += 1;
+	__sync_fetch_and_add(&v->bytes, bytes); /* shared across CPUs */
+	__sync_fetch_and_add(&v->ops, 1);
 	return 0;
 }
 

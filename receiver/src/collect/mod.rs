@@ -2,6 +2,7 @@
 //! counts; naming and shaping into metrics is `mapping`'s job.
 
 pub mod agent_self;
+pub mod kernel_objects;
 
 use aya::maps::{MapData, PerCpuArray};
 

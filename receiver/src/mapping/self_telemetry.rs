@@ -44,6 +44,8 @@ pub struct SelfInputs<'a> {
     pub lost: &'a [(&'static str, &'static str, u64)],
     pub export: ExportCounts,
     pub usage: SelfUsage,
+    /// Bytes pinned by Sonde's BPF maps (none in fallback mode).
+    pub map_memory: Option<u64>,
 }
 
 fn int(v: u64) -> Number {
@@ -87,7 +89,8 @@ pub fn metrics(i: &SelfInputs<'_>, start: u64, now: u64) -> Vec<Metric> {
             debug_assert!([
                 loss_reason::RINGBUF_FULL,
                 loss_reason::MAP_FULL,
-                loss_reason::CARDINALITY
+                loss_reason::CARDINALITY,
+                loss_reason::RECURSION
             ]
             .contains(reason));
             (probe(p).with(attr::SONDE_LOSS_REASON, *reason), int(*n))
@@ -148,6 +151,13 @@ pub fn metrics(i: &SelfInputs<'_>, start: u64, now: u64) -> Vec<Metric> {
             mode(cpu_mode::SYSTEM, i.usage.system),
         ],
     ));
+    if let Some(bytes) = i.map_memory {
+        out.push(numbers(
+            m::SONDE_PROBE_MAP_MEMORY,
+            start,
+            [(Attributes::new(), int(bytes))],
+        ));
+    }
     out.push(numbers(
         m::SONDE_AGENT_MEMORY_RSS,
         start,

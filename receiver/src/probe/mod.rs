@@ -141,6 +141,29 @@ impl LoadedFamily {
     }
 }
 
+impl LoadedFamily {
+    /// Runs the kernel skipped per attached probe (its `recursion_misses`): a classic
+    /// tracepoint program is skipped whenever any BPF program already runs on the CPU, a
+    /// raw tracepoint program when that same program does.
+    pub fn recursion_misses(&self, specs: &[ProgramSpec]) -> Vec<(&'static str, u64)> {
+        specs
+            .iter()
+            .filter(|spec| {
+                self.reports
+                    .iter()
+                    .any(|r| r.probe == spec.probe && r.state == ProbeState::Attached)
+            })
+            .filter_map(|spec| {
+                let fd = self.ebpf.program(spec.program)?.fd().ok()?;
+                Some((
+                    spec.probe,
+                    crate::collect::kernel_objects::recursion_misses(fd),
+                ))
+            })
+            .collect()
+    }
+}
+
 /// Loads a family's object (CO-RE relocation and verification happen here) and attaches
 /// each of its programs. `attach = false` only loads: for `sonde check`.
 pub fn load_family(

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use sonde_probes::abi::{
     sonde_fileio_counter as slot, sonde_io_key, sonde_io_proc_key, sonde_io_proc_value,
     sonde_io_stats, SONDE_LOG2_SLOTS,
@@ -152,7 +152,7 @@ pub struct FileIoLost {
 }
 
 type StatsMap = PerCpuHashMap<MapData, sonde_io_key, sonde_io_stats>;
-type ProcMap = PerCpuHashMap<MapData, sonde_io_proc_key, sonde_io_proc_value>;
+type ProcMap = BpfHashMap<MapData, sonde_io_proc_key, sonde_io_proc_value>;
 
 pub struct FileIoCollector {
     file_stats: StatsMap,
@@ -254,14 +254,9 @@ fn fold_procs(
 ) -> Result<(), CollectError> {
     let mut dead = Vec::new();
     for item in map.iter() {
-        let (k, per_cpu) = item.map_err(|source| CollectError::Map { map: name, source })?;
-        let bytes: u64 = per_cpu.iter().map(|v| v.bytes).sum();
-        // The comm is set on the CPU that created the entry; the others hold zeros.
-        let comm = per_cpu
-            .iter()
-            .map(|v| comm_to_string(&v.comm))
-            .find(|c| !c.is_empty())
-            .unwrap_or_default();
+        let (k, v) = item.map_err(|source| CollectError::Map { map: name, source })?;
+        let bytes = v.bytes;
+        let comm = comm_to_string(&v.comm);
         let entry = (k.tgid, k.dev, k.direction);
         totals.update(
             entry,

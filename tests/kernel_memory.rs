@@ -1,0 +1,85 @@
+//! The kernel memory Sonde's BPF maps pin, with every family loaded: measured from the
+//! maps' own memlock figures (/proc/self/fdinfo, what bpftool shows) and projected to a
+//! node with 64 possible CPUs, where per-CPU maps hold 64 copies of their values. The
+//! budget is 32 MiB with every map full.
+//!
+//! Needs root (eBPF).
+
+mod common;
+
+use sonde::collect::kernel_objects::{own_maps, possible_cpus, total, PROJECTED_CPUS};
+use sonde_probes::Family;
+
+const BUDGET: u64 = 32 * 1024 * 1024;
+
+#[test]
+fn every_family_fits_the_budget_on_64_cpus() {
+    common::require_root();
+    let families: Vec<_> = Family::ALL
+        .iter()
+        .map(|f| {
+            let specs = match f {
+                Family::Process => sonde::family::process::probe::PROGRAMS,
+                Family::FileIo => sonde::family::fileio::probe::PROGRAMS,
+                Family::Tcp => sonde::family::tcp::probe::PROGRAMS,
+                Family::Dns => sonde::family::dns::probe::PROGRAMS,
+            };
+            sonde::probe::load_family(*f, specs, false)
+                .unwrap_or_else(|e| panic!("loading {}: {e}", f.name()))
+        })
+        .collect();
+    let maps = own_maps().expect("reading /proc/self/fdinfo");
+    for name in [
+        "process_counter", // the kernel keeps 15 characters of a name
+        "fileio_stats",
+        "fileio_procs",
+        "block_stats",
+        "block_procs",
+        "block_start",
+        "tcp_conns",
+        "tcp_listeners",
+        "tcp_events",
+        "tcp_hists",
+        "dns_events",
+    ] {
+        assert!(
+            maps.iter().any(|m| m.name == name),
+            "map {name} is not among the loaded ones: {maps:?}"
+        );
+    }
+    let cpus = possible_cpus();
+    for m in &maps {
+        // The model's per-CPU share can never exceed what the kernel charges here.
+        assert!(
+            m.bytes_per_cpu() * cpus <= m.memlock,
+            "{}: {} bytes per CPU x {cpus} CPUs > memlock {}",
+            m.name,
+            m.bytes_per_cpu(),
+            m.memlock
+        );
+    }
+    let (now, bound) = total(&maps, cpus, PROJECTED_CPUS);
+    let mut table: Vec<_> = maps
+        .iter()
+        .map(|m| {
+            (
+                m.projected(cpus, PROJECTED_CPUS),
+                m.memlock,
+                m.name.as_str(),
+            )
+        })
+        .collect();
+    table.sort();
+    eprintln!("map: bytes with every map full on {PROJECTED_CPUS} CPUs, memlock now ({cpus} CPUs)");
+    for (p, n, name) in table.iter().rev() {
+        eprintln!("  {name:<20} {p:>10} {n:>10}");
+    }
+    eprintln!("total: {bound} bytes bound, {now} bytes now");
+    assert!(
+        bound <= BUDGET,
+        "the maps would pin {:.1} MiB on {PROJECTED_CPUS} CPUs, over the {} MiB budget",
+        bound as f64 / 1048576.0,
+        BUDGET / 1048576
+    );
+    drop(families);
+}
