@@ -266,6 +266,11 @@ impl Collection {
     pub fn snapshot(&mut self) -> Snapshot {
         self.state.snapshot()
     }
+
+    /// When collection started (Unix ns): the start time of the probes' series.
+    pub fn started(&self) -> u64 {
+        self.state.start
+    }
 }
 
 fn load_probes(config: &Config) -> Probes {
@@ -310,8 +315,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Some(cfg) => {
             tracing::info!(endpoint = %cfg.endpoint, protocol = ?cfg.protocol, "exporting over OTLP");
             Some(
-                OtlpExporter::start(cfg, resource::to_proto(&res), stats.clone())
-                    .context("cannot set up the OTLP exporter")?,
+                OtlpExporter::start(
+                    cfg,
+                    resource::to_proto(&res),
+                    stats.clone(),
+                    collection.started(),
+                )
+                .context("cannot set up the OTLP exporter")?,
             )
         }
         None => None,

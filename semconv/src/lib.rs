@@ -37,3 +37,52 @@ pub struct MetricDef {
     pub unit: &'static str,
     pub description: &'static str,
 }
+
+/// Counters that are *asynchronous* in the OTel API's terms: running totals that something
+/// else keeps (/proc, /sys, the kernel's BPF run-time statistics) and Sonde only observes.
+/// Every other counter counts events where they happen (the probes in the kernel, the
+/// exporter), as a synchronous counter does. The `lowmemory` temporality preference keeps
+/// these cumulative. A name that both a probe and /proc can supply (`system.disk.*`,
+/// `process.disk.io`, `system.process.created`) is counted here as its default source, the
+/// probe, supplies it; the hostmetrics_v0 names are the /proc side's.
+pub const OBSERVED_COUNTERS: &[MetricDef] = &[
+    host::SYSTEM_CPU_TIME,
+    host::SYSTEM_PAGING_FAULTS,
+    host::SYSTEM_PAGING_OPERATIONS,
+    host::SYSTEM_NETWORK_IO,
+    host::SYSTEM_NETWORK_PACKET_COUNT,
+    host::SYSTEM_NETWORK_PACKET_DROPPED,
+    host::SYSTEM_NETWORK_ERRORS,
+    host::PROCESS_CPU_TIME,
+    host::v0::SYSTEM_CPU_TIME,
+    host::v0::SYSTEM_PAGING_FAULTS,
+    host::v0::SYSTEM_PAGING_OPERATIONS,
+    host::v0::SYSTEM_DISK_IO,
+    host::v0::SYSTEM_DISK_OPERATIONS,
+    host::v0::SYSTEM_DISK_OPERATION_TIME,
+    host::v0::SYSTEM_NETWORK_IO,
+    host::v0::SYSTEM_NETWORK_PACKETS,
+    host::v0::SYSTEM_NETWORK_DROPPED,
+    host::v0::SYSTEM_NETWORK_ERRORS,
+    host::v0::SYSTEM_PROCESSES_CREATED,
+    host::v0::PROCESS_CPU_TIME,
+    host::v0::PROCESS_DISK_IO,
+    metric::SONDE_PROBE_RUN_DURATION,
+    metric::SONDE_PROBE_RUN_COUNT,
+    metric::SONDE_AGENT_CPU_TIME,
+];
+
+#[cfg(test)]
+mod observed_tests {
+    use super::*;
+
+    #[test]
+    fn observed_counters_are_counters() {
+        for d in OBSERVED_COUNTERS {
+            assert_eq!(d.instrument, Instrument::Counter, "{}", d.name);
+        }
+        // The probe-side twin of a v0 name is not in the list.
+        assert!(!OBSERVED_COUNTERS.contains(&fileio::SYSTEM_DISK_IO));
+        assert!(OBSERVED_COUNTERS.contains(&host::v0::SYSTEM_DISK_IO));
+    }
+}

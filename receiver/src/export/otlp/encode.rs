@@ -12,20 +12,17 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use sonde_semconv::{Instrument, SCHEMA_URL};
 
+use crate::aggregate::temporality::is_delta;
+use crate::config::Temporality;
 use crate::model::{self, Attributes, Number, PointValue, Snapshot};
 
-/// `temporality_of_counters` is what counters and histograms in `snap` hold (the caller
-/// converted them already); up-down counters are always cumulative.
+/// `preference` says which metrics of `snap` hold deltas (the caller converted them
+/// already with `aggregate::temporality`); the rest are cumulative.
 pub fn encode(
     resource: &Resource,
     snap: &Snapshot,
-    counters_are_delta: bool,
+    preference: Temporality,
 ) -> ExportMetricsServiceRequest {
-    let counter_temporality = if counters_are_delta {
-        AggregationTemporality::Delta
-    } else {
-        AggregationTemporality::Cumulative
-    } as i32;
     let cumulative = AggregationTemporality::Cumulative as i32;
     let t = snap.time_unix_nano;
 
@@ -34,6 +31,11 @@ pub fn encode(
         .iter()
         .filter(|m| !m.points.is_empty())
         .map(|m| {
+            let counter_temporality = if is_delta(preference, &m.def) {
+                AggregationTemporality::Delta as i32
+            } else {
+                cumulative
+            };
             let numbers = || -> Vec<NumberDataPoint> {
                 m.points
                     .iter()
@@ -197,7 +199,7 @@ mod tests {
 
     #[test]
     fn instruments_map_to_otlp_data_types() {
-        let req = encode(&Resource::default(), &snapshot(), false);
+        let req = encode(&Resource::default(), &snapshot(), Temporality::Cumulative);
         let rm = &req.resource_metrics[0];
         assert_eq!(rm.schema_url, "https://opentelemetry.io/schemas/1.44.0");
         let ms = &rm.scope_metrics[0].metrics;
@@ -247,7 +249,7 @@ mod tests {
 
     #[test]
     fn delta_applies_to_counters_and_histograms_only() {
-        let req = encode(&Resource::default(), &snapshot(), true);
+        let req = encode(&Resource::default(), &snapshot(), Temporality::Delta);
         let ms = &req.resource_metrics[0].scope_metrics[0].metrics;
         let temporality = |i: usize| match &ms[i].data {
             Some(Data::Sum(s)) => s.aggregation_temporality,

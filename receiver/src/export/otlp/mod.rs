@@ -372,6 +372,7 @@ impl Backlog {
 pub struct OtlpExporter {
     backlog: Arc<Backlog>,
     task: JoinHandle<()>,
+    temporality: Temporality,
     delta: Option<DeltaConverter>,
     resource: Resource,
     timeout: Duration,
@@ -380,11 +381,13 @@ pub struct OtlpExporter {
 
 impl OtlpExporter {
     /// Starts the sender task. Connection happens lazily: a collector that is down at
-    /// start-up is retried like one that goes down later.
+    /// start-up is retried like one that goes down later. `since`: when collection began
+    /// (the first delta interval starts there).
     pub fn start(
         cfg: &OtlpConfig,
         resource: Resource,
         stats: Arc<ExportStats>,
+        since: u64,
     ) -> Result<Self, TransportError> {
         let transport = Transport::new(cfg)?;
         // A queue that cannot be opened (read-only disk, no permission, another agent on it)
@@ -405,9 +408,12 @@ impl OtlpExporter {
         Ok(Self {
             backlog,
             task,
+            temporality: cfg.temporality,
             delta: match cfg.temporality {
                 Temporality::Cumulative => None,
-                Temporality::Delta | Temporality::LowMemory => Some(DeltaConverter::default()),
+                t @ (Temporality::Delta | Temporality::LowMemory) => {
+                    Some(DeltaConverter::new(t, since))
+                }
             },
             resource,
             timeout: cfg.timeout,
@@ -421,7 +427,7 @@ impl OtlpExporter {
             d.apply(&mut snap);
         }
         let points = snap.point_count() as u64;
-        let req = encode::encode(&self.resource, &snap, self.delta.is_some());
+        let req = encode::encode(&self.resource, &snap, self.temporality);
         self.backlog.push(req, points);
     }
 
