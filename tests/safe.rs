@@ -254,3 +254,133 @@ fn health_endpoints_follow_the_agent_and_the_export_lag() {
     assert!(sonde.wait_exit(WAIT).success());
     assert!(std::net::TcpStream::connect(("127.0.0.1", health)).is_err());
 }
+
+/// The set `sonde run` keeps after attach with its default config on this kernel, as the
+/// `/proc/<pid>/status` hex mask.
+fn default_keep_mask() -> u64 {
+    let config = sonde::config::Config::from_yaml(
+        "",
+        &sonde::config::OtelEnv::from_pairs(std::iter::empty::<(&str, &str)>()),
+    )
+    .expect("defaults");
+    let plan = sonde::privilege::plan(&sonde::privilege::Inputs {
+        ebpf: config.ebpf_enabled,
+        dns: config.dns.enabled,
+        top_processes: config.host.enabled && config.host.top_processes > 0,
+        kernel: sonde::probe::support::kernel_version(),
+    });
+    plan.keep_set().bits()
+}
+
+/// Every thread of `pid` holds exactly `mask` as effective, permitted and bounding set,
+/// nothing inheritable or ambient, and no_new_privs.
+fn assert_caps(pid: i32, mask: u64) {
+    let tasks: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+        .map(|e| e.path().join("status"))
+        .collect();
+    assert!(
+        tasks.len() >= 3,
+        "the runtime's threads are there too: {tasks:?}"
+    );
+    for status in tasks {
+        let text = std::fs::read_to_string(&status).expect("status");
+        let field = |name: &str| {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .unwrap_or_else(|| panic!("{name} in {}", status.display()));
+            u64::from_str_radix(line.trim(), 16).unwrap_or_else(|_| panic!("{name}: {line}"))
+        };
+        for (name, want) in [
+            ("CapEff", mask),
+            ("CapPrm", mask),
+            ("CapBnd", mask),
+            ("CapInh", 0),
+            ("CapAmb", 0),
+            ("NoNewPrivs", 1),
+        ] {
+            assert_eq!(field(name), want, "{name} of {}: {text}", status.display());
+        }
+    }
+}
+
+/// Runs `n` execs of a uniquely named /bin/true and checks the exported count is exactly
+/// `n`, read after the capability drop.
+fn assert_exact_execs(rx: &OtlpReceiver, dir: &Path, n: usize) {
+    let (exe, name) = unique_exe(dir, "scap", "/bin/true");
+    for _ in 0..n {
+        assert!(Command::new(&exe).status().expect("run").success());
+    }
+    let filter = [("process.executable.name", name.as_str())];
+    rx.wait_for("every exec counted", WAIT, |e| {
+        latest(e, "sonde.process.exec", &filter) == Some(n as f64)
+    });
+    // A few more exports: still exact, nothing late or doubled.
+    let seen = rx.exports().len();
+    let got = rx.wait_for("more exports", WAIT, |e| e.len() >= seen + 3);
+    assert_eq!(latest(&got, "sonde.process.exec", &filter), Some(n as f64));
+}
+
+/// Issue 13 point 1: after attach every thread of a root-started Sonde holds only the
+/// stated set (on kernels >= 5.19 no BPF capability), and the probes still count exactly.
+#[test]
+fn capabilities_are_dropped_after_attach_and_counts_stay_exact() {
+    require_root();
+    let mask = default_keep_mask();
+    if sonde::probe::support::kernel_version().is_some_and(|v| v >= (5, 19)) {
+        assert_eq!(
+            mask & (1 << 39 | 1 << 38 | 1 << 21),
+            0,
+            "no CAP_BPF/PERFMON/SYS_ADMIN kept"
+        );
+    }
+    let dir = TempDir::new("caps");
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut sonde = Sonde::start(&rx.env(), Some("collection:\n  interval: 200ms\n"));
+    sonde.wait_log("capabilities after attach", WAIT);
+    assert_caps(sonde.pid(), mask);
+    assert_exact_execs(&rx, dir.path(), 30);
+    assert!(
+        !sonde.stderr().contains("cannot drop capabilities"),
+        "{}",
+        sonde.stderr()
+    );
+}
+
+/// Issue 13 point 1: a non-root user with only the ambient capabilities `sonde check`
+/// states (as the systemd unit and the DaemonSet grant them) attaches every probe, counts
+/// exactly, and ends with the same kept set.
+#[test]
+fn runs_as_nobody_with_only_the_stated_ambient_capabilities() {
+    require_root();
+    let caps = "+bpf,+perfmon,+net_admin,+dac_read_search,+sys_ptrace,+setpcap";
+    let inh = format!("--inh-caps={caps}");
+    let amb = format!("--ambient-caps={caps}");
+    let wrapper = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        inh.as_str(),
+        amb.as_str(),
+    ];
+    let dir = TempDir::new("nobody");
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut sonde = Sonde::start_wrapped(
+        &wrapper,
+        &rx.env(),
+        Some("collection:\n  interval: 200ms\n"),
+    );
+    sonde.wait_log("capabilities after attach", WAIT);
+    let log = sonde.stderr();
+    assert!(
+        !log.contains("failed"),
+        "every probe attaches as nobody: {log}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sonde.pid())).expect("status");
+    assert!(status.contains("Uid:\t65534"), "{status}");
+    assert_caps(sonde.pid(), default_keep_mask());
+    assert_exact_execs(&rx, dir.path(), 30);
+}

@@ -16,6 +16,7 @@ use sonde::family::fileio::collect::FileIoCollector;
 use sonde::family::process::collect::ProcessCollector;
 use sonde::mapping::{self, self_telemetry::SelfInputs};
 use sonde::model::Snapshot;
+use sonde::privilege;
 use sonde::probe::{self, LoadedFamily, ProbeReport, ProbeState};
 use sonde::source::{self, Source};
 use sonde_probes::Family;
@@ -35,17 +36,40 @@ pub fn main(config_path: Option<&Path>, opts: RunOptions) -> anyhow::Result<()> 
         config.console_detail = ConsoleDetail::Full;
     }
     init_logging(&config.log_level, std::io::stderr);
-    runtime()?.block_on(run(config))
+    let plan = privilege_plan(&config);
+    // Capabilities are per thread: the runtime's threads never load a probe, so they drop
+    // to what is kept after attach as they start; the main thread, which attaches, drops
+    // once it is done (`run`).
+    let keep = plan.keep_set();
+    runtime(move || {
+        if let Err(e) = privilege::drop_to(keep) {
+            tracing::warn!("{e}");
+        }
+    })?
+    .block_on(run(config, plan))
 }
 
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime(
+    on_thread_start: impl Fn() + Send + Sync + 'static,
+) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         // Collection is light; two workers keep sends from stalling ticks without
         // spreading the agent over every core of a large host.
         .worker_threads(2)
+        .on_thread_start(on_thread_start)
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// The capabilities this config needs on this kernel (`sonde check` prints the same plan).
+pub fn privilege_plan(config: &Config) -> privilege::Plan {
+    privilege::plan(&privilege::Inputs {
+        ebpf: config.ebpf_enabled,
+        dns: config.dns.enabled,
+        top_processes: config.host.enabled && config.host.top_processes > 0,
+        kernel: sonde::probe::support::kernel_version(),
+    })
 }
 
 pub fn init_logging<W>(level: &str, writer: W)
@@ -303,7 +327,7 @@ fn load_probes(config: &Config) -> Probes {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
     let stats = ExportStats::new();
     let mut collection = Collection::start(&config, stats.clone());
     let mode = collection.mode;
@@ -356,6 +380,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(addr) = config.health.listen {
         let bound = sonde::health::serve(addr, health.clone()).await?;
         tracing::info!(%bound, "serving GET /healthz and /readyz");
+    }
+    // Every probe is attached and every port bound: from here on Sonde reads through the
+    // descriptors it holds.
+    match privilege::drop_to(plan.keep_set()) {
+        Ok(d) => tracing::info!(
+            bounding_set_shrunk = d.bounding,
+            "capabilities after attach: {} (everything else dropped, no_new_privs set)",
+            privilege::names(d.kept)
+        ),
+        Err(e) => tracing::warn!("{e}: Sonde keeps the capabilities it started with"),
     }
 
     let mut ticker = tokio::time::interval(config.interval);

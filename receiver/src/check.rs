@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use sonde::config::{Config, OtelEnv};
 use sonde::family;
+use sonde::privilege;
 use sonde::probe::support::{self, Capabilities, BTF_PATH};
 use sonde::probe::{self, tracefs, ProbeState};
 use sonde_probes::Family;
@@ -16,12 +17,14 @@ pub const EXIT_INVALID_CONFIG: u8 = 2;
 pub fn main(config: Option<&Path>) -> ExitCode {
     let yes = |b: bool| if b { "yes" } else { "no" };
     let mut ebpf_off = false;
+    let mut plan_config = Config::load(None, &OtelEnv::from_process()).ok();
 
     if let Some(path) = config {
         match Config::load(Some(path), &OtelEnv::from_process()) {
             Ok(c) => {
                 ebpf_off = !c.ebpf_enabled;
-                println!("{:<22} {} is valid", "config", path.display())
+                println!("{:<22} {} is valid", "config", path.display());
+                plan_config = Some(c);
             }
             Err(e) => {
                 // A config `sonde run` would refuse fails the check on its own, with its
@@ -64,6 +67,22 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         yes(caps.sys_admin),
         yes(caps.net_admin)
     );
+    // What `sonde run` needs with this config on this kernel, and what it keeps.
+    if let Some(c) = &plan_config {
+        let plan = crate::agent::privilege_plan(c);
+        println!("\ncapabilities needed to load and attach:");
+        for n in &plan.load {
+            println!("  {:<20} {}", privilege::name(n.cap), n.why);
+        }
+        println!("capabilities kept after attach (all others dropped, no_new_privs set):");
+        if plan.keep.is_empty() {
+            println!("  none");
+        }
+        for n in &plan.keep {
+            println!("  {:<20} {}", privilege::name(n.cap), n.why);
+        }
+        println!();
+    }
 
     // The mode `sonde run` would choose, and why (issue 6): the same sentence it logs.
     if ebpf_off {

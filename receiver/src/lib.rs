@@ -13,6 +13,7 @@ pub mod family;
 pub mod health;
 pub mod mapping;
 pub mod model;
+pub mod privilege;
 pub mod probe;
 pub mod source;
 pub mod spans;

@@ -676,8 +676,24 @@ impl Sonde {
     /// Starts `sonde run` with only the given OTEL_* variables (inherited ones are
     /// removed) and, if given, a config file.
     pub fn start(env: &[(&str, String)], config_yaml: Option<&str>) -> Self {
+        Self::start_wrapped(&[], env, config_yaml)
+    }
+
+    /// As [`Sonde::start`], run through `wrapper` (e.g. `setpriv` with its options).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        env: &[(&str, String)],
+        config_yaml: Option<&str>,
+    ) -> Self {
         let dir = TempDir::new("sonde");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sonde"));
+        let mut cmd = match wrapper.split_first() {
+            Some((tool, args)) => {
+                let mut c = Command::new(tool);
+                c.args(args).arg(env!("CARGO_BIN_EXE_sonde"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_sonde")),
+        };
         cmd.arg("run");
         if let Some(yaml) = config_yaml {
             let path = dir.path().join("sonde.yaml");
