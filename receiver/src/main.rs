@@ -2,6 +2,7 @@
 
 mod agent;
 mod check;
+mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,20 @@ enum Command {
         #[arg(long)]
         verbose_console: bool,
     },
+    /// A live full-screen view of this host: the same probes and sources as `sonde run`,
+    /// in-process, refreshed every interval (no collector needed).
+    ///
+    /// Keys: q quit, tab or arrows between panels, s sort column, / filter by process
+    /// name, p pause. When stdout is not a terminal it prints one line per interval.
+    Top {
+        /// YAML config file (probe and host settings; exporters are not used).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Refresh interval, e.g. 1s, 500ms, 2s.
+        #[arg(short, long, value_name = "DURATION", default_value = "1s",
+              value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+    },
     /// Report what this kernel offers, probe by probe, and exit non-zero when eBPF
     /// cannot run here (1, with the reason) or the config file is invalid (2).
     Check {
@@ -56,6 +71,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sonde: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Top { config, interval } => match top::main(config.as_deref(), interval) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sonde top: {e:#}");
                 ExitCode::FAILURE
             }
         },

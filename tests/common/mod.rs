@@ -771,31 +771,36 @@ impl Sonde {
 
     /// Kernel object ids (`prog_id`, `map_id`, `link_id`) held through the child's fds.
     pub fn bpf_ids(&self) -> BpfIds {
-        let mut ids = BpfIds::default();
-        let dir = format!("/proc/{}/fdinfo", self.pid());
-        for entry in std::fs::read_dir(&dir).expect("read fdinfo").flatten() {
-            let Ok(info) = std::fs::read_to_string(entry.path()) else {
-                continue;
-            };
-            for line in info.lines() {
-                let parse = |prefix: &str, into: &mut Vec<u64>| {
-                    if let Some(v) = line.strip_prefix(prefix) {
-                        if let Ok(id) = v.trim().parse() {
-                            into.push(id);
-                        }
-                    }
-                };
-                parse("prog_id:", &mut ids.progs);
-                parse("map_id:", &mut ids.maps);
-                parse("link_id:", &mut ids.links);
-            }
-        }
-        for v in [&mut ids.progs, &mut ids.maps, &mut ids.links] {
-            v.sort_unstable();
-            v.dedup();
-        }
-        ids
+        bpf_ids_of(self.pid())
     }
+}
+
+/// Kernel object ids (`prog_id`, `map_id`, `link_id`) held through a process's fds.
+pub fn bpf_ids_of(pid: i32) -> BpfIds {
+    let mut ids = BpfIds::default();
+    let dir = format!("/proc/{pid}/fdinfo");
+    for entry in std::fs::read_dir(&dir).expect("read fdinfo").flatten() {
+        let Ok(info) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in info.lines() {
+            let parse = |prefix: &str, into: &mut Vec<u64>| {
+                if let Some(v) = line.strip_prefix(prefix) {
+                    if let Ok(id) = v.trim().parse() {
+                        into.push(id);
+                    }
+                }
+            };
+            parse("prog_id:", &mut ids.progs);
+            parse("map_id:", &mut ids.maps);
+            parse("link_id:", &mut ids.links);
+        }
+    }
+    for v in [&mut ids.progs, &mut ids.maps, &mut ids.links] {
+        v.sort_unstable();
+        v.dedup();
+    }
+    ids
 }
 
 impl Drop for Sonde {
