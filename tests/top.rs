@@ -7,7 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require_root, TempDir};
+use common::dns::{addresses, wait_ready, Dnsmasq};
+use common::{bpf_ids_of, bpftool_ids, require_root, unique_exe, unique_suffix, TempDir};
 
 /// A child killed on drop, so a failing assertion leaves nothing running.
 struct Reaped(Child);
@@ -107,4 +108,260 @@ fn console_summary_then_closed_stdout_ends_cleanly() {
         log.contains("probes detached"),
         "probes not released in order:\n{log}"
     );
+}
+
+/// A tmux server of the test's own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(cols: u16, rows: u16, command: &str) -> Self {
+        let socket = format!("sonde-top-{}", unique_suffix());
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", &cols.to_string(), "-y", &rows.to_string()])
+            .arg(command)
+            .status()
+            .expect("tmux is needed for this test: apt-get install tmux");
+        assert!(status.success(), "tmux new-session failed");
+        Self { socket }
+    }
+
+    fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn capture(&self) -> String {
+        self.cmd(&["capture-pane", "-p"])
+    }
+
+    fn format(&self, f: &str) -> String {
+        self.cmd(&["display-message", "-p", f]).trim().to_owned()
+    }
+
+    /// Captures the pane until `ok` holds; panics with the last capture after `timeout`.
+    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pane = self.capture();
+            if ok(&pane) {
+                return pane;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} not seen within {timeout:?}:\n{pane}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+/// The pid of the only child of `parent` (the pane's shell runs `sonde top`).
+fn child_of(parent: &str) -> i32 {
+    let path = format!("/proc/{parent}/task/{parent}/children");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let children = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next() {
+            return pid.parse().expect("a pid");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no process under the pane's shell"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The workload: burns CPU, opens loopback TCP connections and sends 64 KiB on each,
+/// and asks the test's resolver for names, all under one distinctive executable name.
+const WORKLOAD: &str = r#"
+import socket, struct, sys, threading, time
+resolver, zone = sys.argv[1], sys.argv[2]
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(64)
+def serve():
+    while True:
+        c, _ = srv.accept()
+        while c.recv(65536): pass
+        c.close()
+threading.Thread(target=serve, daemon=True).start()
+port = srv.getsockname()[1]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
+i = 0
+while True:
+    end = time.time() + 0.1
+    while time.time() < end: pass
+    c = socket.create_connection(("127.0.0.1", port)); c.sendall(b"x" * 65536); c.close()
+    name = b"".join(bytes([len(l)]) + l for l in ("w%d.%s" % (i % 5, zone)).encode().split(b"."))
+    u.sendto(struct.pack(">HHHHHH", i & 0xffff, 0x100, 1, 0, 0, 0) + name + b"\0\0\1\0\1", (resolver, 53))
+    try: u.recv(512)
+    except OSError: pass
+    i += 1
+"#;
+
+fn line_with<'a>(pane: &'a str, needles: &[&str]) -> Option<&'a str> {
+    pane.lines().find(|l| needles.iter().all(|n| l.contains(n)))
+}
+
+/// The first `N.N%` after `name` on its line, as a number.
+fn cpu_after(line: &str, name: &str) -> Option<f64> {
+    let rest = &line[line.find(name)? + name.len()..];
+    rest.split_whitespace()
+        .find_map(|t| t.strip_suffix('%')?.parse().ok())
+}
+
+/// `sonde top` as a person runs it, in tmux: the workload shows up in the process, TCP and
+/// DNS panels with its rates; `q` restores the terminal and releases every BPF program.
+#[test]
+fn top_in_tmux_shows_a_workload_and_quits_cleanly() {
+    require_root();
+    let dir = TempDir::new("top");
+    let [resolver, ..] = addresses();
+    let zone = format!("top{}.test", unique_suffix());
+    let _dns = Dnsmasq::start(resolver, &[format!("--address=/{zone}/10.9.8.7")]);
+    wait_ready(resolver, &format!("ready.{zone}"));
+
+    let sonde = env!("CARGO_BIN_EXE_sonde");
+    let tmux = Tmux::start(
+        200,
+        50,
+        &format!(
+            "env -u OTEL_EXPORTER_OTLP_ENDPOINT SONDE_LOG=sonde=info {sonde} top --interval 1s; \
+             echo SONDE-TOP-EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; sleep 600"
+        ),
+    );
+    let pid = child_of(&tmux.format("#{pane_pid}"));
+    tmux.wait_for("the screen of sonde top", Duration::from_secs(60), |p| {
+        p.contains("q quit") && p.contains("probes ") && p.contains("(ebpf)")
+    });
+    let progs = bpf_ids_of(pid).progs;
+    assert!(!progs.is_empty(), "sonde top holds no BPF program");
+    assert_eq!(
+        tmux.format("#{alternate_on}"),
+        "1",
+        "the view uses the alternate screen"
+    );
+
+    let (exe, name) = unique_exe(dir.path(), "stw", "/usr/bin/python3");
+    let mut workload = Reaped(
+        Command::new(&exe)
+            .args(["-c", WORKLOAD, &resolver.to_string(), &zone])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the workload (python3)"),
+    );
+    let pane = tmux.wait_for(
+        "the workload in the process, TCP and DNS panels",
+        Duration::from_secs(30),
+        |p| {
+            let cpu = line_with(p, &[&name, "%"]).and_then(|l| cpu_after(l, &name));
+            let tcp = line_with(p, &["127.0.0.1:", &name]);
+            let dns = line_with(p, &["clients", &name]);
+            cpu.is_some_and(|c| c > 0.0)
+                && tcp.is_some_and(|l| l.contains("KiB/s") || l.contains("MiB/s"))
+                && dns.is_some_and(|l| !l.contains(&format!("{name} 0/s")))
+                && p.contains(&zone)
+        },
+    );
+    if let Ok(Some(status)) = workload.0.try_wait() {
+        panic!("the workload ended early ({status}):\n{pane}");
+    }
+    let tcp_headline = line_with(&pane, &["opened ", "retrans "]).expect("TCP headline");
+    assert!(
+        !tcp_headline.contains("opened -") && !tcp_headline.contains("opened 0/s"),
+        "{pane}"
+    );
+    let dns_headline = line_with(&pane, &["queries ", "p50 "]).expect("DNS headline");
+    assert!(
+        !dns_headline.contains("queries -") && !dns_headline.contains("p50 -"),
+        "{pane}"
+    );
+    eprintln!("{pane}");
+    drop(workload);
+
+    tmux.cmd(&["send-keys", "q"]);
+    let after = tmux.wait_for("sonde top's exit", Duration::from_secs(30), |p| {
+        p.contains("SONDE-TOP-EXIT=") && p.contains("icanon")
+    });
+    assert!(after.contains("SONDE-TOP-EXIT=0"), "{after}");
+    assert!(
+        !after.contains("q quit"),
+        "the view is still on the screen:\n{after}"
+    );
+    assert!(
+        after.lines().any(|l| l.trim() == "icanon"),
+        "the terminal was left in raw mode:\n{after}"
+    );
+    assert_eq!(
+        tmux.format("#{alternate_on}"),
+        "0",
+        "alternate screen not left"
+    );
+    assert_eq!(tmux.format("#{cursor_flag}"), "1", "cursor left hidden");
+    let live = bpftool_ids("prog");
+    let left: Vec<&u64> = progs.iter().filter(|id| live.contains(id)).collect();
+    assert!(
+        left.is_empty(),
+        "BPF programs left behind after q: {left:?}"
+    );
+}
+
+/// Without a terminal `sonde top` prints one summary line per interval, and SIGTERM ends
+/// it with exit 0.
+#[test]
+fn top_without_a_terminal_prints_lines() {
+    require_root();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_sonde"))
+            .args(["top", "--interval", "300ms"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sonde top"),
+    );
+    let out = child.0.stdout.take().expect("piped stdout");
+    let lines: Vec<String> = BufReader::new(out)
+        .lines()
+        .take(3)
+        .map(|l| l.expect("a line"))
+        .collect();
+    for l in &lines {
+        assert!(
+            l.len() > 8 && l.as_bytes()[2] == b':' && l.contains(" | cpu "),
+            "{l}"
+        );
+    }
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("try_wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "sonde top ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
 }

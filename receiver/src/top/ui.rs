@@ -183,7 +183,13 @@ impl App {
             s => rank::top_n(
                 &mut rows,
                 usize::MAX,
-                |p| Some(if s == PeerSort::Bytes { p.bytes() } else { p.opened }),
+                |p| {
+                    Some(if s == PeerSort::Bytes {
+                        p.bytes()
+                    } else {
+                        p.opened
+                    })
+                },
                 |p| &p.address,
             ),
         }
@@ -245,7 +251,7 @@ fn draw_host(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
     if let Some(n) = h.processes {
         first.push(format!("procs {n:.0}"));
     }
-    let second = vec![
+    let second = [
         format!(
             "disk r {} w {}",
             or_dash(h.disk_read, fmt::byte_rate),
@@ -272,7 +278,10 @@ fn draw_host(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
         fmt::clock(fr.time_unix_nano),
         humantime::format_duration(app.interval)
     );
-    let text = vec![Line::from(first.join("   ")), Line::from(second.join("   "))];
+    let text = vec![
+        Line::from(first.join("   ")),
+        Line::from(second.join("   ")),
+    ];
     f.render_widget(
         Paragraph::new(text).block(Block::bordered().title(title.bold())),
         area,
@@ -319,7 +328,9 @@ fn draw_processes(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
             Constraint::Length(13),
         ],
     )
-    .header(header(&["NAME", "PID", "CPU", "MEMORY", "FILE I/O", "TCP I/O"]))
+    .header(header(&[
+        "NAME", "PID", "CPU", "MEMORY", "FILE I/O", "TCP I/O",
+    ]))
     .block(block(app, Panel::Processes, title));
     f.render_widget(table, area);
 }
@@ -329,8 +340,14 @@ fn draw_tcp(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
     let head = Line::from(vec![
         Span::raw(format!("opened {}  ", or_dash(t.opened, fmt::per_sec))),
         Span::raw(format!("failed {}  ", or_dash(t.failed, fmt::per_sec))),
-        Span::raw(format!("retrans {}  ", or_dash(t.retransmits, fmt::per_sec))),
-        Span::raw(format!("estab {}  ", or_dash(t.established, |n| format!("{n:.0}")))),
+        Span::raw(format!(
+            "retrans {}  ",
+            or_dash(t.retransmits, fmt::per_sec)
+        )),
+        Span::raw(format!(
+            "estab {}  ",
+            or_dash(t.established, |n| format!("{n:.0}"))
+        )),
         Span::raw(format!(
             "rtt p50 {} p99 {}",
             or_dash(t.rtt_p50, fmt::quantile),
@@ -345,8 +362,7 @@ fn draw_tcp(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
     let b = block(app, Panel::Tcp, format!(" TCP · peers by {sort} "));
     let inner = b.inner(area);
     f.render_widget(b, area);
-    let [line, table] =
-        Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
+    let [line, table] = Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
     f.render_widget(Paragraph::new(head), line);
     let rows = app.peers().into_iter().map(|p| {
         Row::new(vec![
@@ -445,7 +461,14 @@ fn draw_storage(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
             Constraint::Length(9),
         ],
     )
-    .header(header(&["", "FILE SYSTEM / DEVICE", "OPS", "BYTES", "P50", "P99"]))
+    .header(header(&[
+        "",
+        "FILE SYSTEM / DEVICE",
+        "OPS",
+        "BYTES",
+        "P50",
+        "P99",
+    ]))
     .block(block(app, Panel::Storage, " Storage · latency ".to_owned()));
     f.render_widget(table, area);
 }
@@ -476,10 +499,7 @@ mod tests {
                 probes_total: 25,
                 ..Host::default()
             },
-            processes: vec![
-                proc("burner", 42, 0.95, 1e6),
-                proc("bigmem", 7, 0.01, 9e9),
-            ],
+            processes: vec![proc("burner", 42, 0.95, 1e6), proc("bigmem", 7, 0.01, 9e9)],
             tcp: Tcp {
                 opened: Some(12.0),
                 peers: vec![PeerRow {
@@ -542,12 +562,18 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} not on screen:\n{text}");
         }
-        assert!(row_of(&text, "burner") < row_of(&text, "bigmem"), "by cpu:\n{text}");
+        assert!(
+            row_of(&text, "burner") < row_of(&text, "bigmem"),
+            "by cpu:\n{text}"
+        );
 
         press(&mut app, KeyCode::Char('s'));
         let text = screen(&app);
         assert!(text.contains("sort memory"), "{text}");
-        assert!(row_of(&text, "bigmem") < row_of(&text, " burner "), "by memory:\n{text}");
+        assert!(
+            row_of(&text, "bigmem") < row_of(&text, " burner "),
+            "by memory:\n{text}"
+        );
 
         for c in ['/', 'b', 'i', 'g'] {
             press(&mut app, KeyCode::Char(c));

@@ -1004,7 +1004,7 @@ mod tests {
         let fs = &f.storage.filesystems;
         assert_eq!(fs.len(), 1);
         assert_eq!(fs[0].name, "/");
-        assert_eq!(fs[0].p50, Some(Quantile::At(0.0005)));
+        assert_eq!(fs[0].p50, Some(Quantile::AtMost(0.001)));
         assert!(f.storage.devices.is_empty());
     }
 

@@ -1,8 +1,11 @@
 //! Quantiles read off explicit-bucket histograms, the kernel's own buckets (design
 //! decision 2): no sample is ever replayed. Within the bucket that holds the rank the
 //! value is interpolated linearly, as Prometheus' `histogram_quantile` does, so the error
-//! is at most the bucket's width; a rank in the open last bucket is reported as "above
-//! the last bound" rather than invented.
+//! is at most the bucket's width. The first bucket has no lower edge worth the name (it
+//! starts at 0), so a rank there reads "at most its bound", and a rank in the open last
+//! bucket "above the last bound": neither is invented. (DNS uses semconv's coarse bounds,
+//! whose first bucket is (0, 5 ms]: interpolating there would print 2.5 ms for a 60 us
+//! lookup.)
 
 use crate::model::Histogram;
 
@@ -11,6 +14,8 @@ use crate::model::Histogram;
 pub enum Quantile {
     /// Interpolated inside a bounded bucket.
     At(f64),
+    /// In the first bucket: at most this bound.
+    AtMost(f64),
     /// In the open last bucket: greater than this bound.
     Above(f64),
 }
@@ -19,7 +24,7 @@ impl Quantile {
     /// The estimate as a number (the bound itself for [`Quantile::Above`]).
     pub fn value(self) -> f64 {
         match self {
-            Quantile::At(v) | Quantile::Above(v) => v,
+            Quantile::At(v) | Quantile::AtMost(v) | Quantile::Above(v) => v,
         }
     }
 }
@@ -40,11 +45,10 @@ pub fn quantile(h: &Histogram, q: f64) -> Option<Quantile> {
             let Some(&upper) = h.bounds.get(i) else {
                 return h.bounds.last().map(|&b| Quantile::Above(b));
             };
-            let lower = if i == 0 {
-                upper.min(0.0)
-            } else {
-                h.bounds[i - 1]
-            };
+            if i == 0 {
+                return Some(Quantile::AtMost(upper));
+            }
+            let lower = h.bounds[i - 1];
             let within = ((rank - below as f64) / n as f64).clamp(0.0, 1.0);
             return Some(Quantile::At(lower + (upper - lower) * within));
         }
@@ -97,19 +101,24 @@ mod tests {
                 0.99,
                 Some(Quantile::At(3.98)),
             ),
-            // The first bucket's lower edge is 0.
             (
                 "first bucket",
                 h(&b, &[4, 0, 0, 0, 0]),
                 0.5,
-                Some(Quantile::At(0.5)),
+                Some(Quantile::AtMost(1.0)),
             ),
-            // 50 in (0,1], 50 in (4,8]: p50 is the top of the first, p99 high in the last.
+            // 50 in (0,1], 50 in (4,8]: p50 is in the first, p99 high in the last.
             (
                 "bimodal p50",
                 h(&b, &[50, 0, 0, 50, 0]),
                 0.5,
-                Some(Quantile::At(1.0)),
+                Some(Quantile::AtMost(1.0)),
+            ),
+            (
+                "bimodal p51",
+                h(&b, &[50, 0, 0, 50, 0]),
+                0.51,
+                Some(Quantile::At(4.08)),
             ),
             (
                 "bimodal p99",

@@ -62,6 +62,7 @@ pub fn duration(secs: f64) -> String {
 pub fn quantile(q: Quantile) -> String {
     match q {
         Quantile::At(v) => duration(v),
+        Quantile::AtMost(v) => format!("≤{}", duration(v)),
         Quantile::Above(v) => format!(">{}", duration(v)),
     }
 }
