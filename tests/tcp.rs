@@ -1189,3 +1189,64 @@ fn listeners_elsewhere_or_in_a_reuseport_group_keep_the_owner() {
     );
     drop(ours);
 }
+
+/// Connections per state in a network namespace of the test's own (so no other traffic
+/// on the machine counts): sockets that predate the probe are seeded from the kernel's
+/// table (sock_diag), later ones counted by transitions, and a reconciliation against the
+/// table finds nothing to correct.
+#[test]
+fn state_counts_are_seeded_from_and_agree_with_the_kernels_table() {
+    let netns = Netns::new("sonde-seed");
+    let path = format!("/run/netns/{}", netns.0);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on a namespace fd we own, for this thread only (CLONE_NEWNET).
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        let pair = || {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let c = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+            let (s, _) = l.accept().expect("accept");
+            (l, c, s)
+        };
+        // Before the probe: 2 listeners with one connection each (2 x 2 established).
+        let early: Vec<_> = (0..2).map(|_| pair()).collect();
+        let mut loaded = load();
+        // After: 3 more, counted by transitions.
+        let late: Vec<_> = (0..3).map(|_| pair()).collect();
+        let count = |src: &TcpSource, state: usize| -> i64 {
+            let c = src.collector.read().expect("read");
+            c.states
+                .iter()
+                .filter(|((v6, s), _)| !v6 && *s == state)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        assert_eq!(count(&loaded.source, 10), 5, "listening");
+        assert_eq!(count(&loaded.source, 1), 10, "established");
+        let r = loaded
+            .source
+            .collector
+            .reconcile(&sonde::family::tcp::sock_diag::tcp_state_counts, false)
+            .expect("reconcile");
+        assert_eq!(r.corrected, 0, "the kept counts match the kernel's table");
+        assert_eq!(r.unsettled, 0);
+        drop(late);
+        drop(early);
+        // Closed on both sides: nothing listens and nothing is established any more.
+        let deadline = Instant::now() + WAIT;
+        while count(&loaded.source, 1) != 0 || count(&loaded.source, 10) != 0 {
+            assert!(Instant::now() < deadline, "counts never returned to zero");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let r = loaded
+            .source
+            .collector
+            .reconcile(&sonde::family::tcp::sock_diag::tcp_state_counts, false)
+            .expect("reconcile");
+        assert_eq!(r.corrected, 0);
+        assert_eq!(loaded.source.collector.read().expect("read").corrections, 0);
+    })
+    .join()
+    .expect("the test's thread");
+}

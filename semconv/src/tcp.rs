@@ -60,6 +60,13 @@ pub const SONDE_TCP_RESETS: MetricDef = MetricDef {
     unit: "{segment}",
     description: "TCP resets sent (transmit) and received (receive).",
 };
+pub const SONDE_TCP_STATE_CORRECTIONS: MetricDef = MetricDef {
+    name: "sonde.tcp.state.corrections",
+    instrument: Instrument::Counter,
+    unit: "{connection}",
+    description: "Connections by which the per-state counts had drifted from the kernel's \
+                  socket table (netlink sock_diag) when reconciled: transitions the probe missed.",
+};
 
 /// Every metric of this family.
 pub const ALL: &[MetricDef] = &[
@@ -72,6 +79,7 @@ pub const ALL: &[MetricDef] = &[
     SONDE_TCP_RTT,
     SONDE_TCP_RETRANSMITS,
     SONDE_TCP_RESETS,
+    SONDE_TCP_STATE_CORRECTIONS,
 ];
 
 #[cfg(test)]

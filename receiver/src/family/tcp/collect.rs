@@ -251,6 +251,8 @@ pub struct TcpCounts {
     /// Connection entries finished when their socket was destroyed: their CLOSE
     /// transition was not seen.
     pub reclaimed: u64,
+    /// Connection-state counts corrected against the kernel's socket table.
+    pub corrections: u64,
     /// Connections per (is_ipv6, kernel state number): seed plus transitions since.
     pub states: Vec<((bool, usize), i64)>,
     pub rtt_v4: Hist,
@@ -259,24 +261,71 @@ pub struct TcpCounts {
     pub duration_out: Hist,
 }
 
-/// Counts of connections per (is_ipv6, state) in a /proc/net/tcp or tcp6 table. Rows
-/// in states the transitions cannot keep (TIME_WAIT, CLOSE, request sockets shown as
-/// SYN_RECV, NEW_SYN_RECV) are left out.
-pub fn parse_proc_net_tcp(text: &str, ipv6: bool) -> HashMap<(bool, usize), i64> {
-    let mut out = HashMap::new();
-    for line in text.lines().skip(1) {
-        let Some(st) = line.split_whitespace().nth(3) else {
-            continue;
-        };
-        let Ok(state) = usize::from_str_radix(st, 16) else {
-            continue;
-        };
-        if state == 0 || state >= STATE_SLOTS || matches!(state, 3 | 6 | 7 | 12) {
-            continue;
-        }
-        *out.entry((ipv6, state)).or_default() += 1;
+/// The states whose counts are seeded from and reconciled against the kernel's socket
+/// table: all but SYN_RECV (the table shows request sockets there, which no transition
+/// counts), TIME_WAIT (read from sockstat), CLOSE and NEW_SYN_RECV.
+pub const TRACKED_STATES: [usize; 8] = [1, 2, 4, 5, 8, 9, 10, 11];
+
+type StateKey = (bool, usize);
+
+/// What the connection count per state is built on: a reading of the kernel's socket
+/// table (`seed`) and the probe's transition deltas at that reading (`delta0`); the count
+/// is `seed + delta - delta0`. Pure: the I/O is the caller's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateBase {
+    seed: HashMap<StateKey, i64>,
+    delta0: HashMap<StateKey, i64>,
+    /// Connections by which the kept counts had drifted from the table, summed over
+    /// states and reconciliations (each one a transition the probe missed).
+    pub corrections: u64,
+}
+
+/// The outcome of one [`StateBase::rebase`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rebase {
+    /// Connections corrected in this pass.
+    pub corrected: u64,
+    /// States left as they were: a transition ran while the table was read.
+    pub unsettled: usize,
+}
+
+impl StateBase {
+    pub fn count(&self, k: &StateKey, delta: i64) -> i64 {
+        self.seed.get(k).copied().unwrap_or(0) + delta - self.delta0.get(k).copied().unwrap_or(0)
     }
-    out
+
+    /// Takes `table` as the new base for every tracked state whose delta was the same
+    /// before (`before`) and after (`after`) the table was read, so no transition can
+    /// have slipped between the two readings; the others keep their base (they are
+    /// retried later). The first rebase (`initial`) seeds, so its differences are not
+    /// corrections.
+    pub fn rebase(
+        &mut self,
+        before: &HashMap<StateKey, i64>,
+        table: &HashMap<StateKey, i64>,
+        after: &HashMap<StateKey, i64>,
+        initial: bool,
+    ) -> Rebase {
+        let mut r = Rebase::default();
+        for v6 in [false, true] {
+            for state in TRACKED_STATES {
+                let k = (v6, state);
+                let b = before.get(&k).copied().unwrap_or(0);
+                if after.get(&k).copied().unwrap_or(0) != b {
+                    r.unsettled += 1;
+                    continue;
+                }
+                let real = table.get(&k).copied().unwrap_or(0);
+                if !initial {
+                    r.corrected += self.count(&k, b).abs_diff(real);
+                }
+                self.seed.insert(k, real);
+                self.delta0.insert(k, b);
+            }
+        }
+        self.corrections += r.corrected;
+        r
+    }
 }
 
 /// TIME_WAIT sockets from /proc/net/sockstat (`TCP: inuse N orphan N tw N ...`): the
@@ -301,9 +350,7 @@ pub struct TcpCollector {
     hists: PerCpuArray<MapData, sonde_tcp_hist>,
     conns: BpfHashMap<MapData, u64, sonde_tcp_conn>,
     ledger: SharedLedger,
-    /// Kernel deltas at seeding time, and the seed itself.
-    seed: HashMap<(bool, usize), i64>,
-    delta0: HashMap<(bool, usize), i64>,
+    base: StateBase,
 }
 
 impl std::fmt::Debug for TcpCollector {
@@ -317,13 +364,13 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> CollectError {
 }
 
 impl TcpCollector {
-    /// Takes the family's maps, seeds the connection count from `seed` (per (is_ipv6,
-    /// state), read from the socket table after the probes attached) and starts the
-    /// event drain. Must run inside a tokio runtime.
+    /// Takes the family's maps, seeds the connection count from `table` (the kernel's
+    /// socket table, read after the probes attached) and starts the event drain. Must run
+    /// inside a tokio runtime.
     pub fn start(
         loaded: &mut LoadedFamily,
         limit: usize,
-        seed: HashMap<(bool, usize), i64>,
+        table: impl Fn() -> std::io::Result<HashMap<StateKey, i64>>,
     ) -> Result<Self, CollectError> {
         let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EVENTS)?;
         let mut me = Self {
@@ -332,16 +379,46 @@ impl TcpCollector {
             hists: take_map(loaded, n::MAP_HISTS)?,
             conns: take_map(loaded, n::MAP_CONNS)?,
             ledger: Arc::new(Mutex::new(TcpLedger::new(limit))),
-            seed,
-            delta0: HashMap::new(),
+            base: StateBase::default(),
         };
-        me.delta0 = me.state_deltas()?;
+        me.reconcile(&table, true)?;
         // SAFETY: the RingBuf owns its map fd (MapData holds an OwnedFd) for as long as
         // the AsyncFd owns the RingBuf, and as_raw_fd always returns that same fd.
         let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| CollectError::Poll(e.into()))?;
         tokio::spawn(drain(fd, me.ledger.clone()));
         Ok(me)
+    }
+
+    /// Reads the kernel's socket table between two readings of the probe's deltas and
+    /// rebases every state no transition touched meanwhile (see [`StateBase::rebase`]),
+    /// retrying a few times for the rest. Returns what the last pass corrected in total
+    /// and what it left unsettled. A table that cannot be read changes nothing.
+    pub fn reconcile(
+        &mut self,
+        table: &impl Fn() -> std::io::Result<HashMap<StateKey, i64>>,
+        initial: bool,
+    ) -> Result<Rebase, CollectError> {
+        const ATTEMPTS: usize = 5;
+        let mut total = Rebase::default();
+        for _ in 0..ATTEMPTS {
+            let before = self.state_deltas()?;
+            let t = match table() {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!("reading the kernel's TCP socket table (sock_diag): {e}");
+                    return Ok(total);
+                }
+            };
+            let after = self.state_deltas()?;
+            let r = self.base.rebase(&before, &t, &after, initial);
+            total.corrected += r.corrected;
+            total.unsettled = r.unsettled;
+            if r.unsettled == 0 {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     fn state_deltas(&self) -> Result<HashMap<(bool, usize), i64>, CollectError> {
@@ -375,11 +452,7 @@ impl TcpCollector {
         let deltas = self.state_deltas()?;
         let mut states: Vec<((bool, usize), i64)> = deltas
             .iter()
-            .map(|(k, d)| {
-                let seeded = self.seed.get(k).copied().unwrap_or(0);
-                let d0 = self.delta0.get(k).copied().unwrap_or(0);
-                (*k, seeded + d - d0)
-            })
+            .map(|(k, d)| (*k, self.base.count(k, *d)))
             .collect();
         states.sort();
         Ok(TcpCounts {
@@ -392,6 +465,7 @@ impl TcpCollector {
             lost_conns: get(slot::SONDE_TCP_LOST_CONNS)?,
             lost_listeners: get(slot::SONDE_TCP_LOST_LISTENERS)?,
             reclaimed: get(slot::SONDE_TCP_RECLAIMED)?,
+            corrections: self.base.corrections,
             states,
             rtt_v4: hist(hidx::SONDE_TCP_HIST_RTT_V4)?,
             rtt_v6: hist(hidx::SONDE_TCP_HIST_RTT_V6)?,
@@ -519,19 +593,52 @@ mod tests {
         assert_eq!(who(&c).port, PortAttr::Peer(40000));
     }
 
+    fn states(pairs: &[((bool, usize), i64)]) -> HashMap<(bool, usize), i64> {
+        pairs.iter().copied().collect()
+    }
+
     #[test]
-    fn proc_net_tcp_counts_states_the_transitions_keep() {
-        let text = "  sl  local_address rem_address   st tx_queue rx_queue\n\
-            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n\
-            1: 0100007F:1F90 0100007F:9C40 01 00000000:00000000\n\
-            2: 0100007F:1F90 0100007F:9C41 01 00000000:00000000\n\
-            3: 0100007F:1F90 0100007F:9C42 06 00000000:00000000\n\
-            4: 0100007F:1F90 0100007F:9C43 03 00000000:00000000\n";
-        let m = parse_proc_net_tcp(text, false);
-        assert_eq!(m.get(&(false, 10)), Some(&1));
-        assert_eq!(m.get(&(false, 1)), Some(&2));
-        assert_eq!(m.get(&(false, 6)), None, "TIME_WAIT comes from sockstat");
-        assert_eq!(m.get(&(false, 3)), None, "request sockets are not kept");
+    fn rebasing_takes_the_table_where_no_transition_ran_and_counts_the_drift() {
+        let mut b = StateBase::default();
+        let est = (false, 1);
+        let listen = (false, 10);
+        // Seed: 5 established, 2 listening; deltas 3 and 0 at the time.
+        let d = states(&[(est, 3), (listen, 0)]);
+        let r = b.rebase(&d, &states(&[(est, 5), (listen, 2)]), &d, true);
+        assert_eq!(r, Rebase::default(), "seeding corrects nothing");
+        assert_eq!(b.count(&est, 3), 5);
+        assert_eq!(b.count(&est, 7), 9, "4 opened since");
+        // Missed transitions: the kernel has 7 established where the count says 9, and
+        // 3 listeners where it says 2.
+        let d = states(&[(est, 7), (listen, 0)]);
+        let r = b.rebase(&d, &states(&[(est, 7), (listen, 3)]), &d, false);
+        assert_eq!(r.corrected, 2 + 1);
+        assert_eq!(r.unsettled, 0);
+        assert_eq!(b.count(&est, 7), 7);
+        assert_eq!(b.count(&listen, 0), 3);
+        assert_eq!(b.corrections, 3);
+        // A transition during the read: that state keeps its base, the others rebase.
+        let before = states(&[(est, 7), (listen, 0)]);
+        let after = states(&[(est, 8), (listen, 0)]);
+        let r = b.rebase(&before, &states(&[(est, 100), (listen, 3)]), &after, false);
+        assert_eq!(
+            r,
+            Rebase {
+                corrected: 0,
+                unsettled: 1
+            }
+        );
+        assert_eq!(
+            b.count(&est, 8),
+            8,
+            "not taken from a table read mid-transition"
+        );
+        // Untracked states (TIME_WAIT, CLOSE, SYN_RECV) are never rebased.
+        let d = states(&[(est, 8), (listen, 0), ((false, 7), 50), ((false, 3), 1)]);
+        let table = states(&[(est, 8), (listen, 3), ((false, 7), 0), ((false, 3), 9)]);
+        b.rebase(&d, &table, &d, false);
+        assert_eq!(b.count(&(false, 7), 50), 50);
+        assert_eq!(b.corrections, 3);
     }
 
     #[test]

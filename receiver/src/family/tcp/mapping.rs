@@ -195,6 +195,11 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
                 (io_dir(network_io_direction::RECEIVE), int(c.rst_received)),
             ],
         ),
+        numbers(
+            m::SONDE_TCP_STATE_CORRECTIONS,
+            start,
+            [(Attributes::new(), int(c.corrections))],
+        ),
     ]
 }
 
@@ -291,6 +296,7 @@ mod tests {
                 "sonde.tcp.rtt",
                 "sonde.tcp.retransmits",
                 "sonde.tcp.resets",
+                "sonde.tcp.state.corrections",
             ]
         );
         assert_eq!(

@@ -4,42 +4,35 @@
 pub mod collect;
 pub mod mapping;
 pub mod probe;
+pub mod sock_diag;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use sonde_semconv::attr::loss_reason;
 
-use crate::family::tcp::collect::{parse_proc_net_tcp, parse_sockstat_tw, TcpCollector};
+use crate::family::tcp::collect::{parse_sockstat_tw, TcpCollector};
 use crate::source::{Output, Source};
 
 #[derive(Debug)]
 pub struct TcpSource {
     pub collector: TcpCollector,
     proc_root: PathBuf,
+    last_reconcile: Instant,
 }
+
+/// How often the connection-state counts are reconciled against the kernel's socket
+/// table: a dump costs about as much as reading /proc/net/tcp, so not every tick.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 impl TcpSource {
     pub fn new(collector: TcpCollector) -> Self {
         Self {
             collector,
             proc_root: PathBuf::from("/proc"),
+            last_reconcile: Instant::now(),
         }
     }
-}
-
-/// Connections per (is_ipv6, state) from the kernel's socket table, to seed
-/// `system.network.connection.count` (read after the probes attached). A table that
-/// cannot be read (IPv6 disabled) counts as empty.
-pub fn seed_from_proc(proc_root: &Path) -> HashMap<(bool, usize), i64> {
-    let mut out = HashMap::new();
-    for (file, v6) in [("net/tcp", false), ("net/tcp6", true)] {
-        match std::fs::read_to_string(proc_root.join(file)) {
-            Ok(t) => out.extend(parse_proc_net_tcp(&t, v6)),
-            Err(e) => tracing::debug!("reading /proc/{file} to seed connection counts: {e}"),
-        }
-    }
-    out
 }
 
 impl Source for TcpSource {
@@ -49,6 +42,20 @@ impl Source for TcpSource {
 
     fn collect(&mut self, start: u64, out: &mut Output) {
         self.collector.walk();
+        if self.last_reconcile.elapsed() >= RECONCILE_EVERY {
+            self.last_reconcile = Instant::now();
+            match self
+                .collector
+                .reconcile(&sock_diag::tcp_state_counts, false)
+            {
+                Ok(r) if r.corrected > 0 => tracing::info!(
+                    corrected = r.corrected,
+                    "connection-state counts corrected against the kernel's socket table"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reconciling the tcp probe's state counts: {e}"),
+            }
+        }
         let counts = match self.collector.read() {
             Ok(c) => c,
             Err(e) => {
@@ -74,11 +81,12 @@ impl Source for TcpSource {
     }
 }
 
-/// Inode of this process's network namespace (the one /proc/net/tcp describes), for the
-/// probe's `sonde_netns_ino`; 0 (count every namespace) if it cannot be read.
+/// Inode of the calling thread's network namespace (the one sock_diag, which seeds and
+/// reconciles the counts, then describes), for the probe's `sonde_netns_ino`; 0 (count
+/// every namespace) if it cannot be read.
 pub fn own_netns_ino(proc_root: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(proc_root.join("self/ns/net"))
+    std::fs::metadata(proc_root.join("thread-self/ns/net"))
         .ok()
         .and_then(|m| u32::try_from(m.ino()).ok())
         .unwrap_or(0)
@@ -97,8 +105,7 @@ pub fn load(
         true,
         &[(sonde_probes::names::tcp::GLOBAL_NETNS_INO, ino)],
     )?;
-    let seed = seed_from_proc(proc_root);
-    let source = match TcpCollector::start(&mut loaded, limit, seed) {
+    let source = match TcpCollector::start(&mut loaded, limit, sock_diag::tcp_state_counts) {
         Ok(c) => Some(TcpSource::new(c)),
         Err(e) => {
             tracing::error!("tcp probe collector failed: {e}");
