@@ -19,6 +19,7 @@ use anyhow::Context;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use sonde::config::{Config, OtelEnv};
 use sonde::export::ExportStats;
+use sonde::privilege;
 use sonde::view::frame::Viewer;
 use sonde::view::text;
 
@@ -46,7 +47,15 @@ pub fn main(config_path: Option<&Path>, interval: Duration) -> anyhow::Result<()
     config.host.top_processes = config.host.top_processes.max(TOP_PROCESSES);
     let logs = LogSink::default();
     agent::init_logging(&config.log_level, logs.clone());
-    let runtime = agent::runtime()?;
+    // As in `sonde run`: the runtime's threads never load a probe and drop to the kept
+    // capabilities as they start; this thread drops once the probes are attached.
+    let plan = agent::privilege_plan(&config);
+    let keep = plan.keep_set();
+    let runtime = agent::runtime(move || {
+        if let Err(e) = privilege::drop_to(keep) {
+            tracing::warn!("{e}");
+        }
+    })?;
     let _entered = runtime.enter();
 
     let quit = Arc::new(AtomicBool::new(false));
@@ -68,6 +77,9 @@ pub fn main(config_path: Option<&Path>, interval: Duration) -> anyhow::Result<()
     });
 
     let mut collection = Collection::start(&config, ExportStats::new());
+    if let Err(e) = privilege::drop_to(plan.keep_set()) {
+        tracing::warn!("{e}: sonde top keeps the capabilities it started with");
+    }
     tracing::info!(mode = collection.mode, "sonde top started");
     let result = if std::io::stdout().is_terminal() {
         run_screen(&mut collection, interval, &quit, &logs)
