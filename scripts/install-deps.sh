@@ -4,14 +4,15 @@
 # of the probes' shared layouts). Tests: bpftool (kernel object checks), iproute2 and
 # nftables (network namespaces, loss injection), dnsmasq (DNS tests' own resolvers),
 # prometheus-node-exporter (an independent reader for fallback metrics), e2fsprogs and
-# util-linux (loop-device file systems), fuse3, tmux (`sonde top` driven as a person would).
+# util-linux (loop-device file systems), fuse3, tmux (`sonde top` driven as a person would),
+# prometheus (a real Prometheus scrapes the endpoint in tests; promtool lints what it serves).
 # Bench: bpftrace (the comparison tracer).
 set -euo pipefail
 
 packages=(
   clang llvm libbpf-dev libclang-dev libc6-dev pkg-config
   bpftool iproute2 nftables iptables dnsmasq-base prometheus-node-exporter
-  e2fsprogs util-linux fuse3 procps python3 bpftrace tmux
+  e2fsprogs util-linux fuse3 procps python3 bpftrace tmux prometheus
 )
 
 as_root() {

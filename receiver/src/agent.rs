@@ -10,7 +10,8 @@ use sonde::collect::agent_self;
 use sonde::config::{Config, ConsoleDetail, OtelEnv};
 use sonde::export::console::ConsoleExporter;
 use sonde::export::otlp::OtlpExporter;
-use sonde::export::{resource, ExportStats};
+use sonde::export::prometheus::{self, PrometheusExporter};
+use sonde::export::{resource, ExportStats, SCOPE_NAME, SCOPE_VERSION};
 use sonde::family;
 use sonde::family::fileio::collect::FileIoCollector;
 use sonde::family::process::collect::ProcessCollector;
@@ -350,11 +351,30 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let prometheus = match &config.prometheus {
+        Some(cfg) => {
+            let target = prometheus::Target {
+                resource: res
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                scope_name: SCOPE_NAME.to_owned(),
+                scope_version: SCOPE_VERSION.to_owned(),
+            };
+            let exporter = PrometheusExporter::start(cfg, target)?;
+            tracing::info!(
+                "serving Prometheus metrics on http://{}/metrics",
+                exporter.local_addr()
+            );
+            Some(exporter)
+        }
+        None => None,
+    };
     let mut console = config
         .console
         .then(|| ConsoleExporter::new(config.console_detail));
-    match (&otlp, &console) {
-        (None, Some(c)) => {
+    match (&otlp, &prometheus, &console) {
+        (None, None, Some(c)) => {
             // Once, on stdout with the summaries it announces.
             if let Err(e) = std::io::Write::write_all(
                 &mut std::io::stdout(),
@@ -364,9 +384,9 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
                 console = None;
             }
         }
-        (None, None) => tracing::warn!(
-            "no exporter configured (exporters.console.enabled is false and no OTLP \
-             endpoint is set): metrics are collected but go nowhere"
+        (None, None, None) => tracing::warn!(
+            "no exporter configured (OTEL_METRICS_EXPORTER=none, or exporters.console.enabled \
+             is false and no OTLP endpoint is set): metrics are collected but go nowhere"
         ),
         _ => {}
     }
@@ -401,8 +421,9 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let snap = collection.snapshot();
+                let snap = Arc::new(collection.snapshot());
                 if let Some(o) = &mut otlp { o.submit(&snap); }
+                if let Some(p) = &prometheus { p.submit(snap.clone()); }
                 if let Some(c) = &mut console {
                     if let Err(e) = c.submit(&snap) {
                         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -431,6 +452,9 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
     if let Some(mut o) = otlp {
         o.submit(&snap);
         o.shutdown().await;
+    }
+    if let Some(p) = prometheus {
+        p.shutdown();
     }
     drop(collection);
     tracing::info!("probes detached, bye");

@@ -426,6 +426,35 @@ pub mod v0 {
         pub const PAGE_OUT: &str = "page_out";
     }
 
+    /// Every v0 metric (what `metric_names: hostmetrics_v0` renames; the rest keep their
+    /// semconv names in both modes).
+    pub const ALL: &[MetricDef] = &[
+        SYSTEM_CPU_TIME,
+        SYSTEM_CPU_UTILIZATION,
+        SYSTEM_MEMORY_USAGE,
+        SYSTEM_MEMORY_UTILIZATION,
+        SYSTEM_PAGING_USAGE,
+        SYSTEM_PAGING_UTILIZATION,
+        SYSTEM_PAGING_FAULTS,
+        SYSTEM_PAGING_OPERATIONS,
+        SYSTEM_DISK_IO,
+        SYSTEM_DISK_OPERATIONS,
+        SYSTEM_DISK_OPERATION_TIME,
+        SYSTEM_FILESYSTEM_USAGE,
+        SYSTEM_FILESYSTEM_UTILIZATION,
+        SYSTEM_NETWORK_IO,
+        SYSTEM_NETWORK_PACKETS,
+        SYSTEM_NETWORK_DROPPED,
+        SYSTEM_NETWORK_ERRORS,
+        SYSTEM_NETWORK_CONNECTIONS,
+        SYSTEM_PROCESSES_COUNT,
+        SYSTEM_PROCESSES_CREATED,
+        PROCESS_CPU_TIME,
+        PROCESS_DISK_IO,
+        PROCESS_THREADS,
+        PROCESS_OPEN_FILE_DESCRIPTORS,
+    ];
+
     /// v0 `protocol` value of `system.network.connections`.
     pub const PROTOCOL_TCP: &str = "tcp";
 

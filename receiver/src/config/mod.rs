@@ -118,6 +118,18 @@ pub struct HealthConfig {
     pub max_export_lag: Duration,
 }
 
+/// The Prometheus endpoint's defaults (OTel SDK environment spec).
+pub const DEFAULT_PROMETHEUS_HOST: &str = "localhost";
+pub const DEFAULT_PROMETHEUS_PORT: u16 = 9464;
+
+/// Where the Prometheus endpoint listens (`GET /metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrometheusConfig {
+    pub host: String,
+    /// 0 asks the kernel for a free port (the log says which).
+    pub port: u16,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessProbeConfig {
     pub enabled: bool,
@@ -188,6 +200,8 @@ pub struct Config {
     pub dns: DnsProbeConfig,
     /// `None` when no collector is configured (neither in the file nor OTEL_* endpoints).
     pub otlp: Option<OtlpConfig>,
+    /// `None` unless the Prometheus endpoint is enabled.
+    pub prometheus: Option<PrometheusConfig>,
     pub console: bool,
     /// What the console prints each interval.
     pub console_detail: ConsoleDetail,
@@ -326,20 +340,46 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
     let dns = validate_dns(probes.dns.unwrap_or_default())?;
 
     let exporters = raw.exporters.unwrap_or_default();
-    let otlp_configured = exporters.otlp.is_some()
-        || env
-            .first_of(&[
+    let listed = match env.get("OTEL_METRICS_EXPORTER") {
+        Some(v) => Some(parse_exporter_list(v)?),
+        None => None,
+    };
+    let is_listed = |name: &str| listed.as_ref().map(|l| l.iter().any(|e| e == name));
+    // Per exporter: the file's `enabled`, else the section's presence, else
+    // OTEL_METRICS_EXPORTER, else the default.
+    let otlp_on = match exporters.otlp.as_ref() {
+        Some(o) => o.enabled.unwrap_or(true),
+        None => is_listed("otlp").unwrap_or_else(|| {
+            env.first_of(&[
                 "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
             ])
-            .is_some();
-    let otlp = if otlp_configured {
+            .is_some()
+        }),
+    };
+    let otlp = if otlp_on {
         Some(validate_otlp(exporters.otlp.unwrap_or_default(), env)?)
     } else {
         None
     };
+    let prometheus_on = match exporters.prometheus.as_ref() {
+        Some(p) => p.enabled.unwrap_or(true),
+        None => is_listed("prometheus").unwrap_or(false),
+    };
+    let prometheus = if prometheus_on {
+        Some(validate_prometheus(
+            exporters.prometheus.unwrap_or_default(),
+            env,
+        )?)
+    } else {
+        None
+    };
     let raw_console = exporters.console.unwrap_or_default();
-    let console = raw_console.enabled.unwrap_or(otlp.is_none());
+    // With no other exporter the table on stdout is the default output.
+    let console = match raw_console.enabled {
+        Some(on) => on,
+        None => is_listed("console").unwrap_or(otlp.is_none() && prometheus.is_none()),
+    };
     let console_detail = match raw_console.detail.as_deref() {
         None | Some("summary") => ConsoleDetail::Summary,
         Some("full") => ConsoleDetail::Full,
@@ -410,6 +450,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         tcp,
         dns,
         otlp,
+        prometheus,
         console,
         console_detail,
         resource,
@@ -654,6 +695,61 @@ fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigE
         )?,
         queue: validate_queue(raw.queue.unwrap_or_default())?,
     })
+}
+
+/// OTEL_METRICS_EXPORTER: a comma list of `otlp`, `prometheus`, `console`, or `none` alone.
+fn parse_exporter_list(v: &str) -> Result<Vec<String>, ConfigError> {
+    const KEY: &str = "OTEL_METRICS_EXPORTER";
+    let list: Vec<String> = v
+        .split(',')
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty())
+        .collect();
+    for e in &list {
+        if !matches!(e.as_str(), "otlp" | "prometheus" | "console" | "none") {
+            return Err(invalid(
+                KEY,
+                format!("`{e}` is not an exporter: list otlp, prometheus, console, or none"),
+            ));
+        }
+    }
+    if list.iter().any(|e| e == "none") && list.len() > 1 {
+        return Err(invalid(
+            KEY,
+            "`none` means no exporter: it cannot be combined with others",
+        ));
+    }
+    Ok(list)
+}
+
+fn validate_prometheus(
+    raw: raw::RawPrometheus,
+    env: &OtelEnv,
+) -> Result<PrometheusConfig, ConfigError> {
+    let host = match (raw.host, env.get("OTEL_EXPORTER_PROMETHEUS_HOST")) {
+        (Some(h), _) => h,
+        (None, Some(h)) => h.to_owned(),
+        (None, None) => DEFAULT_PROMETHEUS_HOST.to_owned(),
+    };
+    if host.trim().is_empty() || host.contains(['/', ' ']) {
+        return Err(invalid(
+            "exporters.prometheus.host",
+            format!(
+                "`{host}` is not a host: write an address or name such as 0.0.0.0 or localhost"
+            ),
+        ));
+    }
+    let port = match (raw.port, env.get("OTEL_EXPORTER_PROMETHEUS_PORT")) {
+        (Some(p), _) => p,
+        (None, Some(p)) => p.parse::<u16>().map_err(|_| {
+            invalid(
+                "OTEL_EXPORTER_PROMETHEUS_PORT",
+                format!("`{p}` is not a port number (0 to 65535)"),
+            )
+        })?,
+        (None, None) => DEFAULT_PROMETHEUS_PORT,
+    };
+    Ok(PrometheusConfig { host, port })
 }
 
 fn set_header(headers: &mut Vec<(String, String)>, k: String, v: String) {

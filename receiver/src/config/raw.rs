@@ -80,11 +80,23 @@ pub struct RawDnsProbe {
 pub struct RawExporters {
     pub otlp: Option<RawOtlp>,
     pub console: Option<RawConsole>,
+    pub prometheus: Option<RawPrometheus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrometheus {
+    pub enabled: Option<bool>,
+    /// Address or name to listen on (default `localhost`).
+    pub host: Option<String>,
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOtlp {
+    /// Wins over OTEL_METRICS_EXPORTER; without it the section's presence enables OTLP.
+    pub enabled: Option<bool>,
     pub endpoint: Option<String>,
     pub protocol: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,

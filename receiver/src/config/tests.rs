@@ -215,6 +215,7 @@ fn example_config_documents_every_key_and_is_valid() {
     let text = include_str!("../../../examples/sonde.yaml");
     let c = Config::from_yaml(text, &env(&[])).expect("examples/sonde.yaml must be valid");
     assert!(c.otlp.is_some());
+    assert!(c.prometheus.is_some());
 }
 
 #[test]
@@ -477,5 +478,128 @@ fn console_detail() {
             (Err(e), Err(key)) => assert!(e.to_string().contains(key), "{yaml}: {e}"),
             (got, _) => panic!("{yaml}: unexpected {got:?}"),
         }
+    }
+}
+
+#[test]
+fn metrics_exporter_list_selects_exporters() {
+    // (OTEL_METRICS_EXPORTER, extra env, file) -> (otlp, prometheus, console)
+    let ep = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318");
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    /// (OTLP, Prometheus, console) enabled.
+    type On = (bool, bool, bool);
+    let cases: &[(&str, Env, &str, On)] = &[
+        ("", &[], "", (false, false, true)),
+        ("", &[ep], "", (true, false, false)),
+        ("prometheus", &[], "", (false, true, false)),
+        ("prometheus", &[ep], "", (false, true, false)),
+        ("otlp,prometheus", &[], "", (true, true, false)),
+        (" otlp , console ", &[], "", (true, false, true)),
+        ("none", &[ep], "", (false, false, false)),
+        // The file's keys win over the variable.
+        (
+            "none",
+            &[],
+            "exporters:\n  prometheus:\n    port: 9999\n",
+            (false, true, false),
+        ),
+        (
+            "prometheus",
+            &[],
+            "exporters:\n  prometheus:\n    enabled: false\n",
+            (false, false, false),
+        ),
+        (
+            "otlp",
+            &[],
+            "exporters:\n  otlp:\n    enabled: false\n",
+            (false, false, false),
+        ),
+        (
+            "none",
+            &[],
+            "exporters:\n  console:\n    enabled: true\n",
+            (false, false, true),
+        ),
+        (
+            "",
+            &[],
+            "exporters:\n  prometheus: {}\n",
+            (false, true, false),
+        ),
+    ];
+    for (list, extra, yaml, (otlp, prom, console)) in cases {
+        let mut pairs: Vec<(&str, &str)> = extra.to_vec();
+        pairs.push(("OTEL_METRICS_EXPORTER", list));
+        let c = Config::from_yaml(yaml, &env(&pairs))
+            .unwrap_or_else(|e| panic!("{list:?} {yaml:?}: {e}"));
+        assert_eq!(
+            (c.otlp.is_some(), c.prometheus.is_some(), c.console),
+            (*otlp, *prom, *console),
+            "OTEL_METRICS_EXPORTER={list:?} file={yaml:?}"
+        );
+    }
+}
+
+#[test]
+fn prometheus_host_and_port() {
+    let on = ("OTEL_METRICS_EXPORTER", "prometheus");
+    let c = Config::from_yaml("", &env(&[on])).expect("valid");
+    assert_eq!(
+        c.prometheus,
+        Some(PrometheusConfig {
+            host: "localhost".into(),
+            port: 9464
+        }),
+        "the SDK environment spec's defaults"
+    );
+    let c = Config::from_yaml(
+        "",
+        &env(&[
+            on,
+            ("OTEL_EXPORTER_PROMETHEUS_HOST", "0.0.0.0"),
+            ("OTEL_EXPORTER_PROMETHEUS_PORT", "9100"),
+        ]),
+    )
+    .expect("valid");
+    let p = c.prometheus.expect("on");
+    assert_eq!((p.host.as_str(), p.port), ("0.0.0.0", 9100));
+    let c = Config::from_yaml(
+        "exporters:\n  prometheus:\n    host: \"::\"\n    port: 1234\n",
+        &env(&[("OTEL_EXPORTER_PROMETHEUS_PORT", "9100")]),
+    )
+    .expect("valid");
+    let p = c.prometheus.expect("on");
+    assert_eq!((p.host.as_str(), p.port), ("::", 1234), "the file wins");
+}
+
+#[test]
+fn exporter_errors_name_the_setting() {
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(Env, &str, &str)] = &[
+        (&[("OTEL_METRICS_EXPORTER", "otlp,zipkin")], "", "zipkin"),
+        (&[("OTEL_METRICS_EXPORTER", "none,otlp")], "", "none"),
+        (
+            &[
+                ("OTEL_METRICS_EXPORTER", "prometheus"),
+                ("OTEL_EXPORTER_PROMETHEUS_PORT", "70000"),
+            ],
+            "",
+            "OTEL_EXPORTER_PROMETHEUS_PORT",
+        ),
+        (
+            &[],
+            "exporters:\n  prometheus:\n    host: \"a b\"\n",
+            "exporters.prometheus.host",
+        ),
+        (
+            &[],
+            "exporters:\n  prometheus:\n    prot: 1\n",
+            "exporters.prometheus",
+        ),
+    ];
+    for (pairs, yaml, needle) in cases {
+        let err = Config::from_yaml(yaml, &env(pairs)).expect_err("invalid");
+        assert!(err.to_string().contains(needle), "{err}");
     }
 }

@@ -1,4 +1,5 @@
-//! Export: snapshots out to OTLP collectors (gRPC, HTTP/protobuf) and the console.
+//! Export: snapshots out to OTLP collectors (gRPC, HTTP/protobuf), a Prometheus endpoint
+//! and the console.
 //!
 //! The OTel SDK cannot carry pre-aggregated histograms (kernel buckets) in 0.33 and drops
 //! a batch after a few retries, so Sonde builds OTLP requests itself from the official
@@ -7,7 +8,13 @@
 
 pub mod console;
 pub mod otlp;
+pub mod prometheus;
 pub mod resource;
+
+/// The instrumentation scope of everything Sonde exports (OTLP scope, `otel_scope_name`).
+pub const SCOPE_NAME: &str = "sonde";
+/// The scope's version: Sonde's.
+pub const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -98,8 +98,8 @@ pub fn encode(
             resource: Some(resource.clone()),
             scope_metrics: vec![ScopeMetrics {
                 scope: Some(InstrumentationScope {
-                    name: "sonde".to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    name: crate::export::SCOPE_NAME.to_owned(),
+                    version: crate::export::SCOPE_VERSION.to_owned(),
                     attributes: Vec::new(),
                     dropped_attributes_count: 0,
                 }),
