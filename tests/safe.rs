@@ -384,3 +384,98 @@ fn runs_as_nobody_with_only_the_stated_ambient_capabilities() {
     assert_caps(sonde.pid(), default_keep_mask());
     assert_exact_execs(&rx, dir.path(), 30);
 }
+
+/// Issue 13 point 5: with `question_names: redacted` a name leaves Sonde only as the
+/// keyed hash of the host's key (stable, so repetition shows), names under a
+/// never-export suffix not at all, and the lookups are still all counted.
+#[test]
+fn dns_question_names_are_redacted_and_secret_suffixes_never_exported() {
+    use common::dns::{addresses, query, wait_ready, Dnsmasq};
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use std::os::unix::fs::PermissionsExt;
+    require_root();
+    let [srv, ..] = addresses();
+    let zone = format!("r{}.test", unique_suffix());
+    let _dns = Dnsmasq::start(
+        srv,
+        &[
+            format!("--auth-zone={zone}"),
+            format!("--auth-server=ns.{zone}"),
+            format!("--host-record=ready.{zone},10.9.9.9"),
+            format!("--host-record=www.{zone},10.0.0.1"),
+            format!("--host-record=db.secret.{zone},10.0.0.2"),
+        ],
+    );
+    wait_ready(srv, &format!("ready.{zone}"));
+    let dir = TempDir::new("redact");
+    let key_file = dir.path().join("state/dns-names.key");
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let yaml = format!(
+        "collection:\n  interval: 300ms\nhost:\n  enabled: false\n\
+         probes:\n  process: {{enabled: false}}\n  fileio: {{enabled: false}}\n  tcp: {{enabled: false}}\n\
+         \x20 dns:\n    question_names: redacted\n    never_export_suffixes: [secret.{zone}]\n\
+         \x20   redaction_key_file: {}\n",
+        key_file.display()
+    );
+    let mut sonde = Sonde::start(&rx.env(), Some(&yaml));
+    sonde.wait_started();
+    for name in [&format!("www.{zone}"); 3]
+        .into_iter()
+        .chain([&format!("db.secret.{zone}"); 2])
+    {
+        assert_eq!(query(srv, name, Duration::from_secs(10)), Some(0), "{name}");
+    }
+    let key = std::fs::read(&key_file).expect("the key was made on first use");
+    assert_eq!(
+        std::fs::metadata(&key_file)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let hash = sonde::family::dns::privacy::NamePrivacy::new(Some(&key), &[])
+        .exported(&format!("www.{zone}"))
+        .expect("a hash");
+    let server = srv.to_string();
+    // Latest cumulative count per question name of lookups answered by our resolver.
+    let by_name = |e: &[Export]| {
+        let mut out = std::collections::BTreeMap::<String, (u64, u64)>::new();
+        for m in metrics(e, "dns.lookup.duration") {
+            let Some(Data::Histogram(h)) = &m.data else {
+                continue;
+            };
+            for p in &h.data_points {
+                let attr = |k: &str| {
+                    p.attributes
+                        .iter()
+                        .find(|kv| kv.key == k)
+                        .map(|kv| any_to_string(&kv.value))
+                };
+                if attr("network.peer.address").as_deref() != Some(server.as_str()) {
+                    continue;
+                }
+                let name = attr("dns.question.name").unwrap_or_else(|| "(none)".into());
+                let slot = out.entry(name).or_default();
+                if p.time_unix_nano >= slot.0 {
+                    *slot = (p.time_unix_nano, p.count);
+                }
+            }
+        }
+        out.into_iter()
+            .map(|(k, (_, c))| (k, c))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let got = rx.wait_for("all five lookups", WAIT, |e| {
+        by_name(e).values().sum::<u64>() >= 5
+    });
+    let counts = by_name(&got);
+    assert_eq!(counts.get(&hash), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("(none)"), Some(&2), "{counts:?}");
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    let everything = format!("{:?}", got.iter().map(|e| &e.req).collect::<Vec<_>>());
+    assert!(
+        !everything.contains(&zone),
+        "the zone's names never leave Sonde in clear"
+    );
+}

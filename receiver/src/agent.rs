@@ -63,6 +63,31 @@ pub fn runtime(
         .context("cannot start the async runtime")
 }
 
+/// The question-name policy shared by DNS metrics and spans; loads (or makes) the host's
+/// redaction key when names are redacted.
+pub fn dns_name_privacy(
+    dns: &sonde::config::DnsProbeConfig,
+) -> sonde::family::dns::privacy::NamePrivacy {
+    use sonde::family::dns::{privacy::NamePrivacy, redaction_key};
+    if !dns.redact_names {
+        return NamePrivacy::new(None, &dns.never_export_suffixes);
+    }
+    let key = redaction_key(&dns.redaction_key_file).ok().or_else(|| {
+        tracing::warn!(
+            "cannot read or make the DNS name redaction key {}: using a key for this run \
+             only, so redacted names hash differently after a restart",
+            dns.redaction_key_file.display()
+        );
+        sonde::family::dns::random_key()
+    });
+    let Some(key) = key else {
+        // No key at all: hide every name rather than export it in clear.
+        tracing::error!("no random source for the DNS name redaction key: names are not exported");
+        return NamePrivacy::hide_all();
+    };
+    NamePrivacy::new(Some(&key), &dns.never_export_suffixes)
+}
+
 /// The capabilities this config needs on this kernel (`sonde check` prints the same plan).
 pub fn privilege_plan(config: &Config) -> privilege::Plan {
     privilege::plan(&privilege::Inputs {
@@ -165,6 +190,7 @@ impl Probes {
                 ports: config.dns.ports.clone(),
                 timeout: config.dns.timeout,
                 names: config.dns.question_names,
+                privacy: dns_name_privacy(&config.dns),
                 series_limit: sonde::family::dns::collect::SERIES_LIMIT,
             };
             probes.add(

@@ -163,7 +163,16 @@ pub struct DnsProbeConfig {
     pub timeout: Duration,
     /// Whether and how dns.question.name is exported; default top-N with N = 100.
     pub question_names: crate::family::dns::aggregate::NamePolicy,
+    /// `question_names: redacted`: names are exported as keyed hashes.
+    pub redact_names: bool,
+    /// Names under these suffixes are never exported (metrics and spans).
+    pub never_export_suffixes: Vec<String>,
+    /// The host's redaction key (`probes.dns.redaction_key_file`).
+    pub redaction_key_file: PathBuf,
 }
+
+/// Default `probes.dns.redaction_key_file`.
+pub const DEFAULT_REDACTION_KEY_FILE: &str = "/var/lib/sonde/dns-names.key";
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceConfig {
@@ -577,21 +586,44 @@ fn validate_dns(raw: raw::RawDnsProbe) -> Result<DnsProbeConfig, ConfigError> {
         raw.question_name_limit.unwrap_or(DEFAULT_NAME_LIMIT),
     )?;
     let question_names = match raw.question_names.as_deref() {
-        None | Some("top_n") => NamePolicy::TopN(limit),
+        None | Some("top_n") | Some("redacted") => NamePolicy::TopN(limit),
         Some("off") => NamePolicy::Off,
         Some("all") => NamePolicy::All,
         Some(other) => {
             return Err(invalid(
                 "probes.dns.question_names",
-                format!("`{other}` is not `off`, `top_n` or `all`"),
+                format!("`{other}` is not `off`, `top_n`, `redacted` or `all`"),
             ))
         }
     };
+    let never_export_suffixes = raw.never_export_suffixes.unwrap_or_default();
+    if let Some(bad) = never_export_suffixes
+        .iter()
+        .find(|s| s.trim_matches('.').is_empty() || s.contains(char::is_whitespace))
+    {
+        return Err(invalid(
+            "probes.dns.never_export_suffixes",
+            format!("`{bad}` is not a domain suffix such as corp.example"),
+        ));
+    }
+    let redaction_key_file = PathBuf::from(
+        raw.redaction_key_file
+            .unwrap_or_else(|| DEFAULT_REDACTION_KEY_FILE.to_owned()),
+    );
+    if !redaction_key_file.is_absolute() {
+        return Err(invalid(
+            "probes.dns.redaction_key_file",
+            "give an absolute path such as /var/lib/sonde/dns-names.key",
+        ));
+    }
     Ok(DnsProbeConfig {
         enabled: raw.enabled.unwrap_or(true),
         ports,
         timeout,
         question_names,
+        redact_names: raw.question_names.as_deref() == Some("redacted"),
+        never_export_suffixes,
+        redaction_key_file,
     })
 }
 

@@ -69,10 +69,14 @@ pub struct RawDnsProbe {
     pub ports: Option<Vec<u16>>,
     /// A query with no response after this long is a failure with error.type=timeout.
     pub timeout: Option<String>,
-    /// `off`, `top_n` or `all`: whether dns.question.name is exported.
+    /// `off`, `top_n`, `redacted` or `all`: whether and how dns.question.name is exported.
     pub question_names: Option<String>,
-    /// Under `top_n`: distinct names with their own series.
+    /// Under `top_n` and `redacted`: distinct names with their own series.
     pub question_name_limit: Option<usize>,
+    /// Names under these suffixes are never exported.
+    pub never_export_suffixes: Option<Vec<String>>,
+    /// Where the host's key for `redacted` names is kept (made on first use).
+    pub redaction_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

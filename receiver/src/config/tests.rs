@@ -601,5 +601,46 @@ fn exporter_errors_name_the_setting() {
     for (pairs, yaml, needle) in cases {
         let err = Config::from_yaml(yaml, &env(pairs)).expect_err("invalid");
         assert!(err.to_string().contains(needle), "{err}");
+
+fn dns_name_privacy_keys() {
+    let c = Config::from_yaml(
+        "probes:\n  dns:\n    question_names: redacted\n    never_export_suffixes: [corp.example, internal]\n",
+        &env(&[]),
+    )
+    .expect("valid");
+    assert!(c.dns.redact_names);
+    assert_eq!(
+        c.dns.question_names,
+        crate::family::dns::aggregate::NamePolicy::TopN(100)
+    );
+    assert_eq!(c.dns.never_export_suffixes, ["corp.example", "internal"]);
+    assert_eq!(
+        c.dns.redaction_key_file,
+        std::path::Path::new(DEFAULT_REDACTION_KEY_FILE)
+    );
+    let c = Config::from_yaml("", &env(&[])).expect("defaults");
+    assert!(!c.dns.redact_names && c.dns.never_export_suffixes.is_empty());
+    for (yaml, key) in [
+        (
+            "probes:\n  dns:\n    never_export_suffixes: [\"a b\"]\n",
+            "probes.dns.never_export_suffixes",
+        ),
+        (
+            "probes:\n  dns:\n    never_export_suffixes: [\".\"]\n",
+            "probes.dns.never_export_suffixes",
+        ),
+        (
+            "probes:\n  dns:\n    redaction_key_file: key\n",
+            "probes.dns.redaction_key_file",
+        ),
+        (
+            "probes:\n  dns:\n    question_names: hashed\n",
+            "probes.dns.question_names",
+        ),
+    ] {
+        let msg = Config::from_yaml(yaml, &env(&[]))
+            .expect_err(yaml)
+            .to_string();
+        assert!(msg.contains(key), "{yaml}: {msg}");
     }
 }

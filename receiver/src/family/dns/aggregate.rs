@@ -16,6 +16,7 @@ use sonde_semconv::dns as sc;
 
 use crate::aggregate::bounded::BoundedCounter;
 use crate::family::dns::matcher::{Event, Lookup, Outcome, Process, Query};
+use crate::family::dns::privacy::NamePrivacy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamePolicy {
@@ -78,6 +79,7 @@ impl Hist {
 #[derive(Debug)]
 pub struct DnsStats {
     policy: NamePolicy,
+    privacy: NamePrivacy,
     series_limit: usize,
     /// Names that have their own series under `TopN`.
     kept_names: HashSet<String>,
@@ -92,6 +94,7 @@ impl DnsStats {
     pub fn new(policy: NamePolicy, series_limit: usize) -> Self {
         Self {
             policy,
+            privacy: NamePrivacy::default(),
             series_limit,
             kept_names: HashSet::new(),
             queries: BoundedCounter::new(series_limit),
@@ -100,6 +103,13 @@ impl DnsStats {
             durations: HashMap::new(),
             durations_overflow: None,
         }
+    }
+
+    /// Question names go through `privacy` (redaction, never-exported suffixes) before
+    /// the name policy sees them.
+    pub fn with_privacy(mut self, privacy: NamePrivacy) -> Self {
+        self.privacy = privacy;
+        self
     }
 
     pub fn add(&mut self, event: &Event) {
@@ -157,15 +167,21 @@ impl DnsStats {
     }
 
     fn name(&mut self, name: &str) -> (Option<String>, bool) {
+        if self.policy == NamePolicy::Off {
+            return (None, false);
+        }
+        let Some(name) = self.privacy.exported(name) else {
+            return (None, false);
+        };
         match self.policy {
             NamePolicy::Off => (None, false),
-            NamePolicy::All => (Some(name.to_owned()), false),
+            NamePolicy::All => (Some(name), false),
             NamePolicy::TopN(n) => {
-                if self.kept_names.contains(name) {
-                    (Some(name.to_owned()), false)
+                if self.kept_names.contains(&name) {
+                    (Some(name), false)
                 } else if self.kept_names.len() < n {
-                    self.kept_names.insert(name.to_owned());
-                    (Some(name.to_owned()), false)
+                    self.kept_names.insert(name.clone());
+                    (Some(name), false)
                 } else {
                     (None, true)
                 }
@@ -293,6 +309,35 @@ mod tests {
             ]
         );
         assert_eq!(names(NamePolicy::All).len(), 3);
+    }
+
+    #[test]
+    fn privacy_applies_before_the_name_policy() {
+        let privacy = NamePrivacy::new(Some(b"test key"), &["secret.test".to_owned()]);
+        let mut s = DnsStats::new(NamePolicy::TopN(10), 100).with_privacy(privacy.clone());
+        for n in ["a.test", "db.secret.test", "A.test.", "b.test"] {
+            s.add(&lookup(n, OK, Some(1), None));
+        }
+        let got: Vec<(Option<String>, bool, u64)> = s
+            .durations()
+            .0
+            .into_iter()
+            .map(|(k, h)| (k.name, k.name_folded, h.count))
+            .collect();
+        let hash = |n: &str| privacy.exported(n);
+        let mut want = vec![
+            (None, false, 1),
+            (hash("a.test"), false, 2),
+            (hash("b.test"), false, 1),
+        ];
+        want.sort();
+        assert_eq!(
+            got, want,
+            "hashed, repeated names kept together, the secret one nameless"
+        );
+        for (name, _, _) in &got {
+            assert!(!name.as_deref().unwrap_or("").contains("test"), "{name:?}");
+        }
     }
 
     #[test]

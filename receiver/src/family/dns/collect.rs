@@ -35,6 +35,8 @@ pub struct DnsSettings {
     pub ports: Vec<u16>,
     pub timeout: Duration,
     pub names: NamePolicy,
+    /// Redaction and never-exported suffixes of question names.
+    pub privacy: crate::family::dns::privacy::NamePrivacy,
     /// Attribute sets per metric before the overflow series.
     pub series_limit: usize,
 }
@@ -114,7 +116,8 @@ impl DnsCollector {
         let timeout_ns = u64::try_from(settings.timeout.as_nanos()).unwrap_or(u64::MAX);
         let shared = Arc::new(Mutex::new(Shared {
             matcher: Matcher::new(timeout_ns, MAX_OPEN, MAX_SENT),
-            stats: DnsStats::new(settings.names, settings.series_limit),
+            stats: DnsStats::new(settings.names, settings.series_limit)
+                .with_privacy(settings.privacy.clone()),
             unparsed: 0,
             scratch: Vec::new(),
         }));

@@ -4,6 +4,7 @@ pub mod aggregate;
 pub mod collect;
 pub mod mapping;
 pub mod matcher;
+pub mod privacy;
 pub mod probe;
 pub mod wire;
 
@@ -59,4 +60,43 @@ pub fn load(
         }
     };
     Ok((loaded, source))
+}
+
+/// The host's key for redacted question names: read from `path`, or made (32 random bytes,
+/// mode 0600) on first use, so hashes stay stable across restarts. `None` when neither
+/// works; the caller then uses a key for this run only and says so.
+pub fn redaction_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read(path) {
+        Ok(k) if k.len() >= 16 => return Ok(k),
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} holds fewer than 16 bytes: remove it to have a new key made",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    let key =
+        random_key().ok_or_else(|| std::io::Error::other("the kernel's random source failed"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(&key)?;
+    Ok(key)
+}
+
+/// 32 bytes from the kernel's random source (getrandom(2)).
+pub fn random_key() -> Option<Vec<u8>> {
+    use ring::rand::SecureRandom;
+    let mut key = vec![0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut key).ok()?;
+    Some(key)
 }
