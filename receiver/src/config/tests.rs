@@ -601,7 +601,10 @@ fn exporter_errors_name_the_setting() {
     for (pairs, yaml, needle) in cases {
         let err = Config::from_yaml(yaml, &env(pairs)).expect_err("invalid");
         assert!(err.to_string().contains(needle), "{err}");
+    }
+}
 
+#[test]
 fn dns_name_privacy_keys() {
     let c = Config::from_yaml(
         "probes:\n  dns:\n    question_names: redacted\n    never_export_suffixes: [corp.example, internal]\n",
