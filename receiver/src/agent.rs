@@ -364,7 +364,7 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
     let res = resource::build(&config.resource, &host, mode);
     let mut otlp = match &config.otlp {
         Some(cfg) => {
-            tracing::info!(endpoint = %cfg.endpoint, protocol = ?cfg.protocol, "exporting over OTLP");
+            tracing::info!(endpoint = %cfg.endpoint, protocol = %cfg.protocol, "exporting over OTLP");
             Some(
                 OtlpExporter::start(
                     cfg,
@@ -442,8 +442,14 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick fires at once; export after one interval
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
+    // Both streams are made once, here: a signal that arrives while a snapshot is taken
+    // waits in its stream for the next `select!` (a `ctrl_c()` future made anew each
+    // iteration could miss it).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -465,7 +471,7 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
                 health.beat();
             }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         }
     }
 

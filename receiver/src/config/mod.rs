@@ -71,6 +71,22 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
+impl Protocol {
+    /// The name OTEL_EXPORTER_OTLP_PROTOCOL uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     None,
@@ -306,14 +322,21 @@ fn plain_message(key: &str, message: &str) -> String {
 
 fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
     let collection = raw.collection.unwrap_or_default();
-    let interval = match (&collection.interval, env.get("OTEL_METRIC_EXPORT_INTERVAL")) {
-        (Some(s), _) => parse_duration("collection.interval", s)?,
-        (None, Some(ms)) => parse_millis("OTEL_METRIC_EXPORT_INTERVAL", ms)?,
-        (None, None) => DEFAULT_INTERVAL,
-    };
+    let (interval_key, interval) =
+        match (&collection.interval, env.get("OTEL_METRIC_EXPORT_INTERVAL")) {
+            (Some(s), _) => (
+                "collection.interval",
+                parse_duration("collection.interval", s)?,
+            ),
+            (None, Some(ms)) => (
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                parse_millis("OTEL_METRIC_EXPORT_INTERVAL", ms)?,
+            ),
+            (None, None) => ("collection.interval", DEFAULT_INTERVAL),
+        };
     if interval < Duration::from_millis(100) {
         return Err(invalid(
-            "collection.interval",
+            interval_key,
             format!("{interval:?} is too short: use at least 100ms"),
         ));
     }
@@ -684,16 +707,26 @@ fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigE
         }
     }
 
-    let timeout = match raw.timeout.as_deref() {
-        Some(s) => parse_duration("exporters.otlp.timeout", s)?,
+    let (timeout_key, timeout) = match raw.timeout.as_deref() {
+        Some(s) => (
+            "exporters.otlp.timeout",
+            parse_duration("exporters.otlp.timeout", s)?,
+        ),
         None => match env.first_of(&[
             "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
             "OTEL_EXPORTER_OTLP_TIMEOUT",
         ]) {
-            Some((key, ms)) => parse_millis(key, ms)?,
-            None => DEFAULT_TIMEOUT,
+            Some((key, ms)) => (key, parse_millis(key, ms)?),
+            None => ("exporters.otlp.timeout", DEFAULT_TIMEOUT),
         },
     };
+    // Zero would make every request time out at once (and the shutdown flush with it).
+    if timeout.is_zero() {
+        return Err(invalid(
+            timeout_key,
+            "a zero timeout fails every export: give one longer than 0, such as 10s",
+        ));
+    }
 
     let compression = match raw.compression.as_deref() {
         Some(c) => parse_compression("exporters.otlp.compression", c)?,

@@ -134,6 +134,22 @@ fn file_wins_over_environment() {
 }
 
 #[test]
+fn protocols_are_named_as_the_variable_spells_them() {
+    for name in ["grpc", "http/protobuf"] {
+        let c = Config::from_yaml(
+            "",
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", name),
+            ]),
+        )
+        .expect("valid");
+        let otlp = c.otlp.expect("otlp");
+        assert_eq!(otlp.protocol.to_string(), name);
+    }
+}
+
+#[test]
 fn bad_values_name_the_setting_and_the_fix() {
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
@@ -170,6 +186,43 @@ fn bad_values_name_the_setting_and_the_fix() {
             "collection.interval",
         ),
         ("collection:\n  interval: 1ms\n", &[], "at least 100ms"),
+        ("collection:\n  interval: 0s\n", &[], "collection.interval"),
+        (
+            "",
+            &[("OTEL_METRIC_EXPORT_INTERVAL", "0")],
+            "OTEL_METRIC_EXPORT_INTERVAL",
+        ),
+        (
+            "exporters:\n  otlp:\n    endpoint: http://c:4318\n    timeout: 0s\n",
+            &[],
+            "exporters.otlp.timeout",
+        ),
+        (
+            "",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
+            ],
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ),
+        (
+            "",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "0"),
+            ],
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+        ),
+        (
+            "probes:\n  dns:\n    timeout: 0s\n",
+            &[],
+            "probes.dns.timeout",
+        ),
+        (
+            "health:\n  max_export_lag: 0s\n",
+            &[],
+            "health.max_export_lag",
+        ),
         (
             "probes:\n  process:\n    executable_name_limit: 0\n",
             &[],

@@ -84,10 +84,52 @@ pub fn build(cfg: &ResourceConfig, host: &HostFacts, mode: &str) -> Resource {
     builder.build()
 }
 
-/// Stable across restarts of the same agent on the same host, unique across hosts.
+/// Stable across restarts of the same agent on the same host, unique across hosts, and not
+/// the machine-id in clear: machine-id(5) asks that it stay confidential and that an
+/// application derive its own id with a keyed hash, as systemd's
+/// `sd_id128_get_machine_app_specific()` does (HMAC-SHA256 keyed with the machine-id over
+/// the application's id, the first 16 bytes made a version-4 UUID).
 fn instance_id(host: &HostFacts) -> String {
-    let seed = host.host_id.as_deref().unwrap_or(&host.host_name);
-    format!("{}-sonde", seed)
+    /// Sonde's application id (random, fixed forever: changing it changes every instance id).
+    const SONDE_APP_ID: [u8; 16] = [
+        0x5c, 0x0d, 0xe1, 0x7a, 0x93, 0x4e, 0x4b, 0x2f, 0x8a, 0x61, 0x0b, 0xd2, 0x3e, 0x77, 0xc4,
+        0x19,
+    ];
+    // The machine-id's 16 bytes when it is the usual 32 hex digits; its text otherwise, or
+    // the host name on a host without one.
+    let key: Vec<u8> = match host.host_id.as_deref() {
+        Some(id) => parse_hex16(id).map_or_else(|| id.as_bytes().to_vec(), |b| b.to_vec()),
+        None => host.host_name.as_bytes().to_vec(),
+    };
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+        &SONDE_APP_ID,
+    );
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&tag.as_ref()[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn parse_hex16(s: &str) -> Option<[u8; 16]> {
+    let s = s.trim();
+    if s.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 pub fn to_proto(resource: &Resource) -> ProtoResource {
@@ -143,6 +185,39 @@ mod tests {
         assert_eq!(get(&r, "sonde.mode").as_deref(), Some("ebpf"));
         assert!(get(&r, "service.instance.id").is_some());
         assert!(get(&r, "service.version").is_some());
+    }
+
+    #[test]
+    fn instance_id_is_a_stable_uuid_that_does_not_reveal_the_machine_id() {
+        let machine = "4c4c4544004a3510804cb7c04f573432";
+        let with_id = |id: Option<&str>, name: &str| {
+            instance_id(&HostFacts {
+                host_name: name.into(),
+                host_id: id.map(str::to_owned),
+                ..host()
+            })
+        };
+        let a = with_id(Some(machine), "n1");
+        assert_eq!(
+            a,
+            with_id(Some(machine), "other-name"),
+            "keyed on the machine-id"
+        );
+        assert_ne!(a, with_id(Some("4c4c4544004a3510804cb7c04f573433"), "n1"));
+        assert_ne!(with_id(None, "n1"), with_id(None, "n2"));
+        // A version-4 UUID in its canonical form.
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'));
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"));
+        let bare: String = parts.concat();
+        assert!(!bare.contains(machine) && !machine.contains(&bare[..8]));
+        // The known answer (computed with Python's hmac module) pins the derivation:
+        // changing it renames every instance.
+        assert_eq!(a, "3c78474a-3c8e-4597-8de8-04f12279f30b");
     }
 
     #[test]

@@ -44,30 +44,9 @@ pub fn parse_mountinfo(text: &str) -> HashMap<u32, String> {
             continue;
         };
         out.entry(dev_t(ma, mi))
-            .or_insert_with(|| unescape_octal(mnt));
+            .or_insert_with(|| crate::mapping::unescape_octal(mnt));
     }
     out
-}
-
-/// mountinfo writes space, tab, newline and backslash as \040, \011, \012, \134.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Block device names by dev_t from /proc/partitions (`major minor #blocks name`).

@@ -17,8 +17,8 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
     text.lines()
         .filter_map(|line| {
             let mut f = line.split(' ');
-            let device = super::unescape_octal(f.next()?);
-            let mountpoint = super::unescape_octal(f.next()?);
+            let device = crate::mapping::unescape_octal(f.next()?);
+            let mountpoint = crate::mapping::unescape_octal(f.next()?);
             let fs_type = f.next()?.to_owned();
             let options = f.next()?;
             Some(Mount {

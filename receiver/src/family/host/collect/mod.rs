@@ -35,29 +35,6 @@ pub struct Sample {
     pub processes: Option<Vec<process::ProcStat>>,
 }
 
-/// mounts, swaps and mountinfo write space, tab, newline and backslash as \040, \011,
-/// \012, \134.
-pub fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let code = (b[i] == b'\\' && i + 3 < b.len())
-            .then(|| &b[i + 1..i + 4])
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .map(|d| d.iter().fold(0u16, |v, c| v * 8 + u16::from(c - b'0')))
-            .and_then(|v| u8::try_from(v).ok());
-        if let Some(c) = code {
-            out.push(c);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Reads the host's /proc (or a copy of it, for tests).
 #[derive(Debug)]
 pub struct HostReader {
@@ -207,21 +184,6 @@ impl HostReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn octal_escapes() {
-        assert_eq!(
-            unescape_octal("/a\\040b\\011c\\012d\\134e"),
-            "/a b\tc\nd\\e"
-        );
-        assert_eq!(unescape_octal("trailing\\04"), "trailing\\04");
-        assert_eq!(unescape_octal("\\999"), "\\999");
-        assert_eq!(
-            unescape_octal("\\777"),
-            "\\777",
-            "above 255: kept as written"
-        );
-    }
 
     #[test]
     fn a_fake_proc_tree_with_a_vanished_process_and_missing_families() {

@@ -60,7 +60,7 @@ pub fn parse_swaps(text: &str) -> Vec<Swap> {
             let size: u64 = f.next()?.parse().ok()?;
             let used: u64 = f.next()?.parse().ok()?;
             Some(Swap {
-                device: super::unescape_octal(name),
+                device: crate::mapping::unescape_octal(name),
                 size_bytes: size * 1024,
                 used_bytes: used * 1024,
             })
