@@ -20,6 +20,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== deploy files (promtool, docker-compose, kubernetes-validate, systemd-analyze)"
+scripts/check-deploy.sh
 echo "== cargo test (unit, integration, end-to-end)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

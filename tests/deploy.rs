@@ -1,0 +1,381 @@
+//! The demo and packaging files, checked without the tools that run them:
+//! - the Collector config against the components and keys that the pinned contrib version
+//!   (0.111.0) documents. No Collector binary is available on these machines
+//!   (test-lab.md: no package carries it), so `otelcol validate` cannot run here; this table
+//!   is the documented configuration of the components the config uses, and the test fails
+//!   on any key or component outside it;
+//! - Sonde's own configs (deploy/sonde.yaml and the DaemonSet's ConfigMap) with Sonde's
+//!   config validation;
+//! - every dashboard's PromQL names only metrics of the contract, under their Prometheus
+//!   names (tests/prometheus.rs runs every expression against a real Prometheus).
+//!
+//! The real tools' checks (promtool, docker-compose, kubernetes-validate, systemd-analyze)
+//! are in scripts/check-deploy.sh, run by scripts/test.sh.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value;
+use sonde_semconv::{dns, fileio, host, metric, tcp};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn yaml(text: &str, what: &str) -> Value {
+    serde_norway::from_str(text).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Documented keys of a component's config (nested maps as `parent.child`); `*` allows
+/// any key below (free-form maps such as headers).
+type Schema = &'static [&'static str];
+
+const OTLP_RECEIVER: Schema = &[
+    "protocols",
+    "protocols.grpc",
+    "protocols.grpc.endpoint",
+    "protocols.grpc.transport",
+    "protocols.grpc.tls.*",
+    "protocols.grpc.max_recv_msg_size_mib",
+    "protocols.grpc.max_concurrent_streams",
+    "protocols.grpc.read_buffer_size",
+    "protocols.grpc.write_buffer_size",
+    "protocols.grpc.keepalive.*",
+    "protocols.grpc.auth.*",
+    "protocols.grpc.include_metadata",
+    "protocols.http",
+    "protocols.http.endpoint",
+    "protocols.http.tls.*",
+    "protocols.http.cors.*",
+    "protocols.http.auth.*",
+    "protocols.http.include_metadata",
+    "protocols.http.max_request_body_size",
+    "protocols.http.response_headers.*",
+    "protocols.http.traces_url_path",
+    "protocols.http.metrics_url_path",
+    "protocols.http.logs_url_path",
+];
+const MEMORY_LIMITER: Schema = &[
+    "check_interval",
+    "limit_mib",
+    "spike_limit_mib",
+    "limit_percentage",
+    "spike_limit_percentage",
+];
+const BATCH: Schema = &[
+    "timeout",
+    "send_batch_size",
+    "send_batch_max_size",
+    "metadata_keys",
+    "metadata_cardinality_limit",
+];
+const PROMETHEUS_EXPORTER: Schema = &[
+    "endpoint",
+    "tls.*",
+    "const_labels.*",
+    "namespace",
+    "send_timestamps",
+    "metric_expiration",
+    "resource_to_telemetry_conversion",
+    "resource_to_telemetry_conversion.enabled",
+    "enable_open_metrics",
+    "add_metric_suffixes",
+];
+const OTLP_EXPORTER: Schema = &[
+    "endpoint",
+    "tls",
+    "tls.insecure",
+    "tls.insecure_skip_verify",
+    "tls.ca_file",
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.server_name_override",
+    "headers.*",
+    "compression",
+    "timeout",
+    "sending_queue.*",
+    "retry_on_failure.*",
+    "balancer_name",
+    "auth.*",
+    "keepalive.*",
+    "read_buffer_size",
+    "write_buffer_size",
+    "wait_for_ready",
+];
+const HEALTH_CHECK: Schema = &[
+    "endpoint",
+    "path",
+    "tls.*",
+    "response_headers.*",
+    "check_collector_pipeline.*",
+];
+
+/// contrib 0.111.0: (section, component type, its keys).
+const COMPONENTS: &[(&str, &str, Schema)] = &[
+    ("receivers", "otlp", OTLP_RECEIVER),
+    ("processors", "memory_limiter", MEMORY_LIMITER),
+    ("processors", "batch", BATCH),
+    ("exporters", "prometheus", PROMETHEUS_EXPORTER),
+    ("exporters", "otlp", OTLP_EXPORTER),
+    ("extensions", "health_check", HEALTH_CHECK),
+];
+
+fn check_keys(value: &Value, prefix: &str, schema: Schema, at: &str, errors: &mut Vec<String>) {
+    let Value::Mapping(map) = value else {
+        return;
+    };
+    for (k, v) in map {
+        let key = k.as_str().unwrap_or_default();
+        let path = if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let free = schema
+            .iter()
+            .any(|s| s.strip_suffix(".*").is_some_and(|p| p == path));
+        if free {
+            continue;
+        }
+        if !schema.contains(&path.as_str()) {
+            errors.push(format!("{at}: `{path}` is not a documented key"));
+            continue;
+        }
+        check_keys(v, &path, schema, at, errors);
+    }
+}
+
+/// The errors of a Collector config: unknown sections, components or keys, and pipelines
+/// that name components the config does not define.
+fn collector_errors(config: &Value) -> Vec<String> {
+    let mut errors = Vec::new();
+    let Value::Mapping(top) = config else {
+        return vec!["the config is not a mapping".into()];
+    };
+    let mut defined: BTreeSet<String> = BTreeSet::new();
+    for (section, body) in top {
+        let section = section.as_str().unwrap_or_default();
+        if section == "service" {
+            continue;
+        }
+        if ![
+            "receivers",
+            "processors",
+            "exporters",
+            "extensions",
+            "connectors",
+        ]
+        .contains(&section)
+        {
+            errors.push(format!(
+                "`{section}` is not a section of a Collector config"
+            ));
+            continue;
+        }
+        let Value::Mapping(components) = body else {
+            continue;
+        };
+        for (id, cfg) in components {
+            let id = id.as_str().unwrap_or_default();
+            let kind = id.split('/').next().unwrap_or(id);
+            match COMPONENTS
+                .iter()
+                .find(|(s, k, _)| *s == section && *k == kind)
+            {
+                Some((_, _, schema)) => {
+                    check_keys(cfg, "", schema, &format!("{section}.{id}"), &mut errors)
+                }
+                None => errors.push(format!(
+                    "{section}.{id}: `{kind}` is not a component this test knows for contrib 0.111.0"
+                )),
+            }
+            defined.insert(format!("{section}.{id}"));
+        }
+    }
+    let service = &config["service"];
+    for ext in service["extensions"].as_sequence().into_iter().flatten() {
+        let id = ext.as_str().unwrap_or_default();
+        if !defined.contains(&format!("extensions.{id}")) {
+            errors.push(format!("service.extensions: `{id}` is not defined"));
+        }
+    }
+    let Some(pipelines) = service["pipelines"].as_mapping() else {
+        errors.push("service.pipelines is missing".into());
+        return errors;
+    };
+    for (name, p) in pipelines {
+        let name = name.as_str().unwrap_or_default();
+        let signal = name.split('/').next().unwrap_or(name);
+        if !["traces", "metrics", "logs"].contains(&signal) {
+            errors.push(format!("pipeline `{name}`: not traces, metrics or logs"));
+        }
+        for (role, section) in [
+            ("receivers", "receivers"),
+            ("processors", "processors"),
+            ("exporters", "exporters"),
+        ] {
+            let ids = p[role].as_sequence().cloned().unwrap_or_default();
+            if role != "processors" && ids.is_empty() {
+                errors.push(format!("pipeline `{name}` has no {role}"));
+            }
+            for id in ids {
+                let id = id.as_str().unwrap_or_default();
+                if !defined.contains(&format!("{section}.{id}")) {
+                    errors.push(format!("pipeline `{name}`: {role} `{id}` is not defined"));
+                }
+            }
+        }
+    }
+    errors
+}
+
+fn configmap_file(manifest: &str, key: &str) -> String {
+    for doc in read(manifest).split("\n---\n") {
+        let v = yaml(doc, manifest);
+        if v["kind"].as_str() == Some("ConfigMap") {
+            if let Some(text) = v["data"][key].as_str() {
+                return text.to_owned();
+            }
+        }
+    }
+    panic!("{manifest} has no ConfigMap with {key}");
+}
+
+#[test]
+fn collector_configs_use_only_documented_components_and_keys() {
+    let demo = yaml(&read("deploy/collector/config.yaml"), "collector config");
+    assert_eq!(collector_errors(&demo), Vec::<String>::new());
+    // The demo routes metrics to Prometheus and traces to Jaeger over OTLP.
+    assert_eq!(
+        demo["service"]["pipelines"]["traces"]["exporters"][0].as_str(),
+        Some("otlp/jaeger")
+    );
+    assert_eq!(
+        demo["exporters"]["otlp/jaeger"]["endpoint"].as_str(),
+        Some("jaeger:4317")
+    );
+    let agent = yaml(
+        &configmap_file("deploy/kubernetes/collector-agent.yaml", "config.yaml"),
+        "agent config",
+    );
+    assert_eq!(collector_errors(&agent), Vec::<String>::new());
+
+    // The check itself catches what it is for.
+    let bad = yaml(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoit: x\nexporters:\n  jaegr: {}\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [prometheus]\n",
+        "bad",
+    );
+    let errors = collector_errors(&bad);
+    assert!(
+        errors.iter().any(|e| e.contains("protocols.grpc.endpoit")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("jaegr")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`prometheus` is not defined")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn sondes_deploy_configs_are_valid_and_set_queue_and_health() {
+    let env =
+        sonde::config::OtelEnv::from_pairs([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")]);
+    for (what, text) in [
+        ("deploy/sonde.yaml", read("deploy/sonde.yaml")),
+        (
+            "the DaemonSet's ConfigMap",
+            configmap_file("deploy/kubernetes/sonde-daemonset.yaml", "sonde.yaml"),
+        ),
+    ] {
+        let c =
+            sonde::config::Config::from_yaml(&text, &env).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(c.otlp.is_some(), "{what}: OTLP on");
+        assert!(c.prometheus.is_some(), "{what}: the endpoint on");
+        assert!(c.health.listen.is_some(), "{what}: health.listen set");
+        assert!(
+            text.contains("directory: /var/lib/sonde/queue"),
+            "{what}: durable queue"
+        );
+    }
+}
+
+/// Every metric name a dashboard selects (`name{`), per file.
+fn dashboard_metrics() -> Vec<(String, String, BTreeSet<String>)> {
+    let mut out = Vec::new();
+    let dir = repo("deploy/grafana/dashboards");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dashboards dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 6,
+        "host, network, DNS, storage, processes, Sonde"
+    );
+    for f in files {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&f).expect("read"))
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        for panel in v["panels"].as_array().expect("panels") {
+            for t in panel["targets"].as_array().expect("targets") {
+                let expr = t["expr"].as_str().expect("expr").to_owned();
+                let names = metric_names_in(&expr);
+                assert!(
+                    !names.is_empty(),
+                    "{}: `{expr}` selects no metric with braces",
+                    f.display()
+                );
+                out.push((f.display().to_string(), expr, names));
+            }
+        }
+    }
+    out
+}
+
+/// Identifiers directly followed by `{` (the dashboards always write selectors so).
+fn metric_names_in(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = expr.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b != b'{' {
+            continue;
+        }
+        let start = bytes[..i]
+            .iter()
+            .rposition(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b':'))
+            .map_or(0, |p| p + 1);
+        if start < i {
+            out.insert(expr[start..i].to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboards_name_only_contract_metrics() {
+    let contract: BTreeSet<String> = [metric::ALL, tcp::ALL, dns::ALL, fileio::ALL, host::ALL]
+        .concat()
+        .iter()
+        .flat_map(|d| sonde::export::prometheus::names::family(d).series_names())
+        .collect();
+    for (file, expr, names) in dashboard_metrics() {
+        for n in names {
+            assert!(
+                contract.contains(&n),
+                "{file}: `{n}` in `{expr}` is not a metric Sonde exports"
+            );
+        }
+        assert!(
+            !expr.contains("process_pid"),
+            "{file}: `{expr}`: dashboards do not depend on process.pid"
+        );
+    }
+}
