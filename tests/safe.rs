@@ -479,3 +479,139 @@ fn dns_question_names_are_redacted_and_secret_suffixes_never_exported() {
         "the zone's names never leave Sonde in clear"
     );
 }
+
+/// DNS messages that the parser must refuse, each for a different reason; all are queries
+/// (QR=0) to port 53, as an attacker on the host or the network could send.
+fn malformed_dns(i: usize) -> Vec<u8> {
+    let id = (i as u16).to_be_bytes();
+    let header = |qd: u16| {
+        let mut h = vec![id[0], id[1], 0x01, 0x00];
+        h.extend_from_slice(&qd.to_be_bytes());
+        h.extend_from_slice(&[0; 6]);
+        h
+    };
+    let mut m = match i % 8 {
+        0 => vec![0xab; i % 12],                         // shorter than a header
+        1 => header(0),                                  // no question
+        2 => [header(1), vec![63, b'a', b'b']].concat(), // label runs past the end
+        3 => [header(1), vec![0x45, b'x', 0]].concat(),  // reserved label type 0x40
+        4 => [header(1), vec![0xc0, 0xff]].concat(),     // pointer forwards
+        5 => [header(1), vec![0xc0, 12]].concat(),       // pointer to itself
+        6 => {
+            let mut m = header(1); // a name longer than 255 bytes
+            for _ in 0..5 {
+                m.push(63);
+                m.extend_from_slice(&[b'z'; 63]);
+            }
+            m.extend_from_slice(&[0, 0, 1, 0, 1]);
+            m
+        }
+        _ => [header(1), vec![3, b'w', b'w', b'w', 0, 0]].concat(), // no qtype/qclass
+    };
+    m.truncate(512);
+    m
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Issue 13 point 6: a flood of malformed DNS queries to port 53 (to a socket of the
+/// test's own and to its resolver) while Sonde runs: Sonde stays up, its memory stays
+/// bounded, none of the garbage counts as a query, and well-formed queries sent
+/// afterwards are counted exactly.
+#[test]
+fn a_malformed_dns_flood_neither_crashes_nor_miscounts() {
+    use common::dns::{addresses, query, wait_ready, Dnsmasq};
+    require_root();
+    const FLOOD: usize = 60_000;
+    const GOOD: usize = 20;
+    let [srv, sink, ..] = addresses();
+    let zone = format!("f{}.test", unique_suffix());
+    let _dns = Dnsmasq::start(
+        srv,
+        &[
+            format!("--auth-zone={zone}"),
+            format!("--auth-server=ns.{zone}"),
+            format!("--host-record=ready.{zone},10.9.9.9"),
+            format!("--host-record=good.{zone},10.0.0.1"),
+        ],
+    );
+    wait_ready(srv, &format!("ready.{zone}"));
+    // The other target: a socket that takes the garbage and never answers.
+    let target = std::net::UdpSocket::bind((sink, 53)).expect("bind the sink");
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let yaml = "collection:\n  interval: 300ms\nhost:\n  enabled: false\n\
+                probes:\n  process: {enabled: false}\n  fileio: {enabled: false}\n  tcp: {enabled: false}\n";
+    let mut sonde = Sonde::start(&rx.env(), Some(yaml));
+    sonde.wait_started();
+    let settled = rx.wait_for("a few exports", WAIT, |e| e.len() >= 3).len();
+    let before = rss_kib(sonde.pid());
+
+    let senders: Vec<std::net::UdpSocket> = (0..4)
+        .map(|_| std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind"))
+        .collect();
+    for i in 0..FLOOD {
+        let to = if i % 4 == 0 { srv } else { sink };
+        // A full socket buffer on the way is fine: the probe saw the packet on egress.
+        let _ = senders[i % senders.len()].send_to(&malformed_dns(i), (to, 53));
+    }
+    drop(target);
+    rx.wait_for("exports after the flood", WAIT, |e| e.len() >= settled + 5);
+    // The probe saw the garbage: every packet is either refused by the parser or counted
+    // as lost in the ring (each is seen at least once, on egress).
+    let log = sonde.stderr();
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("dns packet counts"))
+        .expect("the DNS source logs its counts at debug level");
+    let field = |k: &str| -> u64 {
+        last.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {last}"))
+    };
+    assert!(
+        field("unparsed") + field("lost") >= FLOOD as u64,
+        "every malformed packet was seen: {last}"
+    );
+    assert!(
+        sonde.child.try_wait().expect("try_wait").is_none(),
+        "Sonde is up:\n{}",
+        sonde.stderr()
+    );
+    let after = rss_kib(sonde.pid());
+    assert!(
+        after < before + 32 * 1024,
+        "memory stays bounded: {before} KiB before the flood, {after} KiB after"
+    );
+
+    for _ in 0..GOOD {
+        assert_eq!(
+            query(srv, &format!("good.{zone}"), Duration::from_secs(10)),
+            Some(0)
+        );
+    }
+    let (srv_s, sink_s) = (srv.to_string(), sink.to_string());
+    let queries = |e: &[Export], peer: &str| {
+        latest(e, "sonde.dns.queries", &[("network.peer.address", peer)]).unwrap_or(0.0)
+    };
+    rx.wait_for("the good queries", WAIT, |e| {
+        queries(e, &srv_s) >= GOOD as f64
+    });
+    let seen = rx.exports().len();
+    let got = rx.wait_for("a few more exports", WAIT, |e| e.len() >= seen + 3);
+    assert_eq!(
+        queries(&got, &srv_s),
+        GOOD as f64,
+        "only the well-formed queries count"
+    );
+    assert_eq!(queries(&got, &sink_s), 0.0, "garbage is never a query");
+    assert!(sonde.child.try_wait().expect("try_wait").is_none());
+}

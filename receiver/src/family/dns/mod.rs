@@ -30,6 +30,12 @@ impl Source for DnsSource {
         out.metrics.extend(metrics);
         match self.collector.counts() {
             Ok(c) => {
+                tracing::debug!(
+                    packets = c.packets,
+                    unparsed = c.unparsed,
+                    lost = c.lost_ringbuf,
+                    "dns packet counts"
+                );
                 out.lost
                     .push(("dns", loss_reason::RINGBUF_FULL, c.lost_ringbuf));
                 // Queries the matcher could not track: its table of open lookups was full.
