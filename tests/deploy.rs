@@ -379,3 +379,94 @@ fn dashboards_name_only_contract_metrics() {
         );
     }
 }
+
+/// Every image the demo and the manifests run, with where it is named.
+fn images() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for file in [
+        "docker-compose.yml",
+        "deploy/kubernetes/sonde-daemonset.yaml",
+        "deploy/kubernetes/collector-agent.yaml",
+    ] {
+        for line in read(file).lines() {
+            let line = line.trim().trim_start_matches("- ");
+            if let Some(image) = line.strip_prefix("image:") {
+                out.push((file.to_owned(), image.trim().trim_matches('"').to_owned()));
+            }
+        }
+    }
+    for line in read("Dockerfile").lines() {
+        if let Some(from) = line.strip_prefix("FROM ") {
+            let image = from.split_whitespace().next().unwrap_or_default();
+            out.push(("Dockerfile".to_owned(), image.to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_image_is_pinned_to_a_version() {
+    let all = images();
+    assert!(all.len() >= 8, "{all:?}");
+    for (file, image) in all {
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        assert!(
+            !tag.is_empty() && tag != "latest" && tag.chars().any(|c| c.is_ascii_digit()),
+            "{file}: `{image}` is not pinned to a version"
+        );
+    }
+}
+
+#[test]
+fn dashboards_use_the_provisioned_datasources() {
+    let ds = yaml(
+        &read("deploy/grafana/provisioning/datasources/datasources.yaml"),
+        "datasources",
+    );
+    let uids: BTreeSet<String> = ds["datasources"]
+        .as_sequence()
+        .expect("datasources")
+        .iter()
+        .filter_map(|d| d["uid"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        uids.contains("prometheus") && uids.contains("jaeger"),
+        "{uids:?}"
+    );
+    // Exemplars on Prometheus panels open the trace in Jaeger.
+    let prom = ds["datasources"]
+        .as_sequence()
+        .expect("datasources")
+        .iter()
+        .find(|d| d["uid"].as_str() == Some("prometheus"))
+        .expect("prometheus datasource");
+    assert_eq!(
+        prom["jsonData"]["exemplarTraceIdDestinations"][0]["datasourceUid"].as_str(),
+        Some("jaeger")
+    );
+    let dir = repo("deploy/grafana/dashboards");
+    for f in std::fs::read_dir(&dir).expect("dashboards").flatten() {
+        let text = std::fs::read_to_string(f.path()).expect("read");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let mut seen = 0;
+        let mut walk = vec![&v];
+        while let Some(node) = walk.pop() {
+            match node {
+                serde_json::Value::Object(m) => {
+                    if let Some(uid) = m.get("datasource").and_then(|d| d["uid"].as_str()) {
+                        assert!(
+                            uids.contains(uid),
+                            "{}: datasource `{uid}`",
+                            f.path().display()
+                        );
+                        seen += 1;
+                    }
+                    walk.extend(m.values());
+                }
+                serde_json::Value::Array(a) => walk.extend(a),
+                _ => {}
+            }
+        }
+        assert!(seen > 0, "{}: no datasource", f.path().display());
+    }
+}
