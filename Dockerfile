@@ -11,7 +11,7 @@ COPY . .
 RUN cargo build --release --locked --bin sonde \
  && install -m 0755 target/release/sonde /usr/local/bin/sonde
 
-FROM debian:bookworm-slim
+FROM debian:12.8-slim
 # The capabilities `sonde check` lists for the default config (see examples/sonde.service):
 # BPF + PERFMON load and attach, NET_ADMIN attaches the DNS probe, DAC_READ_SEARCH +
 # SYS_PTRACE read other users' /proc, SETPCAP shrinks the bounding set, SYS_RESOURCE for
