@@ -7,6 +7,13 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+#[path = "src/grid.rs"]
+#[expect(
+    dead_code,
+    reason = "build.rs uses only the header generator of the shared grid"
+)]
+mod grid;
+
 /// Probe families: each is one C file and one object, so one that fails to load or
 /// attach leaves the others running.
 const FAMILIES: &[&str] = &["process", "fileio", "tcp", "dns"];
@@ -24,13 +31,18 @@ fn main() -> Result<()> {
     check_clang(&clang)?;
     check_libbpf_headers(&clang)?;
 
+    // The histogram grid's constants and tables, from the one Rust definition.
+    println!("cargo:rerun-if-changed=src/grid.rs");
+    std::fs::write(out.join("sonde_grid.h"), grid::c_header())
+        .with_context(|| format!("writing {}", out.join("sonde_grid.h").display()))?;
+
     for family in FAMILIES {
         let src = manifest.join("src/bpf").join(format!("{family}.bpf.c"));
         let obj = out.join(format!("{family}.bpf.o"));
-        compile(&clang, &include, &src, &obj)?;
+        compile(&clang, &[&include, &out], &src, &obj)?;
     }
 
-    generate_abi(&include.join("sonde_abi.h"), &out.join("abi.rs"))
+    generate_abi(&include.join("sonde_abi.h"), &out, &out.join("abi.rs"))
 }
 
 fn check_clang(clang: &str) -> Result<()> {
@@ -68,23 +80,25 @@ fn check_libbpf_headers(clang: &str) -> Result<()> {
     }
 }
 
-fn compile(clang: &str, include: &Path, src: &Path, obj: &Path) -> Result<()> {
+fn compile(clang: &str, includes: &[&Path], src: &Path, obj: &Path) -> Result<()> {
     let arch = match env::var("CARGO_CFG_TARGET_ARCH")?.as_str() {
         "x86_64" => "x86",
         "aarch64" => "arm64",
         other => bail!("no eBPF target arch mapping for {other}: add one in probes/build.rs"),
     };
-    let status = Command::new(clang)
-        // The instruction set is pinned, not left to clang's default (which changes between
-        // releases): v3 (32-bit jumps and subregisters) is verified by every kernel since
-        // 5.1, below the 5.8 that the ring buffer needs. Atomics whose result is used would
-        // need 5.12: the probes only add.
-        .args([
-            "-target", "bpf", "-mcpu=v3", "-O2", "-g", "-Wall", "-Werror",
-        ])
-        .arg(format!("-D__TARGET_ARCH_{arch}"))
-        .arg("-I")
-        .arg(include)
+    let mut cmd = Command::new(clang);
+    // The instruction set is pinned, not left to clang's default (which changes between
+    // releases): v3 (32-bit jumps and subregisters) is verified by every kernel since
+    // 5.1, below the 5.8 that the ring buffer needs. Atomics whose result is used would
+    // need 5.12: the probes only add.
+    cmd.args([
+        "-target", "bpf", "-mcpu=v3", "-O2", "-g", "-Wall", "-Werror",
+    ])
+    .arg(format!("-D__TARGET_ARCH_{arch}"));
+    for include in includes {
+        cmd.arg("-I").arg(include);
+    }
+    let status = cmd
         .arg("-c")
         .arg(src)
         .arg("-o")
@@ -100,9 +114,10 @@ fn compile(clang: &str, include: &Path, src: &Path, obj: &Path) -> Result<()> {
     Ok(())
 }
 
-fn generate_abi(header: &Path, out: &Path) -> Result<()> {
+fn generate_abi(header: &Path, generated: &Path, out: &Path) -> Result<()> {
     let bindings = bindgen::Builder::default()
         .header(header.to_string_lossy())
+        .clang_arg(format!("-I{}", generated.display()))
         .allowlist_type("sonde_.*")
         .allowlist_var("SONDE_.*")
         .rustified_enum("sonde_.*")

@@ -7,8 +7,10 @@
 //! - O_DIRECT I/O on a loop device (with ext4 made on it) is exact in that device's
 //!   block metrics.
 //! - A FUSE file system of the test's own that delays every read by D puts the
-//!   file-latency histogram's mass in D's log2 bucket; a loop device backed by a file on it
-//!   does the same for the block-latency histogram.
+//!   file-latency histogram's mass in D's bucket of the grid (`sonde_probes::grid`, as
+//!   exported at OTLP exponential scale 2), and a second Sonde exporting the default
+//!   explicit form carries the same counts per doubling; a loop device backed by a file
+//!   on it does the same for the block-latency histogram.
 //!
 //! Needs root (eBPF, mount, losetup).
 
@@ -28,8 +30,13 @@ const WAIT: Duration = Duration::from_secs(60);
 const CONFIG: &str = "probes:\n  fileio:\n    process_limit: 100000\n";
 
 fn start_sonde(rx: &OtlpReceiver) -> Sonde {
+    start_sonde_with(rx, &[])
+}
+
+fn start_sonde_with(rx: &OtlpReceiver, extra: &[(&'static str, &str)]) -> Sonde {
     let mut env = rx.env();
     env.push(("OTEL_METRIC_EXPORT_INTERVAL", "300".into()));
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let mut sonde = Sonde::start(&env, Some(CONFIG));
     sonde.wait_started();
     rx.wait_for("a first export", WAIT, |e| !e.is_empty());
@@ -106,6 +113,51 @@ fn histogram(exports: &[Export], name: &str, filter: &[(&str, &str)]) -> Option<
         }
     }
     best.map(|(_, h)| h)
+}
+
+/// OTLP exponential histograms: this Sonde exports the kernel's grid as it is.
+const EXPONENTIAL: (&str, &str) = (
+    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+    "base2_exponential_bucket_histogram",
+);
+
+/// The newest exponential point of `name` whose attributes include `filter`: scale, zero
+/// count, (bucket index, count) of the non-empty buckets, count.
+type ExpHist = (i32, u64, Vec<(i32, u64)>, u64);
+
+fn exp_histogram(exports: &[Export], name: &str, filter: &[(&str, &str)]) -> Option<ExpHist> {
+    let mut best: Option<(u64, ExpHist)> = None;
+    for m in metrics(exports, name) {
+        let Some(Data::ExponentialHistogram(h)) = &m.data else {
+            continue;
+        };
+        for p in &h.data_points {
+            let ok = filter.iter().all(|(k, v)| {
+                p.attributes
+                    .iter()
+                    .any(|kv| kv.key == *k && any_to_string(&kv.value) == *v)
+            });
+            if ok && best.as_ref().is_none_or(|(t, _)| p.time_unix_nano >= *t) {
+                let pos = p.positive.clone().unwrap_or_default();
+                let buckets = pos
+                    .bucket_counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(i, c)| (pos.offset + i as i32, *c))
+                    .collect();
+                best = Some((p.time_unix_nano, (p.scale, p.zero_count, buckets, p.count)));
+            }
+        }
+    }
+    best.map(|(_, h)| h)
+}
+
+/// The grid bucket index of a duration, as the probe computes it for its nanoseconds.
+fn grid_index(d: Duration) -> i32 {
+    use sonde_probes::grid;
+    let ns = u64::try_from(d.as_nanos()).expect("a duration in u64 ns");
+    grid::index_of_slot(grid::slot_of(ns, &grid::upper_bounds_ns()))
 }
 
 /// The tests share one process id, and each asserts on that pid's series (for example
@@ -272,7 +324,11 @@ fn regular_file_bytes_are_exact_per_process_and_file_system_and_pipes_and_socket
             histogram(&got, "sonde.file.io.duration", &f).expect("a latency histogram");
         assert_eq!(count, 3, "{dir}: one latency per operation");
         assert_eq!(counts.len(), bounds.len() + 1);
-        assert_eq!(bounds[0], 1e-9, "log2 bounds from 1 ns");
+        assert_eq!(
+            bounds[0],
+            2f64.powi(-30),
+            "bounds at powers of two of seconds"
+        );
     }
     // Pipe and socket I/O would show up under a kernel-internal file system (pipefs,
     // sockfs), which has no mount point: every series of this process must have one.
@@ -582,14 +638,16 @@ fn mount_slowfs(mnt: &Path, delay: Duration) -> fuser::BackgroundSession {
 }
 
 #[test]
-fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_log2_bucket() {
+fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_grid_bucket_in_both_otlp_forms() {
     let _serial = one_at_a_time();
     require_root();
-    // 70 ms lies in the bucket (2^26, 2^27] ns = (67.1 ms, 134.2 ms]: sleep never returns
-    // early, and 64 ms of headroom absorbs scheduling delays on a busy 2-core machine.
-    const D: Duration = Duration::from_millis(70);
-    const BUCKET: usize = 27;
+    // 63 ms lies in the grid bucket (2^-4, 2^-3.75] s = (62.5 ms, 74.3 ms], index -16:
+    // sleep never returns early, and 11 ms of headroom absorb most scheduling delays on
+    // a busy 2-core machine (the test allows for the rest: see `seen`).
+    const D: Duration = Duration::from_millis(63);
     const N: usize = 5;
+    let d_index = grid_index(D);
+    assert_eq!(d_index, -16);
     let dir = TempDir::new("fuse");
     let mnt = dir.path().join("mnt");
     let session = mount_slowfs(&mnt, D);
@@ -599,6 +657,9 @@ fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_log2_bucket() {
         .to_string_lossy()
         .into_owned();
 
+    // Two agents on the same reads: one exports exponential histograms, one explicit.
+    let rx_exp = OtlpReceiver::start(Proto::Grpc);
+    let mut sonde_exp = start_sonde_with(&rx_exp, &[EXPONENTIAL]);
     let rx = OtlpReceiver::start(Proto::Grpc);
     let mut sonde = start_sonde(&rx);
 
@@ -632,28 +693,51 @@ fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_log2_bucket() {
         ("system.filesystem.mountpoint", mountpoint.as_str()),
         ("disk.io.direction", "read"),
     ];
-    let got = rx.wait_for("the FUSE reads' latency histogram", WAIT, |e| {
+    let got = rx_exp.wait_for("the FUSE reads' exponential histogram", WAIT, |e| {
+        exp_histogram(e, "sonde.file.io.duration", &f).is_some_and(|h| h.3 >= N as u64)
+    });
+    let (scale, zero, buckets, count) =
+        exp_histogram(&got, "sonde.file.io.duration", &f).expect("histogram");
+    assert_eq!((scale, zero, count), (2, 0, N as u64));
+    let highest = seen.iter().map(|d| grid_index(*d)).max().unwrap_or(d_index);
+    assert!(
+        buckets.iter().all(|(i, _)| (d_index..=highest).contains(i)),
+        "every read between D's bucket {d_index} and {highest}: {buckets:?} (seen {seen:?})"
+    );
+    let in_d = seen.iter().filter(|d| grid_index(**d) == d_index).count() as u64;
+    let got_d = buckets
+        .iter()
+        .find(|(i, _)| *i == d_index)
+        .map_or(0, |b| b.1);
+    assert!(
+        got_d >= in_d,
+        "reads seen within D's bucket are there: {buckets:?} (seen {seen:?})"
+    );
+
+    // The explicit form: the same reads, whole grid buckets summed per doubling (2^j s).
+    let got = rx.wait_for("the FUSE reads' explicit histogram", WAIT, |e| {
         histogram(e, "sonde.file.io.duration", &f).is_some_and(|(_, _, n)| n >= N as u64)
     });
     let (bounds, counts, count) = histogram(&got, "sonde.file.io.duration", &f).expect("histogram");
-    assert_eq!(count, N as u64);
-    assert!(bounds[BUCKET - 1] < D.as_secs_f64() && D.as_secs_f64() <= bounds[BUCKET]);
-    // The bucket of each read as seen from here: (2^(i-1), 2^i] ns holds it.
-    let bucket_of = |d: Duration| bounds.partition_point(|b| *b < d.as_secs_f64());
-    let highest = seen.iter().map(|d| bucket_of(*d)).max().unwrap_or(BUCKET);
+    assert_eq!(count, N as u64, "the same reads");
     assert!(
-        counts[..BUCKET].iter().all(|c| *c == 0) && counts[highest + 1..].iter().all(|c| *c == 0),
-        "every read between D's bucket {BUCKET} and {highest}: {counts:?} (seen {seen:?})"
+        bounds.windows(2).all(|w| w[1] == 2.0 * w[0]),
+        "one bound per doubling"
     );
-    let in_d = seen.iter().filter(|d| bucket_of(**d) == BUCKET).count() as u64;
-    assert!(
-        counts[BUCKET] >= in_d,
-        "reads seen within D's bucket ({}, {}] s are there: {counts:?} (seen {seen:?})",
-        bounds[BUCKET - 1],
-        bounds[BUCKET]
+    let mut want = vec![0u64; counts.len()];
+    for (i, c) in &buckets {
+        // Index i is in the doubling (2^(j-1), 2^j], j = floor(i / 4) + 1.
+        let top = 2f64.powi(i.div_euclid(4) + 1);
+        want[bounds.partition_point(|b| *b < top)] += c;
+    }
+    assert_eq!(
+        counts, want,
+        "explicit buckets are the grid's, summed per doubling"
     );
-    sonde.signal(libc::SIGTERM);
-    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+    for s in [&mut sonde_exp, &mut sonde] {
+        s.signal(libc::SIGTERM);
+        assert!(s.wait_exit(WAIT).success(), "{}", s.stderr());
+    }
     drop(session);
 }
 
@@ -676,13 +760,13 @@ impl Drop for LoopDevice {
 }
 
 #[test]
-fn a_loop_device_over_a_slow_fuse_file_puts_the_block_latency_mass_in_its_log2_bucket() {
+fn a_loop_device_over_a_slow_fuse_file_puts_the_block_latency_mass_in_its_grid_bucket() {
     let _serial = one_at_a_time();
     require_root();
-    // As in the file-latency test: 70 ms is in (2^26, 2^27] ns.
-    const D: Duration = Duration::from_millis(70);
-    const BUCKET: usize = 27;
+    // As in the file-latency test: 63 ms is in the grid bucket (62.5 ms, 74.3 ms].
+    const D: Duration = Duration::from_millis(63);
     const N: usize = 3;
+    let d_index = grid_index(D);
     let dir = TempDir::new("fuseloop");
     let mnt = dir.path().join("mnt");
     let _session = mount_slowfs(&mnt, D);
@@ -691,7 +775,7 @@ fn a_loop_device_over_a_slow_fuse_file_puts_the_block_latency_mass_in_its_log2_b
     let dev = lo.0.trim_start_matches("/dev/").to_owned();
 
     let rx = OtlpReceiver::start(Proto::Grpc);
-    let mut sonde = start_sonde(&rx);
+    let mut sonde = start_sonde_with(&rx, &[EXPONENTIAL]);
 
     // O_DIRECT: each read is a block request, none served from the page cache; the loop
     // driver serves each by reading its backing file, which takes D.
@@ -727,22 +811,24 @@ fn a_loop_device_over_a_slow_fuse_file_puts_the_block_latency_mass_in_its_log2_b
         ("disk.io.direction", "read"),
     ];
     let got = rx.wait_for("the loop device's latency histogram", WAIT, |e| {
-        histogram(e, "sonde.disk.io.duration", &f).is_some_and(|(_, _, n)| n >= N as u64)
+        exp_histogram(e, "sonde.disk.io.duration", &f).is_some_and(|h| h.3 >= N as u64)
     });
-    let (bounds, counts, _) = histogram(&got, "sonde.disk.io.duration", &f).expect("histogram");
-    let bucket_of = |d: Duration| bounds.partition_point(|b| *b < d.as_secs_f64());
+    let (_, zero, buckets, _) =
+        exp_histogram(&got, "sonde.disk.io.duration", &f).expect("histogram");
     // Every read of this device goes through the slow file, whoever issued it (udev may
     // probe it too): nothing can be faster than D.
     assert!(
-        counts[..BUCKET].iter().all(|c| *c == 0),
-        "a block read faster than D: {counts:?}"
+        zero == 0 && buckets.iter().all(|(i, _)| *i >= d_index),
+        "a block read faster than D: {buckets:?}"
     );
-    let in_d = seen.iter().filter(|d| bucket_of(**d) == BUCKET).count() as u64;
+    let in_d = seen.iter().filter(|d| grid_index(**d) == d_index).count() as u64;
+    let got_d = buckets
+        .iter()
+        .find(|(i, _)| *i == d_index)
+        .map_or(0, |b| b.1);
     assert!(
-        counts[BUCKET] >= in_d,
-        "reads seen within D's bucket ({}, {}] s are there: {counts:?} (seen {seen:?})",
-        bounds[BUCKET - 1],
-        bounds[BUCKET]
+        got_d >= in_d,
+        "reads seen within D's bucket are there: {buckets:?} (seen {seen:?})"
     );
     sonde.signal(libc::SIGTERM);
     assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());

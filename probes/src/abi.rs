@@ -66,11 +66,13 @@ mod pinned {
 
     #[test]
     fn pinned_fileio_layouts() {
-        assert_eq!(SONDE_LOG2_SLOTS, 40);
+        assert_eq!(SONDE_HIST_SLOTS as usize, crate::grid::SLOTS);
+        assert_eq!(SONDE_HIST_SCALE as i32, crate::grid::SCALE);
+        assert_eq!(SONDE_HIST_MIN_INDEX, crate::grid::MIN_INDEX);
         assert_eq!(size_of::<sonde_io_key>(), 8);
         assert_eq!(offset_of!(sonde_io_key, dev), 0);
         assert_eq!(offset_of!(sonde_io_key, direction), 4);
-        assert_eq!(size_of::<sonde_io_stats>(), 24 + 8 * 40);
+        assert_eq!(size_of::<sonde_io_stats>(), 24 + 8 * 258);
         assert_eq!(offset_of!(sonde_io_stats, ops), 0);
         assert_eq!(offset_of!(sonde_io_stats, bytes), 8);
         assert_eq!(offset_of!(sonde_io_stats, time_ns), 16);
@@ -92,7 +94,7 @@ mod pinned {
     #[test]
     fn pinned_tcp_layouts() {
         assert_eq!(SONDE_TCP_STATE_SLOTS, 16);
-        assert_eq!(size_of::<sonde_tcp_hist>(), 8 + 8 * 40);
+        assert_eq!(size_of::<sonde_tcp_hist>(), 8 + 8 * 258);
         assert_eq!(offset_of!(sonde_tcp_hist, sum_ns), 0);
         assert_eq!(offset_of!(sonde_tcp_hist, slots), 8);
         assert_eq!(size_of::<sonde_tcp_conn>(), 96);

@@ -6,6 +6,7 @@
 //! at load time.
 
 pub mod abi;
+pub mod grid;
 
 /// A probe family: one C source, one object, the same name in every layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

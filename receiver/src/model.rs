@@ -104,10 +104,138 @@ pub struct Histogram {
     pub count: u64,
 }
 
+/// Powers of two (2^j, in the metric's unit) that bound the explicit form of an
+/// [`ExpHistogram`]: one bound per doubling from 2^-30 (under a nanosecond, in seconds)
+/// to 2^20 (12 days); above the last, the +Inf bucket.
+pub const EXPLICIT_LOG2_BOUNDS: std::ops::RangeInclusive<i32> = -30..=20;
+
+/// A histogram on a base-2 exponential grid, as OTLP's exponential histogram carries it:
+/// bucket index i holds values in (2^(i/2^scale), 2^((i+1)/2^scale)], exact zeros are
+/// counted apart. Kernel latency histograms arrive in this form (design decision 11);
+/// an exporter sends it as it is or, summing whole buckets, as [`Self::to_explicit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpHistogram {
+    pub scale: i32,
+    pub zero_count: u64,
+    /// Bucket index of `counts[0]`.
+    pub offset: i32,
+    /// From the first to the last non-empty bucket (empty when all values were zero).
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl ExpHistogram {
+    /// From dense counts starting at bucket index `first_index`; trims the empty ends.
+    pub fn from_dense(
+        scale: i32,
+        zero_count: u64,
+        first_index: i32,
+        dense: &[u64],
+        sum: f64,
+    ) -> Self {
+        let first = dense.iter().position(|c| *c > 0);
+        let last = dense.iter().rposition(|c| *c > 0);
+        let (offset, counts) = match (first, last) {
+            (Some(a), Some(b)) => (first_index + a as i32, dense[a..=b].to_vec()),
+            _ => (0, Vec::new()),
+        };
+        Self {
+            scale,
+            zero_count,
+            offset,
+            count: zero_count + counts.iter().sum::<u64>(),
+            counts,
+            sum,
+        }
+    }
+
+    /// Count per bucket index, non-empty ones only.
+    pub fn buckets(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (self.offset + i as i32, *c))
+    }
+
+    /// The explicit-bucket form with bounds 2^j for j in [`EXPLICIT_LOG2_BOUNDS`]: each
+    /// explicit bucket is the sum of whole grid buckets (a power of two is a boundary of
+    /// the grid at every scale >= 0), so the bounds are exact, not re-bucketed.
+    pub fn to_explicit(&self) -> Histogram {
+        let (lo, hi) = (*EXPLICIT_LOG2_BOUNDS.start(), *EXPLICIT_LOG2_BOUNDS.end());
+        let bounds: Vec<f64> = EXPLICIT_LOG2_BOUNDS.map(|j| 2f64.powi(j)).collect();
+        let mut counts = vec![0u64; bounds.len() + 1];
+        counts[0] = self.zero_count;
+        let per_doubling = 1i64 << self.scale.clamp(0, 20);
+        for (i, c) in self.buckets() {
+            // Index i lies in the doubling (2^(j-1), 2^j] with j = floor(i / 2^scale) + 1.
+            let j = i64::from(i).div_euclid(per_doubling) + 1;
+            let b = (j - i64::from(lo)).clamp(0, i64::from(hi - lo) + 1) as usize;
+            counts[b] += c;
+        }
+        Histogram {
+            bounds,
+            counts,
+            sum: self.sum,
+            count: self.count,
+        }
+    }
+
+    /// `self - prev` bucket by bucket, or `None` if `prev` is not an earlier state of the
+    /// same stream (a different scale or a count that went down: the source restarted).
+    pub fn minus(&self, prev: &ExpHistogram) -> Option<ExpHistogram> {
+        if self.scale != prev.scale || self.zero_count < prev.zero_count || self.count < prev.count
+        {
+            return None;
+        }
+        if prev.counts.is_empty() {
+            return Some(ExpHistogram {
+                zero_count: self.zero_count - prev.zero_count,
+                count: self.count - prev.count,
+                sum: self.sum - prev.sum,
+                ..self.clone()
+            });
+        }
+        let prev_end = prev.offset + prev.counts.len() as i32;
+        let end = self.offset + self.counts.len() as i32;
+        if self.counts.is_empty() || prev.offset < self.offset || prev_end > end {
+            return None;
+        }
+        let mut dense = self.counts.clone();
+        for (i, c) in prev.buckets() {
+            let d = &mut dense[(i - self.offset) as usize];
+            *d = d.checked_sub(c)?;
+        }
+        Some(ExpHistogram::from_dense(
+            self.scale,
+            self.zero_count - prev.zero_count,
+            self.offset,
+            &dense,
+            self.sum - prev.sum,
+        ))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum PointValue {
     Number(Number),
     Histogram(Histogram),
+    /// Served as it is by exporters that speak exponential histograms, else through
+    /// [`PointValue::explicit`].
+    Exponential(ExpHistogram),
+}
+
+impl PointValue {
+    /// The explicit-bucket form of a histogram point, for exporters that serve only that
+    /// form (console, Prometheus, OTLP by default); `None` for numbers.
+    pub fn explicit(&self) -> Option<std::borrow::Cow<'_, Histogram>> {
+        match self {
+            PointValue::Number(_) => None,
+            PointValue::Histogram(h) => Some(std::borrow::Cow::Borrowed(h)),
+            PointValue::Exponential(e) => Some(std::borrow::Cow::Owned(e.to_explicit())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,5 +282,83 @@ pub fn numbers(
                 start_unix_nano,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp(zero: u64, offset: i32, counts: &[u64], sum: f64) -> ExpHistogram {
+        ExpHistogram::from_dense(2, zero, offset, counts, sum)
+    }
+
+    #[test]
+    fn from_dense_trims_empty_ends_and_counts_zeros() {
+        let h = exp(3, -10, &[0, 0, 5, 0, 2, 0], 1.5);
+        assert_eq!(
+            (h.offset, h.counts.clone(), h.count),
+            (-8, vec![5, 0, 2], 10)
+        );
+        assert_eq!(h.buckets().collect::<Vec<_>>(), vec![(-8, 5), (-6, 2)]);
+        let z = exp(4, 0, &[0, 0], 0.0);
+        assert_eq!((z.counts.len(), z.count), (0, 4));
+    }
+
+    #[test]
+    fn explicit_form_sums_whole_buckets_per_doubling() {
+        // Scale 2: indices -4..=-1 are (2^-1, 2^0], index 0 is (2^0, 2^0.25].
+        let h = exp(1, -5, &[1, 2, 0, 0, 3, 4], 9.0);
+        let e = h.to_explicit();
+        let lo = *EXPLICIT_LOG2_BOUNDS.start();
+        let at = |j: i32| (j - lo) as usize;
+        assert_eq!(e.bounds.len(), EXPLICIT_LOG2_BOUNDS.count());
+        assert_eq!(e.counts.len(), e.bounds.len() + 1);
+        assert_eq!(e.bounds[at(0)], 1.0);
+        assert_eq!(e.bounds[at(-1)], 0.5);
+        assert_eq!(e.counts[0], 1, "zeros in the first bucket");
+        assert_eq!(e.counts[at(-1)], 1, "index -5 is in (2^-2, 2^-1]");
+        assert_eq!(
+            e.counts[at(0)],
+            2 + 3,
+            "indices -4 and -1 are in (2^-1, 2^0]"
+        );
+        assert_eq!(e.counts[at(1)], 4, "index 0 is in (2^0, 2^1]");
+        assert_eq!(e.counts.iter().sum::<u64>(), h.count);
+        assert_eq!((e.count, e.sum), (11, 9.0));
+    }
+
+    #[test]
+    fn explicit_form_folds_the_ends_into_the_first_and_inf_buckets() {
+        let lo = *EXPLICIT_LOG2_BOUNDS.start();
+        let hi = *EXPLICIT_LOG2_BOUNDS.end();
+        // Index 4*lo - 1 is the top of (.., 2^lo]: the first bucket; 4*hi is above 2^hi.
+        let h = ExpHistogram::from_dense(2, 0, 4 * lo - 1, &[7], 0.0);
+        assert_eq!(h.to_explicit().counts[0], 7);
+        let h = ExpHistogram::from_dense(2, 0, 4 * lo, &[7], 0.0);
+        assert_eq!(h.to_explicit().counts[1], 7);
+        let h = ExpHistogram::from_dense(2, 0, 4 * hi - 1, &[5, 6], 0.0);
+        let e = h.to_explicit();
+        assert_eq!(
+            (e.counts[e.bounds.len() - 1], e.counts[e.bounds.len()]),
+            (5, 6)
+        );
+    }
+
+    #[test]
+    fn minus_subtracts_by_index_across_offsets() {
+        let now = exp(2, -3, &[1, 4, 0, 6], 10.0);
+        let prev = exp(1, -2, &[4], 4.0);
+        let d = now.minus(&prev).expect("an earlier state");
+        assert_eq!(
+            (d.zero_count, d.offset, d.counts.clone()),
+            (1, -3, vec![1, 0, 0, 6])
+        );
+        assert_eq!((d.count, d.sum), (8, 6.0));
+        assert!(prev.minus(&now).is_none(), "a restart is not a delta");
+        assert!(
+            now.minus(&exp(0, 5, &[1], 0.0)).is_none(),
+            "a bucket that was not there"
+        );
     }
 }

@@ -13,12 +13,12 @@
  *     remembered per task for its last fd in each direction (see `struct fd_memo`), so
  *     a loop on one fd pays two probe reads per call. Calls on pipes, sockets, ttys and
  *     every other non-regular fd cost nothing at exit but one task-storage lookup;
- *   - completed calls add to a log2 latency histogram, an op and a byte counter per
+ *   - completed calls add to a latency histogram (the grid of sonde_hist.h), an op and a byte counter per
  *     (file system, direction), and a byte counter per (process, file system, direction).
  *
  * Block I/O: block_rq_issue / block_rq_complete raw tracepoints (they hand us the
  * request itself, so issue and completion are paired by its address). Per device and
- * direction: log2 latency histogram, bytes, ops, busy time. Per process: bytes by the
+ * direction: latency histogram, bytes, ops, busy time. Per process: bytes by the
  * task that issued the request, when that is a user task (see the attribution note at
  * `sonde_block_issue`).
  */
@@ -26,7 +26,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "sonde_abi.h"
-#include "sonde_log2.h"
+#include "sonde_hist.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -133,6 +133,10 @@ struct {
 	__type(value, struct call);
 } fileio_calls SEC(".maps");
 
+/* The initial value of new stats entries: too large for the 512-byte BPF stack. Never
+ * written. */
+static struct sonde_io_stats zero_stats;
+
 static __always_inline void bump(__u32 slot)
 {
 	__u64 *v = bpf_map_lookup_elem(&fileio_counters, &slot);
@@ -146,10 +150,8 @@ static __always_inline int add_stats(void *map, __u32 dev, __u32 dir, __u64 byte
 	struct sonde_io_stats *s = bpf_map_lookup_elem(map, &key);
 
 	if (!s) {
-		struct sonde_io_stats zero = {};
-
 		/* NOEXIST: another CPU may have created it meanwhile; then look it up again. */
-		bpf_map_update_elem(map, &key, &zero, BPF_NOEXIST);
+		bpf_map_update_elem(map, &key, &zero_stats, BPF_NOEXIST);
 		s = bpf_map_lookup_elem(map, &key);
 		if (!s)
 			return -1;
@@ -157,7 +159,7 @@ static __always_inline int add_stats(void *map, __u32 dev, __u32 dir, __u64 byte
 	s->ops += 1;
 	s->bytes += bytes;
 	s->time_ns += ns;
-	s->slots[log2_slot(ns)] += 1;
+	s->slots[sonde_hist_slot(ns)] += 1;
 	return 0;
 }
 
@@ -372,9 +374,7 @@ int sonde_block_complete(__u64 *ctx)
 	skey.direction = dir;
 	s = bpf_map_lookup_elem(&block_stats, &skey);
 	if (!s) {
-		struct sonde_io_stats zero = {};
-
-		bpf_map_update_elem(&block_stats, &skey, &zero, BPF_NOEXIST);
+		bpf_map_update_elem(&block_stats, &skey, &zero_stats, BPF_NOEXIST);
 		s = bpf_map_lookup_elem(&block_stats, &skey);
 		if (!s) {
 			bump(SONDE_BLOCK_LOST_STATS);
@@ -387,7 +387,7 @@ int sonde_block_complete(__u64 *ctx)
 	/* Requests issued before the probe attached have no start: counted, not timed. */
 	if (timed) {
 		s->time_ns += ns;
-		s->slots[log2_slot(ns)] += 1;
+		s->slots[sonde_hist_slot(ns)] += 1;
 	}
 	return 0;
 }

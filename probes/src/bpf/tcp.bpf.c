@@ -26,7 +26,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "sonde_abi.h"
-#include "sonde_log2.h"
+#include "sonde_hist.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -116,12 +116,12 @@ static __always_inline void bump(__u32 slot)
 static __always_inline void hist_add(__u32 idx, __u64 ns)
 {
 	struct sonde_tcp_hist *h = bpf_map_lookup_elem(&tcp_hists, &idx);
-	__u32 slot = log2_slot(ns);
+	__u64 slot = sonde_hist_slot(ns);
 
 	if (!h)
 		return;
 	h->sum_ns += ns;
-	if (slot < SONDE_LOG2_SLOTS)
+	if (slot < SONDE_HIST_SLOTS)
 		h->slots[slot] += 1;
 }
 

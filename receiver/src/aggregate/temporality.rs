@@ -145,6 +145,9 @@ fn subtract(now: &PointValue, prev: &PointValue) -> Option<PointValue> {
                 count: a.count - b.count,
             }))
         }
+        (PointValue::Exponential(a), PointValue::Exponential(b)) => {
+            a.minus(b).map(PointValue::Exponential)
+        }
         _ => None,
     }
 }

@@ -103,6 +103,17 @@ pub enum Temporality {
     LowMemory,
 }
 
+/// OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: how the kernel's grid
+/// histograms go out over OTLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistogramAggregation {
+    /// `explicit_bucket_histogram` (default): bounds at powers of two, whole grid buckets
+    /// summed per doubling.
+    Explicit,
+    /// `base2_exponential_bucket_histogram`: the grid itself, at its scale.
+    Base2Exponential,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpConfig {
     /// The full URL requests go to (for HTTP, including `/v1/metrics`).
@@ -112,6 +123,7 @@ pub struct OtlpConfig {
     pub timeout: Duration,
     pub compression: Compression,
     pub temporality: Temporality,
+    pub histogram_aggregation: HistogramAggregation,
     pub backlog_max_points: usize,
     /// The durable queue (`exporters.otlp.queue`); `None` keeps the backlog in memory only.
     pub queue: Option<QueueConfig>,
@@ -747,6 +759,15 @@ fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigE
         },
     };
 
+    const AGGREGATION_ENV: &str = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
+    let histogram_aggregation = match raw.histogram_aggregation.as_deref() {
+        Some(a) => parse_histogram_aggregation("exporters.otlp.histogram_aggregation", a)?,
+        None => match env.get(AGGREGATION_ENV) {
+            Some(a) => parse_histogram_aggregation(AGGREGATION_ENV, a)?,
+            None => HistogramAggregation::Explicit,
+        },
+    };
+
     Ok(OtlpConfig {
         endpoint,
         protocol,
@@ -754,6 +775,7 @@ fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigE
         timeout,
         compression,
         temporality,
+        histogram_aggregation,
         backlog_max_points: positive(
             "exporters.otlp.backlog_max_points",
             raw.backlog_max_points.unwrap_or(DEFAULT_BACKLOG_MAX_POINTS),
@@ -877,6 +899,20 @@ fn parse_temporality(key: &str, s: &str) -> Result<Temporality, ConfigError> {
         other => Err(invalid(
             key,
             format!("`{other}` is not `cumulative`, `delta` or `lowmemory`"),
+        )),
+    }
+}
+
+fn parse_histogram_aggregation(key: &str, s: &str) -> Result<HistogramAggregation, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "explicit_bucket_histogram" => Ok(HistogramAggregation::Explicit),
+        "base2_exponential_bucket_histogram" => Ok(HistogramAggregation::Base2Exponential),
+        other => Err(invalid(
+            key,
+            format!(
+                "`{other}` is not `explicit_bucket_histogram` or \
+                 `base2_exponential_bucket_histogram`"
+            ),
         )),
     }
 }

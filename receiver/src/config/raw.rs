@@ -107,6 +107,8 @@ pub struct RawOtlp {
     pub timeout: Option<String>,
     pub compression: Option<String>,
     pub temporality_preference: Option<String>,
+    /// `explicit_bucket_histogram` or `base2_exponential_bucket_histogram`.
+    pub histogram_aggregation: Option<String>,
     /// Data points held while the collector is unreachable; oldest dropped (and counted) past it.
     pub backlog_max_points: Option<usize>,
     /// The durable queue on disk (off unless a directory is given).

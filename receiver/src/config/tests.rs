@@ -700,3 +700,33 @@ fn dns_name_privacy_keys() {
         assert!(msg.contains(key), "{yaml}: {msg}");
     }
 }
+
+#[test]
+fn histogram_aggregation_from_file_or_environment() {
+    let base = "exporters:\n  otlp:\n    endpoint: http://c:4317\n";
+    let get = |yaml: &str, vars: &[(&str, &str)]| {
+        Config::from_yaml(yaml, &env(vars)).map(|c| c.otlp.expect("otlp").histogram_aggregation)
+    };
+    assert_eq!(
+        get(base, &[]).expect("valid"),
+        HistogramAggregation::Explicit
+    );
+    const VAR: &str = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
+    assert_eq!(
+        get(base, &[(VAR, "base2_exponential_bucket_histogram")]).expect("valid"),
+        HistogramAggregation::Base2Exponential
+    );
+    let file = format!("{base}    histogram_aggregation: explicit_bucket_histogram\n");
+    assert_eq!(
+        get(&file, &[(VAR, "base2_exponential_bucket_histogram")]).expect("valid"),
+        HistogramAggregation::Explicit,
+        "the file wins"
+    );
+    let err = get(base, &[(VAR, "exponential")])
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        err.contains(VAR) && err.contains("base2_exponential_bucket_histogram"),
+        "{err}"
+    );
+}

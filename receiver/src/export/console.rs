@@ -83,7 +83,10 @@ impl ConsoleExporter {
                         let v = n.as_f64();
                         (format_value(v, m.def.unit), v)
                     }
-                    PointValue::Histogram(h) => {
+                    PointValue::Histogram(_) | PointValue::Exponential(_) => {
+                        let Some(h) = p.value.explicit() else {
+                            continue;
+                        };
                         let mean = if h.count > 0 {
                             h.sum / h.count as f64
                         } else {

@@ -26,23 +26,19 @@ pub fn unescape_octal(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A kernel log2 histogram (`probes/include/sonde_log2.h`: slot i counts values in
-/// (2^(i-1), 2^i] ns, the last slot everything above) as an explicit-bucket histogram with
-/// exactly those bounds, in seconds: the kernel's buckets, not re-bucketed.
-pub fn log2_histogram(slots: &[u64], sum_ns: u64) -> crate::model::Histogram {
-    crate::model::Histogram {
-        bounds: log2_bounds_seconds(slots.len()),
-        counts: slots.to_vec(),
-        sum: sum_ns as f64 / 1e9,
-        count: slots.iter().sum(),
-    }
-}
-
-/// The explicit bounds of a log2 histogram of `slots` slots: 2^0 .. 2^(slots-2) ns.
-pub fn log2_bounds_seconds(slots: usize) -> Vec<f64> {
-    (0..slots.saturating_sub(1))
-        .map(|i| (1u64 << i) as f64 / 1e9)
-        .collect()
+/// A kernel histogram on the grid (`probes/include/sonde_hist.h`, `sonde_probes::grid`:
+/// slot 0 counts zero durations, slot s >= 1 is the bucket (2^(i/4), 2^((i+1)/4)] s with
+/// i = s - 1 + MIN_INDEX) as the model's exponential histogram: the kernel's buckets,
+/// not re-bucketed. Exporters that need explicit bounds sum them per doubling.
+pub fn grid_histogram(slots: &[u64], sum_ns: u64) -> crate::model::ExpHistogram {
+    use sonde_probes::grid;
+    crate::model::ExpHistogram::from_dense(
+        grid::SCALE,
+        slots.first().copied().unwrap_or(0),
+        grid::MIN_INDEX,
+        slots.get(1..).unwrap_or(&[]),
+        sum_ns as f64 / 1e9,
+    )
 }
 
 #[cfg(test)]

@@ -200,11 +200,14 @@ impl Viewer {
                             },
                         );
                     }
-                    PointValue::Histogram(hist) => {
+                    PointValue::Histogram(_) | PointValue::Exponential(_) => {
+                        let Some(hist) = p.value.explicit() else {
+                            continue;
+                        };
                         histograms.insert(
                             key,
                             Reading {
-                                value: hist.clone(),
+                                value: hist.into_owned(),
                                 start_unix_nano: p.start_unix_nano,
                                 time_unix_nano: t,
                             },
@@ -290,9 +293,10 @@ impl<'a> Ctx<'a> {
         let mut out = Vec::new();
         for metric in self.snap.metrics.iter().filter(|m| m.def.name == def.name) {
             for p in &metric.points {
-                let PointValue::Histogram(hist) = &p.value else {
+                let Some(hist) = p.value.explicit() else {
                     continue;
                 };
+                let hist = hist.as_ref();
                 let interval = self
                     .prev_histograms
                     .get(&(def.name, p.attributes.clone()))

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::aggregate::temporality::DeltaConverter;
-use crate::config::{OtlpConfig, Temporality};
+use crate::config::{HistogramAggregation, OtlpConfig, Temporality};
 use crate::model::Snapshot;
 
 use super::ExportStats;
@@ -375,6 +375,7 @@ pub struct OtlpExporter {
     temporality: Temporality,
     delta: Option<DeltaConverter>,
     resource: Resource,
+    histograms: HistogramAggregation,
     timeout: Duration,
     endpoint: String,
 }
@@ -416,6 +417,7 @@ impl OtlpExporter {
                 }
             },
             resource,
+            histograms: cfg.histogram_aggregation,
             timeout: cfg.timeout,
             endpoint: cfg.endpoint.clone(),
         })
@@ -427,7 +429,7 @@ impl OtlpExporter {
             d.apply(&mut snap);
         }
         let points = snap.point_count() as u64;
-        let req = encode::encode(&self.resource, &snap, self.temporality);
+        let req = encode::encode(&self.resource, &snap, self.temporality, self.histograms);
         self.backlog.push(req, points);
     }
 

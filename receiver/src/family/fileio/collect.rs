@@ -11,7 +11,7 @@ use std::path::Path;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use sonde_probes::abi::{
     sonde_fileio_counter as slot, sonde_io_key, sonde_io_proc_key, sonde_io_proc_value,
-    sonde_io_stats, SONDE_LOG2_SLOTS,
+    sonde_io_stats, SONDE_HIST_SLOTS,
 };
 use sonde_probes::names::fileio as n;
 
@@ -20,7 +20,7 @@ use crate::collect::{sum_slot, take_map};
 use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
 
-pub const SLOTS: usize = SONDE_LOG2_SLOTS as usize;
+pub const SLOTS: usize = SONDE_HIST_SLOTS as usize;
 
 /// One (file system or device, direction) summed over CPUs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,9 +2,8 @@
 //! are turned into names with tables the source reads (/proc/self/mountinfo,
 //! /sys/dev/block, /proc/partitions) and hands in.
 //!
-//! Histograms keep the kernel's log2 slots exactly: slot i's inclusive upper bound is
-//! 2^i ns, so the explicit bounds are 2^0 .. 2^(SLOTS-2) ns in seconds and the last slot
-//! is the +Inf bucket (metrics.md rule 6).
+//! Histograms keep the kernel's buckets exactly (metrics.md rule 6): the grid of
+//! `sonde_probes::grid`, carried as the model's exponential histogram.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,7 +11,7 @@ use sonde_semconv::attr::{self, disk_io_direction};
 use sonde_semconv::fileio as m;
 
 use crate::family::fileio::collect::{IoKey, IoStats, ProcSeries};
-use crate::model::{numbers, Attributes, Histogram, Metric, Number, Point, PointValue};
+use crate::model::{numbers, Attributes, ExpHistogram, Metric, Number, Point, PointValue};
 
 /// The kernel's dev_t encoding (MKDEV): major << 20 | minor.
 pub fn dev_t(major: u32, minor: u32) -> u32 {
@@ -107,8 +106,8 @@ fn int(v: u64) -> Number {
     Number::Int(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-fn histogram(s: &IoStats) -> Histogram {
-    crate::mapping::log2_histogram(&s.slots, s.time_ns)
+fn histogram(s: &IoStats) -> ExpHistogram {
+    crate::mapping::grid_histogram(&s.slots, s.time_ns)
 }
 
 /// Sums stats whose names collide (e.g. two file systems over-mounted at one path), so
@@ -165,13 +164,13 @@ pub fn metrics(c: &FileIoCounts, names: &DevNames, start: u64) -> Vec<Metric> {
             .with(attr::DISK_IO_DIRECTION, direction(d))
             .with(attr::SYSTEM_DEVICE, dev)
     };
-    let hist_metric = |def, points: Vec<(Attributes, Histogram)>| Metric {
+    let hist_metric = |def, points: Vec<(Attributes, ExpHistogram)>| Metric {
         def,
         points: points
             .into_iter()
             .map(|(attributes, h)| Point {
                 attributes,
-                value: PointValue::Histogram(h),
+                value: PointValue::Exponential(h),
                 start_unix_nano: start,
             })
             .collect(),
@@ -262,15 +261,6 @@ mod tests {
     }
 
     #[test]
-    fn bounds_are_the_kernels_log2_bounds_in_seconds() {
-        let b = crate::mapping::log2_bounds_seconds(crate::family::fileio::collect::SLOTS);
-        assert_eq!(b.len(), crate::family::fileio::collect::SLOTS - 1);
-        assert_eq!(b[0], 1e-9);
-        assert_eq!(b[10], 1024e-9);
-        assert!(b.windows(2).all(|w| w[1] == 2.0 * w[0]));
-    }
-
-    #[test]
     fn counts_map_to_contract_names_with_exact_buckets() {
         let mut s = IoStats {
             ops: 3,
@@ -278,7 +268,9 @@ mod tests {
             time_ns: 3_000,
             ..Default::default()
         };
-        s.slots[11] = 3;
+        // 1 us = 2^-19.93 s: bucket index -80 of the grid.
+        let one_us = sonde_probes::grid::slot_of(1000, &sonde_probes::grid::upper_bounds_ns());
+        s.slots[one_us] = 3;
         let counts = FileIoCounts {
             file: vec![(
                 IoKey {
@@ -326,11 +318,12 @@ mod tests {
             h.attributes.get("disk.io.direction"),
             Some(&Value::Str("write".into()))
         );
-        let PointValue::Histogram(h) = &h.value else {
-            panic!("histogram")
+        let PointValue::Exponential(h) = &h.value else {
+            panic!("a grid histogram")
         };
-        assert_eq!(h.counts.len(), h.bounds.len() + 1);
-        assert_eq!((h.counts[11], h.count, h.sum), (3, 3, 3e-6));
+        assert_eq!((h.scale, h.zero_count), (2, 0));
+        assert_eq!((h.offset, h.counts.as_slice()), (-80, &[3][..]));
+        assert_eq!((h.count, h.sum), (3, 3e-6));
 
         let io = &get("sonde.file.io").points;
         assert_eq!(io.len(), 2);

@@ -1041,7 +1041,7 @@ mod tests {
             .find(|p| p.attributes.get(key) == Some(&Value::Str(val.into())))
             .map(|p| match &p.value {
                 PointValue::Number(n) => n.as_f64(),
-                PointValue::Histogram(_) => f64::NAN,
+                PointValue::Histogram(_) | PointValue::Exponential(_) => f64::NAN,
             })
             .unwrap_or_else(|| panic!("{}: no {key}={val}", m.def.name))
     }
@@ -1076,7 +1076,7 @@ mod tests {
             .iter()
             .map(|p| match p.value {
                 PointValue::Number(n) => n.as_f64(),
-                PointValue::Histogram(_) => 0.0,
+                PointValue::Histogram(_) | PointValue::Exponential(_) => 0.0,
             })
             .sum();
         assert_eq!(sum, 1000.0 * 1024.0, "states add up to MemTotal");

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use sonde_probes::abi::{
     sonde_tcp_conn, sonde_tcp_counter as slot, sonde_tcp_direction as dir, sonde_tcp_event,
-    sonde_tcp_event_kind as kind, sonde_tcp_hist, sonde_tcp_hist_index as hidx, SONDE_LOG2_SLOTS,
+    sonde_tcp_event_kind as kind, sonde_tcp_hist, sonde_tcp_hist_index as hidx, SONDE_HIST_SLOTS,
     SONDE_TCP_STATE_SLOTS,
 };
 use sonde_probes::names::tcp as n;
@@ -28,7 +28,7 @@ use crate::collect::{sum_slot, take_map};
 use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
 
-pub const SLOTS: usize = SONDE_LOG2_SLOTS as usize;
+pub const SLOTS: usize = SONDE_HIST_SLOTS as usize;
 pub const STATE_SLOTS: usize = SONDE_TCP_STATE_SLOTS as usize;
 const AF_INET6: u16 = 10;
 
@@ -221,7 +221,7 @@ impl TcpLedger {
     }
 }
 
-/// A log2 histogram summed over CPUs.
+/// A grid histogram (`sonde_probes::grid`) summed over CPUs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hist {
     pub sum_ns: u64,

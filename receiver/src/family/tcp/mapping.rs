@@ -1,8 +1,7 @@
 //! TCP metrics from the tcp collector's counts and ledger. Pure: no I/O.
 //!
-//! Histograms keep the kernel's log2 slots exactly (metrics.md rule 6): slot i's
-//! inclusive upper bound is 2^i ns, exported as explicit bounds in seconds with the last
-//! slot as the +Inf bucket.
+//! Histograms keep the kernel's buckets exactly (metrics.md rule 6): the grid of
+//! `sonde_probes::grid`, carried as the model's exponential histogram.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +13,7 @@ use sonde_semconv::tcp as m;
 
 use crate::aggregate::bounded::BoundedCounter;
 use crate::family::tcp::collect::{Direction, Hist, PortAttr, TcpCounts, TcpLedger, Who};
-use crate::model::{numbers, Attributes, Histogram, Metric, Number, Point, PointValue};
+use crate::model::{numbers, Attributes, ExpHistogram, Metric, Number, Point, PointValue};
 
 fn int(v: u64) -> Number {
     Number::Int(i64::try_from(v).unwrap_or(i64::MAX))
@@ -86,8 +85,8 @@ fn to_numbers(points: BTreeMap<Attributes, u64>) -> Vec<(Attributes, Number)> {
     points.into_iter().map(|(a, v)| (a, int(v))).collect()
 }
 
-fn histogram(h: &Hist) -> Histogram {
-    crate::mapping::log2_histogram(&h.slots, h.sum_ns)
+fn histogram(h: &Hist) -> ExpHistogram {
+    crate::mapping::grid_histogram(&h.slots, h.sum_ns)
 }
 
 fn direction_name(d: Direction) -> Option<&'static str> {
@@ -161,7 +160,7 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
             .into_iter()
             .map(|(attributes, h)| Point {
                 attributes,
-                value: PointValue::Histogram(histogram(h)),
+                value: PointValue::Exponential(histogram(h)),
                 start_unix_nano: start,
             })
             .collect(),
@@ -328,10 +327,7 @@ mod tests {
         );
         assert_eq!(failed.get("network.peer.port"), Some(&Value::Int(5555)));
         match &ms[4].points[0].value {
-            PointValue::Histogram(h) => {
-                assert_eq!(h.bounds.len() + 1, h.counts.len());
-                assert_eq!(h.bounds[0], 1e-9);
-            }
+            PointValue::Exponential(h) => assert_eq!(h.scale, 2),
             other => panic!("histogram expected, got {other:?}"),
         }
     }
