@@ -119,9 +119,11 @@ fn connections_bytes_and_states_arrive_with_the_contracts_names() {
             let p = h.data_points.first().expect("an rtt point");
             assert_eq!(p.explicit_bounds.len() + 1, p.bucket_counts.len());
             assert_eq!(
-                p.explicit_bounds[0], 1e-9,
-                "the kernel's log2 bounds in seconds"
+                p.explicit_bounds[0],
+                2f64.powi(-30),
+                "powers of two of seconds, bounds of the kernel's grid"
             );
+            assert!(p.explicit_bounds.windows(2).all(|w| w[1] == 2.0 * w[0]));
         }
         other => panic!("sonde.tcp.rtt is not a histogram: {other:?}"),
     }

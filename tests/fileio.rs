@@ -88,6 +88,22 @@ fn check(rc: isize, n: usize, what: &str) {
     );
 }
 
+/// Whether a point with these attributes, taken at `t`, matches `filter` and is at least
+/// as new as the best so far.
+fn newer<T>(
+    best: &Option<(u64, T)>,
+    filter: &[(&str, &str)],
+    attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    t: u64,
+) -> bool {
+    let ok = filter.iter().all(|(k, v)| {
+        attrs
+            .iter()
+            .any(|kv| kv.key == *k && any_to_string(&kv.value) == *v)
+    });
+    ok && best.as_ref().is_none_or(|(b, _)| t >= *b)
+}
+
 /// The newest histogram point of `name` whose attributes include `filter`.
 /// Explicit bounds, bucket counts, count.
 type Hist = (Vec<f64>, Vec<u64>, u64);
@@ -99,12 +115,7 @@ fn histogram(exports: &[Export], name: &str, filter: &[(&str, &str)]) -> Option<
             continue;
         };
         for p in &h.data_points {
-            let ok = filter.iter().all(|(k, v)| {
-                p.attributes
-                    .iter()
-                    .any(|kv| kv.key == *k && any_to_string(&kv.value) == *v)
-            });
-            if ok && best.as_ref().is_none_or(|(t, _)| p.time_unix_nano >= *t) {
+            if newer(&best, filter, &p.attributes, p.time_unix_nano) {
                 best = Some((
                     p.time_unix_nano,
                     (p.explicit_bounds.clone(), p.bucket_counts.clone(), p.count),
@@ -132,12 +143,7 @@ fn exp_histogram(exports: &[Export], name: &str, filter: &[(&str, &str)]) -> Opt
             continue;
         };
         for p in &h.data_points {
-            let ok = filter.iter().all(|(k, v)| {
-                p.attributes
-                    .iter()
-                    .any(|kv| kv.key == *k && any_to_string(&kv.value) == *v)
-            });
-            if ok && best.as_ref().is_none_or(|(t, _)| p.time_unix_nano >= *t) {
+            if newer(&best, filter, &p.attributes, p.time_unix_nano) {
                 let pos = p.positive.clone().unwrap_or_default();
                 let buckets = pos
                     .bucket_counts
@@ -158,6 +164,20 @@ fn grid_index(d: Duration) -> i32 {
     use sonde_probes::grid;
     let ns = u64::try_from(d.as_nanos()).expect("a duration in u64 ns");
     grid::index_of_slot(grid::slot_of(ns, &grid::upper_bounds_ns()))
+}
+
+/// Reads that this thread saw take no longer than D's bucket allows were measured by the
+/// kernel within [D, seen], so they must be in D's bucket.
+fn reads_seen_in_d_are_there(d_index: i32, buckets: &[(i32, u64)], seen: &[Duration]) {
+    let in_d = seen.iter().filter(|d| grid_index(**d) == d_index).count() as u64;
+    let got_d = buckets
+        .iter()
+        .find(|(i, _)| *i == d_index)
+        .map_or(0, |b| b.1);
+    assert!(
+        got_d >= in_d,
+        "reads seen within D's bucket are there: {buckets:?} (seen {seen:?})"
+    );
 }
 
 /// The tests share one process id, and each asserts on that pid's series (for example
@@ -704,15 +724,7 @@ fn a_fuse_read_delay_puts_the_file_latency_mass_in_its_grid_bucket_in_both_otlp_
         buckets.iter().all(|(i, _)| (d_index..=highest).contains(i)),
         "every read between D's bucket {d_index} and {highest}: {buckets:?} (seen {seen:?})"
     );
-    let in_d = seen.iter().filter(|d| grid_index(**d) == d_index).count() as u64;
-    let got_d = buckets
-        .iter()
-        .find(|(i, _)| *i == d_index)
-        .map_or(0, |b| b.1);
-    assert!(
-        got_d >= in_d,
-        "reads seen within D's bucket are there: {buckets:?} (seen {seen:?})"
-    );
+    reads_seen_in_d_are_there(d_index, &buckets, &seen);
 
     // The explicit form: the same reads, whole grid buckets summed per doubling (2^j s).
     let got = rx.wait_for("the FUSE reads' explicit histogram", WAIT, |e| {
@@ -821,15 +833,7 @@ fn a_loop_device_over_a_slow_fuse_file_puts_the_block_latency_mass_in_its_grid_b
         zero == 0 && buckets.iter().all(|(i, _)| *i >= d_index),
         "a block read faster than D: {buckets:?}"
     );
-    let in_d = seen.iter().filter(|d| grid_index(**d) == d_index).count() as u64;
-    let got_d = buckets
-        .iter()
-        .find(|(i, _)| *i == d_index)
-        .map_or(0, |b| b.1);
-    assert!(
-        got_d >= in_d,
-        "reads seen within D's bucket are there: {buckets:?} (seen {seen:?})"
-    );
+    reads_seen_in_d_are_there(d_index, &buckets, &seen);
     sonde.signal(libc::SIGTERM);
     assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
 }

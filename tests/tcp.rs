@@ -11,7 +11,9 @@
 //!   test's own: retransmitted segments equal both namespaces' TcpRetransSegs delta.
 //! - A delay line of the test's own (AF_PACKET bridge in a middle namespace holding
 //!   client-to-server frames for D; this kernel has no netem): both ends' srtt land in
-//!   D's log2 bucket, and outbound durations hold the connections' known lifetimes.
+//!   D's bucket of the grid, and outbound durations hold the connections' known
+//!   lifetimes; a connection held open across several intervals shows its srtt in D's
+//!   bucket at every interval, before it closes.
 //!
 //! Needs root (eBPF, network namespaces).
 
@@ -755,35 +757,24 @@ impl Drop for DelayedPath {
     }
 }
 
-/// The log2 slot holding `ns` (as the probe computes it).
+/// The grid slot holding `ns` (as the probe computes it: both are tested against the
+/// same reference in `sonde_probes::grid`).
 fn slot_of(ns: u64) -> usize {
-    if ns <= 1 {
-        0
-    } else {
-        (64 - (ns - 1).leading_zeros()) as usize
-    }
+    sonde_probes::grid::slot(ns)
 }
 
-#[test]
-fn a_known_delay_puts_the_rtt_in_its_bucket_and_durations_hold_lifetimes() {
-    let _serial = hostwide();
-    let loaded = load();
-    let src = &loaded.source;
-    const DELAY: Duration = Duration::from_millis(36);
-    const LIFETIME: Duration = Duration::from_millis(1200);
-    const CONNS: usize = 4;
-    let path = DelayedPath::new(DELAY);
-    let before = src.collector.read().expect("read");
-
+/// A server in namespace `ns` on B's address: accepts `conns` connections, echoes each
+/// one's 1000-byte request and reads until the client closes. Returns it and its port.
+fn echo_server(ns: &str, conns: usize) -> (std::thread::JoinHandle<()>, u16) {
     let (port_tx, port_rx) = std::sync::mpsc::channel();
-    let server = NetnsPair::in_ns(&path.ends.b, move || {
+    let server = NetnsPair::in_ns(ns, move || {
         let listener =
             TcpListener::bind(SocketAddr::new(IpAddr::V4(NetnsPair::ADDR_B), 0)).expect("bind");
         port_tx
             .send(listener.local_addr().expect("addr").port())
             .expect("send port");
         let mut handles = Vec::new();
-        for _ in 0..CONNS {
+        for _ in 0..conns {
             let (mut s, _) = listener.accept().expect("accept");
             handles.push(std::thread::spawn(move || {
                 let mut req = [0u8; 1000];
@@ -797,7 +788,24 @@ fn a_known_delay_puts_the_rtt_in_its_bucket_and_durations_hold_lifetimes() {
             h.join().expect("server connection");
         }
     });
-    let port = port_rx.recv().expect("server port");
+    (server, port_rx.recv().expect("server port"))
+}
+
+/// The delay line's D: 149 ms lies in the grid bucket (2^-2.75, 2^-2.5] s = (148.65 ms,
+/// 176.78 ms], which leaves 27 ms for the bridge and the scheduler on a busy machine.
+const DELAY: Duration = Duration::from_millis(149);
+
+#[test]
+fn a_known_delay_puts_the_rtt_in_its_bucket_and_durations_hold_lifetimes() {
+    let _serial = hostwide();
+    let loaded = load();
+    let src = &loaded.source;
+    const LIFETIME: Duration = Duration::from_millis(1200);
+    const CONNS: usize = 4;
+    let path = DelayedPath::new(DELAY);
+    let before = src.collector.read().expect("read");
+
+    let (server, port) = echo_server(&path.ends.b, CONNS);
     let client = NetnsPair::in_ns(&path.ends.a, move || {
         // Resolve each end's MAC first (a refused connect makes both sides ARP), so no
         // SYN of the measured connections waits on neighbour discovery.
@@ -865,6 +873,80 @@ fn a_known_delay_puts_the_rtt_in_its_bucket_and_durations_hold_lifetimes() {
     );
     let sum = after.duration_out.sum_ns - before.duration_out.sum_ns;
     assert!(sum >= CONNS as u64 * LIFETIME.as_nanos() as u64);
+}
+
+#[test]
+fn an_open_connection_shows_its_rtt_in_every_interval_while_it_lives() {
+    let _serial = hostwide();
+    let loaded = load();
+    let src = &loaded.source;
+    const WALKS: u64 = 3;
+    let path = DelayedPath::new(DELAY);
+
+    let (server, port) = echo_server(&path.ends.b, 1);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
+    let client = NetnsPair::in_ns(&path.ends.a, move || {
+        let warm = SocketAddr::new(IpAddr::V4(NetnsPair::ADDR_B), 9);
+        let _ = TcpStream::connect_timeout(&warm, Duration::from_secs(30));
+        let mut c = TcpStream::connect((NetnsPair::ADDR_B, port)).expect("connect");
+        c.write_all(&[1u8; 1000]).expect("client write");
+        let mut reply = [0u8; 1000];
+        c.read_exact(&mut reply).expect("client read");
+        ready_tx.send(()).expect("ready");
+        // Held open until the test has walked the connections WALKS times.
+        let _ = close_rx.recv();
+    });
+    ready_rx
+        .recv()
+        .expect("the connection carried its request and reply");
+
+    // Each walk is one interval of the agent.
+    let before = src.collector.ledger().rtt_live_v4;
+    for _ in 0..WALKS {
+        src.collector.walk();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = src.collector.ledger().rtt_live_v4;
+    let closed_before = src.collector.read().expect("read").rtt_v4;
+    close_tx.send(()).expect("close");
+    client.join().expect("client thread");
+    server.join().expect("server thread");
+
+    let d = slot_of(DELAY.as_nanos() as u64);
+    let live: Vec<u64> = (0..after.slots.len())
+        .map(|i| after.slots[i] - before.slots[i])
+        .collect();
+    let nonzero: Vec<(usize, u64)> = live
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    eprintln!("live rtt slot deltas (D in slot {d}): {nonzero:?}");
+    assert_eq!(
+        live[d],
+        2 * WALKS,
+        "both ends of the open connection show their srtt in D's bucket at every walk"
+    );
+    assert_eq!(
+        live[d + 1..].iter().sum::<u64>(),
+        0,
+        "nothing above D's bucket"
+    );
+    // At close, the kernel's histogram takes both ends once more (the server's close
+    // waits for the client's last ACK, which crosses the delay line).
+    let at_or_above_d = |h: &sonde::family::tcp::collect::Hist| h.slots[d..].iter().sum::<u64>();
+    let deadline = Instant::now() + WAIT;
+    while at_or_above_d(&src.collector.read().expect("read").rtt_v4)
+        < at_or_above_d(&closed_before) + 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the closes' srtt never reached the kernel's histogram"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// SO_LINGER {on, 0}: close(2) then sends a reset instead of a FIN.

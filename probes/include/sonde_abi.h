@@ -141,8 +141,8 @@ enum sonde_tcp_direction {
 
 /*
  * Value of the hash `tcp_conns`, keyed by the socket's address (__u64). Byte and
- * retransmit totals are the socket's own (tcp_sock bytes_acked, bytes_received,
- * total_retrans) as of the last send/receive/retransmit; base_* are their values when
+ * retransmit totals and srtt are the socket's own (tcp_sock bytes_acked, bytes_received,
+ * total_retrans, srtt_us) as of the last send/receive/retransmit; base_* are their values when
  * the entry was made (0 for connections seen from their first SYN), so what happened
  * before Sonde is never counted.
  */
@@ -162,6 +162,8 @@ struct sonde_tcp_conn {
 	__u32 opened;           /* 1 once counted as opened */
 	__u8 raddr[16];         /* IPv4 in the first 4 bytes */
 	char comm[SONDE_COMM_LEN];
+	__u32 srtt_us;          /* smoothed RTT as of the last refresh (tcp_sock srtt_us >> 3); 0 = none yet */
+	__u32 _pad;
 };
 
 enum sonde_tcp_event_kind {

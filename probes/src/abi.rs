@@ -97,7 +97,7 @@ mod pinned {
         assert_eq!(size_of::<sonde_tcp_hist>(), 8 + 8 * 258);
         assert_eq!(offset_of!(sonde_tcp_hist, sum_ns), 0);
         assert_eq!(offset_of!(sonde_tcp_hist, slots), 8);
-        assert_eq!(size_of::<sonde_tcp_conn>(), 96);
+        assert_eq!(size_of::<sonde_tcp_conn>(), 104);
         assert_eq!(offset_of!(sonde_tcp_conn, start_ns), 0);
         assert_eq!(offset_of!(sonde_tcp_conn, bytes_acked), 8);
         assert_eq!(offset_of!(sonde_tcp_conn, bytes_received), 16);
@@ -113,11 +113,12 @@ mod pinned {
         assert_eq!(offset_of!(sonde_tcp_conn, opened), 60);
         assert_eq!(offset_of!(sonde_tcp_conn, raddr), 64);
         assert_eq!(offset_of!(sonde_tcp_conn, comm), 80);
-        assert_eq!(size_of::<sonde_tcp_event>(), 112);
+        assert_eq!(offset_of!(sonde_tcp_conn, srtt_us), 96);
+        assert_eq!(size_of::<sonde_tcp_event>(), 120);
         assert_eq!(offset_of!(sonde_tcp_event, sk), 0);
         assert_eq!(offset_of!(sonde_tcp_event, conn), 8);
-        assert_eq!(offset_of!(sonde_tcp_event, kind), 104);
-        assert_eq!(offset_of!(sonde_tcp_event, err), 108);
+        assert_eq!(offset_of!(sonde_tcp_event, kind), 112);
+        assert_eq!(offset_of!(sonde_tcp_event, err), 116);
         assert_eq!(sonde_tcp_counter::SONDE_TCP_COUNTER_SLOTS as u32, 9);
         assert_eq!(sonde_tcp_hist_index::SONDE_TCP_HIST_SLOTS as u32, 4);
         assert_eq!(sonde_tcp_direction::SONDE_TCP_DIR_OUTBOUND as u32, 2);

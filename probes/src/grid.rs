@@ -128,6 +128,13 @@ pub fn slot_of(ns: u64, upper: &[u64]) -> usize {
     upper.partition_point(|u| *u < ns)
 }
 
+/// The slot of `ns` on the grid: userspace's bucketing of values it samples itself,
+/// the same as the kernel's (both are tested against [`slot_of`]).
+pub fn slot(ns: u64) -> usize {
+    static UPPER: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    slot_of(ns, UPPER.get_or_init(upper_bounds_ns))
+}
+
 /// The kernel's first guess for `ns`'s slot, indexed by `(bit_length - 1) << 3 | next
 /// three mantissa bits`: the slot of the smallest value with that prefix. The true slot
 /// is the guess or the one after (checked for every prefix by the tests).

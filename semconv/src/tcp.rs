@@ -46,7 +46,7 @@ pub const SONDE_TCP_RTT: MetricDef = MetricDef {
     name: "sonde.tcp.rtt",
     instrument: Instrument::Histogram,
     unit: "s",
-    description: "Smoothed round-trip time of TCP connections at close.",
+    description: "Smoothed round-trip time of TCP connections: one sample per open connection per interval and one at close.",
 };
 pub const SONDE_TCP_RETRANSMITS: MetricDef = MetricDef {
     name: "sonde.tcp.retransmits",

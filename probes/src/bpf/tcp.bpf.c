@@ -4,11 +4,12 @@
  *
  *   inet_sock_set_state (raw)  every state change: connections per state (per-CPU deltas),
  *                              opens, closes and failed connects (ring buffer, low rate),
- *                              duration and srtt histograms (per-CPU, in the kernel)
+ *                              duration and srtt-at-close histograms (per-CPU, in the
+ *                              kernel, on the grid of sonde_hist.h)
  *   tcp_destroy_sock (raw)     reclaims the entry of a socket whose CLOSE was not seen
  *   sock:sock_send_length /    refresh the connection's own byte totals (tcp_sock
- *   sock:sock_recv_length      bytes_acked / bytes_received) so userspace counts traffic of
- *                              open connections every interval
+ *   sock:sock_recv_length      bytes_acked / bytes_received, srtt) so userspace counts
+ *                              traffic and samples the RTT of open connections every interval
  *   tcp:tcp_retransmit_skb     refresh the connection's total_retrans
  *   tcp:tcp_send_reset /       per-CPU counters
  *   tcp:tcp_receive_reset
@@ -191,6 +192,9 @@ static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *
 	if (received > c->bytes_received)
 		c->bytes_received = received;
 	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	/* The kernel keeps srtt << 3 in microseconds. Userspace samples it every interval
+	 * from the map, so a long-lived connection shows its RTT while it lives. */
+	c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 }
 
 /* The peer's address and port, once the kernel has set them (from ESTABLISHED on for a

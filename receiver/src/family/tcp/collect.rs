@@ -118,6 +118,10 @@ pub struct TcpLedger {
     pub transmitted: BoundedCounter<Who>,
     pub received: BoundedCounter<Who>,
     pub retransmits: BoundedCounter<Who>,
+    /// srtt of every open connection, one sample per walk (IPv4, IPv6): with the
+    /// kernel's at-close histogram, `sonde.tcp.rtt` of connections that live long.
+    pub rtt_live_v4: Hist,
+    pub rtt_live_v6: Hist,
     seen: HashMap<(u64, u64), Seen>,
     generation: u64,
 }
@@ -132,6 +136,8 @@ impl TcpLedger {
             transmitted: BoundedCounter::new(limit),
             received: BoundedCounter::new(limit),
             retransmits: BoundedCounter::new(limit),
+            rtt_live_v4: Hist::default(),
+            rtt_live_v6: Hist::default(),
             seen: HashMap::new(),
             generation: 0,
         }
@@ -171,10 +177,20 @@ impl TcpLedger {
         }
     }
 
-    /// One live connection from the map walk at a tick.
+    /// One live connection from the map walk at a tick: its traffic since the last walk,
+    /// and one sample of its current srtt (once it has one: a connection still in its
+    /// handshake has none, and one that failed never gets one).
     pub fn live(&mut self, sk: u64, c: &sonde_tcp_conn) {
         let w = who(c);
         self.account(sk, c, &w, false);
+        if c.srtt_us > 0 && (c.opened != 0 || direction(c.direction) == Direction::Unknown) {
+            let h = if c.family == AF_INET6 {
+                &mut self.rtt_live_v6
+            } else {
+                &mut self.rtt_live_v4
+            };
+            h.add(u64::from(c.srtt_us) * 1000);
+        }
     }
 
     /// After a map walk: forget connections missing from [`FORGET_AFTER_WALKS`] walks
@@ -226,6 +242,24 @@ impl TcpLedger {
 pub struct Hist {
     pub sum_ns: u64,
     pub slots: [u64; SLOTS],
+}
+
+impl Hist {
+    /// One sample, bucketed as the kernel does.
+    pub fn add(&mut self, ns: u64) {
+        self.sum_ns += ns;
+        self.slots[sonde_probes::grid::slot(ns)] += 1;
+    }
+
+    /// Bucket-by-bucket sum.
+    pub fn plus(&self, other: &Hist) -> Hist {
+        let mut out = self.clone();
+        out.sum_ns += other.sum_ns;
+        for (a, b) in out.slots.iter_mut().zip(other.slots.iter()) {
+            *a += b;
+        }
+        out
+    }
 }
 
 impl Default for Hist {
@@ -740,5 +774,36 @@ mod tests {
             err: 0,
         });
         assert_eq!(l.transmitted.total(), 100);
+    }
+
+    #[test]
+    fn every_walk_samples_the_srtt_of_each_open_connection() {
+        let mut l = TcpLedger::new(10);
+        let mut a = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        a.opened = 1;
+        a.srtt_us = 36_000;
+        let mut b = conn(10, &[0xfe, 0x80], dir::SONDE_TCP_DIR_INBOUND);
+        b.opened = 1;
+        b.srtt_us = 120;
+        let mut handshake = conn(2, &[10, 0, 0, 2], dir::SONDE_TCP_DIR_OUTBOUND);
+        handshake.srtt_us = 500; // not established: no sample
+        let mut none = conn(2, &[10, 0, 0, 3], dir::SONDE_TCP_DIR_OUTBOUND);
+        none.opened = 1; // established, no RTT measured yet
+        for _ in 0..3 {
+            for (sk, c) in [(1, &a), (2, &b), (3, &handshake), (4, &none)] {
+                l.live(sk, c);
+            }
+            l.end_walk();
+        }
+        let grid = |ns| sonde_probes::grid::slot(ns);
+        assert_eq!(
+            l.rtt_live_v4.slots[grid(36_000_000)],
+            3,
+            "one sample per walk"
+        );
+        assert_eq!(l.rtt_live_v4.slots.iter().sum::<u64>(), 3);
+        assert_eq!(l.rtt_live_v4.sum_ns, 3 * 36_000_000);
+        assert_eq!(l.rtt_live_v6.slots[grid(120_000)], 3);
+        assert_eq!(l.rtt_live_v6.slots.iter().sum::<u64>(), 3);
     }
 }

@@ -165,6 +165,9 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
             })
             .collect(),
     };
+    // RTT: every connection at close (kernel) and every open one once per interval.
+    let rtt_v4 = c.rtt_v4.plus(&l.rtt_live_v4);
+    let rtt_v6 = c.rtt_v6.plus(&l.rtt_live_v6);
     let dir = |d: &'static str| Attributes::new().with(attr::SONDE_CONNECTION_DIRECTION, d);
     let nt = |v6: bool| Attributes::new().with(attr::NETWORK_TYPE, net_type(v6));
     let io_dir = |d: &'static str| Attributes::new().with(attr::NETWORK_IO_DIRECTION, d);
@@ -183,7 +186,7 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
         numbers(m::SONDE_TCP_IO, start, to_numbers(io)),
         hist_metric(
             m::SONDE_TCP_RTT,
-            vec![(nt(false), &c.rtt_v4), (nt(true), &c.rtt_v6)],
+            vec![(nt(false), &rtt_v4), (nt(true), &rtt_v6)],
         ),
         numbers(m::SONDE_TCP_RETRANSMITS, start, to_numbers(retrans)),
         numbers(
