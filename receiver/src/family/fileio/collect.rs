@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use sonde_probes::abi::{
     sonde_fileio_counter as slot, sonde_io_key, sonde_io_proc_key, sonde_io_proc_value,
     sonde_io_stats, SONDE_HIST_SLOTS,
@@ -151,7 +151,8 @@ pub struct FileIoLost {
     pub block: u64,
 }
 
-type StatsMap = PerCpuHashMap<MapData, sonde_io_key, sonde_io_stats>;
+/// Shared (not per-CPU) in the kernel: each value holds a whole grid histogram.
+type StatsMap = BpfHashMap<MapData, sonde_io_key, sonde_io_stats>;
 type ProcMap = BpfHashMap<MapData, sonde_io_proc_key, sonde_io_proc_value>;
 
 pub struct FileIoCollector {
@@ -228,11 +229,9 @@ impl FileIoCollector {
 fn read_stats(map: &StatsMap, name: &'static str) -> Result<Vec<(IoKey, IoStats)>, CollectError> {
     let mut out = Vec::new();
     for item in map.iter() {
-        let (k, per_cpu) = item.map_err(|source| CollectError::Map { map: name, source })?;
+        let (k, v) = item.map_err(|source| CollectError::Map { map: name, source })?;
         let mut s = IoStats::default();
-        for v in per_cpu.iter() {
-            s.add_kernel(v);
-        }
+        s.add_kernel(&v);
         out.push((
             IoKey {
                 dev: k.dev,
