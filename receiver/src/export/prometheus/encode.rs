@@ -141,7 +141,12 @@ pub fn encode(snap: &Snapshot, target: &Target, format: Format) -> String {
                     PointValue::Number(n) => {
                         let _ = writeln!(out, "{sample}{{{labels}}} {}", number(*n));
                     }
-                    PointValue::Histogram(h) => histogram(&mut out, &fam.name, &labels, h),
+                    // The explicit form: kernel grid histograms summed per doubling.
+                    PointValue::Histogram(_) | PointValue::Exponential(_) => {
+                        if let Some(h) = p.value.explicit() {
+                            histogram(&mut out, &fam.name, &labels, &h);
+                        }
+                    }
                 }
             }
         }
