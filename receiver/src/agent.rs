@@ -12,15 +12,12 @@ use sonde::export::console::ConsoleExporter;
 use sonde::export::otlp::OtlpExporter;
 use sonde::export::prometheus::{self, PrometheusExporter};
 use sonde::export::{resource, ExportStats, SCOPE_NAME, SCOPE_VERSION};
-use sonde::family;
-use sonde::family::fileio::collect::FileIoCollector;
-use sonde::family::process::collect::ProcessCollector;
+use sonde::family::{self, Family, Started};
 use sonde::mapping::{self, self_telemetry::SelfInputs};
 use sonde::model::Snapshot;
 use sonde::privilege;
 use sonde::probe::{self, LoadedFamily, ProbeReport, ProbeState};
 use sonde::source::{self, Source};
-use sonde_probes::Family;
 use sonde_semconv::attr::sonde_mode;
 
 /// Command-line choices of `sonde run` that are not config keys.
@@ -63,31 +60,6 @@ pub fn runtime(
         .context("cannot start the async runtime")
 }
 
-/// The question-name policy shared by DNS metrics and spans; loads (or makes) the host's
-/// redaction key when names are redacted.
-pub fn dns_name_privacy(
-    dns: &sonde::config::DnsProbeConfig,
-) -> sonde::family::dns::privacy::NamePrivacy {
-    use sonde::family::dns::{privacy::NamePrivacy, redaction_key};
-    if !dns.redact_names {
-        return NamePrivacy::new(None, &dns.never_export_suffixes);
-    }
-    let key = redaction_key(&dns.redaction_key_file).ok().or_else(|| {
-        tracing::warn!(
-            "cannot read or make the DNS name redaction key {}: using a key for this run \
-             only, so redacted names hash differently after a restart",
-            dns.redaction_key_file.display()
-        );
-        sonde::family::dns::random_key()
-    });
-    let Some(key) = key else {
-        // No key at all: hide every name rather than export it in clear.
-        tracing::error!("no random source for the DNS name redaction key: names are not exported");
-        return NamePrivacy::hide_all();
-    };
-    NamePrivacy::new(Some(&key), &dns.never_export_suffixes)
-}
-
 /// The capabilities this config needs on this kernel (`sonde check` prints the same plan).
 pub fn privilege_plan(config: &Config) -> privilege::Plan {
     privilege::plan(&privilege::Inputs {
@@ -114,7 +86,7 @@ where
 /// The eBPF side: loaded families and their sources. Dropping it detaches and unloads
 /// everything.
 struct Probes {
-    families: Vec<LoadedFamily>,
+    families: Vec<(&'static dyn Family, LoadedFamily)>,
     sources: Vec<Box<dyn Source>>,
     reports: Vec<ProbeReport>,
     /// Keeps BPF run-time statistics on while held.
@@ -154,49 +126,10 @@ impl Probes {
             }
         }
         // Each family loads on its own: one that fails leaves the others running.
-        if config.process.enabled {
-            let limit = config.process.executable_name_limit;
-            let outcome =
-                probe::load_family(Family::Process, family::process::probe::PROGRAMS, true)
-                    .map_err(|e| e.to_string())
-                    .map(|mut loaded| {
-                        let source = ProcessCollector::start(&mut loaded, limit)
-                            .map_err(|e| tracing::error!("process probe collector failed: {e}"))
-                            .ok()
-                            .map(|collector| family::process::ProcessSource { collector });
-                        (loaded, source)
-                    });
-            probes.add("process", outcome);
-        }
-        if config.fileio.enabled {
-            let limit = config.fileio.process_limit;
-            let outcome = probe::load_family(Family::FileIo, family::fileio::probe::PROGRAMS, true)
-                .map_err(|e| e.to_string())
-                .map(|mut loaded| {
-                    let source = FileIoCollector::new(&mut loaded, limit)
-                        .map_err(|e| tracing::error!("fileio probe collector failed: {e}"))
-                        .ok()
-                        .map(family::fileio::FileIoSource::new);
-                    (loaded, source)
-                });
-            probes.add("fileio", outcome);
-        }
-        if config.tcp.enabled {
-            let outcome = family::tcp::load(config.tcp.series_limit).map_err(|e| e.to_string());
-            probes.add("tcp", outcome);
-        }
-        if config.dns.enabled {
-            let settings = sonde::family::dns::collect::DnsSettings {
-                ports: config.dns.ports.clone(),
-                timeout: config.dns.timeout,
-                names: config.dns.question_names,
-                privacy: dns_name_privacy(&config.dns),
-                series_limit: sonde::family::dns::collect::SERIES_LIMIT,
-            };
-            probes.add(
-                "dns",
-                family::dns::load(&settings).map_err(|e| e.to_string()),
-            );
+        for f in family::FAMILIES {
+            if f.enabled(&config.probes) {
+                probes.add(*f, f.start(&config.probes).map_err(|e| e.to_string()));
+            }
         }
         for r in &probes.reports {
             match &r.state {
@@ -209,24 +142,18 @@ impl Probes {
 
     /// Records a family's outcome: its reports, its source if the collector started, and
     /// the kernel objects it owns (released when `Probes` drops).
-    fn add<S: Source + 'static>(
-        &mut self,
-        family: &'static str,
-        outcome: Result<(LoadedFamily, Option<S>), String>,
-    ) {
+    fn add(&mut self, family: &'static dyn Family, outcome: Result<Started, String>) {
         match outcome {
-            Ok((loaded, source)) => {
+            Ok(Started { loaded, source }) => {
                 self.reports.extend(loaded.reports.iter().cloned());
-                if let Some(s) = source {
-                    self.sources.push(Box::new(s));
-                }
-                self.families.push(loaded);
+                self.sources.extend(source);
+                self.families.push((family, loaded));
             }
             Err(e) => {
-                tracing::error!(family, "{e}");
+                tracing::error!(family = family.name(), "{e}");
                 // Reported like a probe, so readiness and sonde.probe.status show it.
                 self.reports.push(ProbeReport {
-                    probe: family,
+                    probe: family.name(),
                     state: ProbeState::Failed(e),
                 });
             }
@@ -243,7 +170,7 @@ impl Probes {
         }
         self.families
             .iter()
-            .flat_map(|f| f.run_stats(family_programs(f.family)))
+            .flat_map(|(f, loaded)| f.run_stats(loaded))
             .collect()
     }
 
@@ -251,7 +178,7 @@ impl Probes {
     fn recursion_losses(&self) -> Vec<(&'static str, &'static str, u64)> {
         self.families
             .iter()
-            .flat_map(|f| f.recursion_misses(family_programs(f.family)))
+            .flat_map(|(f, loaded)| loaded.recursion_misses(f.programs()))
             .map(|(probe, n)| (probe, sonde_semconv::attr::loss_reason::RECURSION, n))
             .collect()
     }
@@ -268,15 +195,6 @@ impl Probes {
                 None
             }
         }
-    }
-}
-
-fn family_programs(family: Family) -> &'static [probe::ProgramSpec] {
-    match family {
-        Family::Process => family::process::probe::PROGRAMS,
-        Family::FileIo => family::fileio::probe::PROGRAMS,
-        Family::Tcp => family::tcp::probe::PROGRAMS,
-        Family::Dns => family::dns::probe::PROGRAMS,
     }
 }
 
@@ -303,7 +221,7 @@ impl Collection {
         } else {
             sonde_mode::FALLBACK
         };
-        let sources = proc_sources(config, &probes);
+        let sources = family::host::sources(config, &probes.reports);
         let state = State {
             start,
             probes,
@@ -491,24 +409,6 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
     drop(collection);
     tracing::info!("probes detached, bye");
     Ok(())
-}
-
-/// Sources that need no probe, in both modes. The host source (fallback metrics,
-/// issue 6) includes system.process.count; without it the process-state source keeps it.
-fn proc_sources(config: &Config, probes: &Probes) -> Vec<Box<dyn Source>> {
-    if config.host.enabled {
-        let tcp_from_probe = probes
-            .reports
-            .iter()
-            .any(|r| r.probe == "tcp.state" && r.state == ProbeState::Attached);
-        vec![Box::new(family::host::HostSource::new(
-            &config.host,
-            config.metric_names,
-            tcp_from_probe,
-        ))]
-    } else {
-        vec![Box::new(family::process::ProcessStateSource::default())]
-    }
 }
 
 struct State {

@@ -7,8 +7,7 @@ use sonde::config::{Config, OtelEnv};
 use sonde::family;
 use sonde::privilege;
 use sonde::probe::support::{self, Capabilities, BTF_PATH};
-use sonde::probe::{self, tracefs, ProbeState};
-use sonde_probes::Family;
+use sonde::probe::{tracefs, ProbeState};
 
 /// `sonde check --config FILE` exits with this when FILE is invalid (1 means eBPF cannot
 /// run here).
@@ -101,16 +100,10 @@ pub fn main(config: Option<&Path>) -> ExitCode {
     let mut loadable = 0;
     // Held until the memory report below, so it sees every family's maps at once.
     let mut held = Vec::new();
-    for family in Family::ALL {
-        let specs = match family {
-            Family::Process => family::process::probe::PROGRAMS,
-            Family::FileIo => family::fileio::probe::PROGRAMS,
-            Family::Tcp => family::tcp::probe::PROGRAMS,
-            Family::Dns => family::dns::probe::PROGRAMS,
-        };
-        match probe::load_family(*family, specs, false) {
+    for family in family::FAMILIES {
+        match family.check() {
             Ok(loaded) => {
-                for (r, spec) in loaded.reports.iter().zip(specs) {
+                for (r, spec) in loaded.reports.iter().zip(family.programs()) {
                     let state = match &r.state {
                         ProbeState::Attached => {
                             loadable += 1;

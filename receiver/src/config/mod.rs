@@ -14,7 +14,16 @@ use std::time::Duration;
 pub use env::OtelEnv;
 use raw::RawConfig;
 
+pub use crate::family::dns::config::{
+    DnsProbeConfig, DEFAULT_DNS_TIMEOUT, DEFAULT_REDACTION_KEY_FILE,
+};
+pub use crate::family::fileio::config::FileIoProbeConfig;
+pub use crate::family::host::config::{HostConfig, DEFAULT_TOP_PROCESSES};
 pub use crate::family::host::mapping::MetricNames;
+pub use crate::family::process::config::ProcessProbeConfig;
+pub use crate::family::tcp::config::TcpProbeConfig;
+pub use crate::family::ProbesConfig;
+use crate::family::Section;
 
 /// Default snapshot/export interval. The OTel SDK's 60 s is too coarse for a host agent
 /// whose users watch connection churn; 10 s matches the Collector's scrape habits.
@@ -48,7 +57,7 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         message: message.into(),
@@ -158,50 +167,6 @@ pub struct PrometheusConfig {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProcessProbeConfig {
-    pub enabled: bool,
-    pub executable_name_limit: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileIoProbeConfig {
-    pub enabled: bool,
-    /// Per-process series of sonde.file.io and of process.disk.io before overflow.
-    pub process_limit: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TcpProbeConfig {
-    pub enabled: bool,
-    /// (process, peer) series of each sonde.tcp.* metric (per direction, network type or
-    /// error) before the overflow series.
-    pub series_limit: usize,
-}
-
-/// Default DNS query timeout (issue 4): past it a query counts as failed with
-/// error.type=timeout. Resolver libraries retry after 1-5 s; 5 s covers their first try.
-pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DnsProbeConfig {
-    pub enabled: bool,
-    /// Watched ports (1 to 8 of them); default 53.
-    pub ports: Vec<u16>,
-    pub timeout: Duration,
-    /// Whether and how dns.question.name is exported; default top-N with N = 100.
-    pub question_names: crate::family::dns::aggregate::NamePolicy,
-    /// `question_names: redacted`: names are exported as keyed hashes.
-    pub redact_names: bool,
-    /// Names under these suffixes are never exported (metrics and spans).
-    pub never_export_suffixes: Vec<String>,
-    /// The host's redaction key (`probes.dns.redaction_key_file`).
-    pub redaction_key_file: PathBuf,
-}
-
-/// Default `probes.dns.redaction_key_file`.
-pub const DEFAULT_REDACTION_KEY_FILE: &str = "/var/lib/sonde/dns-names.key";
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceConfig {
     /// `resource.service_name` from the file.
@@ -214,27 +179,12 @@ pub struct ResourceConfig {
     pub env_attributes: Vec<(String, String)>,
 }
 
-/// Default N of `host.top_processes`: hostmetrics-like detail for the busiest
-/// processes without a series per process on a host running thousands.
-pub const DEFAULT_TOP_PROCESSES: usize = 10;
-
-/// /proc and /sys host metrics (`host:`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostConfig {
-    pub enabled: bool,
-    pub per_cpu: bool,
-    /// N of the top-N processes by CPU and by memory.
-    pub top_processes: usize,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub ebpf_enabled: bool,
     pub interval: Duration,
-    pub process: ProcessProbeConfig,
-    pub fileio: FileIoProbeConfig,
-    pub tcp: TcpProbeConfig,
-    pub dns: DnsProbeConfig,
+    /// Every probe family's section (`probes.<name>`); `config.tcp` reads through to it.
+    pub probes: ProbesConfig,
     /// `None` when no collector is configured (neither in the file nor OTEL_* endpoints).
     pub otlp: Option<OtlpConfig>,
     /// `None` unless the Prometheus endpoint is enabled.
@@ -249,6 +199,15 @@ pub struct Config {
     pub metric_names: MetricNames,
     pub host: HostConfig,
     pub health: HealthConfig,
+}
+
+/// `config.tcp` and the like: each family's section, as if it were a field of `Config`.
+impl std::ops::Deref for Config {
+    type Target = ProbesConfig;
+
+    fn deref(&self) -> &ProbesConfig {
+        &self.probes
+    }
 }
 
 impl Config {
@@ -353,35 +312,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         ));
     }
 
-    let probes = raw.probes.unwrap_or_default();
-    let process = probes.process.unwrap_or_default();
-    let process = ProcessProbeConfig {
-        enabled: process.enabled.unwrap_or(true),
-        executable_name_limit: positive(
-            "probes.process.executable_name_limit",
-            process.executable_name_limit.unwrap_or(DEFAULT_NAME_LIMIT),
-        )?,
-    };
-
-    let fileio = probes.fileio.unwrap_or_default();
-    let fileio = FileIoProbeConfig {
-        enabled: fileio.enabled.unwrap_or(true),
-        process_limit: positive(
-            "probes.fileio.process_limit",
-            fileio.process_limit.unwrap_or(DEFAULT_NAME_LIMIT),
-        )?,
-    };
-
-    let tcp = probes.tcp.unwrap_or_default();
-    let tcp = TcpProbeConfig {
-        enabled: tcp.enabled.unwrap_or(true),
-        series_limit: positive(
-            "probes.tcp.series_limit",
-            tcp.series_limit.unwrap_or(DEFAULT_NAME_LIMIT),
-        )?,
-    };
-
-    let dns = validate_dns(probes.dns.unwrap_or_default())?;
+    let probes = ProbesConfig::validate(raw.probes.unwrap_or_default())?;
 
     let exporters = raw.exporters.unwrap_or_default();
     let listed = match env.get("OTEL_METRICS_EXPORTER") {
@@ -476,12 +407,6 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
             ))
         }
     };
-    let raw_host = raw.host.unwrap_or_default();
-    let host = HostConfig {
-        enabled: raw_host.enabled.unwrap_or(true),
-        per_cpu: raw_host.per_cpu.unwrap_or(false),
-        top_processes: raw_host.top_processes.unwrap_or(DEFAULT_TOP_PROCESSES),
-    };
 
     let health = validate_health(raw.health.unwrap_or_default())?;
 
@@ -489,10 +414,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         health,
         ebpf_enabled: collection.ebpf_enabled.unwrap_or(true),
         interval,
-        process,
-        fileio,
-        tcp,
-        dns,
+        probes,
         otlp,
         prometheus,
         console,
@@ -504,7 +426,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
             .unwrap_or(false),
         log_level,
         metric_names,
-        host,
+        host: HostConfig::validate(raw.host.unwrap_or_default())?,
     })
 }
 
@@ -594,72 +516,6 @@ fn parse_size(key: &str, s: &str) -> Result<u64, ConfigError> {
                 format!("`{s}` is not a size such as 64MiB, 512KiB or a number of bytes"),
             )
         })
-}
-
-fn validate_dns(raw: raw::RawDnsProbe) -> Result<DnsProbeConfig, ConfigError> {
-    use crate::family::dns::aggregate::NamePolicy;
-    let max_ports = sonde_probes::abi::SONDE_DNS_MAX_PORTS as usize;
-    let ports = raw.ports.unwrap_or_else(|| vec![53]);
-    if ports.is_empty() || ports.len() > max_ports || ports.contains(&0) {
-        return Err(invalid(
-            "probes.dns.ports",
-            format!("list 1 to {max_ports} ports between 1 and 65535, e.g. [53]"),
-        ));
-    }
-    let timeout = match raw.timeout.as_deref() {
-        Some(s) => parse_duration("probes.dns.timeout", s)?,
-        None => DEFAULT_DNS_TIMEOUT,
-    };
-    if timeout < Duration::from_millis(10) {
-        return Err(invalid(
-            "probes.dns.timeout",
-            format!("{timeout:?} is too short: use at least 10ms"),
-        ));
-    }
-    let limit = positive(
-        "probes.dns.question_name_limit",
-        raw.question_name_limit.unwrap_or(DEFAULT_NAME_LIMIT),
-    )?;
-    let question_names = match raw.question_names.as_deref() {
-        None | Some("top_n") | Some("redacted") => NamePolicy::TopN(limit),
-        Some("off") => NamePolicy::Off,
-        Some("all") => NamePolicy::All,
-        Some(other) => {
-            return Err(invalid(
-                "probes.dns.question_names",
-                format!("`{other}` is not `off`, `top_n`, `redacted` or `all`"),
-            ))
-        }
-    };
-    let never_export_suffixes = raw.never_export_suffixes.unwrap_or_default();
-    if let Some(bad) = never_export_suffixes
-        .iter()
-        .find(|s| s.trim_matches('.').is_empty() || s.contains(char::is_whitespace))
-    {
-        return Err(invalid(
-            "probes.dns.never_export_suffixes",
-            format!("`{bad}` is not a domain suffix such as corp.example"),
-        ));
-    }
-    let redaction_key_file = PathBuf::from(
-        raw.redaction_key_file
-            .unwrap_or_else(|| DEFAULT_REDACTION_KEY_FILE.to_owned()),
-    );
-    if !redaction_key_file.is_absolute() {
-        return Err(invalid(
-            "probes.dns.redaction_key_file",
-            "give an absolute path such as /var/lib/sonde/dns-names.key",
-        ));
-    }
-    Ok(DnsProbeConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        ports,
-        timeout,
-        question_names,
-        redact_names: raw.question_names.as_deref() == Some("redacted"),
-        never_export_suffixes,
-        redaction_key_file,
-    })
 }
 
 fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigError> {
@@ -845,7 +701,7 @@ fn set_header(headers: &mut Vec<(String, String)>, k: String, v: String) {
     headers.push((k, v));
 }
 
-fn positive(key: &str, n: usize) -> Result<usize, ConfigError> {
+pub(crate) fn positive(key: &str, n: usize) -> Result<usize, ConfigError> {
     if n == 0 {
         Err(invalid(key, "must be at least 1"))
     } else {
@@ -853,7 +709,7 @@ fn positive(key: &str, n: usize) -> Result<usize, ConfigError> {
     }
 }
 
-fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(s.trim()).map_err(|e| {
         invalid(
             key,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub collection: Option<RawCollection>,
-    pub probes: Option<RawProbes>,
+    pub probes: Option<crate::family::RawProbes>,
     pub exporters: Option<RawExporters>,
     pub resource: Option<RawResource>,
     pub self_telemetry: Option<RawSelfTelemetry>,
@@ -16,7 +16,7 @@ pub struct RawConfig {
     /// `semconv` (default) or `hostmetrics_v0`: the name set of host metrics.
     pub metric_names: Option<String>,
     /// /proc and /sys host metrics (both modes).
-    pub host: Option<RawHost>,
+    pub host: Option<crate::family::host::config::RawHost>,
     pub health: Option<RawHealth>,
 }
 
@@ -26,57 +26,6 @@ pub struct RawCollection {
     pub ebpf_enabled: Option<bool>,
     /// How often a snapshot is taken and exported, e.g. `10s`.
     pub interval: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProbes {
-    pub process: Option<RawProcessProbe>,
-    pub fileio: Option<RawFileIoProbe>,
-    pub tcp: Option<RawTcpProbe>,
-    pub dns: Option<RawDnsProbe>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProcessProbe {
-    pub enabled: Option<bool>,
-    /// Distinct executable names kept as their own series before the overflow series.
-    pub executable_name_limit: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFileIoProbe {
-    pub enabled: Option<bool>,
-    /// Per-process series of sonde.file.io and process.disk.io kept before the overflow series.
-    pub process_limit: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTcpProbe {
-    pub enabled: Option<bool>,
-    /// (process, peer) series of each sonde.tcp.* metric kept before the overflow series.
-    pub series_limit: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDnsProbe {
-    pub enabled: Option<bool>,
-    /// UDP/TCP ports watched at either end, e.g. `[53, 5353]`.
-    pub ports: Option<Vec<u16>>,
-    /// A query with no response after this long is a failure with error.type=timeout.
-    pub timeout: Option<String>,
-    /// `off`, `top_n`, `redacted` or `all`: whether and how dns.question.name is exported.
-    pub question_names: Option<String>,
-    /// Under `top_n` and `redacted`: distinct names with their own series.
-    pub question_name_limit: Option<usize>,
-    /// Names under these suffixes are never exported.
-    pub never_export_suffixes: Option<Vec<String>>,
-    /// Where the host's key for `redacted` names is kept (made on first use).
-    pub redaction_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,16 +109,6 @@ pub struct RawSelfTelemetry {
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub level: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHost {
-    pub enabled: Option<bool>,
-    /// `cpu.logical_number` on system.cpu.* (one series per CPU and mode).
-    pub per_cpu: Option<bool>,
-    /// Processes reported by CPU and by memory each (process.* metrics).
-    pub top_processes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

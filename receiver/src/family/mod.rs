@@ -1,8 +1,155 @@
-//! Probe families (and the /proc host source), one folder each: program table, collector,
-//! pure aggregation and mapping, and the source that chains them.
+//! Probe families, one folder each: `probe.rs` (where its programs attach), `collect.rs`
+//! (maps and rings), `mapping.rs` (pure, semconv names), `aggregate.rs` where it has pure
+//! state of its own, `config.rs` (its `probes.<name>` section) and `mod.rs` (its
+//! [`Source`] and its [`Family`]). `host/` is the /proc and /sys source, shaped alike but
+//! loading no probe.
+//!
+//! A family is registered by one line in `families!` below: from it come the list the
+//! agent, `sonde check` and self-telemetry iterate ([`FAMILIES`]), the raw `probes:`
+//! section ([`RawProbes`]) and its validated form ([`ProbesConfig`]).
 
 pub mod dns;
 pub mod fileio;
 pub mod host;
 pub mod process;
 pub mod tcp;
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::config::ConfigError;
+use crate::probe::{self, LoadError, LoadedFamily, ProgramSpec};
+use crate::source::Source;
+
+/// A config section: the YAML as written (every key optional, unknown keys rejected)
+/// and its validated form.
+pub trait Section: Sized {
+    type Raw: DeserializeOwned + Default;
+    /// Errors name the key path (`probes.<family>.<key>`).
+    fn validate(raw: Self::Raw) -> Result<Self, ConfigError>;
+}
+
+/// A family loaded into the kernel, with its source when the collector started.
+pub struct Started {
+    pub loaded: LoadedFamily,
+    pub source: Option<Box<dyn Source>>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("loaded", &self.loaded)
+            .field("source", &self.source.as_ref().map(|s| s.name()))
+            .finish()
+    }
+}
+
+impl Started {
+    pub fn new<S: Source + 'static>(loaded: LoadedFamily, source: Option<S>) -> Self {
+        Self {
+            loaded,
+            source: source.map(|s| Box::new(s) as Box<dyn Source>),
+        }
+    }
+}
+
+/// One probe family, as the agent, `sonde check` and self-telemetry see it.
+pub trait Family: Sync {
+    /// Its object in `sonde_probes` (and its name in config keys, logs and `sonde.probe`).
+    fn kind(&self) -> sonde_probes::Family;
+
+    /// Its programs and where each attaches.
+    fn programs(&self) -> &'static [ProgramSpec];
+
+    /// Whether its config section turns it on.
+    fn enabled(&self, config: &ProbesConfig) -> bool;
+
+    /// Loads and attaches its programs and starts its collector from its config section.
+    /// The family comes back even when the collector fails (its reports say what
+    /// attached); the source is then `None` and the failure is logged.
+    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError>;
+
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Loads its object and attaches every program (each program's outcome reported).
+    fn load(&self) -> Result<LoadedFamily, LoadError> {
+        probe::load_family(self.kind(), self.programs(), true)
+    }
+
+    /// For `sonde check`: loads (relocation and verification) without attaching.
+    fn check(&self) -> Result<LoadedFamily, LoadError> {
+        probe::load_family(self.kind(), self.programs(), false)
+    }
+
+    /// Kernel run time and run count per probe (zero unless statistics are switched on).
+    fn run_stats(&self, loaded: &LoadedFamily) -> Vec<(&'static str, Duration, u64)> {
+        loaded.run_stats(self.programs())
+    }
+}
+
+/// A collector's outcome as the family's source: a failure is logged and leaves the
+/// family loaded without a source.
+pub fn collector<S, E: std::fmt::Display>(what: &str, started: Result<S, E>) -> Option<S> {
+    started
+        .map_err(|e| tracing::error!("{what} probe collector failed: {e}"))
+        .ok()
+}
+
+/// Registers the families: `key: family value => its validated config section`, in
+/// load order. The key is the family's `probes.<key>` config section.
+macro_rules! families {
+    ($($key:ident: $family:expr => $section:ty,)*) => {
+        /// The `probes:` section as written.
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawProbes {
+            $(pub $key: Option<<$section as Section>::Raw>,)*
+        }
+
+        /// Every family's validated section.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct ProbesConfig {
+            $(pub $key: $section,)*
+        }
+
+        impl ProbesConfig {
+            pub fn validate(raw: RawProbes) -> Result<Self, ConfigError> {
+                Ok(Self {
+                    $($key: <$section as Section>::validate(raw.$key.unwrap_or_default())?,)*
+                })
+            }
+        }
+
+        /// Every probe family, in load order.
+        pub static FAMILIES: &[&dyn Family] = &[$(&$family,)*];
+    };
+}
+
+families! {
+    process: process::Process => process::config::ProcessProbeConfig,
+    fileio: fileio::FileIo => fileio::config::FileIoProbeConfig,
+    tcp: tcp::Tcp => tcp::config::TcpProbeConfig,
+    dns: dns::Dns => dns::config::DnsProbeConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_family_is_registered_once_under_its_own_name() {
+        let names: Vec<&str> = FAMILIES.iter().map(|f| f.name()).collect();
+        let all: Vec<&str> = sonde_probes::Family::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(names, all, "every embedded object has its family, in order");
+        for f in FAMILIES {
+            assert!(
+                f.programs().iter().all(|p| p.probe.starts_with(f.name())),
+                "{}: probe names start with the family's name",
+                f.name()
+            );
+        }
+    }
+}

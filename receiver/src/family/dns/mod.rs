@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod collect;
+pub mod config;
 pub mod mapping;
 pub mod matcher;
 pub mod privacy;
@@ -11,6 +12,8 @@ pub mod wire;
 use sonde_semconv::attr::loss_reason;
 
 use crate::family::dns::collect::{monotonic_now_ns, DnsCollector, DnsSettings};
+use crate::family::{Family, ProbesConfig, Started};
+use crate::probe::{LoadError, ProgramSpec};
 use crate::source::{Output, Source};
 
 #[derive(Debug)]
@@ -47,25 +50,60 @@ impl Source for DnsSource {
     }
 }
 
-/// Loads and attaches the DNS family and starts its collector. The family comes back
-/// even when the collector fails (its reports say what attached); the source is then
-/// `None` and the failure is logged.
-pub fn load(
-    settings: &DnsSettings,
-) -> Result<(crate::probe::LoadedFamily, Option<DnsSource>), crate::probe::LoadError> {
-    let mut loaded = crate::probe::load_family(
-        sonde_probes::Family::Dns,
-        crate::family::dns::probe::PROGRAMS,
-        true,
-    )?;
-    let source = match DnsCollector::start(&mut loaded, settings) {
-        Ok(collector) => Some(DnsSource { collector }),
-        Err(e) => {
-            tracing::error!("DNS probe collector failed: {e}");
-            None
-        }
+/// The question-name policy shared by DNS metrics and spans; loads (or makes) the host's
+/// redaction key when names are redacted.
+pub fn name_privacy(dns: &config::DnsProbeConfig) -> privacy::NamePrivacy {
+    use privacy::NamePrivacy;
+    if !dns.redact_names {
+        return NamePrivacy::new(None, &dns.never_export_suffixes);
+    }
+    let key = redaction_key(&dns.redaction_key_file).ok().or_else(|| {
+        tracing::warn!(
+            "cannot read or make the DNS name redaction key {}: using a key for this run \
+             only, so redacted names hash differently after a restart",
+            dns.redaction_key_file.display()
+        );
+        random_key()
+    });
+    let Some(key) = key else {
+        // No key at all: hide every name rather than export it in clear.
+        tracing::error!("no random source for the DNS name redaction key: names are not exported");
+        return NamePrivacy::hide_all();
     };
-    Ok((loaded, source))
+    NamePrivacy::new(Some(&key), &dns.never_export_suffixes)
+}
+
+/// The DNS family: queries and responses seen by cgroup_skb programs on the cgroup v2
+/// root.
+#[derive(Debug)]
+pub struct Dns;
+
+impl Family for Dns {
+    fn kind(&self) -> sonde_probes::Family {
+        sonde_probes::Family::Dns
+    }
+
+    fn programs(&self) -> &'static [ProgramSpec] {
+        probe::PROGRAMS
+    }
+
+    fn enabled(&self, config: &ProbesConfig) -> bool {
+        config.dns.enabled
+    }
+
+    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError> {
+        let settings = DnsSettings {
+            ports: config.dns.ports.clone(),
+            timeout: config.dns.timeout,
+            names: config.dns.question_names,
+            privacy: name_privacy(&config.dns),
+            series_limit: collect::SERIES_LIMIT,
+        };
+        let mut loaded = self.load()?;
+        let source = super::collector("DNS", DnsCollector::start(&mut loaded, &settings))
+            .map(|collector| DnsSource { collector });
+        Ok(Started::new(loaded, source))
+    }
 }
 
 /// The host's key for redacted question names: read from `path`, or made (32 random bytes,

@@ -2,6 +2,7 @@
 //! names, mapping.
 
 pub mod collect;
+pub mod config;
 pub mod mapping;
 pub mod probe;
 
@@ -11,6 +12,8 @@ use sonde_semconv::attr::loss_reason;
 
 use crate::family::fileio::collect::{FileIoCollector, IoKey, IoStats};
 use crate::family::fileio::mapping::{self as map, DevNames, FileIoCounts};
+use crate::family::{Family, ProbesConfig, Started};
+use crate::probe::{LoadError, ProgramSpec};
 use crate::source::{Output, Source};
 
 #[derive(Debug)]
@@ -100,5 +103,32 @@ impl Source for FileIoSource {
             .push(("fileio.file", loss_reason::MAP_FULL, lost.file));
         out.lost
             .push(("fileio.block", loss_reason::MAP_FULL, lost.block));
+    }
+}
+
+/// The fileio family: file reads and writes from syscall tracepoints, block I/O from the
+/// block layer's.
+#[derive(Debug)]
+pub struct FileIo;
+
+impl Family for FileIo {
+    fn kind(&self) -> sonde_probes::Family {
+        sonde_probes::Family::FileIo
+    }
+
+    fn programs(&self) -> &'static [ProgramSpec] {
+        probe::PROGRAMS
+    }
+
+    fn enabled(&self, config: &ProbesConfig) -> bool {
+        config.fileio.enabled
+    }
+
+    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError> {
+        let mut loaded = self.load()?;
+        let limit = config.fileio.process_limit;
+        let source = super::collector("fileio", FileIoCollector::new(&mut loaded, limit))
+            .map(FileIoSource::new);
+        Ok(Started::new(loaded, source))
     }
 }

@@ -8,6 +8,7 @@
 //! interval, so it stays monotonic as processes move in and out of the top.
 
 pub mod collect;
+pub mod config;
 pub mod mapping;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use crate::family::host::collect::process::ProcStat;
 use crate::family::host::collect::stat::Stat;
 use crate::family::host::collect::HostReader;
 use crate::family::host::mapping::{self as map, HostFacts, MetricNames, Options, ProcOverflow};
+use crate::probe::{ProbeReport, ProbeState};
 use crate::source::{Output, Source};
 
 /// CPU ticks of a process at the previous sample; `starttime` tells a reused pid apart.
@@ -72,6 +74,25 @@ impl HostSource {
             overflow_utime: 0,
             overflow_stime: 0,
         }
+    }
+}
+
+/// Sources that need no probe, in both modes. The host source (fallback metrics,
+/// issue 6) includes system.process.count; without it the process-state source keeps it.
+pub fn sources(config: &crate::config::Config, probes: &[ProbeReport]) -> Vec<Box<dyn Source>> {
+    if config.host.enabled {
+        let tcp_from_probe = probes
+            .iter()
+            .any(|r| r.probe == "tcp.state" && r.state == ProbeState::Attached);
+        vec![Box::new(HostSource::new(
+            &config.host,
+            config.metric_names,
+            tcp_from_probe,
+        ))]
+    } else {
+        vec![Box::new(
+            crate::family::process::ProcessStateSource::default(),
+        )]
     }
 }
 

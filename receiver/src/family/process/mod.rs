@@ -1,6 +1,7 @@
 //! Process lifecycle from the process probe, and process counts by state from /proc.
 
 pub mod collect;
+pub mod config;
 pub mod mapping;
 pub mod probe;
 pub mod procfs;
@@ -10,6 +11,8 @@ use std::path::PathBuf;
 use sonde_semconv::attr::loss_reason;
 
 use crate::family::process::collect::ProcessCollector;
+use crate::family::{Family, ProbesConfig, Started};
+use crate::probe::{LoadError, ProgramSpec};
 use crate::source::{Output, Source};
 
 /// The eBPF half: exact creation/exec/exit counts.
@@ -64,5 +67,31 @@ impl Source for ProcessStateSource {
             Ok(states) => out.metrics.push(mapping::count(&states, start)),
             Err(e) => tracing::warn!("reading /proc for process states failed: {e}"),
         }
+    }
+}
+
+/// The process family: fork, exec and exit from scheduler tracepoints.
+#[derive(Debug)]
+pub struct Process;
+
+impl Family for Process {
+    fn kind(&self) -> sonde_probes::Family {
+        sonde_probes::Family::Process
+    }
+
+    fn programs(&self) -> &'static [ProgramSpec] {
+        probe::PROGRAMS
+    }
+
+    fn enabled(&self, config: &ProbesConfig) -> bool {
+        config.process.enabled
+    }
+
+    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError> {
+        let mut loaded = self.load()?;
+        let limit = config.process.executable_name_limit;
+        let source = super::collector("process", ProcessCollector::start(&mut loaded, limit))
+            .map(|collector| ProcessSource { collector });
+        Ok(Started::new(loaded, source))
     }
 }

@@ -2,6 +2,7 @@
 //! from /proc/net/sockstat, mapping.
 
 pub mod collect;
+pub mod config;
 pub mod mapping;
 pub mod probe;
 pub mod sock_diag;
@@ -12,6 +13,8 @@ use std::time::{Duration, Instant};
 use sonde_semconv::attr::loss_reason;
 
 use crate::family::tcp::collect::{parse_sockstat_tw, TcpCollector};
+use crate::family::{Family, ProbesConfig, Started};
+use crate::probe::{LoadError, ProgramSpec};
 use crate::source::{Output, Source};
 
 #[derive(Debug)]
@@ -105,12 +108,34 @@ pub fn load(
         true,
         &[(sonde_probes::names::tcp::GLOBAL_NETNS_INO, ino)],
     )?;
-    let source = match TcpCollector::start(&mut loaded, limit, sock_diag::tcp_state_counts) {
-        Ok(c) => Some(TcpSource::new(c)),
-        Err(e) => {
-            tracing::error!("tcp probe collector failed: {e}");
-            None
-        }
-    };
+    let source = super::collector(
+        "tcp",
+        TcpCollector::start(&mut loaded, limit, sock_diag::tcp_state_counts),
+    )
+    .map(TcpSource::new);
     Ok((loaded, source))
+}
+
+/// The tcp family: connection states, lifecycle, bytes, RTT and retransmits from the
+/// sock and tcp tracepoints.
+#[derive(Debug)]
+pub struct Tcp;
+
+impl Family for Tcp {
+    fn kind(&self) -> sonde_probes::Family {
+        sonde_probes::Family::Tcp
+    }
+
+    fn programs(&self) -> &'static [ProgramSpec] {
+        probe::PROGRAMS
+    }
+
+    fn enabled(&self, config: &ProbesConfig) -> bool {
+        config.tcp.enabled
+    }
+
+    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError> {
+        let (loaded, source) = load(config.tcp.series_limit)?;
+        Ok(Started::new(loaded, source))
+    }
 }
