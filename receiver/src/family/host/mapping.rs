@@ -18,9 +18,15 @@ use sonde_semconv::attr::{network_transport, network_type};
 use sonde_semconv::host::{self as h, v0};
 use sonde_semconv::{fileio, metric, tcp, MetricDef};
 
+use crate::family::host::collect::diskstats::DiskStats;
+use crate::family::host::collect::filesystem::{Mount, Space};
+use crate::family::host::collect::loadavg::LoadAvg;
+use crate::family::host::collect::meminfo::Meminfo;
+use crate::family::host::collect::net_dev::NetDev;
 use crate::family::host::collect::net_tcp::TcpStates;
 use crate::family::host::collect::process::{ProcIo, ProcStat};
 use crate::family::host::collect::stat::{CpuTimes, Stat};
+use crate::family::host::collect::vmstat::{Swap, Vmstat};
 use crate::family::host::collect::Sample;
 use crate::family::process::procfs::ProcessStates;
 use crate::model::{numbers, Attributes, Metric, Number, Point, PointValue};
@@ -247,8 +253,8 @@ fn v0_status(state: char) -> &'static str {
     }
 }
 
-/// Every host metric of one sample. `boot` is the boot time (Unix ns) that since-boot
-/// counters start at; `start` is the agent's start, used when boot time is unknown.
+/// Every host metric of one sample, group by group. Since-boot counters start at the
+/// boot time; `start` (the agent's start) is used when boot time is unknown.
 pub fn metrics(i: &Inputs<'_>, facts: HostFacts, opts: Options, start: u64) -> Vec<Metric> {
     let p = Pick(opts.names);
     let s = i.sample;
@@ -257,9 +263,9 @@ pub fn metrics(i: &Inputs<'_>, facts: HostFacts, opts: Options, start: u64) -> V
         .as_ref()
         .and_then(|st| st.boot_time)
         .map_or(start, |b| b.saturating_mul(1_000_000_000));
+    let c = Ctx { p, boot, start };
     let ticks = facts.ticks_per_sec.max(1) as f64;
     let mut out = Vec::new();
-
     if let Some(up) = s.uptime {
         out.push(numbers(
             h::SYSTEM_UPTIME,
@@ -267,213 +273,276 @@ pub fn metrics(i: &Inputs<'_>, facts: HostFacts, opts: Options, start: u64) -> V
             [(Attributes::new(), Number::Double(up))],
         ));
     }
-
-    // ---- CPU
     if let Some(stat) = &s.stat {
-        let cpu_key = p.key(attr::CPU_LOGICAL_NUMBER, v0::attr::CPU);
-        let mode_key = p.key(attr::CPU_MODE, v0::attr::STATE);
-        let cpu_attr = |n: u32| -> Attributes {
-            if p.v0() {
-                a(cpu_key, &format!("cpu{n}"))
-            } else {
-                Attributes::new().with(cpu_key, i64::from(n))
-            }
-        };
-        let lines: Vec<(Attributes, &CpuTimes)> = if opts.per_cpu {
+        out.extend(cpu(c, stat, i.prev_stat, opts.per_cpu, ticks));
+    }
+    if let Some(l) = &s.loadavg {
+        out.extend(load_average(c, l));
+    }
+    if let Some(m) = &s.meminfo {
+        out.extend(memory(c, m));
+    }
+    if let Some(swaps) = &s.swaps {
+        out.extend(swap(c, swaps));
+    }
+    if let Some(v) = &s.vmstat {
+        out.extend(paging(c, v));
+    }
+    if let Some(d) = &s.disks {
+        out.extend(disks(c, d));
+    }
+    if let Some(fss) = &s.filesystems {
+        out.extend(filesystems(c, fss));
+    }
+    if let Some(net) = &s.net {
+        out.extend(network(c, net));
+    }
+    if let Some((v4, v6)) = &s.tcp {
+        out.push(tcp_connections(p, v4, v6, start));
+    }
+    if let Some(procs) = &s.processes {
+        out.extend(process_count(c, procs));
+    }
+    out.extend(processes(p, i, facts, start));
+    out
+}
+
+/// What every metric group needs: the name set, and when since-boot and agent-lifetime
+/// series start.
+#[derive(Debug, Clone, Copy)]
+struct Ctx {
+    p: Pick,
+    boot: u64,
+    start: u64,
+}
+
+/// system.cpu.time, system.cpu.utilization (from the second sample on) and
+/// system.process.created, from /proc/stat.
+fn cpu(c: Ctx, stat: &Stat, prev: Option<&Stat>, per_cpu: bool, ticks: f64) -> Vec<Metric> {
+    let Ctx { p, boot, start } = c;
+    let mut out = Vec::new();
+    let cpu_key = p.key(attr::CPU_LOGICAL_NUMBER, v0::attr::CPU);
+    let mode_key = p.key(attr::CPU_MODE, v0::attr::STATE);
+    let cpu_attr = |n: u32| -> Attributes {
+        if p.v0() {
+            a(cpu_key, &format!("cpu{n}"))
+        } else {
+            Attributes::new().with(cpu_key, i64::from(n))
+        }
+    };
+    let lines: Vec<(Attributes, &CpuTimes)> = if per_cpu {
+        stat.per_cpu
+            .iter()
+            .map(|(n, t)| (cpu_attr(*n), t))
+            .collect()
+    } else {
+        vec![(Attributes::new(), &stat.total)]
+    };
+    let time = lines.iter().flat_map(|(base, t)| {
+        cpu_modes(p, t).into_iter().map(move |(mode, v)| {
+            (
+                base.clone().with(mode_key, mode),
+                Number::Double(v as f64 / ticks),
+            )
+        })
+    });
+    out.push(numbers(
+        p.def(h::SYSTEM_CPU_TIME, v0::SYSTEM_CPU_TIME),
+        boot,
+        time.collect::<Vec<_>>(),
+    ));
+    if let Some(prev) = prev {
+        let pairs: Vec<(Attributes, &CpuTimes, &CpuTimes)> = if per_cpu {
             stat.per_cpu
                 .iter()
-                .map(|(n, t)| (cpu_attr(*n), t))
+                .filter_map(|(n, cur)| {
+                    let (_, before) = prev.per_cpu.iter().find(|(m, _)| m == n)?;
+                    Some((cpu_attr(*n), before, cur))
+                })
                 .collect()
         } else {
-            vec![(Attributes::new(), &stat.total)]
+            vec![(Attributes::new(), &prev.total, &stat.total)]
         };
-        let time = lines.iter().flat_map(|(base, t)| {
-            cpu_modes(p, t).into_iter().map(move |(mode, v)| {
-                (
-                    base.clone().with(mode_key, mode),
-                    Number::Double(v as f64 / ticks),
-                )
+        let util: Vec<(Attributes, Number)> = pairs
+            .into_iter()
+            .filter_map(|(base, before, cur)| Some((base, cpu_utilization(before, cur)?)))
+            .flat_map(|(base, shares)| {
+                share_modes(p, &shares)
+                    .into_iter()
+                    .map(move |(m, v)| (base.clone().with(mode_key, m), Number::Double(v)))
             })
-        });
-        out.push(numbers(
-            p.def(h::SYSTEM_CPU_TIME, v0::SYSTEM_CPU_TIME),
-            boot,
-            time.collect::<Vec<_>>(),
-        ));
-        if let Some(prev) = i.prev_stat {
-            let pairs: Vec<(Attributes, &CpuTimes, &CpuTimes)> = if opts.per_cpu {
-                stat.per_cpu
-                    .iter()
-                    .filter_map(|(n, cur)| {
-                        let (_, before) = prev.per_cpu.iter().find(|(m, _)| m == n)?;
-                        Some((cpu_attr(*n), before, cur))
-                    })
-                    .collect()
-            } else {
-                vec![(Attributes::new(), &prev.total, &stat.total)]
-            };
-            let util: Vec<(Attributes, Number)> = pairs
-                .into_iter()
-                .filter_map(|(base, before, cur)| Some((base, cpu_utilization(before, cur)?)))
-                .flat_map(|(base, shares)| {
-                    share_modes(p, &shares)
-                        .into_iter()
-                        .map(move |(m, v)| (base.clone().with(mode_key, m), Number::Double(v)))
-                })
-                .collect();
-            if !util.is_empty() {
-                out.push(numbers(
-                    p.def(h::SYSTEM_CPU_UTILIZATION, v0::SYSTEM_CPU_UTILIZATION),
-                    start,
-                    util,
-                ));
-            }
-        }
-        if let Some(created) = stat.processes_created {
+            .collect();
+        if !util.is_empty() {
             out.push(numbers(
-                p.def(metric::SYSTEM_PROCESS_CREATED, v0::SYSTEM_PROCESSES_CREATED),
-                boot,
-                [(Attributes::new(), int(created))],
-            ));
-        }
-    }
-
-    if let Some(l) = &s.loadavg {
-        for (def, v) in [
-            (h::SYSTEM_CPU_LOAD_AVERAGE_1M, l.one),
-            (h::SYSTEM_CPU_LOAD_AVERAGE_5M, l.five),
-            (h::SYSTEM_CPU_LOAD_AVERAGE_15M, l.fifteen),
-        ] {
-            out.push(numbers(
-                def,
+                p.def(h::SYSTEM_CPU_UTILIZATION, v0::SYSTEM_CPU_UTILIZATION),
                 start,
-                [(Attributes::new(), Number::Double(v))],
+                util,
             ));
         }
     }
-
-    // ---- memory
-    if let Some(m) = &s.meminfo {
-        let key = p.key(attr::SYSTEM_MEMORY_STATE, v0::attr::STATE);
-        let states: Vec<(&str, u64)> = if p.v0() {
-            use v0::memory_state as st;
-            let mut v = vec![
-                (st::USED, m.used()),
-                (st::FREE, m.free),
-                (st::BUFFERED, m.buffers),
-                (st::CACHED, m.cached),
-            ];
-            v.extend(m.slab_reclaimable.map(|b| (st::SLAB_RECLAIMABLE, b)));
-            v.extend(m.slab_unreclaimable.map(|b| (st::SLAB_UNRECLAIMABLE, b)));
-            v
-        } else {
-            use h::memory_state as st;
-            vec![
-                (st::USED, m.used()),
-                (st::FREE, m.free),
-                (st::BUFFERS, m.buffers),
-                (st::CACHED, m.cached_total()),
-            ]
-        };
+    if let Some(created) = stat.processes_created {
         out.push(numbers(
-            p.def(h::SYSTEM_MEMORY_USAGE, v0::SYSTEM_MEMORY_USAGE),
+            p.def(metric::SYSTEM_PROCESS_CREATED, v0::SYSTEM_PROCESSES_CREATED),
+            boot,
+            [(Attributes::new(), int(created))],
+        ));
+    }
+    out
+}
+
+/// system.cpu.load_average.*, from /proc/loadavg.
+fn load_average(c: Ctx, l: &LoadAvg) -> Vec<Metric> {
+    let start = c.start;
+    let mut out = Vec::new();
+    for (def, v) in [
+        (h::SYSTEM_CPU_LOAD_AVERAGE_1M, l.one),
+        (h::SYSTEM_CPU_LOAD_AVERAGE_5M, l.five),
+        (h::SYSTEM_CPU_LOAD_AVERAGE_15M, l.fifteen),
+    ] {
+        out.push(numbers(
+            def,
+            start,
+            [(Attributes::new(), Number::Double(v))],
+        ));
+    }
+    out
+}
+
+/// system.memory.*, from /proc/meminfo.
+fn memory(c: Ctx, m: &Meminfo) -> Vec<Metric> {
+    let Ctx { p, start, .. } = c;
+    let mut out = Vec::new();
+    let key = p.key(attr::SYSTEM_MEMORY_STATE, v0::attr::STATE);
+    let states: Vec<(&str, u64)> = if p.v0() {
+        use v0::memory_state as st;
+        let mut v = vec![
+            (st::USED, m.used()),
+            (st::FREE, m.free),
+            (st::BUFFERED, m.buffers),
+            (st::CACHED, m.cached),
+        ];
+        v.extend(m.slab_reclaimable.map(|b| (st::SLAB_RECLAIMABLE, b)));
+        v.extend(m.slab_unreclaimable.map(|b| (st::SLAB_UNRECLAIMABLE, b)));
+        v
+    } else {
+        use h::memory_state as st;
+        vec![
+            (st::USED, m.used()),
+            (st::FREE, m.free),
+            (st::BUFFERS, m.buffers),
+            (st::CACHED, m.cached_total()),
+        ]
+    };
+    out.push(numbers(
+        p.def(h::SYSTEM_MEMORY_USAGE, v0::SYSTEM_MEMORY_USAGE),
+        start,
+        states
+            .iter()
+            .map(|(st, b)| (a(key, st), int(*b)))
+            .collect::<Vec<_>>(),
+    ));
+    if !p.v0() {
+        out.push(numbers(
+            h::SYSTEM_MEMORY_LIMIT,
+            start,
+            [(Attributes::new(), int(m.total))],
+        ));
+    }
+    if m.total > 0 {
+        out.push(numbers(
+            p.def(h::SYSTEM_MEMORY_UTILIZATION, v0::SYSTEM_MEMORY_UTILIZATION),
             start,
             states
                 .iter()
-                .map(|(st, b)| (a(key, st), int(*b)))
+                .map(|(st, b)| (a(key, st), Number::Double(*b as f64 / m.total as f64)))
                 .collect::<Vec<_>>(),
         ));
-        if !p.v0() {
-            out.push(numbers(
-                h::SYSTEM_MEMORY_LIMIT,
-                start,
-                [(Attributes::new(), int(m.total))],
-            ));
-        }
-        if m.total > 0 {
-            out.push(numbers(
-                p.def(h::SYSTEM_MEMORY_UTILIZATION, v0::SYSTEM_MEMORY_UTILIZATION),
-                start,
-                states
-                    .iter()
-                    .map(|(st, b)| (a(key, st), Number::Double(*b as f64 / m.total as f64)))
-                    .collect::<Vec<_>>(),
-            ));
-        }
     }
+    out
+}
 
-    // ---- paging
-    if let Some(swaps) = &s.swaps {
-        let dev = p.key(attr::SYSTEM_DEVICE, v0::attr::DEVICE);
-        let state = p.key(attr::SYSTEM_PAGING_STATE, v0::attr::STATE);
-        let (used, free) = (h::paging_state::USED, h::paging_state::FREE);
-        let mut usage = Vec::new();
-        let mut util = Vec::new();
-        for sw in swaps {
-            let free_b = sw.size_bytes.saturating_sub(sw.used_bytes);
-            for (st, b) in [(used, sw.used_bytes), (free, free_b)] {
-                let attrs = a(dev, &sw.device).with(state, st);
-                usage.push((attrs.clone(), int(b)));
-                if sw.size_bytes > 0 {
-                    util.push((attrs, Number::Double(b as f64 / sw.size_bytes as f64)));
-                }
+/// system.paging.usage and .utilization, from /proc/swaps.
+fn swap(c: Ctx, swaps: &[Swap]) -> Vec<Metric> {
+    let Ctx { p, start, .. } = c;
+    let mut out = Vec::new();
+    let dev = p.key(attr::SYSTEM_DEVICE, v0::attr::DEVICE);
+    let state = p.key(attr::SYSTEM_PAGING_STATE, v0::attr::STATE);
+    let (used, free) = (h::paging_state::USED, h::paging_state::FREE);
+    let mut usage = Vec::new();
+    let mut util = Vec::new();
+    for sw in swaps {
+        let free_b = sw.size_bytes.saturating_sub(sw.used_bytes);
+        for (st, b) in [(used, sw.used_bytes), (free, free_b)] {
+            let attrs = a(dev, &sw.device).with(state, st);
+            usage.push((attrs.clone(), int(b)));
+            if sw.size_bytes > 0 {
+                util.push((attrs, Number::Double(b as f64 / sw.size_bytes as f64)));
             }
         }
-        out.push(numbers(
-            p.def(h::SYSTEM_PAGING_USAGE, v0::SYSTEM_PAGING_USAGE),
-            start,
-            usage,
-        ));
-        out.push(numbers(
-            p.def(h::SYSTEM_PAGING_UTILIZATION, v0::SYSTEM_PAGING_UTILIZATION),
-            start,
-            util,
-        ));
     }
-    if let Some(v) = &s.vmstat {
-        let ty = p.key(attr::SYSTEM_PAGING_FAULT_TYPE, v0::attr::TYPE);
-        let (major, minor) = (h::paging_fault_type::MAJOR, h::paging_fault_type::MINOR);
-        let mut faults = Vec::new();
-        faults.extend(v.minor_faults().map(|n| (a(ty, minor), int(n))));
-        faults.extend(v.pgmajfault.map(|n| (a(ty, major), int(n))));
-        if !faults.is_empty() {
-            out.push(numbers(
-                p.def(h::SYSTEM_PAGING_FAULTS, v0::SYSTEM_PAGING_FAULTS),
-                boot,
-                faults,
-            ));
-        }
-        // As hostmetrics: swap-ins/outs are the major operations, page-ins/outs the minor.
-        let dir = p.key(attr::SYSTEM_PAGING_DIRECTION, v0::attr::DIRECTION);
-        let din = p.val(h::paging_direction::IN, v0::direction::PAGE_IN);
-        let dout = p.val(h::paging_direction::OUT, v0::direction::PAGE_OUT);
-        let ops: Vec<(Attributes, Number)> = [
-            (din, major, v.pswpin),
-            (dout, major, v.pswpout),
-            (din, minor, v.pgpgin),
-            (dout, minor, v.pgpgout),
-        ]
-        .into_iter()
-        .filter_map(|(d, t, n)| Some((a(dir, d).with(ty, t), int(n?))))
-        .collect();
-        if !ops.is_empty() {
-            out.push(numbers(
-                p.def(h::SYSTEM_PAGING_OPERATIONS, v0::SYSTEM_PAGING_OPERATIONS),
-                boot,
-                ops,
-            ));
-        }
-    }
+    out.push(numbers(
+        p.def(h::SYSTEM_PAGING_USAGE, v0::SYSTEM_PAGING_USAGE),
+        start,
+        usage,
+    ));
+    out.push(numbers(
+        p.def(h::SYSTEM_PAGING_UTILIZATION, v0::SYSTEM_PAGING_UTILIZATION),
+        start,
+        util,
+    ));
+    out
+}
 
-    // ---- disks (devices that never did I/O are left out: loop and ram devices)
-    if let Some(disks) = &s.disks {
-        let dev = p.key(attr::SYSTEM_DEVICE, v0::attr::DEVICE);
-        let dir = p.key(attr::DISK_IO_DIRECTION, v0::attr::DIRECTION);
-        let (r, w) = (disk_io_direction::READ, disk_io_direction::WRITE);
-        let active: Vec<_> = disks.iter().filter(|d| !d.idle()).collect();
-        let per = |f: &dyn Fn(
-            &crate::family::host::collect::diskstats::DiskStats,
-        ) -> (Number, Number)| {
+/// system.paging.faults and .operations, from /proc/vmstat.
+fn paging(c: Ctx, v: &Vmstat) -> Vec<Metric> {
+    let Ctx { p, boot, .. } = c;
+    let mut out = Vec::new();
+    let ty = p.key(attr::SYSTEM_PAGING_FAULT_TYPE, v0::attr::TYPE);
+    let (major, minor) = (h::paging_fault_type::MAJOR, h::paging_fault_type::MINOR);
+    let mut faults = Vec::new();
+    faults.extend(v.minor_faults().map(|n| (a(ty, minor), int(n))));
+    faults.extend(v.pgmajfault.map(|n| (a(ty, major), int(n))));
+    if !faults.is_empty() {
+        out.push(numbers(
+            p.def(h::SYSTEM_PAGING_FAULTS, v0::SYSTEM_PAGING_FAULTS),
+            boot,
+            faults,
+        ));
+    }
+    // As hostmetrics: swap-ins/outs are the major operations, page-ins/outs the minor.
+    let dir = p.key(attr::SYSTEM_PAGING_DIRECTION, v0::attr::DIRECTION);
+    let din = p.val(h::paging_direction::IN, v0::direction::PAGE_IN);
+    let dout = p.val(h::paging_direction::OUT, v0::direction::PAGE_OUT);
+    let ops: Vec<(Attributes, Number)> = [
+        (din, major, v.pswpin),
+        (dout, major, v.pswpout),
+        (din, minor, v.pgpgin),
+        (dout, minor, v.pgpgout),
+    ]
+    .into_iter()
+    .filter_map(|(d, t, n)| Some((a(dir, d).with(ty, t), int(n?))))
+    .collect();
+    if !ops.is_empty() {
+        out.push(numbers(
+            p.def(h::SYSTEM_PAGING_OPERATIONS, v0::SYSTEM_PAGING_OPERATIONS),
+            boot,
+            ops,
+        ));
+    }
+    out
+}
+
+/// system.disk.*, from /proc/diskstats (devices that never did I/O are left out:
+/// loop and ram devices).
+fn disks(c: Ctx, disks: &[DiskStats]) -> Vec<Metric> {
+    let Ctx { p, boot, .. } = c;
+    let mut out = Vec::new();
+    let dev = p.key(attr::SYSTEM_DEVICE, v0::attr::DEVICE);
+    let dir = p.key(attr::DISK_IO_DIRECTION, v0::attr::DIRECTION);
+    let (r, w) = (disk_io_direction::READ, disk_io_direction::WRITE);
+    let active: Vec<_> = disks.iter().filter(|d| !d.idle()).collect();
+    let per =
+        |f: &dyn Fn(&crate::family::host::collect::diskstats::DiskStats) -> (Number, Number)| {
             active
                 .iter()
                 .flat_map(|d| {
@@ -485,147 +554,149 @@ pub fn metrics(i: &Inputs<'_>, facts: HostFacts, opts: Options, start: u64) -> V
                 })
                 .collect::<Vec<_>>()
         };
-        let secs = |ms: u64| Number::Double(ms as f64 / 1000.0);
-        out.push(numbers(
-            p.def(fileio::SYSTEM_DISK_IO, v0::SYSTEM_DISK_IO),
-            boot,
-            per(&|d| (int(d.read_bytes), int(d.write_bytes))),
-        ));
-        out.push(numbers(
-            p.def(fileio::SYSTEM_DISK_OPERATIONS, v0::SYSTEM_DISK_OPERATIONS),
-            boot,
-            per(&|d| (int(d.reads), int(d.writes))),
-        ));
-        out.push(numbers(
-            p.def(
-                fileio::SYSTEM_DISK_OPERATION_TIME,
-                v0::SYSTEM_DISK_OPERATION_TIME,
-            ),
-            boot,
-            per(&|d| (secs(d.read_ms), secs(d.write_ms))),
-        ));
-    }
+    let secs = |ms: u64| Number::Double(ms as f64 / 1000.0);
+    out.push(numbers(
+        p.def(fileio::SYSTEM_DISK_IO, v0::SYSTEM_DISK_IO),
+        boot,
+        per(&|d| (int(d.read_bytes), int(d.write_bytes))),
+    ));
+    out.push(numbers(
+        p.def(fileio::SYSTEM_DISK_OPERATIONS, v0::SYSTEM_DISK_OPERATIONS),
+        boot,
+        per(&|d| (int(d.reads), int(d.writes))),
+    ));
+    out.push(numbers(
+        p.def(
+            fileio::SYSTEM_DISK_OPERATION_TIME,
+            v0::SYSTEM_DISK_OPERATION_TIME,
+        ),
+        boot,
+        per(&|d| (secs(d.read_ms), secs(d.write_ms))),
+    ));
+    out
+}
 
-    // ---- file systems
-    if let Some(fss) = &s.filesystems {
-        let dev = p.key(attr::SYSTEM_DEVICE, v0::attr::DEVICE);
-        let mnt = p.key(attr::SYSTEM_FILESYSTEM_MOUNTPOINT, v0::attr::MOUNTPOINT);
-        let ty = p.key(attr::SYSTEM_FILESYSTEM_TYPE, v0::attr::TYPE);
-        let mode = p.key(attr::SYSTEM_FILESYSTEM_MODE, v0::attr::MODE);
-        let state = p.key(attr::SYSTEM_FILESYSTEM_STATE, v0::attr::STATE);
-        let mut usage = Vec::new();
-        let mut util = Vec::new();
-        for (m, sp) in fss {
-            let base = a(dev, &m.device)
-                .with(mnt, m.mountpoint.as_str())
-                .with(ty, m.fs_type.as_str())
-                .with(
-                    mode,
-                    if m.read_only {
-                        h::filesystem_mode::RO
-                    } else {
-                        h::filesystem_mode::RW
-                    },
-                );
-            use h::filesystem_state as st;
-            for (s_, b) in [
-                (st::USED, sp.used),
-                (st::FREE, sp.free),
-                (st::RESERVED, sp.reserved),
-            ] {
-                usage.push((base.clone().with(state, s_), int(b)));
-            }
-            if sp.used + sp.free > 0 {
-                util.push((
-                    base,
-                    Number::Double(sp.used as f64 / (sp.used + sp.free) as f64),
-                ));
-            }
+/// system.filesystem.*, from the mounts and statvfs.
+fn filesystems(c: Ctx, fss: &[(Mount, Space)]) -> Vec<Metric> {
+    let Ctx { p, start, .. } = c;
+    let mut out = Vec::new();
+    let dev = p.key(attr::SYSTEM_DEVICE, v0::attr::DEVICE);
+    let mnt = p.key(attr::SYSTEM_FILESYSTEM_MOUNTPOINT, v0::attr::MOUNTPOINT);
+    let ty = p.key(attr::SYSTEM_FILESYSTEM_TYPE, v0::attr::TYPE);
+    let mode = p.key(attr::SYSTEM_FILESYSTEM_MODE, v0::attr::MODE);
+    let state = p.key(attr::SYSTEM_FILESYSTEM_STATE, v0::attr::STATE);
+    let mut usage = Vec::new();
+    let mut util = Vec::new();
+    for (m, sp) in fss {
+        let base = a(dev, &m.device)
+            .with(mnt, m.mountpoint.as_str())
+            .with(ty, m.fs_type.as_str())
+            .with(
+                mode,
+                if m.read_only {
+                    h::filesystem_mode::RO
+                } else {
+                    h::filesystem_mode::RW
+                },
+            );
+        use h::filesystem_state as st;
+        for (s_, b) in [
+            (st::USED, sp.used),
+            (st::FREE, sp.free),
+            (st::RESERVED, sp.reserved),
+        ] {
+            usage.push((base.clone().with(state, s_), int(b)));
         }
-        out.push(numbers(
-            p.def(h::SYSTEM_FILESYSTEM_USAGE, v0::SYSTEM_FILESYSTEM_USAGE),
-            start,
-            usage,
-        ));
-        out.push(numbers(
-            p.def(
-                h::SYSTEM_FILESYSTEM_UTILIZATION,
-                v0::SYSTEM_FILESYSTEM_UTILIZATION,
-            ),
-            start,
-            util,
-        ));
-    }
-
-    // ---- network interfaces
-    if let Some(net) = &s.net {
-        let dev = p.key(attr::NETWORK_INTERFACE_NAME, v0::attr::DEVICE);
-        let dir = p.key(attr::NETWORK_IO_DIRECTION, v0::attr::DIRECTION);
-        let (rx, tx) = (
-            network_io_direction::RECEIVE,
-            network_io_direction::TRANSMIT,
-        );
-        let per = |f: &dyn Fn(&crate::family::host::collect::net_dev::NetDev) -> (u64, u64)| {
-            net.iter()
-                .flat_map(|d| {
-                    let (r, t) = f(d);
-                    [
-                        (a(dev, &d.name).with(dir, rx), int(r)),
-                        (a(dev, &d.name).with(dir, tx), int(t)),
-                    ]
-                })
-                .collect::<Vec<_>>()
-        };
-        out.push(numbers(
-            p.def(h::SYSTEM_NETWORK_IO, v0::SYSTEM_NETWORK_IO),
-            boot,
-            per(&|d| (d.rx_bytes, d.tx_bytes)),
-        ));
-        out.push(numbers(
-            p.def(h::SYSTEM_NETWORK_PACKET_COUNT, v0::SYSTEM_NETWORK_PACKETS),
-            boot,
-            per(&|d| (d.rx_packets, d.tx_packets)),
-        ));
-        out.push(numbers(
-            p.def(h::SYSTEM_NETWORK_PACKET_DROPPED, v0::SYSTEM_NETWORK_DROPPED),
-            boot,
-            per(&|d| (d.rx_dropped, d.tx_dropped)),
-        ));
-        out.push(numbers(
-            p.def(h::SYSTEM_NETWORK_ERRORS, v0::SYSTEM_NETWORK_ERRORS),
-            boot,
-            per(&|d| (d.rx_errors, d.tx_errors)),
-        ));
-    }
-
-    // ---- TCP connections
-    if let Some((v4, v6)) = &s.tcp {
-        out.push(tcp_connections(p, v4, v6, start));
-    }
-
-    // ---- processes
-    if let Some(procs) = &s.processes {
-        if p.v0() {
-            let mut by: std::collections::BTreeMap<&str, u64> = Default::default();
-            for pr in procs {
-                *by.entry(v0_status(pr.state)).or_default() += 1;
-            }
-            out.push(numbers(
-                v0::SYSTEM_PROCESSES_COUNT,
-                start,
-                by.into_iter()
-                    .map(|(st, n)| (a(v0::attr::STATUS, st), int(n)))
-                    .collect::<Vec<_>>(),
+        if sp.used + sp.free > 0 {
+            util.push((
+                base,
+                Number::Double(sp.used as f64 / (sp.used + sp.free) as f64),
             ));
-        } else {
-            let mut states = ProcessStates::default();
-            for pr in procs {
-                states.count(pr.state);
-            }
-            out.push(crate::family::process::mapping::count(&states, start));
         }
     }
-    out.extend(processes(p, i, facts, start));
+    out.push(numbers(
+        p.def(h::SYSTEM_FILESYSTEM_USAGE, v0::SYSTEM_FILESYSTEM_USAGE),
+        start,
+        usage,
+    ));
+    out.push(numbers(
+        p.def(
+            h::SYSTEM_FILESYSTEM_UTILIZATION,
+            v0::SYSTEM_FILESYSTEM_UTILIZATION,
+        ),
+        start,
+        util,
+    ));
+    out
+}
+
+/// system.network.* per interface, from /proc/net/dev.
+fn network(c: Ctx, net: &[NetDev]) -> Vec<Metric> {
+    let Ctx { p, boot, .. } = c;
+    let mut out = Vec::new();
+    let dev = p.key(attr::NETWORK_INTERFACE_NAME, v0::attr::DEVICE);
+    let dir = p.key(attr::NETWORK_IO_DIRECTION, v0::attr::DIRECTION);
+    let (rx, tx) = (
+        network_io_direction::RECEIVE,
+        network_io_direction::TRANSMIT,
+    );
+    let per = |f: &dyn Fn(&crate::family::host::collect::net_dev::NetDev) -> (u64, u64)| {
+        net.iter()
+            .flat_map(|d| {
+                let (r, t) = f(d);
+                [
+                    (a(dev, &d.name).with(dir, rx), int(r)),
+                    (a(dev, &d.name).with(dir, tx), int(t)),
+                ]
+            })
+            .collect::<Vec<_>>()
+    };
+    out.push(numbers(
+        p.def(h::SYSTEM_NETWORK_IO, v0::SYSTEM_NETWORK_IO),
+        boot,
+        per(&|d| (d.rx_bytes, d.tx_bytes)),
+    ));
+    out.push(numbers(
+        p.def(h::SYSTEM_NETWORK_PACKET_COUNT, v0::SYSTEM_NETWORK_PACKETS),
+        boot,
+        per(&|d| (d.rx_packets, d.tx_packets)),
+    ));
+    out.push(numbers(
+        p.def(h::SYSTEM_NETWORK_PACKET_DROPPED, v0::SYSTEM_NETWORK_DROPPED),
+        boot,
+        per(&|d| (d.rx_dropped, d.tx_dropped)),
+    ));
+    out.push(numbers(
+        p.def(h::SYSTEM_NETWORK_ERRORS, v0::SYSTEM_NETWORK_ERRORS),
+        boot,
+        per(&|d| (d.rx_errors, d.tx_errors)),
+    ));
+    out
+}
+
+/// system.process.count (semconv) or system.processes.count (v0), from /proc/<pid>/stat.
+fn process_count(c: Ctx, procs: &[ProcStat]) -> Vec<Metric> {
+    let Ctx { p, start, .. } = c;
+    let mut out = Vec::new();
+    if p.v0() {
+        let mut by: std::collections::BTreeMap<&str, u64> = Default::default();
+        for pr in procs {
+            *by.entry(v0_status(pr.state)).or_default() += 1;
+        }
+        out.push(numbers(
+            v0::SYSTEM_PROCESSES_COUNT,
+            start,
+            by.into_iter()
+                .map(|(st, n)| (a(v0::attr::STATUS, st), int(n)))
+                .collect::<Vec<_>>(),
+        ));
+    } else {
+        let mut states = ProcessStates::default();
+        for pr in procs {
+            states.count(pr.state);
+        }
+        out.push(crate::family::process::mapping::count(&states, start));
+    }
     out
 }
 
