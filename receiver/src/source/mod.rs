@@ -1,9 +1,7 @@
 //! Sources: one per probe family (or /proc area), each chaining its collector,
 //! aggregation and mapping, so the agent loop only asks every source for its metrics.
-//!
-//! To add a probe family: a C file in probes/src/bpf, its `ProgramSpec`s in `probe/`,
-//! a collector in `collect/`, a pure mapping in `mapping/`, and a `Source` here that the
-//! agent registers (receiver/src/agent.rs, `Probes::load`).
+//! A family's source lives in its folder (`family/<name>/mod.rs`); see `family` for how
+//! a family is registered.
 
 use crate::model::Metric;
 

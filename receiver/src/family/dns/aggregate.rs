@@ -1,6 +1,6 @@
 //! DNS lookups folded into bounded per-attribute-set state: query counts, failures by
 //! `error.type` and resolver, cache hits per resolver, and latency histograms with semconv's advised
-//! bounds. Pure: fed with the matcher's events, read by `mapping::dns`.
+//! bounds. Pure: fed with the matcher's events, read by `family::dns::mapping`.
 //!
 //! Question names are sensitive and unbounded, so they follow a policy: `Off` (never
 //! exported), `TopN(n)` (the first n distinct names keep their own series for the life of

@@ -1,6 +1,6 @@
 //! The DNS family: drains the probe's ring buffer of DNS packets, parses them
 //! ([`wire`]), matches queries to responses ([`matcher`]) and folds the results into
-//! bounded state (`aggregate::dns`). `wire` and `matcher` are pure (no aya, no tokio)
+//! bounded state (`family::dns::aggregate`). `wire` and `matcher` are pure (no aya, no tokio)
 //! and unit-tested with tables and proptest; this module is the I/O around them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

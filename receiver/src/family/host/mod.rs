@@ -1,5 +1,5 @@
 //! Host metrics from /proc and /sys (hostmetrics-compatible), in every mode: the reader
-//! in `collect::host`, top-N process selection here, the names in `mapping::host`.
+//! in `collect`, top-N process selection here, the names in `mapping`.
 //!
 //! Top-N (metrics.md rule 7): each interval, the N processes that used the most CPU
 //! during the interval and the N with the largest resident memory get their own series
