@@ -274,7 +274,7 @@ fn load_probes(config: &Config) -> Probes {
 
 async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
     let stats = ExportStats::new();
-    let mut collection = Collection::start(&config, stats.clone());
+    let collection = Collection::start(&config, stats.clone());
     let mode = collection.mode;
     tracing::info!(mode, "sonde {} started", env!("CARGO_PKG_VERSION"));
 
@@ -356,10 +356,6 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
         Err(e) => tracing::warn!("{e}: Sonde keeps the capabilities it started with"),
     }
 
-    let mut ticker = tokio::time::interval(config.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await; // the first tick fires at once; export after one interval
-
     // Both streams are made once, here: a signal that arrives while a snapshot is taken
     // waits in its stream for the next `select!` (a `ctrl_c()` future made anew each
     // iteration could miss it).
@@ -368,10 +364,21 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
         signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut sigint =
         signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+
+    // Collection runs on its own thread (map walks, /proc, statvfs can block); this loop
+    // only fans each snapshot out to the exporters.
+    let (handover, mut snapshots) = tokio::sync::mpsc::channel(sonde::tick::HANDOVER_CAPACITY);
+    let ticker = sonde::tick::spawn(
+        collection,
+        |c: &mut Collection| c.snapshot(),
+        config.interval,
+        handover,
+    )
+    .context("cannot start the collection thread")?;
     loop {
         tokio::select! {
-            _ = ticker.tick() => {
-                let snap = Arc::new(collection.snapshot());
+            snap = snapshots.recv() => {
+                let Some(snap) = snap else { break };
                 if let Some(o) = &mut otlp { o.submit(&snap); }
                 if let Some(p) = &prometheus { p.submit(snap.clone()); }
                 if let Some(c) = &mut console {
@@ -393,8 +400,12 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
         }
     }
 
-    // Shutdown order: one last snapshot so short runs lose nothing, flush, then detach.
-    let snap = collection.snapshot();
+    // Shutdown order: stop collecting, one last snapshot so short runs lose nothing, flush,
+    // then detach.
+    let (collection, snap) = ticker
+        .stop()
+        .await
+        .context("the collection thread failed")?;
     if let Some(c) = &mut console {
         // Nothing to do about a failure this late; the reader may be gone.
         let _ = c.submit(&snap);

@@ -17,6 +17,7 @@ pub mod privilege;
 pub mod probe;
 pub mod source;
 pub mod spans;
+pub mod tick;
 pub mod view;
 
 /// Now, as OTLP timestamps want it.
