@@ -7,7 +7,7 @@
 
 mod common;
 
-use sonde::collect::kernel_objects::{own_maps, possible_cpus, total, PROJECTED_CPUS};
+use sonde::collect::kernel_objects::{own_maps, possible_cpus, total, with_names, PROJECTED_CPUS};
 use sonde_probes::Family;
 
 const BUDGET: u64 = 32 * 1024 * 1024;
@@ -28,7 +28,7 @@ fn every_family_fits_the_budget_on_64_cpus() {
                 .unwrap_or_else(|e| panic!("loading {}: {e}", f.name()))
         })
         .collect();
-    let maps = own_maps().expect("reading /proc/self/fdinfo");
+    let maps = with_names(own_maps().expect("reading /proc/self/fdinfo"));
     for name in [
         "process_counter", // the kernel keeps 15 characters of a name
         "fileio_stats",

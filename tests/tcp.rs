@@ -1102,6 +1102,34 @@ fn dead_connections_leave_no_entries_behind() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The listeners (bound to ephemeral ports) are gone from the listener map too.
+    wait_no_listener(&loaded, port);
+    wait_no_listener(&loaded, doomed_port);
+}
+
+/// Entries of the kernel's listener map for `port` (any namespace, family, address).
+fn listeners_on(loaded: &Loaded, port: u16) -> usize {
+    use sonde_probes::abi::{sonde_tcp_listener, sonde_tcp_listener_key};
+    let map = loaded
+        ._family
+        .ebpf
+        .map(sonde_probes::names::tcp::MAP_LISTENERS)
+        .expect("tcp_listeners");
+    let m = aya::maps::HashMap::<_, sonde_tcp_listener_key, sonde_tcp_listener>::try_from(map)
+        .expect("tcp_listeners layout");
+    m.keys().flatten().filter(|k| k.port == port).count()
+}
+
+/// Waits until the listener map holds no entry for `port`.
+fn wait_no_listener(loaded: &Loaded, port: u16) {
+    let deadline = Instant::now() + WAIT;
+    while listeners_on(loaded, port) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the listener map keeps an entry for closed port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A network namespace of the test's own with loopback up; deleted on drop.
@@ -1246,6 +1274,11 @@ fn listeners_elsewhere_or_in_a_reuseport_group_keep_the_owner() {
     let _batch3 = connect_k();
     wait_opened(3 * K);
     member.stop();
+    assert_eq!(
+        listeners_on(&loaded, port),
+        1,
+        "our listener's entry survives"
+    );
     let _batch4 = connect_k();
     let l = wait_opened(4 * K);
 
@@ -1270,6 +1303,7 @@ fn listeners_elsewhere_or_in_a_reuseport_group_keep_the_owner() {
         "every inbound connection belongs to the first listener's process {me}: {owners:?}"
     );
     drop(ours);
+    wait_no_listener(&loaded, port);
 }
 
 /// Connections per state in a network namespace of the test's own (so no other traffic

@@ -23,9 +23,9 @@
 enum sonde_process_counter {
 	SONDE_PROC_CREATED = 0,      /* new thread-group leaders (fork/clone without CLONE_THREAD) */
 	SONDE_PROC_EXEC = 1,         /* successful execve/execveat */
-	SONDE_PROC_EXIT_SUCCESS = 2, /* group leader exited with status 0 */
-	SONDE_PROC_EXIT_FAILURE = 3, /* group leader exited with status != 0 */
-	SONDE_PROC_EXIT_SIGNAL = 4,  /* group leader killed by a signal */
+	SONDE_PROC_EXIT_SUCCESS = 2, /* a thread group ended with status 0 */
+	SONDE_PROC_EXIT_FAILURE = 3, /* a thread group ended with status != 0 */
+	SONDE_PROC_EXIT_SIGNAL = 4,  /* a thread group was killed by a signal */
 	SONDE_PROC_LOST_RINGBUF = 5, /* exec events that did not fit in `process_events` */
 	SONDE_PROC_COUNTER_SLOTS = 6,
 };
@@ -164,6 +164,25 @@ struct sonde_tcp_conn {
 	char comm[SONDE_COMM_LEN];
 	__u32 srtt_us;          /* smoothed RTT as of the last refresh (tcp_sock srtt_us >> 3); 0 = none yet */
 	__u32 _pad;
+};
+
+/*
+ * Key of the hash `tcp_listeners`: a listening socket's network namespace (inode), family,
+ * port (host order) and bound address (IPv4 in the first 4 bytes; zeros for a wildcard).
+ */
+struct sonde_tcp_listener_key {
+	__u32 netns;
+	__u16 family;
+	__u16 port;
+	__u8 addr[16];
+};
+
+/* Value of `tcp_listeners`: the process that opened the first listener of the key (an
+ * SO_REUSEPORT group shares one key) and how many listeners hold it. */
+struct sonde_tcp_listener {
+	__u32 tgid;
+	__u32 refs;
+	char comm[SONDE_COMM_LEN];
 };
 
 enum sonde_tcp_event_kind {

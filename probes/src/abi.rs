@@ -40,6 +40,10 @@ unsafe impl aya::Pod for sonde_tcp_hist {}
 unsafe impl aya::Pod for sonde_tcp_conn {}
 // SAFETY: as above; it embeds sonde_tcp_conn, whose end is 8-byte aligned.
 unsafe impl aya::Pod for sonde_tcp_event {}
+// SAFETY: as above: fixed-width integers and byte arrays, no implicit padding (pinned).
+unsafe impl aya::Pod for sonde_tcp_listener_key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_tcp_listener {}
 
 // SAFETY: as above: fixed-width integers and byte arrays with explicit padding, pinned
 // below, any bit pattern valid.
@@ -120,6 +124,15 @@ mod pinned {
         assert_eq!(offset_of!(sonde_tcp_event, kind), 112);
         assert_eq!(offset_of!(sonde_tcp_event, err), 116);
         assert_eq!(sonde_tcp_counter::SONDE_TCP_COUNTER_SLOTS as u32, 9);
+        assert_eq!(size_of::<sonde_tcp_listener_key>(), 24);
+        assert_eq!(offset_of!(sonde_tcp_listener_key, netns), 0);
+        assert_eq!(offset_of!(sonde_tcp_listener_key, family), 4);
+        assert_eq!(offset_of!(sonde_tcp_listener_key, port), 6);
+        assert_eq!(offset_of!(sonde_tcp_listener_key, addr), 8);
+        assert_eq!(size_of::<sonde_tcp_listener>(), 24);
+        assert_eq!(offset_of!(sonde_tcp_listener, tgid), 0);
+        assert_eq!(offset_of!(sonde_tcp_listener, refs), 4);
+        assert_eq!(offset_of!(sonde_tcp_listener, comm), 8);
         assert_eq!(sonde_tcp_hist_index::SONDE_TCP_HIST_SLOTS as u32, 4);
         assert_eq!(sonde_tcp_direction::SONDE_TCP_DIR_OUTBOUND as u32, 2);
         assert_eq!(sonde_tcp_event_kind::SONDE_TCP_EV_FAIL as u32, 2);

@@ -131,9 +131,11 @@ pub fn main(config: Option<&Path>) -> ExitCode {
 /// The kernel memory the loaded maps pin, per map and summed, and its bound on a node
 /// with 64 possible CPUs (the README's formula).
 fn print_map_memory() {
-    use sonde::collect::kernel_objects::{own_maps, possible_cpus, total, PROJECTED_CPUS};
+    use sonde::collect::kernel_objects::{
+        own_maps, possible_cpus, total, with_names, PROJECTED_CPUS,
+    };
     let maps = match own_maps() {
-        Ok(m) => m,
+        Ok(m) => with_names(m),
         Err(e) => {
             println!("{:<22} cannot be read: {e}", "BPF map memory");
             return;

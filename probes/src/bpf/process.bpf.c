@@ -81,20 +81,37 @@ int sonde_process_exec(void *ctx)
 	return 0;
 }
 
-/* Fires in the context of the exiting task, once per thread. */
+#define SIGNAL_GROUP_EXIT 0x00000004 /* include/linux/sched/signal.h */
+
+/*
+ * Fires in the context of the exiting task, once per thread. A process ends when its last
+ * thread does, not when its leader does: a leader can pthread_exit while the others run
+ * on, and exec from another thread kills the old leader without ending the process. The
+ * tracepoint says whether this thread was the group's last (`group_dead`, newer kernels);
+ * older kernels lack it, and then the thread that finds no live thread left counts, which
+ * can count twice if the last two threads exit at the same instant.
+ */
 SEC("tracepoint/sched/sched_process_exit")
-int sonde_process_exit(void *ctx)
+int sonde_process_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 id = bpf_get_current_pid_tgid();
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
 	int code;
 
-	/* Count processes, not threads: only the thread-group leader. */
-	if ((__u32)id != (__u32)(id >> 32))
+	if (bpf_core_field_exists(ctx->group_dead)) {
+		if (!ctx->group_dead)
+			return 0;
+	} else if (BPF_CORE_READ(sig, live.counter) != 0) {
 		return 0;
+	}
 
-	/* wait(2) status layout: low 7 bits = terminating signal, bits 8..15 = exit status. */
-	code = BPF_CORE_READ(task, exit_code);
+	/* The status wait(2) reports for the process (wait_task_zombie): the group's exit
+	 * code after exit_group(2) or a fatal signal, else its leader's own exit code.
+	 * Layout: low 7 bits = terminating signal, bits 8..15 = exit status. */
+	if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
+		code = BPF_CORE_READ(sig, group_exit_code);
+	else
+		code = BPF_CORE_READ(task, group_leader, exit_code);
 	if (code & 0x7f)
 		bump(SONDE_PROC_EXIT_SIGNAL);
 	else if ((code >> 8) & 0xff)

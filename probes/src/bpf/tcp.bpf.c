@@ -78,25 +78,12 @@ struct {
  * the first listener's process owns it, `refs` counts the group's listeners and the entry
  * goes when the last one closes.
  */
-struct listener_key {
-	__u32 netns;
-	__u16 family;
-	__u16 port;
-	__u8 addr[16];
-};
-
-struct listener_owner {
-	__u32 tgid;
-	__u32 refs;
-	char comm[SONDE_COMM_LEN];
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct listener_key);
-	__type(value, struct listener_owner);
+	__type(key, struct sonde_tcp_listener_key);
+	__type(value, struct sonde_tcp_listener);
 } tcp_listeners SEC(".maps");
 
 struct {
@@ -266,11 +253,13 @@ static __always_inline void emit(__u64 key, struct sonde_tcp_conn *c, __u32 kind
  * a listener's key. A new server-side child at its first transition still carries its
  * listener's port and bound address (the kernel sets the child's own addresses after
  * cloning it), so the same key finds the listener that made it. */
-static __always_inline void listener_key_of(struct sock *sk, __u16 family, struct listener_key *k)
+static __always_inline void listener_key_of(struct sock *sk, __u16 family, struct sonde_tcp_listener_key *k)
 {
 	k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	k->family = family;
-	k->port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/* inet_sport, not skc_num: at the CLOSE transition the kernel has already released
+	 * an ephemeral port (inet_num = 0), but the socket still carries it here. */
+	k->port = __builtin_bswap16(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	if (family == AF_INET6)
 		BPF_CORE_READ_INTO(&k->addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 	else
@@ -280,8 +269,8 @@ static __always_inline void listener_key_of(struct sock *sk, __u16 family, struc
 
 static __always_inline void listener_open(struct sock *sk, __u16 family)
 {
-	struct listener_key k = {};
-	struct listener_owner o = {}, *cur;
+	struct sonde_tcp_listener_key k = {};
+	struct sonde_tcp_listener o = {}, *cur;
 
 	listener_key_of(sk, family, &k);
 	cur = bpf_map_lookup_elem(&tcp_listeners, &k);
@@ -304,8 +293,8 @@ static __always_inline void listener_open(struct sock *sk, __u16 family)
 
 static __always_inline void listener_close(struct sock *sk, __u16 family)
 {
-	struct listener_key k = {};
-	struct listener_owner *cur;
+	struct sonde_tcp_listener_key k = {};
+	struct sonde_tcp_listener *cur;
 
 	listener_key_of(sk, family, &k);
 	cur = bpf_map_lookup_elem(&tcp_listeners, &k);
@@ -404,8 +393,8 @@ int sonde_tcp_state(__u64 *ctx)
 			bpf_get_current_comm(n.comm, sizeof(n.comm));
 			read_peer(sk, family, &n);
 		} else {
-			struct listener_key lk = {};
-			struct listener_owner *o;
+			struct sonde_tcp_listener_key lk = {};
+			struct sonde_tcp_listener *o;
 
 			listener_key_of(sk, family, &lk);
 			o = bpf_map_lookup_elem(&tcp_listeners, &lk);
@@ -427,6 +416,8 @@ int sonde_tcp_state(__u64 *ctx)
 		if (!c || c->opened)
 			return 0;
 		c->opened = 1;
+		/* A client's port is chosen after its SYN_SENT transition. */
+		c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		read_peer(sk, family, c);
 		bump(SONDE_TCP_OPENED);
 		emit(key, c, SONDE_TCP_EV_OPEN, 0);

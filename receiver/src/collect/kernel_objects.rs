@@ -150,7 +150,8 @@ pub fn total(maps: &[MapUsage], here_cpus: u64, cpus: u64) -> (u64, u64) {
     })
 }
 
-/// Every BPF map this process holds a descriptor for (each once), with its name.
+/// Every BPF map this process holds a descriptor for (each once); names are left empty
+/// (see [`with_names`]).
 pub fn own_maps() -> std::io::Result<Vec<MapUsage>> {
     let mut out: BTreeMap<u32, MapUsage> = BTreeMap::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
@@ -165,19 +166,24 @@ pub fn own_maps() -> std::io::Result<Vec<MapUsage>> {
         let Ok(text) = std::fs::read_to_string(info_path) else {
             continue;
         };
-        let Some(mut m) = map_from_fdinfo(&text) else {
+        let Some(m) = map_from_fdinfo(&text) else {
             continue;
         };
-        if out.contains_key(&m.id) {
-            continue;
-        }
+        out.entry(m.id).or_insert(m);
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Fills in the maps' names (looked up by id: needs CAP_SYS_ADMIN, so for `sonde check`
+/// and tests, not for the agent once it has dropped its capabilities).
+pub fn with_names(mut maps: Vec<MapUsage>) -> Vec<MapUsage> {
+    for m in &mut maps {
         m.name = aya::maps::MapInfo::from_id(m.id)
             .ok()
             .and_then(|i| i.name_as_str().map(str::to_owned))
             .unwrap_or_default();
-        out.insert(m.id, m);
     }
-    Ok(out.into_values().collect())
+    maps
 }
 
 /// `recursion_misses` of a loaded program (0 if the kernel does not report it).

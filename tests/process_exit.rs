@@ -1,0 +1,93 @@
+//! Process exits are counted when the thread group ends, with the group's status: a
+//! leader that calls pthread_exit ends nothing (the process runs on), and exec from a
+//! thread that is not the leader kills the old leader without ending the process. The
+//! process family is loaded in-process and its counters read directly. The counters are
+//! host-wide (other processes on the machine add to them), so the test uses the rarest
+//! kind, `signal`, where it can, and otherwise workloads large enough that the old
+//! behaviour (twice the count) could not pass.
+//!
+//! Needs root (eBPF) and python3 (the workloads: it can pthread_exit its main thread
+//! through ctypes and exec from a second thread).
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use sonde_probes::Family;
+
+const N_EXEC: u64 = 200;
+const N_KILLED: u64 = 40;
+
+/// The main (leader) thread starts a second thread and calls pthread_exit; the second
+/// thread, alone, then kills the process with SIGKILL: one process, ended by a signal.
+const LEADER_LEAVES_FIRST: &str = "import ctypes, os, signal, threading, time\n\
+    def last():\n    time.sleep(0.05)\n    os.kill(os.getpid(), signal.SIGKILL)\n\
+    threading.Thread(target=last).start()\n\
+    ctypes.CDLL(None).pthread_exit(None)\n";
+
+/// A second thread execs /bin/true: the kernel kills the old leader (and takes over its
+/// pid); the process goes on as true and exits 0.
+const EXEC_FROM_A_THREAD: &str = "import os, threading, time\n\
+    threading.Thread(target=lambda: os.execv('/bin/true', ['true'])).start()\n\
+    time.sleep(5)\n";
+
+fn run_many(script: &str, n: u64) {
+    for _ in 0..n / 20 {
+        let kids: Vec<_> = (0..20)
+            .map(|_| {
+                Command::new("/usr/bin/python3")
+                    .args(["-c", script])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("python3 (Debian's python3 package)")
+            })
+            .collect();
+        for mut k in kids {
+            k.wait().expect("wait");
+        }
+    }
+}
+
+#[test]
+fn exits_are_counted_per_thread_group_with_the_groups_status() {
+    common::require_root();
+    sonde::probe::tracefs::ensure_mounted().expect("tracefs");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let _enter = rt.enter();
+    let mut loaded = sonde::probe::load_family(
+        Family::Process,
+        sonde::family::process::probe::PROGRAMS,
+        true,
+    )
+    .expect("loading the process family");
+    let collector = sonde::family::process::collect::ProcessCollector::start(&mut loaded, 100)
+        .expect("process collector");
+    let counts = || collector.read().expect("read");
+
+    // Exec from a thread: the kernel kills the old leader (its exit status then reads 0)
+    // but the process goes on, as true, and exits 0 once. Before, each such process
+    // counted two successes. Other processes on the machine add successes too, so the
+    // bound leaves them half of N.
+    let before = counts();
+    run_many(EXEC_FROM_A_THREAD, N_EXEC);
+    let after = counts();
+    let success = after.exit_success - before.exit_success;
+    eprintln!("exec from a thread: {success} successes for {N_EXEC} processes");
+    assert!(
+        (N_EXEC..N_EXEC + N_EXEC / 2).contains(&success),
+        "{success} success exits for {N_EXEC} processes that exec'd from a thread (one each)"
+    );
+
+    // The leader leaves first; the group ends by SIGKILL. Before, each counted a
+    // success (at the leader's pthread_exit) and no signal.
+    let before = counts().exit_signal;
+    run_many(LEADER_LEAVES_FIRST, N_KILLED);
+    let killed = counts().exit_signal - before;
+    assert!(
+        killed >= N_KILLED,
+        "{killed} signal exits for {N_KILLED} processes killed after their leader left"
+    );
+}
