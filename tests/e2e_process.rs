@@ -519,3 +519,24 @@ fn cli_check_version_help_and_config_errors() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn check_into_a_closed_pipe_exits_without_a_panic() {
+    // `sonde check | head -1`: the reader goes away before the report is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .arg("check")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sonde check");
+    drop(child.stdout.take()); // closed before the first line
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // 0 (eBPF available) or 1 (it is not), never 101 (a panic).
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{:?}: {stderr}",
+        out.status
+    );
+}

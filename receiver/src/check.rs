@@ -9,6 +9,15 @@ use sonde::privilege;
 use sonde::probe::support::{self, Capabilities, BTF_PATH};
 use sonde::probe::{tracefs, ProbeState};
 
+/// `println!` without its panic: `sonde check | head -1` closes the pipe early, and what
+/// the reader no longer wants is not an error worth a crash.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// `sonde check --config FILE` exits with this when FILE is invalid (1 means eBPF cannot
 /// run here).
 pub const EXIT_INVALID_CONFIG: u8 = 2;
@@ -22,43 +31,46 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         match Config::load(Some(path), &OtelEnv::from_process()) {
             Ok(c) => {
                 ebpf_off = !c.ebpf_enabled;
-                println!("{:<22} {} is valid", "config", path.display());
+                say!("{:<22} {} is valid", "config", path.display());
                 plan_config = Some(c);
             }
             Err(e) => {
                 // A config `sonde run` would refuse fails the check on its own, with its
                 // own exit code, before anything about the kernel is said.
-                println!("{:<22} INVALID: {e}", "config");
+                say!("{:<22} INVALID: {e}", "config");
                 return ExitCode::from(EXIT_INVALID_CONFIG);
             }
         }
     }
 
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!(
+    say!(
         "{:<22} {} ({})",
         "kernel",
         release.trim(),
         std::env::consts::ARCH
     );
-    println!("{:<22} {}", "BTF", yes(Path::new(BTF_PATH).exists()));
+    say!("{:<22} {}", "BTF", yes(Path::new(BTF_PATH).exists()));
     let ringbuf = support::kernel_version().is_some_and(|v| v >= (5, 8));
-    println!("{:<22} {}", "BPF ring buffer", yes(ringbuf));
+    say!("{:<22} {}", "BPF ring buffer", yes(ringbuf));
     let caps = Capabilities::current();
-    let _ = tracefs::ensure_mounted();
-    println!(
+    // Read only: `sonde check` changes nothing on the host (`sonde run` mounts tracefs
+    // when it is missing), so probes on classic tracepoints may show as skipped here.
+    say!(
         "{:<22} {}",
         "tracefs",
         tracefs::root().map_or_else(
             || if std::path::Path::new("/sys/kernel/tracing").exists() && !caps.sys_admin {
                 "not readable by this user (mounted at /sys/kernel/tracing?)".to_owned()
             } else {
-                "not mounted".to_owned()
+                "not mounted (sonde run mounts it at /sys/kernel/tracing; classic \
+                 tracepoint probes below are judged without it)"
+                    .to_owned()
             },
             |p| p.display().to_string()
         )
     );
-    println!(
+    say!(
         "{:<22} CAP_BPF {}, CAP_PERFMON {}, CAP_SYS_ADMIN {}, CAP_NET_ADMIN {}",
         "capabilities",
         yes(caps.bpf),
@@ -69,31 +81,31 @@ pub fn main(config: Option<&Path>) -> ExitCode {
     // What `sonde run` needs with this config on this kernel, and what it keeps.
     if let Some(c) = &plan_config {
         let plan = crate::agent::privilege_plan(c);
-        println!("\ncapabilities needed to load and attach:");
+        say!("\ncapabilities needed to load and attach:");
         for n in &plan.load {
-            println!("  {:<20} {}", privilege::name(n.cap), n.why);
+            say!("  {:<20} {}", privilege::name(n.cap), n.why);
         }
-        println!("capabilities kept after attach (all others dropped, no_new_privs set):");
+        say!("capabilities kept after attach (all others dropped, no_new_privs set):");
         if plan.keep.is_empty() {
-            println!("  none");
+            say!("  none");
         }
         for n in &plan.keep {
-            println!("  {:<20} {}", privilege::name(n.cap), n.why);
+            say!("  {:<20} {}", privilege::name(n.cap), n.why);
         }
-        println!();
+        say!();
     }
 
     // The mode `sonde run` would choose, and why (issue 6): the same sentence it logs.
     if ebpf_off {
-        println!(
+        say!(
             "\neBPF mode: off: collection.ebpf_enabled is false in the config, so Sonde \
              collects from /proc and /sys (sonde.mode=fallback); set it to true to use the probes"
         );
         return ExitCode::SUCCESS;
     }
     if let Some(reason) = support::blocker() {
-        println!("\neBPF mode: unavailable. {reason}");
-        println!("mode: fallback (sonde run exports sonde.mode=fallback)");
+        say!("\neBPF mode: unavailable. {reason}");
+        say!("mode: fallback (sonde run exports sonde.mode=fallback)");
         return ExitCode::FAILURE;
     }
 
@@ -111,20 +123,20 @@ pub fn main(config: Option<&Path>) -> ExitCode {
                         }
                         other => other.to_string(),
                     };
-                    println!("probe {:<16} {state} ({})", r.probe, spec.attach);
+                    say!("probe {:<16} {state} ({})", r.probe, spec.attach);
                 }
                 held.push(loaded);
             }
-            Err(e) => println!("probes {:<15} failed: {e}", family.name()),
+            Err(e) => say!("probes {:<15} failed: {e}", family.name()),
         }
     }
     if loadable == 0 {
-        println!("\neBPF mode: unavailable: no probe loads on this kernel; Sonde will collect from /proc and /sys");
+        say!("\neBPF mode: unavailable: no probe loads on this kernel; Sonde will collect from /proc and /sys");
         return ExitCode::FAILURE;
     }
     print_map_memory();
     drop(held);
-    println!("\neBPF mode: available ({loadable} probes load)");
+    say!("\neBPF mode: available ({loadable} probes load)");
     ExitCode::SUCCESS
 }
 
@@ -137,15 +149,15 @@ fn print_map_memory() {
     let maps = match own_maps() {
         Ok(m) => with_names(m),
         Err(e) => {
-            println!("{:<22} cannot be read: {e}", "BPF map memory");
+            say!("{:<22} cannot be read: {e}", "BPF map memory");
             return;
         }
     };
     let cpus = possible_cpus();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!();
+    say!();
     for m in &maps {
-        println!(
+        say!(
             "map {:<18} {:>9.2} MiB now, at most {:>6.2} MiB with {PROJECTED_CPUS} CPUs",
             m.name,
             mib(m.memlock),
@@ -153,7 +165,7 @@ fn print_map_memory() {
         );
     }
     let (now, bound) = total(&maps, cpus, PROJECTED_CPUS);
-    println!(
+    say!(
         "{:<22} {:.2} MiB now ({cpus} possible CPUs); at most {:.2} MiB with every map full \
          on {PROJECTED_CPUS} possible CPUs",
         "BPF map memory",
