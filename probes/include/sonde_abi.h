@@ -92,7 +92,8 @@ enum sonde_fileio_counter {
 	SONDE_BLOCK_LOST_STATS = 2,      /* requests not counted: `block_stats` full */
 	SONDE_BLOCK_LOST_PROCS = 3,      /* requests whose process share was lost: `block_procs` full */
 	SONDE_BLOCK_LOST_START = 4,      /* requests issued while `block_start` was full (no latency) */
-	SONDE_FILEIO_COUNTER_SLOTS = 5,
+	SONDE_FILEIO_LOST_CALLS = 5,     /* calls not timed: the task's storage could not be created */
+	SONDE_FILEIO_COUNTER_SLOTS = 6,
 };
 
 /* ---- tcp family -------------------------------------------------------- */
@@ -219,7 +220,8 @@ struct sonde_dns_config {
 enum sonde_dns_counter {
 	SONDE_DNS_PACKETS = 0,      /* DNS packets copied to `dns_events` */
 	SONDE_DNS_LOST_RINGBUF = 1, /* DNS packets that did not fit in `dns_events` */
-	SONDE_DNS_COUNTER_SLOTS = 2,
+	SONDE_DNS_LOST_COPY = 2,    /* DNS packets discarded: their payload could not be copied */
+	SONDE_DNS_COUNTER_SLOTS = 3,
 };
 
 enum sonde_dns_direction {

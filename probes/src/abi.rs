@@ -92,7 +92,7 @@ mod pinned {
         assert_eq!(offset_of!(sonde_io_proc_value, comm), 16);
         assert_eq!(sonde_io_direction::SONDE_IO_READ as u32, 0);
         assert_eq!(sonde_io_direction::SONDE_IO_WRITE as u32, 1);
-        assert_eq!(sonde_fileio_counter::SONDE_FILEIO_COUNTER_SLOTS as u32, 5);
+        assert_eq!(sonde_fileio_counter::SONDE_FILEIO_COUNTER_SLOTS as u32, 6);
     }
 
     #[test]
@@ -158,7 +158,7 @@ mod pinned {
         assert_eq!(offset_of!(sonde_dns_event, _pad1), 54);
         assert_eq!(offset_of!(sonde_dns_event, comm), 56);
         assert_eq!(offset_of!(sonde_dns_event, data), 72);
-        assert_eq!(sonde_dns_counter::SONDE_DNS_COUNTER_SLOTS as u32, 2);
+        assert_eq!(sonde_dns_counter::SONDE_DNS_COUNTER_SLOTS as u32, 3);
         assert_eq!(sonde_dns_direction::SONDE_DNS_EGRESS as u32, 1);
     }
 }

@@ -68,6 +68,8 @@ pub mod loss_reason {
     /// The kernel skipped the program because a BPF program was already running on the
     /// CPU (the program's `recursion_misses`).
     pub const RECURSION: &str = "recursion";
+    /// The probe saw the event but could not copy what it needed (a DNS packet's payload).
+    pub const COPY_FAILED: &str = "copy_failed";
 }
 
 /// Values of [`SONDE_EXPORT_OUTCOME`].

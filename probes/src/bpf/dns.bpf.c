@@ -177,6 +177,7 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 	asm volatile("" : "+r"(n));
 	if (n < 1 || n > SONDE_DNS_CAPTURE || bpf_skb_load_bytes(skb, payload, e->data, n)) {
 		bpf_ringbuf_discard(e, 0);
+		bump(SONDE_DNS_LOST_COPY);
 		return 1;
 	}
 	e->captured = n;

@@ -228,8 +228,10 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32
 	__u32 dev;
 
 	c = bpf_task_storage_get(&fileio_calls, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!c)
+	if (!c) {
+		bump(SONDE_FILEIO_LOST_CALLS); /* no memory for the task's storage */
 		return 0;
+	}
 	dev = regular_file_dev(task, ctx->args[0], &c->memo[dir & 1]);
 	if (!dev) {
 		c->start_ns = 0;

@@ -90,7 +90,8 @@ pub fn metrics(i: &SelfInputs<'_>, start: u64, now: u64) -> Vec<Metric> {
                 loss_reason::RINGBUF_FULL,
                 loss_reason::MAP_FULL,
                 loss_reason::CARDINALITY,
-                loss_reason::RECURSION
+                loss_reason::RECURSION,
+                loss_reason::COPY_FAILED
             ]
             .contains(reason));
             (probe(p).with(attr::SONDE_LOSS_REASON, *reason), int(*n))

@@ -46,6 +46,8 @@ pub struct DnsSettings {
 pub struct DnsCounts {
     pub packets: u64,
     pub lost_ringbuf: u64,
+    /// Packets discarded in the kernel: their payload could not be copied.
+    pub lost_copy: u64,
     pub matcher: MatcherStats,
     /// Records the parser refused (not DNS, or cut before the question ended).
     pub unparsed: u64,
@@ -157,6 +159,7 @@ impl DnsCollector {
         Ok(DnsCounts {
             packets: get(slot::SONDE_DNS_PACKETS)?,
             lost_ringbuf: get(slot::SONDE_DNS_LOST_RINGBUF)?,
+            lost_copy: get(slot::SONDE_DNS_LOST_COPY)?,
             matcher,
             unparsed,
         })

@@ -41,6 +41,8 @@ impl Source for DnsSource {
                 );
                 out.lost
                     .push(("dns", loss_reason::RINGBUF_FULL, c.lost_ringbuf));
+                out.lost
+                    .push(("dns", loss_reason::COPY_FAILED, c.lost_copy));
                 // Queries the matcher could not track: its table of open lookups was full.
                 out.lost
                     .push(("dns", loss_reason::MAP_FULL, c.matcher.dropped_open));

@@ -218,7 +218,9 @@ impl FileIoCollector {
     pub fn lost(&self) -> Result<FileIoLost, CollectError> {
         let get = |s: slot| sum_slot(&self.counters, n::MAP_COUNTERS, s as u32);
         Ok(FileIoLost {
-            file: get(slot::SONDE_FILEIO_LOST_STATS)? + get(slot::SONDE_FILEIO_LOST_PROCS)?,
+            file: get(slot::SONDE_FILEIO_LOST_STATS)?
+                + get(slot::SONDE_FILEIO_LOST_PROCS)?
+                + get(slot::SONDE_FILEIO_LOST_CALLS)?,
             block: get(slot::SONDE_BLOCK_LOST_STATS)?
                 + get(slot::SONDE_BLOCK_LOST_PROCS)?
                 + get(slot::SONDE_BLOCK_LOST_START)?,
