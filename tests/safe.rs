@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -614,4 +615,79 @@ fn a_malformed_dns_flood_neither_crashes_nor_miscounts() {
     );
     assert_eq!(queries(&got, &sink_s), 0.0, "garbage is never a query");
     assert!(sonde.child.try_wait().expect("try_wait").is_none());
+}
+
+/// A tmpfs of the test's own, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&at).expect("mount point");
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                &at.to_string_lossy(),
+            ],
+        );
+        Self(at)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Issue 13 point 2: a full disk under the queue does not stop export: batches are held
+/// in memory (warned once, counted as write_failed) and arrive once the collector is up.
+#[test]
+fn a_full_disk_falls_back_to_the_memory_backlog() {
+    require_root();
+    let dir = TempDir::new("fulldisk");
+    let fs = Tmpfs::mount(dir.path().join("fs"), "1m");
+    let queue = fs.0.join("queue");
+    std::fs::create_dir_all(&queue).expect("queue dir");
+    // Fill the file system: the queue can open (lock and ack files are empty) but no
+    // record fits.
+    let filler = std::fs::File::create(fs.0.join("filler")).expect("filler");
+    let _ = std::io::copy(&mut std::io::repeat(0).take(2 << 20), &mut &filler);
+    let port = free_port();
+    let mut sonde = Sonde::start(&[], Some(&queue_config(port, &queue)));
+    sonde.wait_started();
+    sonde.wait_log("holding batches in memory", WAIT);
+    let rx = OtlpReceiver::start_on(Proto::Grpc, port);
+    // Delta temporality (queue_config): counters arrive as per-interval deltas.
+    let got = rx.wait_for("write failures counted and exported", WAIT, |e| {
+        delta_total(
+            e,
+            "sonde.export.queue.errors",
+            &[("error.type", "write_failed")],
+        ) >= 3.0
+    });
+    assert!(
+        delta_total(
+            &got,
+            "sonde.export.points",
+            &[("sonde.export.outcome", "sent")]
+        ) > 0.0
+    );
+    assert_eq!(
+        delta_total(
+            &got,
+            "sonde.export.points",
+            &[("sonde.export.outcome", "dropped")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        sonde.stderr().matches("holding batches in memory").count(),
+        1,
+        "warned once, not per batch"
+    );
 }
