@@ -151,22 +151,23 @@ fn queued_batches_survive_sigkill_and_arrive_exactly_once() {
     });
     let got = rx.exports();
     assert_eq!(delta_total(&got, "sonde.process.exec", &filter), N as f64);
+    // Delta temporality: counters are summed over the exports.
     assert_eq!(
-        latest(
+        delta_total(
             &got,
             "sonde.export.queue.errors",
             &[("error.type", "corrupt")]
         ),
-        Some(1.0),
-        "the torn record is counted"
+        1.0,
+        "the torn record is counted once"
     );
     assert_eq!(
-        latest(
+        delta_total(
             &got,
             "sonde.export.points",
             &[("sonde.export.outcome", "dropped")]
         ),
-        Some(0.0)
+        0.0
     );
     assert!(
         second.child.try_wait().expect("try_wait").is_none(),
@@ -663,20 +664,19 @@ fn a_full_disk_falls_back_to_the_memory_backlog() {
     sonde.wait_log("holding batches in memory", WAIT);
     let rx = OtlpReceiver::start_on(Proto::Grpc, port);
     // Delta temporality (queue_config): counters arrive as per-interval deltas.
-    let got = rx.wait_for("write failures counted and exported", WAIT, |e| {
+    // A batch reports the sends before it, so wait for both counts.
+    let got = rx.wait_for("write failures counted, memory batches sent", WAIT, |e| {
         delta_total(
             e,
             "sonde.export.queue.errors",
             &[("error.type", "write_failed")],
         ) >= 3.0
+            && delta_total(
+                e,
+                "sonde.export.points",
+                &[("sonde.export.outcome", "sent")],
+            ) > 0.0
     });
-    assert!(
-        delta_total(
-            &got,
-            "sonde.export.points",
-            &[("sonde.export.outcome", "sent")]
-        ) > 0.0
-    );
     assert_eq!(
         delta_total(
             &got,
