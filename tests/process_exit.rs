@@ -63,8 +63,15 @@ fn exits_are_counted_per_thread_group_with_the_groups_status() {
         true,
     )
     .expect("loading the process family");
-    let collector = sonde::family::process::collect::ProcessCollector::start(&mut loaded, 100)
-        .expect("process collector");
+    let collector = sonde::family::process::collect::ProcessCollector::start(
+        &mut loaded,
+        sonde::aggregate::bounded::SeriesPolicy {
+            limit: 100,
+            ttl: std::time::Duration::ZERO,
+            start_unix_nano: sonde::unix_nanos(),
+        },
+    )
+    .expect("process collector");
     let counts = || collector.read().expect("read");
 
     // Exec from a thread: the kernel kills the old leader (its exit status then reads 0)

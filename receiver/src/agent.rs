@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sonde::aggregate::bounded::SeriesPolicy;
 use sonde::collect::agent_self;
 use sonde::config::{Config, ConsoleDetail, OtelEnv};
 use sonde::export::console::ConsoleExporter;
@@ -103,7 +104,12 @@ impl Probes {
         }
     }
 
-    fn load(config: &Config) -> Result<Self, String> {
+    fn load(config: &Config, start: u64) -> Result<Self, String> {
+        let series = |limit| SeriesPolicy {
+            limit,
+            ttl: config.series_ttl,
+            start_unix_nano: start,
+        };
         if let Some(reason) = probe::support::blocker() {
             return Err(reason);
         }
@@ -128,7 +134,11 @@ impl Probes {
         // Each family loads on its own: one that fails leaves the others running.
         for f in family::FAMILIES {
             if f.enabled(&config.probes) {
-                probes.add(*f, f.start(&config.probes).map_err(|e| e.to_string()));
+                probes.add(
+                    *f,
+                    f.start(&config.probes, series(0))
+                        .map_err(|e| e.to_string()),
+                );
             }
         }
         for r in &probes.reports {
@@ -215,7 +225,7 @@ impl Collection {
 
     pub fn start(config: &Config, stats: Arc<ExportStats>) -> Self {
         let start = sonde::unix_nanos();
-        let probes = load_probes(config);
+        let probes = load_probes(config, start);
         let mode = if probes.attached() {
             sonde_mode::EBPF
         } else {
@@ -242,14 +252,14 @@ impl Collection {
     }
 }
 
-fn load_probes(config: &Config) -> Probes {
+fn load_probes(config: &Config, start: u64) -> Probes {
     if !config.ebpf_enabled {
         tracing::warn!(
             "eBPF is off (collection.ebpf_enabled: false): collecting from /proc and /sys only"
         );
         Probes::none()
     } else {
-        match Probes::load(config) {
+        match Probes::load(config, start) {
             Ok(p) if p.attached() => p,
             Ok(p) => {
                 let why: Vec<String> = p

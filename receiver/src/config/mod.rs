@@ -38,6 +38,9 @@ pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 64 << 20;
 pub const MIN_QUEUE_MAX_BYTES: u64 = 1 << 20;
 /// Default `health.max_export_lag`.
 pub const DEFAULT_MAX_EXPORT_LAG: Duration = Duration::from_secs(300);
+/// Default `collection.series_ttl`: long enough that a cron job every few minutes keeps
+/// its series, short enough that a host's churn of processes and peers frees slots.
+pub const DEFAULT_SERIES_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -183,6 +186,10 @@ pub struct ResourceConfig {
 pub struct Config {
     pub ebpf_enabled: bool,
     pub interval: Duration,
+    /// A series unchanged this long expires (`Duration::ZERO`: never).
+    pub series_ttl: Duration,
+    /// `process.pid` on per-process probe series (`attributes.process_pid`).
+    pub process_pid: bool,
     /// Every probe family's section (`probes.<name>`); `config.tcp` reads through to it.
     pub probes: ProbesConfig,
     /// `None` when no collector is configured (neither in the file nor OTEL_* endpoints).
@@ -312,6 +319,21 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         ));
     }
 
+    let series_ttl = match &collection.series_ttl {
+        Some(s) => parse_duration("collection.series_ttl", s)?,
+        None => DEFAULT_SERIES_TTL,
+    };
+    if !series_ttl.is_zero() && series_ttl < interval {
+        return Err(invalid(
+            "collection.series_ttl",
+            format!(
+                "{series_ttl:?} is shorter than collection.interval ({interval:?}): series \
+                 would expire between two exports; use at least the interval, or 0s to \
+                 keep series forever"
+            ),
+        ));
+    }
+
     let probes = ProbesConfig::validate(raw.probes.unwrap_or_default())?;
 
     let exporters = raw.exporters.unwrap_or_default();
@@ -414,6 +436,8 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         health,
         ebpf_enabled: collection.ebpf_enabled.unwrap_or(true),
         interval,
+        series_ttl,
+        process_pid: raw.attributes.and_then(|a| a.process_pid).unwrap_or(false),
         probes,
         otlp,
         prometheus,

@@ -18,6 +18,7 @@ pub struct RawConfig {
     /// /proc and /sys host metrics (both modes).
     pub host: Option<crate::family::host::config::RawHost>,
     pub health: Option<RawHealth>,
+    pub attributes: Option<RawAttributes>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +27,8 @@ pub struct RawCollection {
     pub ebpf_enabled: Option<bool>,
     /// How often a snapshot is taken and exported, e.g. `10s`.
     pub interval: Option<String>,
+    /// A series unchanged for this long expires and frees its slot, e.g. `5m`.
+    pub series_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,4 +121,11 @@ pub struct RawHealth {
     pub listen: Option<String>,
     /// /readyz fails when the oldest unsent data is older than this.
     pub max_export_lag: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttributes {
+    /// `process.pid` on per-process probe series (off: pids churn).
+    pub process_pid: Option<bool>,
 }

@@ -24,6 +24,22 @@ fn empty_file_and_environment_give_the_defaults() {
 }
 
 #[test]
+fn series_ttl_and_process_pid() {
+    let d = Config::from_yaml("", &env(&[])).expect("valid");
+    assert_eq!(d.series_ttl, Duration::from_secs(300));
+    assert!(!d.process_pid, "pids churn: opt-in only");
+    let c = Config::from_yaml(
+        "collection:\n  series_ttl: 1h\nattributes:\n  process_pid: true\n",
+        &env(&[]),
+    )
+    .expect("valid");
+    assert_eq!(c.series_ttl, Duration::from_secs(3600));
+    assert!(c.process_pid);
+    let forever = Config::from_yaml("collection:\n  series_ttl: 0s\n", &env(&[])).expect("valid");
+    assert_eq!(forever.series_ttl, Duration::ZERO);
+}
+
+#[test]
 fn unknown_keys_are_rejected_with_their_path() {
     let err = Config::from_yaml("exporters:\n  otlp:\n    endpointt: x\n", &env(&[]))
         .expect_err("typo must be rejected");
@@ -223,6 +239,13 @@ fn bad_values_name_the_setting_and_the_fix() {
             &[],
             "health.max_export_lag",
         ),
+        (
+            "collection:\n  interval: 10s\n  series_ttl: 5s\n",
+            &[],
+            "collection.series_ttl",
+        ),
+        ("collection:\n  series_ttl: soon\n", &[], "series_ttl"),
+        ("attributes:\n  pid: true\n", &[], "attributes"),
         (
             "probes:\n  process:\n    executable_name_limit: 0\n",
             &[],

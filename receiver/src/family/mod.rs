@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::aggregate::bounded::SeriesPolicy;
 use crate::config::ConfigError;
 use crate::probe::{self, LoadError, LoadedFamily, ProgramSpec};
 use crate::source::Source;
@@ -66,9 +67,10 @@ pub trait Family: Sync {
     fn enabled(&self, config: &ProbesConfig) -> bool;
 
     /// Loads and attaches its programs and starts its collector from its config section.
-    /// The family comes back even when the collector fails (its reports say what
-    /// attached); the source is then `None` and the failure is logged.
-    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError>;
+    /// `series` carries the expiry and start every bounded series shares (its limit is
+    /// the family's own key). The family comes back even when the collector fails (its
+    /// reports say what attached); the source is then `None` and the failure is logged.
+    fn start(&self, config: &ProbesConfig, series: SeriesPolicy) -> Result<Started, LoadError>;
 
     fn name(&self) -> &'static str {
         self.kind().name()

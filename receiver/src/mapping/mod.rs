@@ -41,6 +41,38 @@ pub fn grid_histogram(slots: &[u64], sum_ns: u64) -> crate::model::ExpHistogram 
     )
 }
 
+/// Counter points of bounded series, each with its own start time. Two series that map
+/// to one attribute set (two file systems shown at one mount point) are summed and keep
+/// the earlier start.
+#[derive(Debug, Default)]
+pub struct CounterPoints(std::collections::BTreeMap<crate::model::Attributes, (u64, u64)>);
+
+impl CounterPoints {
+    pub fn add(&mut self, attributes: crate::model::Attributes, value: u64, start_unix_nano: u64) {
+        let e = self.0.entry(attributes).or_insert((0, start_unix_nano));
+        e.0 += value;
+        e.1 = e.1.min(start_unix_nano);
+    }
+
+    /// The metric `def` with these points, in attribute order.
+    pub fn metric(self, def: sonde_semconv::MetricDef) -> crate::model::Metric {
+        crate::model::Metric {
+            def,
+            points: self
+                .0
+                .into_iter()
+                .map(|(attributes, (v, start))| crate::model::Point {
+                    attributes,
+                    value: crate::model::PointValue::Number(crate::model::Number::Int(
+                        i64::try_from(v).unwrap_or(i64::MAX),
+                    )),
+                    start_unix_nano: start,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,18 +3,18 @@
 //! bounds. Pure: fed with the matcher's events, read by `family::dns::mapping`.
 //!
 //! Question names are sensitive and unbounded, so they follow a policy: `Off` (never
-//! exported), `TopN(n)` (the first n distinct names keep their own series for the life of
-//! the agent; later names are exported without `dns.question.name` and with
-//! `otel.metric.overflow=true`), or `All`. Whatever the policy, each metric keeps at most
-//! `series_limit` attribute sets; the rest fold into one overflow series, so memory stays
-//! bounded and the sum over series stays exact.
+//! exported), `TopN(n)` (at most n distinct names have their own series at a time; a name
+//! idle for the series ttl frees its place; other names are exported without
+//! `dns.question.name` and with `otel.metric.overflow=true`), or `All`. Whatever the
+//! policy, each metric keeps at most `limit` live attribute sets (idle ones expire, see
+//! `aggregate::bounded`); the rest fold into one overflow series, so memory stays bounded
+//! and the sum over series stays exact.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use sonde_semconv::dns as sc;
 
-use crate::aggregate::bounded::BoundedCounter;
+use crate::aggregate::bounded::{BoundedCounter, BoundedSeries, SeriesPolicy, SeriesSnapshot};
 use crate::family::dns::matcher::{Event, Lookup, Outcome, Process, Query};
 use crate::family::dns::privacy::NamePrivacy;
 
@@ -80,28 +80,28 @@ impl Hist {
 pub struct DnsStats {
     policy: NamePolicy,
     privacy: NamePrivacy,
-    series_limit: usize,
-    /// Names that have their own series under `TopN`.
-    kept_names: HashSet<String>,
+    /// Lookups per name that has its own series under `TopN` (limit n).
+    kept_names: BoundedCounter<String>,
     queries: BoundedCounter<QueryKey>,
     failures: BoundedCounter<FailureKey>,
     cache_hits: BoundedCounter<IpAddr>,
-    durations: HashMap<LookupKey, Hist>,
-    durations_overflow: Option<Hist>,
+    durations: BoundedSeries<LookupKey, Hist>,
 }
 
 impl DnsStats {
-    pub fn new(policy: NamePolicy, series_limit: usize) -> Self {
+    pub fn new(policy: NamePolicy, series: SeriesPolicy) -> Self {
+        let names_limit = match policy {
+            NamePolicy::TopN(n) => n,
+            NamePolicy::Off | NamePolicy::All => 0,
+        };
         Self {
             policy,
             privacy: NamePrivacy::default(),
-            series_limit,
-            kept_names: HashSet::new(),
-            queries: BoundedCounter::new(series_limit),
-            failures: BoundedCounter::new(series_limit),
-            cache_hits: BoundedCounter::new(series_limit),
-            durations: HashMap::new(),
-            durations_overflow: None,
+            kept_names: BoundedCounter::new(series.with_limit(names_limit)),
+            queries: BoundedCounter::new(series),
+            failures: BoundedCounter::new(series),
+            cache_hits: BoundedCounter::new(series),
+            durations: BoundedSeries::new(series),
         }
     }
 
@@ -110,6 +110,15 @@ impl DnsStats {
     pub fn with_privacy(mut self, privacy: NamePrivacy) -> Self {
         self.privacy = privacy;
         self
+    }
+
+    /// A snapshot tick at `now` (Unix ns): idle series and names expire.
+    pub fn tick(&mut self, now: u64) {
+        self.kept_names.tick(now);
+        self.queries.tick(now);
+        self.failures.tick(now);
+        self.cache_hits.tick(now);
+        self.durations.tick(now);
     }
 
     pub fn add(&mut self, event: &Event) {
@@ -155,15 +164,7 @@ impl DnsStats {
             cache_hit: l.cache_hit,
         };
         let seconds = ns as f64 / 1e9;
-        if let Some(h) = self.durations.get_mut(&key) {
-            h.record(seconds);
-        } else if self.durations.len() < self.series_limit {
-            self.durations.entry(key).or_default().record(seconds);
-        } else {
-            self.durations_overflow
-                .get_or_insert_with(Hist::default)
-                .record(seconds);
-        }
+        self.durations.update_or_fold(key, |_| ()).record(seconds);
     }
 
     fn name(&mut self, name: &str) -> (Option<String>, bool) {
@@ -176,11 +177,9 @@ impl DnsStats {
         match self.policy {
             NamePolicy::Off => (None, false),
             NamePolicy::All => (Some(name), false),
-            NamePolicy::TopN(n) => {
+            NamePolicy::TopN(_) => {
+                self.kept_names.add(name.clone(), 1);
                 if self.kept_names.contains(&name) {
-                    (Some(name), false)
-                } else if self.kept_names.len() < n {
-                    self.kept_names.insert(name.clone());
                     (Some(name), false)
                 } else {
                     (None, true)
@@ -189,29 +188,23 @@ impl DnsStats {
         }
     }
 
-    /// Query counts by key (stable order) and the overflow total.
-    pub fn queries(&self) -> (Vec<(QueryKey, u64)>, u64) {
+    /// Query counts by key (stable order) and the overflow series.
+    pub fn queries(&self) -> SeriesSnapshot<QueryKey> {
         self.queries.snapshot()
     }
 
-    /// Failures by (`error.type`, resolver) in stable order, and the overflow total.
-    pub fn failures(&self) -> (Vec<(FailureKey, u64)>, u64) {
+    /// Failures by (`error.type`, resolver) in stable order, and the overflow series.
+    pub fn failures(&self) -> SeriesSnapshot<FailureKey> {
         self.failures.snapshot()
     }
 
-    pub fn cache_hits(&self) -> (Vec<(IpAddr, u64)>, u64) {
+    pub fn cache_hits(&self) -> SeriesSnapshot<IpAddr> {
         self.cache_hits.snapshot()
     }
 
     /// Latency histograms by key (stable order) and the overflow histogram.
-    pub fn durations(&self) -> (Vec<(LookupKey, Hist)>, Option<Hist>) {
-        let mut v: Vec<(LookupKey, Hist)> = self
-            .durations
-            .iter()
-            .map(|(k, h)| (k.clone(), h.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        (v, self.durations_overflow.clone())
+    pub fn durations(&self) -> SeriesSnapshot<LookupKey, Hist> {
+        self.durations.snapshot()
     }
 }
 
@@ -238,9 +231,23 @@ mod tests {
 
     const OK: Outcome = Outcome::Answered { rcode: 0 };
 
+    fn series(limit: usize) -> SeriesPolicy {
+        SeriesPolicy {
+            limit,
+            ttl: std::time::Duration::ZERO,
+            start_unix_nano: 0,
+        }
+    }
+
+    fn pairs<K: Clone, V: Clone>(
+        s: &[crate::aggregate::bounded::SeriesPoint<K, V>],
+    ) -> Vec<(K, V)> {
+        s.iter().map(|p| (p.key.clone(), p.value.clone())).collect()
+    }
+
     #[test]
     fn failures_hits_and_buckets() {
-        let mut s = DnsStats::new(NamePolicy::All, 100);
+        let mut s = DnsStats::new(NamePolicy::All, series(100));
         for e in [
             lookup("a.test", OK, Some(1), Some(true)),
             lookup("a.test", OK, Some(5), Some(true)),
@@ -251,16 +258,19 @@ mod tests {
             s.add(&e);
         }
         let resolver = IpAddr::from([127, 0, 0, 2]);
+        let (failures, overflow) = s.failures();
         assert_eq!(
-            s.failures(),
-            (
-                vec![(("nxdomain", resolver), 1), (("timeout", resolver), 1)],
-                0
-            )
+            pairs(&failures),
+            vec![(("nxdomain", resolver), 1), (("timeout", resolver), 1)],
         );
-        assert_eq!(s.cache_hits().0, [(IpAddr::from([127, 0, 0, 2]), 2)]);
+        assert!(overflow.is_empty());
+        assert_eq!(
+            pairs(&s.cache_hits().0),
+            [(IpAddr::from([127, 0, 0, 2]), 2)]
+        );
         let (d, overflow) = s.durations();
-        assert!(overflow.is_none());
+        let d = pairs(&d);
+        assert!(overflow.is_empty());
         assert_eq!(
             d.len(),
             3,
@@ -289,14 +299,14 @@ mod tests {
     #[test]
     fn name_policies() {
         let names = |policy| {
-            let mut s = DnsStats::new(policy, 100);
+            let mut s = DnsStats::new(policy, series(100));
             for n in ["a.test", "b.test", "c.test", "a.test"] {
                 s.add(&lookup(n, OK, Some(1), None));
             }
             s.durations()
                 .0
                 .into_iter()
-                .map(|(k, h)| (k.name, k.name_folded, h.count))
+                .map(|p| (p.key.name, p.key.name_folded, p.value.count))
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(NamePolicy::Off), [(None, false, 4)]);
@@ -314,7 +324,7 @@ mod tests {
     #[test]
     fn privacy_applies_before_the_name_policy() {
         let privacy = NamePrivacy::new(Some(b"test key"), &["secret.test".to_owned()]);
-        let mut s = DnsStats::new(NamePolicy::TopN(10), 100).with_privacy(privacy.clone());
+        let mut s = DnsStats::new(NamePolicy::TopN(10), series(100)).with_privacy(privacy.clone());
         for n in ["a.test", "db.secret.test", "A.test.", "b.test"] {
             s.add(&lookup(n, OK, Some(1), None));
         }
@@ -322,7 +332,7 @@ mod tests {
             .durations()
             .0
             .into_iter()
-            .map(|(k, h)| (k.name, k.name_folded, h.count))
+            .map(|p| (p.key.name, p.key.name_folded, p.value.count))
             .collect();
         let hash = |n: &str| privacy.exported(n);
         let mut want = vec![
@@ -342,12 +352,12 @@ mod tests {
 
     #[test]
     fn series_past_the_limit_fold_into_one_overflow_histogram() {
-        let mut s = DnsStats::new(NamePolicy::All, 2);
+        let mut s = DnsStats::new(NamePolicy::All, series(2));
         for n in ["a.test", "b.test", "c.test", "d.test", "a.test"] {
             s.add(&lookup(n, OK, Some(1), None));
         }
         let (d, overflow) = s.durations();
-        assert_eq!(d.iter().map(|(_, h)| h.count).sum::<u64>(), 3);
-        assert_eq!(overflow.map(|h| h.count), Some(2));
+        assert_eq!(d.iter().map(|p| p.value.count).sum::<u64>(), 3);
+        assert_eq!(overflow.first().map(|p| p.value.count), Some(2));
     }
 }

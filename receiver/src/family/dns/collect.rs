@@ -37,8 +37,8 @@ pub struct DnsSettings {
     pub names: NamePolicy,
     /// Redaction and never-exported suffixes of question names.
     pub privacy: crate::family::dns::privacy::NamePrivacy,
-    /// Attribute sets per metric before the overflow series.
-    pub series_limit: usize,
+    /// Attribute sets per metric before the overflow series, their expiry and start.
+    pub series: crate::aggregate::bounded::SeriesPolicy,
 }
 
 /// Cumulative counts since the probe was loaded.
@@ -118,7 +118,7 @@ impl DnsCollector {
         let timeout_ns = u64::try_from(settings.timeout.as_nanos()).unwrap_or(u64::MAX);
         let shared = Arc::new(Mutex::new(Shared {
             matcher: Matcher::new(timeout_ns, MAX_OPEN, MAX_SENT),
-            stats: DnsStats::new(settings.names, settings.series_limit)
+            stats: DnsStats::new(settings.names, settings.series)
                 .with_privacy(settings.privacy.clone()),
             unparsed: 0,
             scratch: Vec::new(),
@@ -131,9 +131,10 @@ impl DnsCollector {
         Ok(Self { counters, shared })
     }
 
-    /// Ends lookups past their timeout (`now_ns` on the kernel's monotonic clock), then
-    /// hands the aggregated state to `f` (the mapping) under the lock.
-    pub fn with_stats<T>(&self, now_ns: u64, f: impl FnOnce(&DnsStats) -> T) -> T {
+    /// Ends lookups past their timeout (`now_ns` on the kernel's monotonic clock), ticks
+    /// the series at `unix_now` (expiry), then hands the aggregated state to `f` (the
+    /// mapping) under the lock.
+    pub fn with_stats<T>(&self, now_ns: u64, unix_now: u64, f: impl FnOnce(&DnsStats) -> T) -> T {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *s;
         // Judge timeouts as of two polls ago: by then every response the kernel saw
@@ -141,6 +142,7 @@ impl DnsCollector {
         let drained_until = now_ns.saturating_sub(2 * POLL_EVERY.as_nanos() as u64);
         s.matcher.expire(drained_until, &mut s.scratch);
         s.fold();
+        s.stats.tick(unix_now);
         f(&s.stats)
     }
 

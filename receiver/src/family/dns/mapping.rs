@@ -4,11 +4,8 @@ use sonde_semconv::attr;
 use sonde_semconv::dns as m;
 
 use crate::family::dns::aggregate::{DnsStats, Hist, LookupKey, QueryKey};
-use crate::model::{numbers, Attributes, Histogram, Metric, Number, Point, PointValue};
-
-fn int(v: u64) -> Number {
-    Number::Int(i64::try_from(v).unwrap_or(i64::MAX))
-}
+use crate::mapping::CounterPoints;
+use crate::model::{Attributes, Histogram, Metric, Point, PointValue};
 
 fn overflow() -> Attributes {
     Attributes::new().with(attr::OTEL_METRIC_OVERFLOW, true)
@@ -57,66 +54,67 @@ fn hist_point(attributes: Attributes, h: &Hist, start: u64) -> Point {
     }
 }
 
-/// The four DNS metrics. Every series is cumulative from `start`.
-pub fn metrics(stats: &DnsStats, start: u64) -> Vec<Metric> {
+/// The four DNS metrics. Each series carries its own start (`aggregate::bounded`).
+pub fn metrics(stats: &DnsStats) -> Vec<Metric> {
     let (queries, queries_overflow) = stats.queries();
-    let mut q: Vec<(Attributes, Number)> = queries
-        .iter()
-        .map(|(k, n)| (query_attrs(k), int(*n)))
-        .collect();
-    if queries_overflow > 0 {
-        q.push((overflow(), int(queries_overflow)));
+    let mut q = CounterPoints::default();
+    for p in &queries {
+        q.add(query_attrs(&p.key), p.value, p.start_unix_nano);
+    }
+    for p in &queries_overflow {
+        q.add(overflow(), p.value, p.start_unix_nano);
     }
 
     // The resolver on failures too (beyond metrics.md's `error.type`): "which resolver
     // fails" is the first question a failure alert raises.
     let (failures, failures_overflow) = stats.failures();
-    let mut f: Vec<(Attributes, Number)> = failures
-        .iter()
-        .map(|((e, ip), n)| {
-            (
-                Attributes::new()
-                    .with(attr::ERROR_TYPE, *e)
-                    .with(attr::NETWORK_PEER_ADDRESS, ip.to_string()),
-                int(*n),
-            )
-        })
-        .collect();
-    if failures_overflow > 0 {
-        f.push((overflow(), int(failures_overflow)));
+    let mut f = CounterPoints::default();
+    for p in &failures {
+        let (e, ip) = p.key;
+        f.add(
+            Attributes::new()
+                .with(attr::ERROR_TYPE, e)
+                .with(attr::NETWORK_PEER_ADDRESS, ip.to_string()),
+            p.value,
+            p.start_unix_nano,
+        );
+    }
+    for p in &failures_overflow {
+        f.add(overflow(), p.value, p.start_unix_nano);
     }
 
     let (hits, hits_overflow) = stats.cache_hits();
-    let mut h: Vec<(Attributes, Number)> = hits
-        .iter()
-        .map(|(ip, n)| {
-            (
-                Attributes::new().with(attr::NETWORK_PEER_ADDRESS, ip.to_string()),
-                int(*n),
-            )
-        })
-        .collect();
-    if hits_overflow > 0 {
-        h.push((overflow(), int(hits_overflow)));
+    let mut h = CounterPoints::default();
+    for p in &hits {
+        h.add(
+            Attributes::new().with(attr::NETWORK_PEER_ADDRESS, p.key.to_string()),
+            p.value,
+            p.start_unix_nano,
+        );
+    }
+    for p in &hits_overflow {
+        h.add(overflow(), p.value, p.start_unix_nano);
     }
 
     let (durations, durations_overflow) = stats.durations();
-    let mut points: Vec<Point> = durations
+    let points: Vec<Point> = durations
         .iter()
-        .map(|(k, h)| hist_point(lookup_attrs(k), h, start))
+        .map(|p| hist_point(lookup_attrs(&p.key), &p.value, p.start_unix_nano))
+        .chain(
+            durations_overflow
+                .iter()
+                .map(|p| hist_point(overflow(), &p.value, p.start_unix_nano)),
+        )
         .collect();
-    if let Some(o) = &durations_overflow {
-        points.push(hist_point(overflow(), o, start));
-    }
 
     vec![
         Metric {
             def: m::DNS_LOOKUP_DURATION,
             points,
         },
-        numbers(m::SONDE_DNS_QUERIES, start, q),
-        numbers(m::SONDE_DNS_FAILURES, start, f),
-        numbers(m::SONDE_DNS_CACHE_HITS, start, h),
+        q.metric(m::SONDE_DNS_QUERIES),
+        f.metric(m::SONDE_DNS_FAILURES),
+        h.metric(m::SONDE_DNS_CACHE_HITS),
     ]
 }
 
@@ -126,7 +124,7 @@ mod tests {
     use crate::family::dns::aggregate::NamePolicy;
     use crate::family::dns::matcher::{Event, Lookup, Outcome, Process, Query};
     use crate::family::dns::wire::Question;
-    use crate::model::Value;
+    use crate::model::{Number, Value};
     use std::net::SocketAddr;
 
     #[test]
@@ -137,7 +135,14 @@ mod tests {
             qtype: 28,
             qclass: 1,
         };
-        let mut s = DnsStats::new(NamePolicy::All, 10);
+        let mut s = DnsStats::new(
+            NamePolicy::All,
+            crate::aggregate::bounded::SeriesPolicy {
+                limit: 10,
+                ttl: std::time::Duration::ZERO,
+                start_unix_nano: 7,
+            },
+        );
         s.add(&Event::Query(Query {
             server,
             question: question.clone(),
@@ -164,7 +169,7 @@ mod tests {
                 cache_hit: hit,
             }));
         }
-        let ms = metrics(&s, 7);
+        let ms = metrics(&s);
         let names: Vec<&str> = ms.iter().map(|m| m.def.name).collect();
         assert_eq!(
             names,

@@ -26,10 +26,10 @@ impl Source for DnsSource {
         "dns"
     }
 
-    fn collect(&mut self, start: u64, out: &mut Output) {
-        let metrics = self
-            .collector
-            .with_stats(monotonic_now_ns(), |s| mapping::metrics(s, start));
+    fn collect(&mut self, _start: u64, out: &mut Output) {
+        let metrics =
+            self.collector
+                .with_stats(monotonic_now_ns(), crate::unix_nanos(), mapping::metrics);
         out.metrics.extend(metrics);
         match self.collector.counts() {
             Ok(c) => {
@@ -93,13 +93,17 @@ impl Family for Dns {
         config.dns.enabled
     }
 
-    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError> {
+    fn start(
+        &self,
+        config: &ProbesConfig,
+        series: crate::aggregate::bounded::SeriesPolicy,
+    ) -> Result<Started, LoadError> {
         let settings = DnsSettings {
             ports: config.dns.ports.clone(),
             timeout: config.dns.timeout,
             names: config.dns.question_names,
             privacy: name_privacy(&config.dns),
-            series_limit: collect::SERIES_LIMIT,
+            series: series.with_limit(collect::SERIES_LIMIT),
         };
         let mut loaded = self.load()?;
         let source = super::collector("DNS", DnsCollector::start(&mut loaded, &settings))

@@ -15,6 +15,7 @@ use sonde_probes::abi::{
 };
 use sonde_probes::names::fileio as n;
 
+use crate::aggregate::bounded::{BoundedCounter, SeriesPolicy, SeriesSnapshot};
 pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
 use crate::family::process::collect::comm_to_string;
@@ -81,28 +82,24 @@ pub struct ProcSeries {
     pub direction: u32,
 }
 
-/// Per-process series and per-(dev, direction) overflow, both cumulative.
-pub type ProcSnapshot = (Vec<(ProcSeries, u64)>, Vec<(IoKey, u64)>);
+/// Per-process series and per-(dev, direction) overflow series, both cumulative.
+pub type ProcSnapshot = SeriesSnapshot<ProcSeries, u64, IoKey>;
 
-/// Cumulative bytes per process series, bounded: the first `limit` series get their own
-/// point for the life of the agent, later ones add to an overflow per (dev, direction),
-/// so totals per file system and direction stay exact. Pure: no I/O.
+/// Cumulative bytes per process series, bounded and expiring (`aggregate::bounded`):
+/// series past the limit add to an overflow per (dev, direction), so totals per file
+/// system and direction stay exact. Pure: no I/O.
 #[derive(Debug, Clone)]
 pub struct ProcTotals {
-    limit: usize,
     /// Last cumulative value seen per kernel entry.
     last: HashMap<(u32, u32, u32), u64>,
-    series: HashMap<ProcSeries, u64>,
-    overflow: HashMap<IoKey, u64>,
+    series: BoundedCounter<ProcSeries, IoKey>,
 }
 
 impl ProcTotals {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(series: SeriesPolicy) -> Self {
         Self {
-            limit,
             last: HashMap::new(),
-            series: HashMap::new(),
-            overflow: HashMap::new(),
+            series: BoundedCounter::new(series),
         }
     }
 
@@ -112,20 +109,10 @@ impl ProcTotals {
         let last = self.last.insert(entry, cumulative).unwrap_or(0);
         // Never below the last value unless the entry was recreated: then all of it is new.
         let delta = cumulative.checked_sub(last).unwrap_or(cumulative);
-        if delta == 0 && self.series.contains_key(&series) {
-            return;
-        }
-        if let Some(v) = self.series.get_mut(&series) {
-            *v += delta;
-        } else if self.series.len() < self.limit {
-            self.series.insert(series, delta);
-        } else {
-            let key = IoKey {
-                dev: series.dev,
-                direction: series.direction,
-            };
-            *self.overflow.entry(key).or_default() += delta;
-        }
+        self.series.add_or_fold(series, delta, |s| IoKey {
+            dev: s.dev,
+            direction: s.direction,
+        });
     }
 
     /// The kernel entry was deleted (its process exited): a new entry with the same key
@@ -134,13 +121,14 @@ impl ProcTotals {
         self.last.remove(&entry);
     }
 
+    /// A snapshot tick at `now` (Unix ns): idle series expire.
+    pub fn tick(&mut self, now: u64) {
+        self.series.tick(now);
+    }
+
     /// Series in key order and overflow per (dev, direction), both cumulative.
     pub fn snapshot(&self) -> ProcSnapshot {
-        let mut s: Vec<_> = self.series.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        s.sort();
-        let mut o: Vec<_> = self.overflow.iter().map(|(k, v)| (*k, *v)).collect();
-        o.sort();
-        (s, o)
+        self.series.snapshot()
     }
 }
 
@@ -172,17 +160,17 @@ impl std::fmt::Debug for FileIoCollector {
 }
 
 impl FileIoCollector {
-    /// Takes the family's maps. `process_limit` bounds the per-process series of each
-    /// metric (top-N with overflow).
-    pub fn new(loaded: &mut LoadedFamily, process_limit: usize) -> Result<Self, CollectError> {
+    /// Takes the family's maps. `series` bounds the per-process series of each metric
+    /// (limit with overflow, expiry).
+    pub fn new(loaded: &mut LoadedFamily, series: SeriesPolicy) -> Result<Self, CollectError> {
         Ok(Self {
             file_stats: take_map(loaded, n::MAP_FILE_STATS)?,
             file_procs: take_map(loaded, n::MAP_FILE_PROCS)?,
             block_stats: take_map(loaded, n::MAP_BLOCK_STATS)?,
             block_procs: take_map(loaded, n::MAP_BLOCK_PROCS)?,
             counters: take_map(loaded, n::MAP_COUNTERS)?,
-            file_totals: ProcTotals::new(process_limit),
-            block_totals: ProcTotals::new(process_limit),
+            file_totals: ProcTotals::new(series),
+            block_totals: ProcTotals::new(series),
         })
     }
 
@@ -287,6 +275,18 @@ fn fold_procs(
 mod tests {
     use super::*;
 
+    fn policy(limit: usize) -> SeriesPolicy {
+        SeriesPolicy {
+            limit,
+            ttl: std::time::Duration::ZERO,
+            start_unix_nano: 0,
+        }
+    }
+
+    fn values<K: Clone>(points: &[crate::aggregate::bounded::SeriesPoint<K>]) -> Vec<(K, u64)> {
+        points.iter().map(|p| (p.key.clone(), p.value)).collect()
+    }
+
     fn series(pid: u32, dev: u32) -> ProcSeries {
         ProcSeries {
             pid,
@@ -298,15 +298,15 @@ mod tests {
 
     #[test]
     fn cumulative_kernel_values_become_exact_series_and_overflow_keeps_dev_and_direction() {
-        let mut t = ProcTotals::new(1);
+        let mut t = ProcTotals::new(policy(1));
         t.update((1, 7, 0), series(1, 7), 100);
         t.update((2, 7, 0), series(2, 7), 50);
         t.update((1, 7, 0), series(1, 7), 150);
         t.update((2, 7, 0), series(2, 7), 80);
         let (s, o) = t.snapshot();
-        assert_eq!(s, vec![(series(1, 7), 150)]);
+        assert_eq!(values(&s), vec![(series(1, 7), 150)]);
         assert_eq!(
-            o,
+            values(&o),
             vec![(
                 IoKey {
                     dev: 7,
@@ -319,15 +319,15 @@ mod tests {
 
     #[test]
     fn a_forgotten_entry_that_comes_back_counts_from_zero_and_totals_stay_monotonic() {
-        let mut t = ProcTotals::new(10);
+        let mut t = ProcTotals::new(policy(10));
         t.update((1, 7, 0), series(1, 7), 100);
         t.forget((1, 7, 0));
         // Same pid reused by a new process with the same comm: adds, never resets.
         t.update((1, 7, 0), series(1, 7), 30);
-        assert_eq!(t.snapshot().0, vec![(series(1, 7), 130)]);
+        assert_eq!(values(&t.snapshot().0), vec![(series(1, 7), 130)]);
         // A value below the last one means the entry was recreated: all of it is new.
         t.update((1, 7, 0), series(1, 7), 10);
-        assert_eq!(t.snapshot().0, vec![(series(1, 7), 140)]);
+        assert_eq!(values(&t.snapshot().0), vec![(series(1, 7), 140)]);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use sonde_semconv::attr::{self, disk_io_direction};
 use sonde_semconv::fileio as m;
 
+use crate::aggregate::bounded::SeriesPoint;
 use crate::family::fileio::collect::{IoKey, IoStats, ProcSeries};
+use crate::mapping::CounterPoints;
 use crate::model::{numbers, Attributes, ExpHistogram, Metric, Number, Point, PointValue};
 
 /// The kernel's dev_t encoding (MKDEV): major << 20 | minor.
@@ -87,11 +89,11 @@ impl DevNames {
 #[derive(Debug, Clone, Default)]
 pub struct FileIoCounts {
     pub file: Vec<(IoKey, IoStats)>,
-    pub file_procs: Vec<(ProcSeries, u64)>,
-    pub file_procs_overflow: Vec<(IoKey, u64)>,
+    pub file_procs: Vec<SeriesPoint<ProcSeries>>,
+    pub file_procs_overflow: Vec<SeriesPoint<IoKey>>,
     pub block: Vec<(IoKey, IoStats)>,
-    pub block_procs: Vec<(ProcSeries, u64)>,
-    pub block_procs_overflow: Vec<(IoKey, u64)>,
+    pub block_procs: Vec<SeriesPoint<ProcSeries>>,
+    pub block_procs_overflow: Vec<SeriesPoint<IoKey>>,
 }
 
 fn direction(d: u32) -> &'static str {
@@ -124,12 +126,13 @@ fn by_name(
 }
 
 fn process_points(
-    series: &[(ProcSeries, u64)],
-    overflow: &[(IoKey, u64)],
+    series: &[SeriesPoint<ProcSeries>],
+    overflow: &[SeriesPoint<IoKey>],
     place: impl Fn(u32) -> Option<(&'static str, String)>,
-) -> Vec<(Attributes, Number)> {
-    let mut out: BTreeMap<Attributes, u64> = BTreeMap::new();
-    for (s, v) in series {
+) -> CounterPoints {
+    let mut out = CounterPoints::default();
+    for p in series {
+        let s = &p.key;
         let mut a = Attributes::new()
             .with(attr::DISK_IO_DIRECTION, direction(s.direction))
             .with(attr::PROCESS_PID, i64::from(s.pid))
@@ -137,18 +140,19 @@ fn process_points(
         if let Some((key, value)) = place(s.dev) {
             a.insert(key, value);
         }
-        *out.entry(a).or_default() += v;
+        out.add(a, p.value, p.start_unix_nano);
     }
-    for (k, v) in overflow {
+    for p in overflow {
+        let k = &p.key;
         let mut a = Attributes::new()
             .with(attr::DISK_IO_DIRECTION, direction(k.direction))
             .with(attr::OTEL_METRIC_OVERFLOW, true);
         if let Some((key, value)) = place(k.dev) {
             a.insert(key, value);
         }
-        *out.entry(a).or_default() += v;
+        out.add(a, p.value, p.start_unix_nano);
     }
-    out.into_iter().map(|(a, v)| (a, int(v))).collect()
+    out
 }
 
 pub fn metrics(c: &FileIoCounts, names: &DevNames, start: u64) -> Vec<Metric> {
@@ -183,13 +187,10 @@ pub fn metrics(c: &FileIoCounts, names: &DevNames, start: u64) -> Vec<Metric> {
                 .map(|((mnt, d), s)| (file_attrs(mnt, *d), histogram(s)))
                 .collect(),
         ),
-        numbers(
-            m::SONDE_FILE_IO,
-            start,
-            process_points(&c.file_procs, &c.file_procs_overflow, |d| {
-                Some((attr::SYSTEM_FILESYSTEM_MOUNTPOINT, names.mount(d)))
-            }),
-        ),
+        process_points(&c.file_procs, &c.file_procs_overflow, |d| {
+            Some((attr::SYSTEM_FILESYSTEM_MOUNTPOINT, names.mount(d)))
+        })
+        .metric(m::SONDE_FILE_IO),
         numbers(
             m::SONDE_FILE_OPERATIONS,
             start,
@@ -225,11 +226,8 @@ pub fn metrics(c: &FileIoCounts, names: &DevNames, start: u64) -> Vec<Metric> {
                 .map(|((dev, d), s)| (block_attrs(dev, *d), histogram(s)))
                 .collect(),
         ),
-        numbers(
-            m::PROCESS_DISK_IO,
-            start,
-            process_points(&c.block_procs, &c.block_procs_overflow, |_| None),
-        ),
+        process_points(&c.block_procs, &c.block_procs_overflow, |_| None)
+            .metric(m::PROCESS_DISK_IO),
     ]
 }
 
@@ -279,22 +277,24 @@ mod tests {
                 },
                 s.clone(),
             )],
-            file_procs: vec![(
-                ProcSeries {
+            file_procs: vec![SeriesPoint {
+                key: ProcSeries {
                     pid: 42,
                     comm: "dd".into(),
                     dev: dev_t(0, 45),
                     direction: 1,
                 },
-                4096,
-            )],
-            file_procs_overflow: vec![(
-                IoKey {
+                value: 4096,
+                start_unix_nano: 5,
+            }],
+            file_procs_overflow: vec![SeriesPoint {
+                key: IoKey {
                     dev: dev_t(0, 45),
                     direction: 1,
                 },
-                10,
-            )],
+                value: 10,
+                start_unix_nano: 5,
+            }],
             block: vec![(
                 IoKey {
                     dev: dev_t(7, 0),

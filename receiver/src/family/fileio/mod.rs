@@ -87,6 +87,9 @@ impl Source for FileIoSource {
             }
         };
         self.refresh_names(&file, &block);
+        let now = crate::unix_nanos();
+        self.collector.file_totals.tick(now);
+        self.collector.block_totals.tick(now);
         let (file_procs, file_procs_overflow) = self.collector.file_totals.snapshot();
         let (block_procs, block_procs_overflow) = self.collector.block_totals.snapshot();
         let counts = FileIoCounts {
@@ -124,9 +127,13 @@ impl Family for FileIo {
         config.fileio.enabled
     }
 
-    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError> {
+    fn start(
+        &self,
+        config: &ProbesConfig,
+        series: crate::aggregate::bounded::SeriesPolicy,
+    ) -> Result<Started, LoadError> {
         let mut loaded = self.load()?;
-        let limit = config.fileio.process_limit;
+        let limit = series.with_limit(config.fileio.process_limit);
         let source = super::collector("fileio", FileIoCollector::new(&mut loaded, limit))
             .map(FileIoSource::new);
         Ok(Started::new(loaded, source))

@@ -8,7 +8,7 @@ use sonde_probes::abi::{sonde_exec_event, sonde_process_counter as slot};
 use sonde_probes::names::process as n;
 use tokio::io::unix::AsyncFd;
 
-use crate::aggregate::bounded::BoundedCounter;
+use crate::aggregate::bounded::{BoundedCounter, SeriesPoint, SeriesPolicy};
 pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
 use crate::probe::LoadedFamily;
@@ -71,7 +71,7 @@ const DRAIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl ProcessCollector {
     /// Takes the family's maps and starts the task that drains exec events.
-    pub fn start(loaded: &mut LoadedFamily, name_limit: usize) -> Result<Self, CollectError> {
+    pub fn start(loaded: &mut LoadedFamily, series: SeriesPolicy) -> Result<Self, CollectError> {
         let counters: PerCpuArray<MapData, u64> = take_map(loaded, n::MAP_COUNTERS)?;
         let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EVENTS)?;
         // Readiness is watched on a duplicate of the ring's fd, so the ring itself can sit
@@ -87,7 +87,7 @@ impl ProcessCollector {
                 .map_err(|e| CollectError::Poll(e.into()))?;
         let exec: SharedRing = Arc::new(Mutex::new(ExecRing {
             ring,
-            names: BoundedCounter::new(name_limit),
+            names: BoundedCounter::new(series),
         }));
         let drain_task = tokio::spawn(drain_loop(wake, exec.clone()));
         Ok(Self {
@@ -109,12 +109,14 @@ impl ProcessCollector {
         })
     }
 
-    /// Exec counts by name (first `limit` names) and the overflow total, after draining
-    /// whatever the ring holds now.
-    pub fn exec_names(&self) -> (Vec<(String, u64)>, u64) {
+    /// Exec counts by name (bounded, expiring) and the overflow series, after draining
+    /// whatever the ring holds now; `now` is the snapshot's time.
+    pub fn exec_names(&self, now: u64) -> (Vec<SeriesPoint<String>>, Option<SeriesPoint<()>>) {
         let mut exec = lock(&self.exec);
         exec.drain();
-        exec.names.snapshot()
+        exec.names.tick(now);
+        let (names, mut overflow) = exec.names.snapshot();
+        (names, overflow.pop())
     }
 }
 

@@ -3,9 +3,10 @@
 use sonde_semconv::attr::{self, exit_kind, process_state};
 use sonde_semconv::metric as m;
 
+use crate::aggregate::bounded::SeriesPoint;
 use crate::family::process::collect::ProcessCounts;
 use crate::family::process::procfs::ProcessStates;
-use crate::model::{numbers, Attributes, Metric, Number};
+use crate::model::{numbers, Attributes, Metric, Number, Point, PointValue};
 
 fn int(v: u64) -> Number {
     Number::Int(i64::try_from(v).unwrap_or(i64::MAX))
@@ -14,23 +15,30 @@ fn int(v: u64) -> Number {
 /// The eBPF-sourced process metrics.
 pub fn lifecycle(
     counts: &ProcessCounts,
-    exec_names: &[(String, u64)],
-    exec_overflow: u64,
+    exec_names: &[SeriesPoint<String>],
+    exec_overflow: Option<&SeriesPoint<()>>,
     start: u64,
 ) -> Vec<Metric> {
-    let mut exec: Vec<(Attributes, Number)> = exec_names
+    let point = |attributes: Attributes, p_value: u64, start_unix_nano: u64| Point {
+        attributes,
+        value: PointValue::Number(int(p_value)),
+        start_unix_nano,
+    };
+    let mut exec: Vec<Point> = exec_names
         .iter()
-        .map(|(name, n)| {
-            (
-                Attributes::new().with(attr::PROCESS_EXECUTABLE_NAME, name.as_str()),
-                int(*n),
+        .map(|p| {
+            point(
+                Attributes::new().with(attr::PROCESS_EXECUTABLE_NAME, p.key.as_str()),
+                p.value,
+                p.start_unix_nano,
             )
         })
         .collect();
-    if exec_overflow > 0 {
-        exec.push((
+    if let Some(o) = exec_overflow {
+        exec.push(point(
             Attributes::new().with(attr::OTEL_METRIC_OVERFLOW, true),
-            int(exec_overflow),
+            o.value,
+            o.start_unix_nano,
         ));
     }
     let exit = |kind: &str, n: u64| {
@@ -45,7 +53,10 @@ pub fn lifecycle(
             start,
             [(Attributes::new(), int(counts.created))],
         ),
-        numbers(m::SONDE_PROCESS_EXEC, start, exec),
+        Metric {
+            def: m::SONDE_PROCESS_EXEC,
+            points: exec,
+        },
         numbers(
             m::SONDE_PROCESS_EXIT,
             start,
@@ -88,7 +99,17 @@ mod tests {
             exit_signal: 1,
             lost_ringbuf: 0,
         };
-        let ms = lifecycle(&counts, &[("bash".into(), 3)], 1, 42);
+        let bash = SeriesPoint {
+            key: "bash".to_owned(),
+            value: 3,
+            start_unix_nano: 50,
+        };
+        let overflow = SeriesPoint {
+            key: (),
+            value: 1,
+            start_unix_nano: 42,
+        };
+        let ms = lifecycle(&counts, &[bash], Some(&overflow), 42);
         let names: Vec<&str> = ms.iter().map(|m| m.def.name).collect();
         assert_eq!(
             names,
@@ -101,6 +122,7 @@ mod tests {
         assert_eq!(ms[0].points[0].value, PointValue::Number(Number::Int(10)));
         assert_eq!(ms[0].points[0].start_unix_nano, 42);
         let exec = &ms[1].points;
+        assert_eq!(exec[0].start_unix_nano, 50, "each series has its own start");
         assert_eq!(
             exec[0].attributes.get("process.executable.name"),
             Some(&Value::Str("bash".into()))
@@ -130,7 +152,7 @@ mod tests {
 
     #[test]
     fn no_overflow_series_until_something_overflows() {
-        let ms = lifecycle(&ProcessCounts::default(), &[], 0, 0);
+        let ms = lifecycle(&ProcessCounts::default(), &[], None, 0);
         assert!(ms[1].points.is_empty());
     }
 }

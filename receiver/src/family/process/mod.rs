@@ -29,9 +29,13 @@ impl Source for ProcessSource {
     fn collect(&mut self, start: u64, out: &mut Output) {
         match self.collector.read() {
             Ok(counts) => {
-                let (names, overflow) = self.collector.exec_names();
-                out.metrics
-                    .extend(mapping::lifecycle(&counts, &names, overflow, start));
+                let (names, overflow) = self.collector.exec_names(crate::unix_nanos());
+                out.metrics.extend(mapping::lifecycle(
+                    &counts,
+                    &names,
+                    overflow.as_ref(),
+                    start,
+                ));
                 out.lost.push((
                     "process.exec",
                     loss_reason::RINGBUF_FULL,
@@ -87,9 +91,13 @@ impl Family for Process {
         config.process.enabled
     }
 
-    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError> {
+    fn start(
+        &self,
+        config: &ProbesConfig,
+        series: crate::aggregate::bounded::SeriesPolicy,
+    ) -> Result<Started, LoadError> {
         let mut loaded = self.load()?;
-        let limit = config.process.executable_name_limit;
+        let limit = series.with_limit(config.process.executable_name_limit);
         let source = super::collector("process", ProcessCollector::start(&mut loaded, limit))
             .map(|collector| ProcessSource { collector });
         Ok(Started::new(loaded, source))

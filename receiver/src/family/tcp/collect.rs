@@ -22,7 +22,7 @@ use sonde_probes::abi::{
 use sonde_probes::names::tcp as n;
 use tokio::io::unix::AsyncFd;
 
-use crate::aggregate::bounded::BoundedCounter;
+use crate::aggregate::bounded::{BoundedCounter, SeriesPolicy};
 pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
 use crate::family::process::collect::comm_to_string;
@@ -109,7 +109,7 @@ pub const FORGET_AFTER_WALKS: u64 = 64;
 /// network type, error), so the overflow series keep those dimensions. Pure: no I/O.
 #[derive(Debug, Clone)]
 pub struct TcpLedger {
-    limit: usize,
+    policy: SeriesPolicy,
     /// (direction, is_ipv6)
     pub opened: BTreeMap<(Direction, bool), BoundedCounter<Who>>,
     pub closed: BTreeMap<(Direction, bool), BoundedCounter<Who>>,
@@ -127,15 +127,15 @@ pub struct TcpLedger {
 }
 
 impl TcpLedger {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(policy: SeriesPolicy) -> Self {
         Self {
-            limit,
+            policy,
             opened: BTreeMap::new(),
             closed: BTreeMap::new(),
             failed: BTreeMap::new(),
-            transmitted: BoundedCounter::new(limit),
-            received: BoundedCounter::new(limit),
-            retransmits: BoundedCounter::new(limit),
+            transmitted: BoundedCounter::new(policy),
+            received: BoundedCounter::new(policy),
+            retransmits: BoundedCounter::new(policy),
             rtt_live_v4: Hist::default(),
             rtt_live_v6: Hist::default(),
             seen: HashMap::new(),
@@ -205,11 +205,32 @@ impl TcpLedger {
         self.generation += 1;
     }
 
+    /// A snapshot tick at `now` (Unix ns): expires idle series (see `aggregate::bounded`).
+    pub fn tick(&mut self, now: u64) {
+        for c in self
+            .opened
+            .values_mut()
+            .chain(self.closed.values_mut())
+            .chain(self.failed.values_mut())
+            .chain([
+                &mut self.transmitted,
+                &mut self.received,
+                &mut self.retransmits,
+            ])
+        {
+            c.tick(now);
+        }
+        // A dimension whose series all expired keeps no state.
+        self.opened.retain(|_, c| !c.is_empty());
+        self.closed.retain(|_, c| !c.is_empty());
+        self.failed.retain(|_, c| !c.is_empty());
+    }
+
     pub fn event(&mut self, e: &sonde_tcp_event) {
         let c = &e.conn;
         let w = who(c);
         let key = (direction(c.direction), c.family == AF_INET6);
-        let limit = self.limit;
+        let limit = self.policy;
         match e.kind {
             k if k == kind::SONDE_TCP_EV_OPEN as u32 => self
                 .opened
@@ -403,7 +424,7 @@ impl TcpCollector {
     /// inside a tokio runtime.
     pub fn start(
         loaded: &mut LoadedFamily,
-        limit: usize,
+        series: SeriesPolicy,
         table: impl Fn() -> std::io::Result<HashMap<StateKey, i64>>,
     ) -> Result<Self, CollectError> {
         let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EVENTS)?;
@@ -412,7 +433,7 @@ impl TcpCollector {
             states: take_map(loaded, n::MAP_STATES)?,
             hists: take_map(loaded, n::MAP_HISTS)?,
             conns: take_map(loaded, n::MAP_CONNS)?,
-            ledger: Arc::new(Mutex::new(TcpLedger::new(limit))),
+            ledger: Arc::new(Mutex::new(TcpLedger::new(series))),
             base: StateBase::default(),
         };
         me.reconcile(&table, true)?;
@@ -526,12 +547,11 @@ impl TcpCollector {
         self.conns.iter().flatten().collect()
     }
 
-    /// A copy of the attributed counts.
-    pub fn ledger(&self) -> TcpLedger {
-        self.ledger
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// A copy of the attributed counts after a tick at `now` (Unix ns).
+    pub fn ledger(&self, now: u64) -> TcpLedger {
+        let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        l.tick(now);
+        l.clone()
     }
 }
 
@@ -599,6 +619,14 @@ mod tests {
             *dst = *src as core::ffi::c_char;
         }
         c
+    }
+
+    fn policy(limit: usize) -> SeriesPolicy {
+        SeriesPolicy {
+            limit,
+            ttl: std::time::Duration::ZERO,
+            start_unix_nano: 0,
+        }
     }
 
     #[test]
@@ -684,7 +712,7 @@ mod tests {
 
     #[test]
     fn bytes_add_up_to_the_close_totals_across_walks() {
-        let mut l = TcpLedger::new(10);
+        let mut l = TcpLedger::new(policy(10));
         let mut c = conn(2, &[127, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
         c.bytes_acked = 100;
         c.bytes_received = 10;
@@ -714,7 +742,7 @@ mod tests {
 
     #[test]
     fn adopted_connections_count_only_what_happens_after_adoption() {
-        let mut l = TcpLedger::new(10);
+        let mut l = TcpLedger::new(policy(10));
         let mut c = conn(2, &[127, 0, 0, 1], dir::SONDE_TCP_DIR_UNKNOWN);
         c.base_acked = 1000;
         c.bytes_acked = 1000;
@@ -726,7 +754,7 @@ mod tests {
 
     #[test]
     fn peers_past_the_limit_fold_into_overflow_and_totals_stay_exact() {
-        let mut l = TcpLedger::new(2);
+        let mut l = TcpLedger::new(policy(2));
         for i in 0..5u8 {
             let c = conn(2, &[10, 0, 0, i], dir::SONDE_TCP_DIR_OUTBOUND);
             let ev = sonde_tcp_event {
@@ -739,12 +767,12 @@ mod tests {
         }
         let (series, overflow) = l.opened[&(Direction::Outbound, false)].snapshot();
         assert_eq!(series.len(), 2);
-        assert_eq!(overflow, 3);
+        assert_eq!(overflow[0].value, 3);
     }
 
     #[test]
     fn entries_missing_from_many_walks_are_forgotten() {
-        let mut l = TcpLedger::new(2);
+        let mut l = TcpLedger::new(policy(2));
         let c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
         l.live(9, &c);
         for _ in 0..FORGET_AFTER_WALKS {
@@ -757,7 +785,7 @@ mod tests {
 
     #[test]
     fn a_close_drained_after_some_walks_counts_once() {
-        let mut l = TcpLedger::new(2);
+        let mut l = TcpLedger::new(policy(2));
         let mut c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
         c.bytes_acked = 100;
         l.live(9, &c);
@@ -778,7 +806,7 @@ mod tests {
 
     #[test]
     fn every_walk_samples_the_srtt_of_each_open_connection() {
-        let mut l = TcpLedger::new(10);
+        let mut l = TcpLedger::new(policy(10));
         let mut a = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
         a.opened = 1;
         a.srtt_us = 36_000;

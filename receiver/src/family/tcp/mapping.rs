@@ -13,6 +13,7 @@ use sonde_semconv::tcp as m;
 
 use crate::aggregate::bounded::BoundedCounter;
 use crate::family::tcp::collect::{Direction, Hist, PortAttr, TcpCounts, TcpLedger, Who};
+use crate::mapping::CounterPoints;
 use crate::model::{numbers, Attributes, ExpHistogram, Metric, Number, Point, PointValue};
 
 fn int(v: u64) -> Number {
@@ -70,19 +71,18 @@ fn who_attrs(mut a: Attributes, w: &Who) -> Attributes {
 }
 
 /// Points of one bounded counter under common attributes, plus its overflow series.
-fn bounded_points(base: &Attributes, c: &BoundedCounter<Who>, out: &mut BTreeMap<Attributes, u64>) {
+fn bounded_points(base: &Attributes, c: &BoundedCounter<Who>, out: &mut CounterPoints) {
     let (series, overflow) = c.snapshot();
-    for (w, v) in series {
-        *out.entry(who_attrs(base.clone(), &w)).or_default() += v;
+    for p in series {
+        out.add(who_attrs(base.clone(), &p.key), p.value, p.start_unix_nano);
     }
-    if overflow > 0 {
-        *out.entry(base.clone().with(attr::OTEL_METRIC_OVERFLOW, true))
-            .or_default() += overflow;
+    for p in overflow {
+        out.add(
+            base.clone().with(attr::OTEL_METRIC_OVERFLOW, true),
+            p.value,
+            p.start_unix_nano,
+        );
     }
-}
-
-fn to_numbers(points: BTreeMap<Attributes, u64>) -> Vec<(Attributes, Number)> {
-    points.into_iter().map(|(a, v)| (a, int(v))).collect()
 }
 
 fn histogram(h: &Hist) -> ExpHistogram {
@@ -97,8 +97,8 @@ fn direction_name(d: Direction) -> Option<&'static str> {
     }
 }
 
-fn lifecycle(by: &BTreeMap<(Direction, bool), BoundedCounter<Who>>) -> Vec<(Attributes, Number)> {
-    let mut out = BTreeMap::new();
+fn lifecycle(by: &BTreeMap<(Direction, bool), BoundedCounter<Who>>) -> CounterPoints {
+    let mut out = CounterPoints::default();
     for ((d, v6), c) in by {
         let mut base = Attributes::new().with(attr::NETWORK_TYPE, net_type(*v6));
         if let Some(name) = direction_name(*d) {
@@ -106,7 +106,7 @@ fn lifecycle(by: &BTreeMap<(Direction, bool), BoundedCounter<Who>>) -> Vec<(Attr
         }
         bounded_points(&base, c, &mut out);
     }
-    to_numbers(out)
+    out
 }
 
 /// Every TCP metric. `time_wait` is the TIME_WAIT count from /proc/net/sockstat.
@@ -135,12 +135,12 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
         ));
     }
 
-    let mut failed = BTreeMap::new();
+    let mut failed = CounterPoints::default();
     for (errno, counter) in &l.failed {
         let base = Attributes::new().with(attr::ERROR_TYPE, error_type(*errno));
         bounded_points(&base, counter, &mut failed);
     }
-    let mut io = BTreeMap::new();
+    let mut io = CounterPoints::default();
     bounded_points(
         &Attributes::new().with(attr::NETWORK_IO_DIRECTION, network_io_direction::TRANSMIT),
         &l.transmitted,
@@ -151,7 +151,7 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
         &l.received,
         &mut io,
     );
-    let mut retrans = BTreeMap::new();
+    let mut retrans = CounterPoints::default();
     bounded_points(&Attributes::new(), &l.retransmits, &mut retrans);
 
     let hist_metric = |def, points: Vec<(Attributes, &Hist)>| Metric {
@@ -173,9 +173,9 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
     let io_dir = |d: &'static str| Attributes::new().with(attr::NETWORK_IO_DIRECTION, d);
     vec![
         numbers(m::SYSTEM_NETWORK_CONNECTION_COUNT, start, count),
-        numbers(m::SONDE_TCP_CONNECTION_OPENED, start, lifecycle(&l.opened)),
-        numbers(m::SONDE_TCP_CONNECTION_CLOSED, start, lifecycle(&l.closed)),
-        numbers(m::SONDE_TCP_CONNECTION_FAILED, start, to_numbers(failed)),
+        lifecycle(&l.opened).metric(m::SONDE_TCP_CONNECTION_OPENED),
+        lifecycle(&l.closed).metric(m::SONDE_TCP_CONNECTION_CLOSED),
+        failed.metric(m::SONDE_TCP_CONNECTION_FAILED),
         hist_metric(
             m::SONDE_TCP_CONNECTION_DURATION,
             vec![
@@ -183,12 +183,12 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
                 (dir(connection_direction::OUTBOUND), &c.duration_out),
             ],
         ),
-        numbers(m::SONDE_TCP_IO, start, to_numbers(io)),
+        io.metric(m::SONDE_TCP_IO),
         hist_metric(
             m::SONDE_TCP_RTT,
             vec![(nt(false), &rtt_v4), (nt(true), &rtt_v6)],
         ),
-        numbers(m::SONDE_TCP_RETRANSMITS, start, to_numbers(retrans)),
+        retrans.metric(m::SONDE_TCP_RETRANSMITS),
         numbers(
             m::SONDE_TCP_RESETS,
             start,
@@ -260,7 +260,11 @@ mod tests {
 
     #[test]
     fn metrics_carry_contract_names_direction_peer_and_overflow() {
-        let mut l = TcpLedger::new(1);
+        let mut l = TcpLedger::new(crate::aggregate::bounded::SeriesPolicy {
+            limit: 1,
+            ttl: std::time::Duration::ZERO,
+            start_unix_nano: 0,
+        });
         l.event(&event(
             kind::SONDE_TCP_EV_OPEN,
             dir::SONDE_TCP_DIR_INBOUND,

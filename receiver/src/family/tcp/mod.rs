@@ -69,7 +69,7 @@ impl Source for TcpSource {
         let time_wait = std::fs::read_to_string(self.proc_root.join("net/sockstat"))
             .ok()
             .and_then(|t| parse_sockstat_tw(&t));
-        let ledger = self.collector.ledger();
+        let ledger = self.collector.ledger(crate::unix_nanos());
         out.metrics
             .extend(mapping::metrics(&counts, &ledger, time_wait, start));
         out.lost
@@ -98,7 +98,7 @@ pub fn own_netns_ino(proc_root: &Path) -> u32 {
 /// Loads the tcp family with its namespace filter set, attaches it, seeds the
 /// connection count and starts the collector. Must run inside a tokio runtime.
 pub fn load(
-    limit: usize,
+    series: crate::aggregate::bounded::SeriesPolicy,
 ) -> Result<(crate::probe::LoadedFamily, Option<TcpSource>), crate::probe::LoadError> {
     let proc_root = Path::new("/proc");
     let ino = own_netns_ino(proc_root);
@@ -110,7 +110,7 @@ pub fn load(
     )?;
     let source = super::collector(
         "tcp",
-        TcpCollector::start(&mut loaded, limit, sock_diag::tcp_state_counts),
+        TcpCollector::start(&mut loaded, series, sock_diag::tcp_state_counts),
     )
     .map(TcpSource::new);
     Ok((loaded, source))
@@ -134,8 +134,12 @@ impl Family for Tcp {
         config.tcp.enabled
     }
 
-    fn start(&self, config: &ProbesConfig) -> Result<Started, LoadError> {
-        let (loaded, source) = load(config.tcp.series_limit)?;
+    fn start(
+        &self,
+        config: &ProbesConfig,
+        series: crate::aggregate::bounded::SeriesPolicy,
+    ) -> Result<Started, LoadError> {
+        let (loaded, source) = load(series.with_limit(config.tcp.series_limit))?;
         Ok(Started::new(loaded, source))
     }
 }
