@@ -6,6 +6,7 @@
 //! `config` turns the YAML file and OTEL_* variables into one typed `Config` first.
 
 pub mod aggregate;
+pub mod cgroup;
 pub mod collect;
 pub mod config;
 pub mod export;

@@ -1,0 +1,342 @@
+//! Containers as the kernel sees them: a task's cgroup v2 id, resolved to its path and
+//! from the path to `container.id` (and Kubernetes names where the kubelet's log
+//! directories show them). No container runtime API is asked.
+//!
+//! The id a probe reads (`bpf_get_current_cgroup_id`, `bpf_sk_cgroup_id`) is the inode
+//! number of the cgroup's directory in the v2 hierarchy, so the resolver walks that tree
+//! (found in /proc/self/mountinfo: `/sys/fs/cgroup` on pure v2 hosts,
+//! `/sys/fs/cgroup/unified` on hybrid ones) and keeps inode -> path. A miss rescans, at
+//! most once per `min_rescan`; a cgroup removed since is still known for one more scan,
+//! so events drained just after a container ends keep their container.
+
+pub mod k8s;
+pub mod path;
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use k8s::K8sNames;
+pub use path::{container_of, ContainerRef, Runtime};
+
+/// A container and, on Kubernetes nodes, its names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Container {
+    pub id: String,
+    pub runtime: Runtime,
+    pub k8s: Option<K8sNames>,
+}
+
+/// What a cgroup id resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    /// Path relative to the v2 root, starting with `/`.
+    pub path: String,
+    pub container: Option<Arc<Container>>,
+}
+
+/// Deepest cgroup directories walked: real trees are under 10 deep.
+const MAX_DEPTH: usize = 32;
+/// Ids remembered as unknown between two scans (bounds memory under a flood of ids).
+const MAX_MISSES: usize = 65_536;
+
+/// cgroup id -> cgroup, cached by inode, refreshed on a miss.
+#[derive(Debug)]
+pub struct Resolver {
+    root: PathBuf,
+    /// Where the kubelet's `pods/` and `containers/` directories live (`/var/log`).
+    log_root: PathBuf,
+    min_rescan: Duration,
+    current: HashMap<u64, Arc<Cgroup>>,
+    previous: HashMap<u64, Arc<Cgroup>>,
+    misses: HashSet<u64>,
+    last_scan: Option<Instant>,
+    scans: u64,
+}
+
+/// One resolver shared by every family.
+pub type SharedResolver = Arc<Mutex<Resolver>>;
+
+impl Resolver {
+    /// A resolver over the v2 hierarchy at `root`.
+    pub fn new(root: PathBuf, log_root: PathBuf, min_rescan: Duration) -> Self {
+        Self {
+            root,
+            log_root,
+            min_rescan,
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            misses: HashSet::new(),
+            last_scan: None,
+            scans: 0,
+        }
+    }
+
+    /// The host's resolver: the v2 root from /proc/self/mountinfo; `None` without cgroup v2.
+    pub fn for_host() -> Option<Self> {
+        let root = crate::probe::cgroup::cgroup2_root()?;
+        Some(Self::new(
+            root,
+            PathBuf::from("/var/log"),
+            Duration::from_secs(1),
+        ))
+    }
+
+    pub fn shared(self) -> SharedResolver {
+        Arc::new(Mutex::new(self))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Full scans of the tree so far.
+    pub fn scans(&self) -> u64 {
+        self.scans
+    }
+
+    /// The cgroup of `id`; `None` for 0 (the probe could not read it) or an id not in
+    /// the tree (removed before the last scan, or in another cgroup namespace).
+    pub fn resolve(&mut self, id: u64) -> Option<Arc<Cgroup>> {
+        if id == 0 {
+            return None;
+        }
+        if let Some(c) = self.current.get(&id).or_else(|| self.previous.get(&id)) {
+            return Some(c.clone());
+        }
+        if self.misses.contains(&id) {
+            return None;
+        }
+        let due = self
+            .last_scan
+            .is_none_or(|t| t.elapsed() >= self.min_rescan);
+        if due {
+            self.rescan();
+            if let Some(c) = self.current.get(&id).or_else(|| self.previous.get(&id)) {
+                return Some(c.clone());
+            }
+        }
+        if self.misses.len() < MAX_MISSES {
+            self.misses.insert(id);
+        }
+        None
+    }
+
+    /// The container of `id`, if its cgroup is one.
+    pub fn container(&mut self, id: u64) -> Option<Arc<Container>> {
+        self.resolve(id).and_then(|c| c.container.clone())
+    }
+
+    /// Walks the tree now (also done on a miss).
+    pub fn rescan(&mut self) {
+        let k8s = KubeletIndex::read(&self.log_root);
+        let mut found: HashMap<u64, Arc<Cgroup>> = HashMap::new();
+        // Containers interned by id, so every cgroup of one container shares one value.
+        let mut containers: HashMap<String, Arc<Container>> = HashMap::new();
+        let mut stack: Vec<(PathBuf, String, usize)> = vec![(self.root.clone(), "/".into(), 0)];
+        while let Some((dir, rel, depth)) = stack.pop() {
+            let Ok(meta) = std::fs::metadata(&dir) else {
+                continue; // removed during the walk
+            };
+            let container = container_of(&rel).map(|r| {
+                containers
+                    .entry(r.id.clone())
+                    .or_insert_with(|| Arc::new(k8s.container(r)))
+                    .clone()
+            });
+            found.insert(
+                meta.ino(),
+                Arc::new(Cgroup {
+                    path: rel.clone(),
+                    container,
+                }),
+            );
+            if depth >= MAX_DEPTH {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let child = if rel == "/" {
+                        format!("/{name}")
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    stack.push((e.path(), child, depth + 1));
+                }
+            }
+        }
+        // Cgroups removed since the last scan stay known for one more scan.
+        let mut previous = std::mem::replace(&mut self.current, found);
+        previous.retain(|id, _| !self.current.contains_key(id));
+        self.previous = previous;
+        self.misses.clear();
+        self.last_scan = Some(Instant::now());
+        self.scans += 1;
+    }
+}
+
+/// Names from the kubelet's log directories, read once per scan.
+#[derive(Debug, Default)]
+struct KubeletIndex {
+    by_container: HashMap<String, K8sNames>,
+    by_pod_uid: HashMap<String, K8sNames>,
+}
+
+impl KubeletIndex {
+    fn read(log_root: &Path) -> Self {
+        let names = |dir: &str| -> Vec<String> {
+            std::fs::read_dir(log_root.join(dir))
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Self {
+            by_container: names("containers")
+                .iter()
+                .filter_map(|n| k8s::parse_container_log(n))
+                .collect(),
+            by_pod_uid: names("pods")
+                .iter()
+                .filter_map(|n| k8s::parse_pod_dir(n))
+                .collect(),
+        }
+    }
+
+    fn container(&self, r: ContainerRef) -> Container {
+        let k8s = self.by_container.get(&r.id).cloned().or_else(|| {
+            r.pod_uid
+                .as_ref()
+                .and_then(|uid| self.by_pod_uid.get(uid).cloned())
+        });
+        Container {
+            id: r.id,
+            runtime: r.runtime,
+            k8s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "3f1c2a9be0d44d6f8a7b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
+    const UID: &str = "0f6c1f0e-9a43-4c1e-8f43-2a9e6d1b7c55";
+
+    /// A scratch directory tree standing in for the cgroup and log trees: the resolver
+    /// only needs directories and their inode numbers, which any file system gives.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let p = std::env::temp_dir().join(format!(
+                "sonde-cgroup-{tag}-{}-{}",
+                std::process::id(),
+                crate::unix_nanos()
+            ));
+            std::fs::create_dir_all(&p).expect("scratch dir");
+            Self(p)
+        }
+        fn mkdir(&self, rel: &str) -> u64 {
+            let p = self.0.join(rel.trim_start_matches('/'));
+            std::fs::create_dir_all(&p).expect("mkdir");
+            std::fs::metadata(&p).expect("stat").ino()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn resolves_by_inode_rescans_on_a_miss_and_remembers_removed_cgroups_one_scan() {
+        let cg = Scratch::new("tree");
+        let logs = Scratch::new("logs");
+        let svc = cg.mkdir("/system.slice/cron.service");
+        let mut r = Resolver::new(cg.0.clone(), logs.0.clone(), Duration::ZERO);
+        let c = r.resolve(svc).expect("service cgroup");
+        assert_eq!(c.path, "/system.slice/cron.service");
+        assert_eq!(c.container, None);
+        assert_eq!(r.scans(), 1);
+        assert!(r.resolve(svc).is_some());
+        assert_eq!(r.scans(), 1, "a hit does not rescan");
+
+        let docker = cg.mkdir(&format!("/system.slice/docker-{ID}.scope"));
+        let inner = cg.mkdir(&format!("/system.slice/docker-{ID}.scope/init.scope"));
+        let got = r.container(docker).expect("docker container");
+        assert_eq!((got.id.as_str(), got.runtime), (ID, Runtime::Docker));
+        assert_eq!(r.scans(), 2, "a new cgroup is found by a rescan on a miss");
+        assert_eq!(
+            r.container(inner).map(|c| c.id.clone()).as_deref(),
+            Some(ID)
+        );
+        assert!(Arc::ptr_eq(
+            &r.container(inner).expect("inner"),
+            &r.container(docker).expect("outer")
+        ));
+
+        std::fs::remove_dir(cg.0.join(format!("system.slice/docker-{ID}.scope/init.scope")))
+            .expect("rmdir");
+        r.rescan();
+        assert!(r.resolve(inner).is_some(), "kept one scan after removal");
+        r.rescan();
+        assert!(r.resolve(inner).is_none(), "forgotten after the next");
+        assert_eq!(r.resolve(0), None);
+    }
+
+    #[test]
+    fn misses_do_not_rescan_more_often_than_asked() {
+        let cg = Scratch::new("rate");
+        let logs = Scratch::new("rate-logs");
+        let mut r = Resolver::new(cg.0.clone(), logs.0.clone(), Duration::from_secs(3600));
+        assert_eq!(r.resolve(u64::MAX), None);
+        assert_eq!(r.resolve(u64::MAX - 1), None);
+        assert_eq!(r.scans(), 1);
+    }
+
+    #[test]
+    fn kubernetes_names_from_the_kubelet_log_directories() {
+        let cg = Scratch::new("k8s");
+        let logs = Scratch::new("k8s-logs");
+        let uid_ = UID.replace('-', "_");
+        let a = cg.mkdir(&format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope"
+        ));
+        let other = "b".repeat(64);
+        let b = cg.mkdir(&format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{other}.scope"
+        ));
+        logs.mkdir(&format!("/pods/shop_web-0_{UID}/app"));
+        logs.mkdir(&format!("/containers/web-0_shop_app-{ID}.log"));
+        let mut r = Resolver::new(cg.0.clone(), logs.0.clone(), Duration::ZERO);
+        let names = |c: Option<Arc<Container>>| c.and_then(|c| c.k8s.clone());
+        assert_eq!(
+            names(r.container(a)),
+            Some(K8sNames {
+                namespace: "shop".into(),
+                pod: "web-0".into(),
+                container: Some("app".into())
+            })
+        );
+        assert_eq!(
+            names(r.container(b)),
+            Some(K8sNames {
+                namespace: "shop".into(),
+                pod: "web-0".into(),
+                container: None
+            }),
+            "no log link for this container: pod names from the pod directory"
+        );
+    }
+}
