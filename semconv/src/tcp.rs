@@ -118,6 +118,11 @@ mod tests {
                 ("sonde.tcp.rtt", "s", Instrument::Histogram),
                 ("sonde.tcp.retransmits", "{segment}", Instrument::Counter),
                 ("sonde.tcp.resets", "{segment}", Instrument::Counter),
+                (
+                    "sonde.tcp.state.corrections",
+                    "{connection}",
+                    Instrument::Counter
+                ),
             ]
         );
         for m in ALL {
