@@ -108,7 +108,9 @@ class Top:
         deadline = time.time() + 30
         while os.path.exists(f"/proc/{self.pid}") and time.time() < deadline:
             time.sleep(0.1)
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], check=False)
+        # The session ends with sonde top (`exec`); this is for a sonde that did not quit.
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], check=False,
+                       stderr=subprocess.DEVNULL)
 
 
 def main():

@@ -337,23 +337,19 @@ fn draw_processes(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
 
 fn draw_tcp(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
     let t = &app.frame.tcp;
-    let head = Line::from(vec![
-        Span::raw(format!("opened {}  ", or_dash(t.opened, fmt::per_sec))),
-        Span::raw(format!("failed {}  ", or_dash(t.failed, fmt::per_sec))),
-        Span::raw(format!(
-            "retrans {}  ",
-            or_dash(t.retransmits, fmt::per_sec)
-        )),
-        Span::raw(format!(
-            "estab {}  ",
-            or_dash(t.established, |n| format!("{n:.0}"))
-        )),
-        Span::raw(format!(
-            "rtt p50 {} p99 {}",
+    let head = vec![
+        Line::from(vec![
+            Span::raw(format!("opened {}  ", or_dash(t.opened, fmt::per_sec))),
+            Span::raw(format!("failed {}  ", or_dash(t.failed, fmt::per_sec))),
+            Span::raw(format!("retrans {}", or_dash(t.retransmits, fmt::per_sec))),
+        ]),
+        Line::from(format!(
+            "established {}  rtt p50 {} p99 {}",
+            or_dash(t.established, |n| format!("{n:.0}")),
             or_dash(t.rtt_p50, fmt::quantile),
             or_dash(t.rtt_p99, fmt::quantile)
         )),
-    ]);
+    ];
     let sort = match app.peer_sort {
         PeerSort::Bytes => "bytes",
         PeerSort::Opened => "opened",
@@ -362,7 +358,7 @@ fn draw_tcp(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
     let b = block(app, Panel::Tcp, format!(" TCP · peers by {sort} "));
     let inner = b.inner(area);
     f.render_widget(b, area);
-    let [line, table] = Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
+    let [line, table] = Layout::vertical([Constraint::Length(2), Constraint::Fill(1)]).areas(inner);
     f.render_widget(Paragraph::new(head), line);
     let rows = app.peers().into_iter().map(|p| {
         Row::new(vec![
@@ -376,8 +372,9 @@ fn draw_tcp(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
     let table_widget = Table::new(
         rows,
         [
-            Constraint::Fill(2),
             Constraint::Fill(1),
+            // comm is at most 15 bytes
+            Constraint::Length(15),
             Constraint::Length(12),
             Constraint::Length(12),
             Constraint::Length(7),
@@ -391,11 +388,14 @@ fn draw_dns(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
     let d = &app.frame.dns;
     let mut lines = vec![
         Line::from(format!(
-            "queries {}  p50 {}  p99 {}  cache hits {}",
+            "queries {}  cache hits {}",
             or_dash(d.queries, fmt::per_sec),
-            or_dash(d.p50, fmt::quantile),
-            or_dash(d.p99, fmt::quantile),
             or_dash(d.cache_hit_ratio, fmt::percent)
+        )),
+        Line::from(format!(
+            "latency p50 {}  p99 {}",
+            or_dash(d.p50, fmt::quantile),
+            or_dash(d.p99, fmt::quantile)
         )),
         Line::from(if d.failures.is_empty() {
             "failures none".to_owned()
