@@ -220,7 +220,7 @@ pub fn draw(f: &mut ratatui::Frame<'_>, app: &App) {
     ])
     .areas(f.area());
     let [tcp, dns] =
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(middle);
+        Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(middle);
     draw_host(f, top, app);
     draw_processes(f, procs, app);
     draw_tcp(f, tcp, app);
@@ -372,11 +372,12 @@ fn draw_tcp(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
     let table_widget = Table::new(
         rows,
         [
-            Constraint::Fill(1),
+            // 255.255.255.255:65535
+            Constraint::Min(21),
             // comm is at most 15 bytes
             Constraint::Length(15),
-            Constraint::Length(12),
-            Constraint::Length(12),
+            Constraint::Length(11),
+            Constraint::Length(11),
             Constraint::Length(7),
         ],
     )
