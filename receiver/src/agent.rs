@@ -464,7 +464,9 @@ impl State {
                 run_stats: &run_stats,
                 lost: &lost,
                 export: self.stats.counts(),
-                usage: agent_self::read().unwrap_or_default(),
+                usage: agent_self::read()
+                    .map_err(|e| tracing::debug!("cannot read Sonde's own usage ({e}): skipped"))
+                    .ok(),
                 map_memory: self.probes.map_memory(),
             },
             self.start,

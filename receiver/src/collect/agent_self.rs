@@ -13,9 +13,13 @@ pub struct SelfUsage {
 pub fn read() -> std::io::Result<SelfUsage> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     let status = std::fs::read_to_string("/proc/self/status")?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Ok(parse(&stat, &status, ticks.max(1) as u64).unwrap_or_default())
+    let ticks = rustix::param::clock_ticks_per_second();
+    parse(&stat, &status, ticks.max(1)).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "/proc/self/stat has no utime and stime fields",
+        )
+    })
 }
 
 /// utime/stime are fields 14 and 15 of stat (after the parenthesised name); VmRSS and

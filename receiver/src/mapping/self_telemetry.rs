@@ -43,7 +43,9 @@ pub struct SelfInputs<'a> {
     /// (probe, reason label, count)
     pub lost: &'a [(&'static str, &'static str, u64)],
     pub export: ExportCounts,
-    pub usage: SelfUsage,
+    /// The agent's own CPU and memory; `None` when /proc/self could not be read this
+    /// time (then nothing is exported rather than a false zero).
+    pub usage: Option<SelfUsage>,
     /// Bytes pinned by Sonde's BPF maps (none in fallback mode).
     pub map_memory: Option<u64>,
 }
@@ -144,14 +146,16 @@ pub fn metrics(i: &SelfInputs<'_>, start: u64, now: u64) -> Vec<Metric> {
             Number::Double(d.as_secs_f64()),
         )
     };
-    out.push(numbers(
-        m::SONDE_AGENT_CPU_TIME,
-        start,
-        [
-            mode(cpu_mode::USER, i.usage.user),
-            mode(cpu_mode::SYSTEM, i.usage.system),
-        ],
-    ));
+    if let Some(usage) = i.usage {
+        out.push(numbers(
+            m::SONDE_AGENT_CPU_TIME,
+            start,
+            [
+                mode(cpu_mode::USER, usage.user),
+                mode(cpu_mode::SYSTEM, usage.system),
+            ],
+        ));
+    }
     if let Some(bytes) = i.map_memory {
         out.push(numbers(
             m::SONDE_PROBE_MAP_MEMORY,
@@ -159,10 +163,33 @@ pub fn metrics(i: &SelfInputs<'_>, start: u64, now: u64) -> Vec<Metric> {
             [(Attributes::new(), int(bytes))],
         ));
     }
-    out.push(numbers(
-        m::SONDE_AGENT_MEMORY_RSS,
-        start,
-        [(Attributes::new(), int(i.usage.rss_bytes))],
-    ));
+    if let Some(usage) = i.usage {
+        out.push(numbers(
+            m::SONDE_AGENT_MEMORY_RSS,
+            start,
+            [(Attributes::new(), int(usage.rss_bytes))],
+        ));
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_self_usage_is_left_out_not_exported_as_zero() {
+        let names = |i: &SelfInputs<'_>| -> Vec<&'static str> {
+            metrics(i, 1, 2).iter().map(|m| m.def.name).collect()
+        };
+        let missing = names(&SelfInputs::default());
+        assert!(!missing.contains(&m::SONDE_AGENT_CPU_TIME.name));
+        assert!(!missing.contains(&m::SONDE_AGENT_MEMORY_RSS.name));
+        let read = names(&SelfInputs {
+            usage: Some(SelfUsage::default()),
+            ..SelfInputs::default()
+        });
+        assert!(read.contains(&m::SONDE_AGENT_CPU_TIME.name));
+        assert!(read.contains(&m::SONDE_AGENT_MEMORY_RSS.name));
+    }
 }
