@@ -18,7 +18,6 @@ pub struct RawConfig {
     /// /proc and /sys host metrics (both modes).
     pub host: Option<crate::family::host::config::RawHost>,
     pub health: Option<RawHealth>,
-    pub attributes: Option<RawAttributes>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,11 +120,4 @@ pub struct RawHealth {
     pub listen: Option<String>,
     /// /readyz fails when the oldest unsent data is older than this.
     pub max_export_lag: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAttributes {
-    /// `process.pid` on per-process probe series (off: pids churn).
-    pub process_pid: Option<bool>,
 }
