@@ -73,7 +73,7 @@ fn load() -> Loaded {
         ttl: Duration::ZERO,
         start_unix_nano: sonde::unix_nanos(),
     };
-    let (family, source) = sonde::family::tcp::load(series).expect("loading the tcp family");
+    let (family, source) = sonde::family::tcp::load(series, None).expect("loading the tcp family");
     for r in &family.reports {
         assert_eq!(
             r.state,

@@ -197,7 +197,9 @@ struct sonde_tcp_event {
 	__u64 sk;               /* with conn.start_ns, identifies the connection */
 	struct sonde_tcp_conn conn;
 	__u32 kind;             /* enum sonde_tcp_event_kind */
-	__s32 err;              /* sk_err at a failed connect (positive errno) */
+	__s32 err;              /* sk_err at a failed connect or a close (positive errno;
+				 * ECONNRESET at a close: the peer reset the connection) */
+	__u64 end_ns;           /* bpf_ktime_get_ns() when the event happened */
 };
 
 /* ---- dns family -------------------------------------------------------- */

@@ -118,11 +118,12 @@ mod pinned {
         assert_eq!(offset_of!(sonde_tcp_conn, raddr), 64);
         assert_eq!(offset_of!(sonde_tcp_conn, comm), 80);
         assert_eq!(offset_of!(sonde_tcp_conn, srtt_us), 96);
-        assert_eq!(size_of::<sonde_tcp_event>(), 120);
+        assert_eq!(size_of::<sonde_tcp_event>(), 128);
         assert_eq!(offset_of!(sonde_tcp_event, sk), 0);
         assert_eq!(offset_of!(sonde_tcp_event, conn), 8);
         assert_eq!(offset_of!(sonde_tcp_event, kind), 112);
         assert_eq!(offset_of!(sonde_tcp_event, err), 116);
+        assert_eq!(offset_of!(sonde_tcp_event, end_ns), 120);
         assert_eq!(sonde_tcp_counter::SONDE_TCP_COUNTER_SLOTS as u32, 9);
         assert_eq!(size_of::<sonde_tcp_listener_key>(), 24);
         assert_eq!(offset_of!(sonde_tcp_listener_key, netns), 0);

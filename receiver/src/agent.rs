@@ -10,6 +10,7 @@ use sonde::aggregate::bounded::SeriesPolicy;
 use sonde::collect::agent_self;
 use sonde::config::{Config, ConsoleDetail, OtelEnv};
 use sonde::export::console::ConsoleExporter;
+use sonde::export::otlp::trace_export::TraceExporter;
 use sonde::export::otlp::OtlpExporter;
 use sonde::export::prometheus::{self, PrometheusExporter};
 use sonde::export::{resource, ExportStats, SCOPE_NAME, SCOPE_VERSION};
@@ -19,6 +20,9 @@ use sonde::model::Snapshot;
 use sonde::privilege;
 use sonde::probe::{self, LoadedFamily, ProbeReport, ProbeState};
 use sonde::source::{self, Source};
+use sonde::spans::clock::MonotonicToWall;
+use sonde::spans::sink::SpanSink;
+use sonde::spans::Spans;
 use sonde_semconv::attr::sonde_mode;
 
 /// Command-line choices of `sonde run` that are not config keys.
@@ -104,7 +108,7 @@ impl Probes {
         }
     }
 
-    fn load(config: &Config, start: u64) -> Result<Self, String> {
+    fn load(config: &Config, start: u64, spans: Option<&Spans>) -> Result<Self, String> {
         let series = |limit| SeriesPolicy {
             limit,
             ttl: config.series_ttl,
@@ -136,7 +140,7 @@ impl Probes {
             if f.enabled(&config.probes) {
                 probes.add(
                     *f,
-                    f.start(&config.probes, series(0))
+                    f.start(&config.probes, series(0), spans)
                         .map_err(|e| e.to_string()),
                 );
             }
@@ -225,7 +229,16 @@ impl Collection {
 
     pub fn start(config: &Config, stats: Arc<ExportStats>) -> Self {
         let start = sonde::unix_nanos();
-        let probes = load_probes(config, start);
+        // Spans are built only where they can go: a trace exporter is configured and a
+        // kind of span is on.
+        let spans = (config.traces.is_some() && config.spans.any()).then(|| Spans {
+            sink: Arc::new(SpanSink::new(
+                config.spans.max_per_second,
+                MonotonicToWall::measure(),
+            )),
+            config: config.spans.clone(),
+        });
+        let probes = load_probes(config, start, spans.as_ref());
         let mode = if probes.attached() {
             sonde_mode::EBPF
         } else {
@@ -238,8 +251,14 @@ impl Collection {
             sources,
             stats,
             metric_names: config.metric_names,
+            spans,
         };
         Self { state, mode }
+    }
+
+    /// Where the families hand their spans, when spans are exported.
+    pub fn span_sink(&self) -> Option<Arc<SpanSink>> {
+        self.state.spans.as_ref().map(|s| s.sink.clone())
     }
 
     pub fn snapshot(&mut self) -> Snapshot {
@@ -252,14 +271,14 @@ impl Collection {
     }
 }
 
-fn load_probes(config: &Config, start: u64) -> Probes {
+fn load_probes(config: &Config, start: u64, spans: Option<&Spans>) -> Probes {
     if !config.ebpf_enabled {
         tracing::warn!(
             "eBPF is off (collection.ebpf_enabled: false): collecting from /proc and /sys only"
         );
         Probes::none()
     } else {
-        match Probes::load(config, start) {
+        match Probes::load(config, start, spans) {
             Ok(p) if p.attached() => p,
             Ok(p) => {
                 let why: Vec<String> = p
@@ -290,6 +309,16 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
 
     let host = resource::HostFacts::read();
     let res = resource::build(&config.resource, &host, mode);
+    let traces = match (&config.traces, collection.span_sink()) {
+        (Some(cfg), Some(sink)) => {
+            tracing::info!(endpoint = %cfg.endpoint, protocol = %cfg.protocol, "exporting spans over OTLP");
+            Some(
+                TraceExporter::start(cfg, resource::to_proto(&res), sink)
+                    .context("cannot set up the OTLP span exporter")?,
+            )
+        }
+        _ => None,
+    };
     let mut otlp = match &config.otlp {
         Some(cfg) => {
             tracing::info!(endpoint = %cfg.endpoint, protocol = %cfg.protocol, "exporting over OTLP");
@@ -424,6 +453,9 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
         o.submit(&snap);
         o.shutdown().await;
     }
+    if let Some(t) = traces {
+        t.shutdown().await;
+    }
     if let Some(p) = prometheus {
         p.shutdown();
     }
@@ -440,6 +472,7 @@ struct State {
     stats: Arc<ExportStats>,
     /// Decides which side wins where probes and /proc supply the same metric.
     metric_names: sonde::config::MetricNames,
+    spans: Option<Spans>,
 }
 
 impl State {
@@ -468,6 +501,7 @@ impl State {
                     .map_err(|e| tracing::debug!("cannot read Sonde's own usage ({e}): skipped"))
                     .ok(),
                 map_memory: self.probes.map_memory(),
+                spans: self.spans.as_ref().map(|s| s.sink.counts()),
             },
             self.start,
             now,

@@ -94,6 +94,17 @@ impl Number {
     }
 }
 
+/// A sample linked to the span of the same event (OTLP exemplar), so a dashboard can
+/// jump from a histogram bucket to the trace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemplar {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// The sample, in the histogram's unit.
+    pub value: f64,
+    pub time_unix_nano: u64,
+}
+
 /// Explicit-bucket histogram whose bounds are the kernel's own (design decision 2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
@@ -102,6 +113,8 @@ pub struct Histogram {
     pub counts: Vec<u64>,
     pub sum: f64,
     pub count: u64,
+    /// The latest samples that have a span (empty for most histograms).
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// Powers of two (2^j, in the metric's unit) that bound the explicit form of an
@@ -179,6 +192,7 @@ impl ExpHistogram {
             counts,
             sum: self.sum,
             count: self.count,
+            exemplars: Vec::new(),
         }
     }
 

@@ -70,6 +70,12 @@ pub mod loss_reason {
     pub const RECURSION: &str = "recursion";
     /// The probe saw the event but could not copy what it needed (a DNS packet's payload).
     pub const COPY_FAILED: &str = "copy_failed";
+    /// Spans over `spans.max_per_second`.
+    pub const RATE_LIMIT: &str = "rate_limit";
+    /// Spans that found the export queue full (the collector unreachable for long).
+    pub const QUEUE_FULL: &str = "queue_full";
+    /// Spans the collector refused for good (the OTLP spec says: do not retry).
+    pub const REJECTED: &str = "rejected";
 }
 
 /// Values of [`SONDE_EXPORT_OUTCOME`].
@@ -162,6 +168,14 @@ pub mod tcp_error {
     /// semconv's fallback value when no better one is known.
     pub const OTHER: &str = "_OTHER";
 }
+
+// Span-only TCP attributes (one connection each; never on metrics).
+pub const SONDE_TCP_BYTES_SENT: &str = "sonde.tcp.bytes_sent";
+pub const SONDE_TCP_BYTES_RECEIVED: &str = "sonde.tcp.bytes_received";
+pub const SONDE_TCP_RETRANSMITS: &str = "sonde.tcp.retransmits";
+/// Smoothed round-trip time at the close, in seconds.
+pub const SONDE_TCP_SRTT: &str = "sonde.tcp.srtt";
+pub const NETWORK_LOCAL_PORT: &str = "network.local.port";
 
 // DNS (semconv 1.44 `dns.question.name`; Sonde's own for the rest).
 pub const DNS_QUESTION_NAME: &str = "dns.question.name";

@@ -81,6 +81,13 @@ pub const SONDE_EXPORT_POINTS: MetricDef = def(
     "{point}",
     "Data points handed to the exporter, by outcome.",
 );
+pub const SONDE_EXPORT_SPANS: MetricDef = def(
+    "sonde.export.spans",
+    Instrument::Counter,
+    "{span}",
+    "Spans of notable events by export outcome; dropped ones carry sonde.loss.reason \
+     (rate_limit, queue_full, rejected).",
+);
 pub const SONDE_EXPORT_LAG: MetricDef = def(
     "sonde.export.lag",
     Instrument::Gauge,
@@ -125,6 +132,7 @@ pub const ALL: &[MetricDef] = &[
     SONDE_PROBE_RUN_COUNT,
     SONDE_PROBE_STATUS,
     SONDE_EXPORT_POINTS,
+    SONDE_EXPORT_SPANS,
     SONDE_EXPORT_LAG,
     SONDE_EXPORT_QUEUE_USAGE,
     SONDE_EXPORT_QUEUE_ERRORS,

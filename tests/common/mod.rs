@@ -26,6 +26,12 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Metric};
 use prost::Message;
@@ -123,6 +129,8 @@ struct Shared {
     /// Replies still to give, in order; once empty, every request succeeds.
     script: Arc<Mutex<VecDeque<Reply>>>,
     attempts: Arc<Mutex<Vec<Attempt>>>,
+    /// Trace requests (always answered with success).
+    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
 }
 
 impl Shared {
@@ -214,6 +222,37 @@ impl MetricsService for GrpcSvc {
             Reply::Http { .. } => panic!("an HTTP reply scripted for a gRPC receiver"),
             ok => Ok(tonic::Response::new(success_response(&ok))),
         }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcSvc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0
+            .traces
+            .lock()
+            .expect("traces")
+            .push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+async fn http_traces(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    match ExportTraceServiceRequest::decode(body.as_ref()) {
+        Ok(req) => {
+            shared.traces.lock().expect("traces").push(req);
+            (
+                axum::http::StatusCode::OK,
+                ExportTraceServiceResponse::default().encode_to_vec(),
+            )
+        }
+        Err(_) => (axum::http::StatusCode::BAD_REQUEST, Vec::new()),
     }
 }
 
@@ -318,10 +357,13 @@ impl OtlpReceiver {
                 };
                 match proto {
                     Proto::Grpc => {
-                        let svc = MetricsServiceServer::new(GrpcSvc(s))
+                        let svc = MetricsServiceServer::new(GrpcSvc(s.clone()))
+                            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+                        let traces = TraceServiceServer::new(GrpcSvc(s.clone()))
                             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
                         tonic::transport::Server::builder()
                             .add_service(svc)
+                            .add_service(traces)
                             .serve_with_incoming_shutdown(
                                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                                 shutdown,
@@ -332,6 +374,7 @@ impl OtlpReceiver {
                     Proto::Http => {
                         let app = axum::Router::new()
                             .route("/v1/metrics", axum::routing::post(http_export))
+                            .route("/v1/traces", axum::routing::post(http_traces))
                             .with_state(s);
                         axum::serve(listener, app)
                             .with_graceful_shutdown(shutdown)
@@ -369,6 +412,19 @@ impl OtlpReceiver {
                 },
             ),
         ]
+    }
+
+    /// Every span received, in arrival order.
+    pub fn spans(&self) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+        self.shared
+            .traces
+            .lock()
+            .expect("traces")
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| s.spans.clone())
+            .collect()
     }
 
     pub fn exports(&self) -> Vec<Export> {

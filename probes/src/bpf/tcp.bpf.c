@@ -242,6 +242,7 @@ static __always_inline void emit(__u64 key, struct sonde_tcp_conn *c, __u32 kind
 	__builtin_memcpy(&e->conn, c, sizeof(*c));
 	e->kind = kind;
 	e->err = err;
+	e->end_ns = bpf_ktime_get_ns();
 	/* Wake the reader only once a backlog builds up: under connection churn a wakeup
 	 * per event costs more than the event. Userspace also drains on a short timer. */
 	bpf_ringbuf_submit(e, bpf_ringbuf_query(&tcp_events, BPF_RB_AVAIL_DATA) >= RING_WAKE_BYTES ?
@@ -340,7 +341,8 @@ static __always_inline void conn_finish(struct sock *sk, __u64 key, struct sonde
 			hist_add(c->family == AF_INET6 ? SONDE_TCP_HIST_RTT_V6 : SONDE_TCP_HIST_RTT_V4,
 				 srtt_ns);
 	}
-	emit(key, c, SONDE_TCP_EV_CLOSE, 0);
+	/* sk_err says how it ended: ECONNRESET when the peer reset it (worth a span). */
+	emit(key, c, SONDE_TCP_EV_CLOSE, BPF_CORE_READ(sk, sk_err));
 }
 
 /*

@@ -143,6 +143,15 @@ fn subtract(now: &PointValue, prev: &PointValue) -> Option<PointValue> {
                 counts: a.counts.iter().zip(&b.counts).map(|(x, y)| x - y).collect(),
                 sum: a.sum - b.sum,
                 count: a.count - b.count,
+                // Only the exemplars recorded in this interval belong to its delta.
+                exemplars: {
+                    let seen = b.exemplars.iter().map(|e| e.time_unix_nano).max();
+                    a.exemplars
+                        .iter()
+                        .filter(|e| seen.is_none_or(|t| e.time_unix_nano > t))
+                        .copied()
+                        .collect()
+                },
             }))
         }
         (PointValue::Exponential(a), PointValue::Exponential(b)) => {
@@ -338,6 +347,7 @@ mod tests {
                     count: counts.iter().sum(),
                     counts,
                     sum,
+                    exemplars: Vec::new(),
                 }),
                 start_unix_nano: SINCE,
             }],

@@ -7,12 +7,14 @@
 
 mod env;
 mod raw;
+mod spans;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use env::OtelEnv;
 use raw::RawConfig;
+pub use spans::SpansConfig;
 
 pub use crate::family::dns::config::{
     DnsProbeConfig, DEFAULT_DNS_TIMEOUT, DEFAULT_REDACTION_KEY_FILE,
@@ -194,6 +196,11 @@ pub struct Config {
     pub otlp: Option<OtlpConfig>,
     /// `None` unless the Prometheus endpoint is enabled.
     pub prometheus: Option<PrometheusConfig>,
+    /// Where spans go: the same collector settings with the traces variables
+    /// (OTEL_EXPORTER_OTLP_TRACES_*); `None` with no collector or OTEL_TRACES_EXPORTER=none.
+    pub traces: Option<OtlpConfig>,
+    /// Which events become spans (`spans:`).
+    pub spans: SpansConfig,
     pub console: bool,
     /// What the console prints each interval.
     pub console_detail: ConsoleDetail,
@@ -352,8 +359,33 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
             .is_some()
         }),
     };
+    // Spans go wherever a collector is named, whatever OTEL_METRICS_EXPORTER says.
+    let traces_configured = exporters.otlp.is_some()
+        || env
+            .first_of(&["OTEL_EXPORTER_OTLP_ENDPOINT", TRACES.endpoint])
+            .is_some()
+        || otlp_on;
+    let traces = match env.get("OTEL_TRACES_EXPORTER") {
+        _ if !traces_configured => None,
+        None | Some("otlp") => Some(validate_otlp(
+            exporters.otlp.clone().unwrap_or_default(),
+            env,
+            &TRACES,
+        )?),
+        Some("none") => None,
+        Some(other) => {
+            return Err(invalid(
+                "OTEL_TRACES_EXPORTER",
+                format!("`{other}` is not `otlp` or `none`"),
+            ))
+        }
+    };
     let otlp = if otlp_on {
-        Some(validate_otlp(exporters.otlp.unwrap_or_default(), env)?)
+        Some(validate_otlp(
+            exporters.otlp.unwrap_or_default(),
+            env,
+            &METRICS,
+        )?)
     } else {
         None
     };
@@ -429,6 +461,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
     };
 
     let health = validate_health(raw.health.unwrap_or_default())?;
+    let spans = spans::validate(raw.spans.unwrap_or_default())?;
 
     Ok(Config {
         health,
@@ -438,6 +471,8 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         probes,
         otlp,
         prometheus,
+        traces,
+        spans,
         console,
         console_detail,
         resource,
@@ -539,13 +574,43 @@ fn parse_size(key: &str, s: &str) -> Result<u64, ConfigError> {
         })
 }
 
-fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigError> {
+/// The OTEL_* variables specific to one signal, and its HTTP path under a base endpoint.
+#[derive(Debug)]
+pub(crate) struct Signal {
+    endpoint: &'static str,
+    protocol: &'static str,
+    headers: &'static str,
+    timeout: &'static str,
+    compression: &'static str,
+    path: &'static str,
+}
+
+pub(crate) const METRICS: Signal = Signal {
+    endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+    compression: "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+    path: "/v1/metrics",
+};
+
+pub(crate) const TRACES: Signal = Signal {
+    endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    path: "/v1/traces",
+};
+
+fn validate_otlp(
+    raw: raw::RawOtlp,
+    env: &OtelEnv,
+    signal: &Signal,
+) -> Result<OtlpConfig, ConfigError> {
     let protocol = match raw.protocol.as_deref() {
         Some(p) => parse_protocol("exporters.otlp.protocol", p)?,
-        None => match env.first_of(&[
-            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ]) {
+        None => match env.first_of(&[signal.protocol, "OTEL_EXPORTER_OTLP_PROTOCOL"]) {
             Some((key, p)) => parse_protocol(key, p)?,
             // The OTLP exporter spec's default transport.
             None => Protocol::HttpProtobuf,
@@ -554,27 +619,26 @@ fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigE
 
     let endpoint = match (
         raw.endpoint.as_deref(),
-        env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+        env.get(signal.endpoint),
         env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
     ) {
-        (Some(base), _, _) => signal_endpoint("exporters.otlp.endpoint", base, protocol)?,
+        (Some(base), _, _) => signal_endpoint("exporters.otlp.endpoint", base, protocol, signal)?,
         (None, Some(full), _) => {
-            check_url("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", full)?;
+            check_url(signal.endpoint, full)?;
             full.to_owned()
         }
-        (None, None, Some(base)) => signal_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", base, protocol)?,
+        (None, None, Some(base)) => {
+            signal_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", base, protocol, signal)?
+        }
         (None, None, None) => match protocol {
             Protocol::Grpc => "http://localhost:4317".to_owned(),
-            Protocol::HttpProtobuf => "http://localhost:4318/v1/metrics".to_owned(),
+            Protocol::HttpProtobuf => format!("http://localhost:4318{}", signal.path),
         },
     };
 
     // Headers merge per key: generic, then metrics-specific, then the file.
     let mut headers: Vec<(String, String)> = Vec::new();
-    for key in [
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
-    ] {
+    for key in ["OTEL_EXPORTER_OTLP_HEADERS", signal.headers] {
         if let Some(v) = env.get(key) {
             for (k, v) in env::parse_key_values(v).map_err(|m| invalid(key, m))? {
                 set_header(&mut headers, k, v);
@@ -601,10 +665,7 @@ fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigE
             "exporters.otlp.timeout",
             parse_duration("exporters.otlp.timeout", s)?,
         ),
-        None => match env.first_of(&[
-            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-        ]) {
+        None => match env.first_of(&[signal.timeout, "OTEL_EXPORTER_OTLP_TIMEOUT"]) {
             Some((key, ms)) => (key, parse_millis(key, ms)?),
             None => ("exporters.otlp.timeout", DEFAULT_TIMEOUT),
         },
@@ -619,10 +680,7 @@ fn validate_otlp(raw: raw::RawOtlp, env: &OtelEnv) -> Result<OtlpConfig, ConfigE
 
     let compression = match raw.compression.as_deref() {
         Some(c) => parse_compression("exporters.otlp.compression", c)?,
-        None => match env.first_of(&[
-            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
-        ]) {
+        None => match env.first_of(&[signal.compression, "OTEL_EXPORTER_OTLP_COMPRESSION"]) {
             Some((key, c)) => parse_compression(key, c)?,
             None => Compression::None,
         },
@@ -810,13 +868,19 @@ fn check_url(key: &str, s: &str) -> Result<reqwest::Url, ConfigError> {
     Ok(url)
 }
 
-/// A base endpoint as the generic variable gives it: HTTP gets `/v1/metrics` appended
-/// (spec: "relative to the base"), gRPC uses it as it is.
-fn signal_endpoint(key: &str, base: &str, protocol: Protocol) -> Result<String, ConfigError> {
+/// A base endpoint as the generic variable gives it: HTTP gets the signal's path
+/// (`/v1/metrics`, `/v1/traces`) appended (spec: "relative to the base"), gRPC uses it as
+/// it is.
+fn signal_endpoint(
+    key: &str,
+    base: &str,
+    protocol: Protocol,
+    signal: &Signal,
+) -> Result<String, ConfigError> {
     check_url(key, base)?;
     Ok(match protocol {
         Protocol::Grpc => base.to_owned(),
-        Protocol::HttpProtobuf => format!("{}/v1/metrics", base.trim_end_matches('/')),
+        Protocol::HttpProtobuf => format!("{}{}", base.trim_end_matches('/'), signal.path),
     })
 }
 

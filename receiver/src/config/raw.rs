@@ -18,6 +18,8 @@ pub struct RawConfig {
     /// /proc and /sys host metrics (both modes).
     pub host: Option<crate::family::host::config::RawHost>,
     pub health: Option<RawHealth>,
+    /// Which events become spans.
+    pub spans: Option<super::spans::RawSpans>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,7 +49,7 @@ pub struct RawPrometheus {
     pub port: Option<u16>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOtlp {
     /// Wins over OTEL_METRICS_EXPORTER; without it the section's presence enables OTLP.
@@ -66,7 +68,7 @@ pub struct RawOtlp {
     pub queue: Option<RawQueue>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawQueue {
     pub directory: Option<String>,
@@ -74,7 +76,7 @@ pub struct RawQueue {
 }
 
 /// A size as a number of bytes or a string such as `64MiB`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(
     untagged,
     expecting = "a size such as 64MiB, 512KiB or a number of bytes"

@@ -70,7 +70,14 @@ pub trait Family: Sync {
     /// `series` carries the expiry and start every bounded series shares (its limit is
     /// the family's own key). The family comes back even when the collector fails (its
     /// reports say what attached); the source is then `None` and the failure is logged.
-    fn start(&self, config: &ProbesConfig, series: SeriesPolicy) -> Result<Started, LoadError>;
+    /// `spans`: where the family hands spans of its notable events, when they are
+    /// exported (`None`: the family never looks at events for spans).
+    fn start(
+        &self,
+        config: &ProbesConfig,
+        series: SeriesPolicy,
+        spans: Option<&crate::spans::Spans>,
+    ) -> Result<Started, LoadError>;
 
     fn name(&self) -> &'static str {
         self.kind().name()

@@ -46,6 +46,8 @@ pub struct SelfInputs<'a> {
     /// The agent's own CPU and memory; `None` when /proc/self could not be read this
     /// time (then nothing is exported rather than a false zero).
     pub usage: Option<SelfUsage>,
+    /// Span outcomes, when spans are exported.
+    pub spans: Option<crate::spans::sink::SpanCounts>,
     /// Bytes pinned by Sonde's BPF maps (none in fallback mode).
     pub map_memory: Option<u64>,
 }
@@ -114,6 +116,23 @@ pub fn metrics(i: &SelfInputs<'_>, start: u64, now: u64) -> Vec<Metric> {
             outcome(export_outcome::DROPPED, i.export.dropped),
         ],
     ));
+    if let Some(c) = i.spans {
+        let dropped = |reason: &'static str, n: u64| {
+            let (a, n) = outcome(export_outcome::DROPPED, n);
+            (a.with(attr::SONDE_LOSS_REASON, reason), n)
+        };
+        out.push(numbers(
+            m::SONDE_EXPORT_SPANS,
+            start,
+            [
+                outcome(export_outcome::SENT, c.sent),
+                outcome(export_outcome::RETRIED, c.retried),
+                dropped(loss_reason::RATE_LIMIT, c.dropped_rate_limit),
+                dropped(loss_reason::QUEUE_FULL, c.dropped_queue_full),
+                dropped(loss_reason::REJECTED, c.dropped_rejected),
+            ],
+        ));
+    }
     if i.export.otlp {
         out.push(numbers(
             m::SONDE_EXPORT_LAG,

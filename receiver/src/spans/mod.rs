@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod limit;
+pub mod sink;
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
@@ -58,13 +59,26 @@ pub struct Span {
     pub status: Status,
 }
 
-/// A link from a histogram sample to the span of the same event (an OTLP exemplar).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Exemplar {
-    pub context: SpanContext,
-    /// The sample, in the histogram's unit.
-    pub value: f64,
-    pub time_unix_nano: u64,
+pub use crate::model::Exemplar;
+
+/// What the agent lends the families when spans are exported: where to hand them and
+/// which events qualify.
+#[derive(Debug, Clone)]
+pub struct Spans {
+    pub sink: std::sync::Arc<sink::SpanSink>,
+    pub config: crate::config::SpansConfig,
+}
+
+impl SpanContext {
+    /// An exemplar of `value` at `time_unix_nano` pointing at this span.
+    pub fn exemplar(&self, value: f64, time_unix_nano: u64) -> Exemplar {
+        Exemplar {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            value,
+            time_unix_nano,
+        }
+    }
 }
 
 /// Generates trace and span ids: random per agent start, unique within a run.

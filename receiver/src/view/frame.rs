@@ -728,6 +728,7 @@ mod tests {
                     counts: counts.to_vec(),
                     sum,
                     count: counts.iter().sum(),
+                    exemplars: Vec::new(),
                 }),
                 start_unix_nano: 0,
             }],

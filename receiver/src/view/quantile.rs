@@ -80,6 +80,7 @@ mod tests {
             counts: counts.to_vec(),
             sum: 0.0,
             count: counts.iter().sum(),
+            exemplars: Vec::new(),
         }
     }
 

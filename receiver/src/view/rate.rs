@@ -39,6 +39,7 @@ impl Cumulative for Histogram {
             counts,
             sum: (self.sum - earlier.sum).max(0.0),
             count: self.count - earlier.count,
+            exemplars: Vec::new(),
         })
     }
 }
@@ -139,6 +140,7 @@ mod tests {
             counts: counts.to_vec(),
             sum,
             count: counts.iter().sum(),
+            exemplars: Vec::new(),
         }
     }
 

@@ -8,9 +8,9 @@
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
-    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
-    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    exemplar, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+    AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
+    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use sonde_semconv::{Instrument, SCHEMA_URL};
@@ -148,7 +148,17 @@ fn histogram_point(
         sum: Some(h.sum),
         bucket_counts: h.counts.clone(),
         explicit_bounds: h.bounds.clone(),
-        exemplars: Vec::new(),
+        exemplars: h
+            .exemplars
+            .iter()
+            .map(|e| Exemplar {
+                filtered_attributes: Vec::new(),
+                time_unix_nano: e.time_unix_nano,
+                span_id: e.span_id.to_vec(),
+                trace_id: e.trace_id.to_vec(),
+                value: Some(exemplar::Value::AsDouble(e.value)),
+            })
+            .collect(),
         flags: 0,
         min: None,
         max: None,
@@ -217,6 +227,7 @@ mod tests {
                     counts: vec![1, 0, 4],
                     sum: 1.5,
                     count: 5,
+                    exemplars: Vec::new(),
                 }),
                 start_unix_nano: 3,
             }],

@@ -6,6 +6,7 @@
 pub mod disk_queue;
 pub mod encode;
 pub mod retry;
+pub mod trace_export;
 pub mod traces;
 pub mod transport;
 

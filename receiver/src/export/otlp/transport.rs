@@ -7,6 +7,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     metrics_service_client::MetricsServiceClient, ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    trace_service_client::TraceServiceClient, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -64,6 +67,9 @@ pub struct SendError {
 pub enum Transport {
     Grpc {
         client: MetricsServiceClient<Channel>,
+        /// The same connection, for the traces service.
+        channel: Channel,
+        gzip: bool,
         headers: MetadataMap,
     },
     Http {
@@ -91,8 +97,10 @@ impl Transport {
                         .tls_config(ClientTlsConfig::new().with_native_roots())
                         .map_err(endpoint_err)?;
                 }
-                let mut client = MetricsServiceClient::new(endpoint.connect_lazy());
-                if cfg.compression == Compression::Gzip {
+                let channel = endpoint.connect_lazy();
+                let mut client = MetricsServiceClient::new(channel.clone());
+                let gzip = cfg.compression == Compression::Gzip;
+                if gzip {
                     client = client
                         .send_compressed(CompressionEncoding::Gzip)
                         .accept_compressed(CompressionEncoding::Gzip);
@@ -105,7 +113,12 @@ impl Transport {
                         .map_err(|_| TransportError::Header(k.clone()))?;
                     headers.insert(key, value);
                 }
-                Ok(Transport::Grpc { client, headers })
+                Ok(Transport::Grpc {
+                    client,
+                    channel,
+                    gzip,
+                    headers,
+                })
             }
             Protocol::HttpProtobuf => {
                 let mut headers = reqwest::header::HeaderMap::new();
@@ -131,10 +144,12 @@ impl Transport {
         }
     }
 
-    /// Sends one request.
+    /// Sends one metrics request.
     pub async fn send(&mut self, req: &ExportMetricsServiceRequest) -> Result<Accepted, SendError> {
         match self {
-            Transport::Grpc { client, headers } => {
+            Transport::Grpc {
+                client, headers, ..
+            } => {
                 let mut request = tonic::Request::new(req.clone());
                 *request.metadata_mut() = headers.clone();
                 match client.export(request).await {
@@ -142,57 +157,112 @@ impl Transport {
                     Err(status) => Err(grpc_failure(&status)),
                 }
             }
-            Transport::Http {
-                client,
-                url,
-                headers,
-                gzip,
-            } => {
-                let mut body = req.encode_to_vec();
-                let mut builder = client
-                    .post(url.as_str())
-                    .headers(headers.clone())
-                    .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf");
-                if *gzip {
-                    body = gzip_bytes(&body);
-                    builder = builder.header(reqwest::header::CONTENT_ENCODING, "gzip");
-                }
-                let resp = builder.body(body).send().await.map_err(|e| {
-                    let tls = is_tls_error(&e);
-                    let failure = if e.is_builder() || tls {
-                        Failure::Permanent
-                    } else {
-                        // Connection refused, reset, timeout: the collector may come back.
-                        Failure::Retryable { hint: None }
-                    };
-                    let mut message = error_chain(&e);
-                    if tls {
-                        message = format!("TLS with {url} failed: {message}");
-                    }
-                    SendError { failure, message }
-                })?;
-                let status = resp.status();
-                let retry_after = resp
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
-                let bytes = resp.bytes().await.unwrap_or_default();
-                if status.is_success() {
-                    let parsed =
-                        ExportMetricsServiceResponse::decode(bytes.as_ref()).unwrap_or_default();
-                    return Ok(accepted(parsed));
-                }
-                Err(SendError {
-                    failure: if http_retryable(status.as_u16()) {
-                        Failure::Retryable { hint: retry_after }
-                    } else {
-                        Failure::Rejected
-                    },
-                    message: format!("HTTP {status} from {url}: {}", http_status_message(&bytes)),
-                })
+            Transport::Http { .. } => {
+                let resp: ExportMetricsServiceResponse = self.post(req).await?;
+                Ok(accepted(resp))
             }
         }
+    }
+
+    /// Sends one traces request (same endpoint rules, retries and failure classes as
+    /// metrics); `Accepted::rejected` counts spans.
+    pub async fn send_traces(
+        &mut self,
+        req: &ExportTraceServiceRequest,
+    ) -> Result<Accepted, SendError> {
+        match self {
+            Transport::Grpc {
+                channel,
+                gzip,
+                headers,
+                ..
+            } => {
+                let mut client = TraceServiceClient::new(channel.clone());
+                if *gzip {
+                    client = client
+                        .send_compressed(CompressionEncoding::Gzip)
+                        .accept_compressed(CompressionEncoding::Gzip);
+                }
+                let mut request = tonic::Request::new(req.clone());
+                *request.metadata_mut() = headers.clone();
+                match client.export(request).await {
+                    Ok(resp) => Ok(accepted_spans(resp.into_inner())),
+                    Err(status) => Err(grpc_failure(&status)),
+                }
+            }
+            Transport::Http { .. } => {
+                let resp: ExportTraceServiceResponse = self.post(req).await?;
+                Ok(accepted_spans(resp))
+            }
+        }
+    }
+
+    /// HTTP/protobuf: POSTs `req` and decodes the response body (an empty or undecodable
+    /// success body reads as "everything accepted").
+    async fn post<Req: Message, Resp: Message + Default>(
+        &self,
+        req: &Req,
+    ) -> Result<Resp, SendError> {
+        let Transport::Http {
+            client,
+            url,
+            headers,
+            gzip,
+        } = self
+        else {
+            return Ok(Resp::default());
+        };
+        let mut body = req.encode_to_vec();
+        let mut builder = client
+            .post(url.as_str())
+            .headers(headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf");
+        if *gzip {
+            body = gzip_bytes(&body);
+            builder = builder.header(reqwest::header::CONTENT_ENCODING, "gzip");
+        }
+        let resp = builder.body(body).send().await.map_err(|e| {
+            let tls = is_tls_error(&e);
+            let failure = if e.is_builder() || tls {
+                Failure::Permanent
+            } else {
+                // Connection refused, reset, timeout: the collector may come back.
+                Failure::Retryable { hint: None }
+            };
+            let mut message = error_chain(&e);
+            if tls {
+                message = format!("TLS with {url} failed: {message}");
+            }
+            SendError { failure, message }
+        })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(Resp::decode(bytes.as_ref()).unwrap_or_default());
+        }
+        Err(SendError {
+            failure: if http_retryable(status.as_u16()) {
+                Failure::Retryable { hint: retry_after }
+            } else {
+                Failure::Rejected
+            },
+            message: format!("HTTP {status} from {url}: {}", http_status_message(&bytes)),
+        })
+    }
+}
+
+fn accepted_spans(resp: ExportTraceServiceResponse) -> Accepted {
+    let Some(p) = resp.partial_success else {
+        return Accepted::default();
+    };
+    Accepted {
+        rejected: p.rejected_spans.max(0) as u64,
+        message: Some(p.error_message).filter(|m| !m.trim().is_empty()),
     }
 }
 

@@ -144,7 +144,7 @@ pub fn encode(snap: &Snapshot, target: &Target, format: Format) -> String {
                     // The explicit form: kernel grid histograms summed per doubling.
                     PointValue::Histogram(_) | PointValue::Exponential(_) => {
                         if let Some(h) = p.value.explicit() {
-                            histogram(&mut out, &fam.name, &labels, &h);
+                            histogram(&mut out, &fam.name, &labels, &h, format);
                         }
                     }
                 }
@@ -176,20 +176,50 @@ pub fn encode(snap: &Snapshot, target: &Target, format: Format) -> String {
     out
 }
 
-fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram, format: Format) {
     let mut cumulative = 0u64;
     for (i, bound) in h.bounds.iter().enumerate() {
         cumulative += h.counts.get(i).copied().unwrap_or(0);
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
             float(*bound)
         );
+        exemplar(out, h, i, format);
     }
     // `+Inf` is the total count: the last (overflow) bucket included.
-    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = write!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    exemplar(out, h, h.bounds.len(), format);
     let _ = writeln!(out, "{name}_sum{{{labels}}} {}", float(h.sum));
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
+/// Ends a bucket line, with the newest exemplar that falls in bucket `i` in OpenMetrics
+/// (the text format has no exemplars): Grafana follows its trace_id to the trace.
+fn exemplar(out: &mut String, h: &Histogram, i: usize, format: Format) {
+    let lower = i.checked_sub(1).and_then(|j| h.bounds.get(j)).copied();
+    let upper = h.bounds.get(i).copied();
+    let found = (format == Format::OpenMetrics)
+        .then(|| {
+            h.exemplars
+                .iter()
+                .rev()
+                .find(|e| lower.is_none_or(|l| e.value > l) && upper.is_none_or(|u| e.value <= u))
+        })
+        .flatten();
+    if let Some(e) = found {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let _ = write!(
+            out,
+            " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {}.{:09}",
+            hex(&e.trace_id),
+            hex(&e.span_id),
+            float(e.value),
+            e.time_unix_nano / 1_000_000_000,
+            e.time_unix_nano % 1_000_000_000
+        );
+    }
+    out.push('\n');
 }
 
 /// Point attributes as labels, then the scope labels. Keys that collide once sanitized
@@ -377,6 +407,7 @@ mod tests {
             counts: vec![1, 0, 2, 3],
             sum: 1.5,
             count: 6,
+            exemplars: Vec::new(),
         };
         let s = snap(vec![Metric {
             def: dns::DNS_LOOKUP_DURATION,
@@ -398,6 +429,54 @@ mod tests {
              dns_lookup_duration_seconds_count{{{l}}} 6\n"
         );
         assert!(text.contains(&want), "{text}");
+    }
+
+    #[test]
+    fn openmetrics_bucket_lines_carry_exemplars_in_their_bucket() {
+        let ex = |value: f64, id: u8| crate::model::Exemplar {
+            trace_id: [id; 16],
+            span_id: [id; 8],
+            value,
+            time_unix_nano: 1_700_000_000_250_000_000,
+        };
+        let h = Histogram {
+            bounds: vec![0.005, 0.01],
+            counts: vec![0, 1, 1],
+            sum: 2.0,
+            count: 2,
+            exemplars: vec![ex(0.007, 0xab), ex(1.9, 0xcd)],
+        };
+        let s = snap(vec![Metric {
+            def: dns::DNS_LOOKUP_DURATION,
+            points: vec![Point {
+                attributes: Attributes::new(),
+                value: PointValue::Histogram(h),
+                start_unix_nano: 0,
+            }],
+        }]);
+        let om = encode(&s, &Target::default(), Format::OpenMetrics);
+        let ab = format!(
+            "trace_id=\"{}\",span_id=\"{}\"",
+            "ab".repeat(16),
+            "ab".repeat(8)
+        );
+        let line = |le: &str| {
+            om.lines()
+                .find(|l| l.contains(&format!("le=\"{le}\"")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(!line("0.005").contains('#'), "{om}");
+        assert!(
+            line("0.01").ends_with(&format!("1 # {{{ab}}} 0.007 1700000000.250000000")),
+            "{om}"
+        );
+        assert!(line("+Inf").contains(&"cd".repeat(16)), "{om}");
+        let text = encode(&s, &Target::default(), Format::Text);
+        assert!(
+            !text.contains("trace_id"),
+            "no exemplars in the text format"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! `aggregate::bounded`); the rest fold into one overflow series, so memory stays bounded
 //! and the sum over series stays exact.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use sonde_semconv::dns as sc;
@@ -17,6 +18,7 @@ use sonde_semconv::dns as sc;
 use crate::aggregate::bounded::{BoundedCounter, BoundedSeries, SeriesPolicy, SeriesSnapshot};
 use crate::family::dns::matcher::{Event, Lookup, Outcome, Process, Query};
 use crate::family::dns::privacy::NamePrivacy;
+use crate::model::Exemplar;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamePolicy {
@@ -55,7 +57,12 @@ pub struct Hist {
     pub counts: Vec<u64>,
     pub sum: f64,
     pub count: u64,
+    /// The latest samples that have a span, newest last (at most [`EXEMPLARS`]).
+    pub exemplars: VecDeque<Exemplar>,
 }
+
+/// Exemplars kept per series: enough to point at recent slow lookups, a fixed cost.
+pub const EXEMPLARS: usize = 4;
 
 impl Default for Hist {
     fn default() -> Self {
@@ -63,6 +70,7 @@ impl Default for Hist {
             counts: vec![0; sc::DURATION_BOUNDS.len() + 1],
             sum: 0.0,
             count: 0,
+            exemplars: VecDeque::new(),
         }
     }
 }
@@ -73,6 +81,16 @@ impl Hist {
         self.counts[i] += 1;
         self.sum += seconds;
         self.count += 1;
+    }
+
+    fn record_with(&mut self, seconds: f64, exemplar: Option<Exemplar>) {
+        self.record(seconds);
+        if let Some(e) = exemplar {
+            if self.exemplars.len() == EXEMPLARS {
+                self.exemplars.pop_front();
+            }
+            self.exemplars.push_back(e);
+        }
     }
 }
 
@@ -105,6 +123,15 @@ impl DnsStats {
         }
     }
 
+    /// The question name a span may carry: none under `Off`, else what the privacy rules
+    /// let out (redacted or hidden); spans follow the same policy as the metrics.
+    pub fn span_name(&self, name: &str) -> Option<String> {
+        if self.policy == NamePolicy::Off {
+            return None;
+        }
+        self.privacy.exported(name)
+    }
+
     /// Question names go through `privacy` (redaction, never-exported suffixes) before
     /// the name policy sees them.
     pub fn with_privacy(mut self, privacy: NamePrivacy) -> Self {
@@ -122,9 +149,14 @@ impl DnsStats {
     }
 
     pub fn add(&mut self, event: &Event) {
+        self.add_with_exemplar(event, None);
+    }
+
+    /// As [`Self::add`], linking a lookup's latency sample to its span.
+    pub fn add_with_exemplar(&mut self, event: &Event, exemplar: Option<Exemplar>) {
         match event {
             Event::Query(q) => self.query(q),
-            Event::Lookup(l) => self.lookup(l),
+            Event::Lookup(l) => self.lookup(l, exemplar),
         }
     }
 
@@ -139,7 +171,7 @@ impl DnsStats {
         );
     }
 
-    fn lookup(&mut self, l: &Lookup) {
+    fn lookup(&mut self, l: &Lookup, exemplar: Option<Exemplar>) {
         let error = match l.outcome {
             Outcome::Answered { rcode } => sc::rcode_error(rcode),
             Outcome::Timeout => Some(sc::ERROR_TIMEOUT),
@@ -164,7 +196,9 @@ impl DnsStats {
             cache_hit: l.cache_hit,
         };
         let seconds = ns as f64 / 1e9;
-        self.durations.update_or_fold(key, |_| ()).record(seconds);
+        self.durations
+            .update_or_fold(key, |_| ())
+            .record_with(seconds, exemplar);
     }
 
     fn name(&mut self, name: &str) -> (Option<String>, bool) {
@@ -224,6 +258,7 @@ mod tests {
             },
             process: None,
             outcome,
+            start_ns: 0,
             duration_ns: ms.map(|m| m * 1_000_000),
             cache_hit: hit,
         })

@@ -30,7 +30,7 @@ const MAX_SENT: usize = 65_536;
 /// and processes multiply, and each set costs a histogram.
 pub const SERIES_LIMIT: usize = 1_000;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct DnsSettings {
     pub ports: Vec<u16>,
     pub timeout: Duration,
@@ -39,6 +39,14 @@ pub struct DnsSettings {
     pub privacy: crate::family::dns::privacy::NamePrivacy,
     /// Attribute sets per metric before the overflow series, their expiry and start.
     pub series: crate::aggregate::bounded::SeriesPolicy,
+    /// Where slow and failed lookups go as spans.
+    pub spans: Option<DnsSpans>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsSpans {
+    pub sink: Arc<crate::spans::sink::SpanSink>,
+    pub rule: super::spans::DnsSpanRule,
 }
 
 /// Cumulative counts since the probe was loaded.
@@ -59,12 +67,31 @@ struct Shared {
     stats: DnsStats,
     unparsed: u64,
     scratch: Vec<Event>,
+    spans: Option<DnsSpans>,
 }
 
 impl Shared {
+    /// Folds the matcher's events into the stats; a lookup that qualifies for a span and
+    /// passes the rate limit gets one, and its latency sample becomes the exemplar.
     fn fold(&mut self) {
         for e in self.scratch.drain(..) {
-            self.stats.add(&e);
+            let exemplar = match (&self.spans, &e) {
+                (Some(s), Event::Lookup(l)) if super::spans::qualifies(&s.rule, l) => {
+                    let end = l.start_ns + l.duration_ns.unwrap_or(s.rule.timeout_ns);
+                    let stats = &self.stats;
+                    s.sink
+                        .offer(end, |ctx| {
+                            let name = stats.span_name(&l.question.name);
+                            super::spans::span(&s.rule, l, name, &s.sink.clock, ctx)
+                        })
+                        .and_then(|ctx| {
+                            let d = l.duration_ns?;
+                            Some(ctx.exemplar(d as f64 / 1e9, s.sink.clock.to_unix_nanos(end)))
+                        })
+                }
+                _ => None,
+            };
+            self.stats.add_with_exemplar(&e, exemplar);
         }
     }
 }
@@ -122,6 +149,7 @@ impl DnsCollector {
                 .with_privacy(settings.privacy.clone()),
             unparsed: 0,
             scratch: Vec::new(),
+            spans: settings.spans.clone(),
         }));
         // SAFETY: the RingBuf owns its map fd (MapData holds an OwnedFd) for as long as
         // the AsyncFd owns the RingBuf, and as_raw_fd always returns that same fd.

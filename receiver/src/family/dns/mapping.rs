@@ -49,6 +49,7 @@ fn hist_point(attributes: Attributes, h: &Hist, start: u64) -> Point {
             counts: h.counts.clone(),
             sum: h.sum,
             count: h.count,
+            exemplars: h.exemplars.iter().copied().collect(),
         }),
         start_unix_nano: start,
     }
@@ -165,6 +166,7 @@ mod tests {
                 question: question.clone(),
                 process: None,
                 outcome,
+                start_ns: 0,
                 duration_ns: ns,
                 cache_hit: hit,
             }));

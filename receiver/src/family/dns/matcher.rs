@@ -98,6 +98,8 @@ pub struct Lookup {
     pub question: Question,
     pub process: Option<Process>,
     pub outcome: Outcome,
+    /// The query's kernel timestamp (CLOCK_MONOTONIC ns): where a span starts.
+    pub start_ns: u64,
     /// Response timestamp minus query timestamp; `None` for a timeout.
     pub duration_ns: Option<u64>,
     /// `None` when the resolver is not on this host (or the lookup timed out).
@@ -238,6 +240,7 @@ impl Matcher {
             question: key.question,
             process: open.process,
             outcome: Outcome::Answered { rcode: p.msg.rcode },
+            start_ns: open.start_ns,
             duration_ns: Some(p.ktime_ns.saturating_sub(open.start_ns)),
             cache_hit,
         }));
@@ -269,6 +272,7 @@ impl Matcher {
                     question: key.question,
                     process: open.process,
                     outcome: Outcome::Timeout,
+                    start_ns: open.start_ns,
                     duration_ns: None,
                     cache_hit: None,
                 }));

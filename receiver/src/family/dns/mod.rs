@@ -7,6 +7,7 @@ pub mod mapping;
 pub mod matcher;
 pub mod privacy;
 pub mod probe;
+pub mod spans;
 pub mod wire;
 
 use sonde_semconv::attr::loss_reason;
@@ -97,6 +98,7 @@ impl Family for Dns {
         &self,
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
+        spans: Option<&crate::spans::Spans>,
     ) -> Result<Started, LoadError> {
         let settings = DnsSettings {
             ports: config.dns.ports.clone(),
@@ -104,6 +106,17 @@ impl Family for Dns {
             names: config.dns.question_names,
             privacy: name_privacy(&config.dns),
             series: series.with_limit(collect::SERIES_LIMIT),
+            spans: spans.and_then(|s| {
+                Some(collect::DnsSpans {
+                    sink: s.sink.clone(),
+                    rule: spans::DnsSpanRule {
+                        slower_than_ns: u64::try_from(s.config.dns_slower_than?.as_nanos())
+                            .unwrap_or(u64::MAX),
+                        timeout_ns: u64::try_from(config.dns.timeout.as_nanos())
+                            .unwrap_or(u64::MAX),
+                    },
+                })
+            }),
         };
         let mut loaded = self.load()?;
         let source = super::collector("DNS", DnsCollector::start(&mut loaded, &settings))

@@ -131,6 +131,7 @@ impl Family for FileIo {
         &self,
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
+        _spans: Option<&crate::spans::Spans>,
     ) -> Result<Started, LoadError> {
         let mut loaded = self.load()?;
         let limit = series.with_limit(config.fileio.process_limit);

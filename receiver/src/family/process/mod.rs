@@ -95,6 +95,7 @@ impl Family for Process {
         &self,
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
+        _spans: Option<&crate::spans::Spans>,
     ) -> Result<Started, LoadError> {
         let mut loaded = self.load()?;
         let limit = series.with_limit(config.process.executable_name_limit);

@@ -426,6 +426,7 @@ impl TcpCollector {
         loaded: &mut LoadedFamily,
         series: SeriesPolicy,
         table: impl Fn() -> std::io::Result<HashMap<StateKey, i64>>,
+        spans: Option<TcpSpans>,
     ) -> Result<Self, CollectError> {
         let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EVENTS)?;
         let mut me = Self {
@@ -441,7 +442,7 @@ impl TcpCollector {
         // the AsyncFd owns the RingBuf, and as_raw_fd always returns that same fd.
         let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| CollectError::Poll(e.into()))?;
-        tokio::spawn(drain(fd, me.ledger.clone()));
+        tokio::spawn(drain(fd, me.ledger.clone(), spans));
         Ok(me)
     }
 
@@ -559,23 +560,30 @@ impl TcpCollector {
 /// wakes it only once a backlog builds up (see `emit` in tcp.bpf.c).
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-async fn drain(mut fd: AsyncFd<RingBuf<MapData>>, ledger: SharedLedger) {
+/// Where failed, reset and long-lived connections go as spans.
+#[derive(Debug, Clone)]
+pub struct TcpSpans {
+    pub sink: Arc<crate::spans::sink::SpanSink>,
+    pub rule: super::spans::TcpSpanRule,
+}
+
+async fn drain(mut fd: AsyncFd<RingBuf<MapData>>, ledger: SharedLedger, spans: Option<TcpSpans>) {
     loop {
         match tokio::time::timeout(DRAIN_EVERY, fd.readable_mut()).await {
             Ok(Ok(mut guard)) => {
-                drain_ring(guard.get_inner_mut(), &ledger);
+                drain_ring(guard.get_inner_mut(), &ledger, spans.as_ref());
                 guard.clear_ready();
             }
             Ok(Err(e)) => {
                 tracing::error!("tcp event ring buffer poll failed, attribution stops here: {e}");
                 return;
             }
-            Err(_elapsed) => drain_ring(fd.get_mut(), &ledger),
+            Err(_elapsed) => drain_ring(fd.get_mut(), &ledger, spans.as_ref()),
         }
     }
 }
 
-fn drain_ring(ring: &mut RingBuf<MapData>, ledger: &SharedLedger) {
+fn drain_ring(ring: &mut RingBuf<MapData>, ledger: &SharedLedger, spans: Option<&TcpSpans>) {
     let mut batch: Vec<sonde_tcp_event> = Vec::new();
     while let Some(item) = ring.next() {
         if let Some(ev) = decode_event(&item) {
@@ -586,6 +594,12 @@ fn drain_ring(ring: &mut RingBuf<MapData>, ledger: &SharedLedger) {
         let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
         for ev in &batch {
             l.event(ev);
+        }
+    }
+    if let Some(s) = spans {
+        for ev in batch.iter().filter(|e| super::spans::qualifies(&s.rule, e)) {
+            s.sink
+                .offer(ev.end_ns, |ctx| super::spans::span(ev, &s.sink.clock, ctx));
         }
     }
 }
@@ -731,6 +745,7 @@ mod tests {
             conn: c,
             kind: kind::SONDE_TCP_EV_CLOSE as u32,
             err: 0,
+            ..Default::default()
         };
         l.event(&ev);
         assert_eq!(l.transmitted.total(), 300);
@@ -762,6 +777,7 @@ mod tests {
                 conn: c,
                 kind: kind::SONDE_TCP_EV_OPEN as u32,
                 err: 0,
+                ..Default::default()
             };
             l.event(&ev);
         }
@@ -800,6 +816,7 @@ mod tests {
             conn: c,
             kind: kind::SONDE_TCP_EV_CLOSE as u32,
             err: 0,
+            ..Default::default()
         });
         assert_eq!(l.transmitted.total(), 100);
     }

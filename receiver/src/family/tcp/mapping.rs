@@ -49,7 +49,7 @@ pub fn error_type(errno: i32) -> &'static str {
     }
 }
 
-fn net_type(v6: bool) -> &'static str {
+pub(super) fn net_type(v6: bool) -> &'static str {
     if v6 {
         network_type::IPV6
     } else {
@@ -89,7 +89,7 @@ fn histogram(h: &Hist) -> ExpHistogram {
     crate::mapping::grid_histogram(&h.slots, h.sum_ns)
 }
 
-fn direction_name(d: Direction) -> Option<&'static str> {
+pub(super) fn direction_name(d: Direction) -> Option<&'static str> {
     match d {
         Direction::Inbound => Some(connection_direction::INBOUND),
         Direction::Outbound => Some(connection_direction::OUTBOUND),
@@ -255,6 +255,7 @@ mod tests {
             conn: c,
             kind: k as u32,
             err,
+            ..Default::default()
         }
     }
 

@@ -6,6 +6,9 @@ pub mod config;
 pub mod mapping;
 pub mod probe;
 pub mod sock_diag;
+pub mod spans;
+
+use collect::TcpSpans;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -99,6 +102,7 @@ pub fn own_netns_ino(proc_root: &Path) -> u32 {
 /// connection count and starts the collector. Must run inside a tokio runtime.
 pub fn load(
     series: crate::aggregate::bounded::SeriesPolicy,
+    spans: Option<&crate::spans::Spans>,
 ) -> Result<(crate::probe::LoadedFamily, Option<TcpSource>), crate::probe::LoadError> {
     let proc_root = Path::new("/proc");
     let ino = own_netns_ino(proc_root);
@@ -110,7 +114,20 @@ pub fn load(
     )?;
     let source = super::collector(
         "tcp",
-        TcpCollector::start(&mut loaded, series, sock_diag::tcp_state_counts),
+        TcpCollector::start(
+            &mut loaded,
+            series,
+            sock_diag::tcp_state_counts,
+            spans.filter(|s| s.config.tcp).map(|s| TcpSpans {
+                sink: s.sink.clone(),
+                rule: spans::TcpSpanRule {
+                    longer_than_ns: s
+                        .config
+                        .tcp_longer_than
+                        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+                },
+            }),
+        ),
     )
     .map(TcpSource::new);
     Ok((loaded, source))
@@ -138,8 +155,9 @@ impl Family for Tcp {
         &self,
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
+        spans: Option<&crate::spans::Spans>,
     ) -> Result<Started, LoadError> {
-        let (loaded, source) = load(series.with_limit(config.tcp.series_limit))?;
+        let (loaded, source) = load(series.with_limit(config.tcp.series_limit), spans)?;
         Ok(Started::new(loaded, source))
     }
 }

@@ -1,0 +1,301 @@
+//! Spans end to end: the real `sonde` binary with its probes, a DNS responder of the
+//! test's own on loopback (it answers after a known delay, or NXDOMAIN at once), a refused
+//! loopback connect, and a real OTLP receiver decoding traces and metrics with the
+//! official protobuf definitions.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::{latest, metrics, require_root, OtlpReceiver, Proto, Sonde};
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
+
+/// The slow answers' delay: far above the 100 ms threshold and any loopback jitter.
+const DELAY: Duration = Duration::from_millis(300);
+
+/// A DNS query for `name` (type A) with id `id`.
+fn query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// Answers every query on `sock`: names starting with `slow` after DELAY with NOERROR,
+/// `fast` at once with NOERROR, the rest at once with NXDOMAIN (the question echoed, no
+/// answer records).
+fn responder(sock: UdpSocket, until: Instant) {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut buf = [0u8; 512];
+    while Instant::now() < until {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let mut r = buf[..n].to_vec();
+        let slow = n > 13 && r[13..].starts_with(b"slow");
+        let fast = n > 13 && r[13..].starts_with(b"fast");
+        r[2] = 0x81; // QR, RD
+        r[3] = if slow || fast { 0x80 } else { 0x83 }; // RA; rcode 0 or 3 (NXDOMAIN)
+        let reply = sock.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            if slow {
+                std::thread::sleep(DELAY);
+            }
+            let _ = reply.send_to(&r, from);
+        });
+    }
+}
+
+fn attr(s: &Span, key: &str) -> Option<String> {
+    s.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+        .map(|v| match v {
+            any_value::Value::StringValue(s) => s.clone(),
+            any_value::Value::IntValue(i) => i.to_string(),
+            any_value::Value::BoolValue(b) => b.to_string(),
+            other => format!("{other:?}"),
+        })
+}
+
+/// One test, both transports: gRPC here, HTTP/protobuf in the second.
+fn spans_for_slow_and_failed_lookups_and_refused_connects(proto: Proto) {
+    require_root();
+    let rx = OtlpReceiver::start(proto);
+    let server = UdpSocket::bind("127.0.0.1:0").expect("bind responder");
+    let port = server.local_addr().expect("addr").port();
+    let until = Instant::now() + Duration::from_secs(60);
+    std::thread::spawn(move || responder(server, until));
+
+    let config = format!(
+        "collection: {{interval: 1s}}\nprobes:\n  dns: {{ports: [{port}], question_names: all}}\n\
+         spans: {{max_per_second: 1000}}\n"
+    );
+    let mut sonde = Sonde::start(&rx.env(), Some(&config));
+    sonde.wait_started();
+
+    let tag = common::unique_suffix();
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+    client
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let to: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut buf = [0u8; 512];
+    for (id, name) in [
+        (1u16, format!("slow{tag}.test")),
+        (2, format!("missing{tag}.test")),
+        (3, format!("fast{tag}.test")),
+    ] {
+        client.send_to(&query(id, &name), to).expect("send");
+        client.recv_from(&mut buf).expect("an answer");
+    }
+    // A refused connect: a port that was free a moment ago, nothing listening.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let refused = std::net::TcpStream::connect(("127.0.0.1", closed));
+    assert!(refused.is_err(), "port {closed} should refuse");
+
+    let wanted = |s: &Span, name: &str| attr(s, "dns.question.name").as_deref() == Some(name);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let spans = loop {
+        let spans = rx.spans();
+        let have = |n: &str| spans.iter().any(|s| wanted(s, n));
+        let refused_seen = spans.iter().any(|s| {
+            s.name == "TCP connect" && attr(s, "network.peer.port") == Some(closed.to_string())
+        });
+        if have(&format!("slow{tag}.test")) && have(&format!("missing{tag}.test")) && refused_seen {
+            break spans;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spans did not arrive; got {:?}\n{}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            sonde.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    let slow = spans
+        .iter()
+        .find(|s| wanted(s, &format!("slow{tag}.test")))
+        .expect("slow span");
+    assert_eq!(slow.name, "DNS A");
+    assert_eq!(slow.kind, span::SpanKind::Client as i32);
+    let took = Duration::from_nanos(slow.end_time_unix_nano - slow.start_time_unix_nano);
+    // Kernel timestamps at the query and at the answer: the delay plus loopback and
+    // scheduling time, never less than the delay.
+    assert!(
+        took >= DELAY && took < DELAY + Duration::from_millis(150),
+        "slow lookup span took {took:?}"
+    );
+    assert_eq!(
+        slow.status.as_ref().map(|s| s.code),
+        Some(status::StatusCode::Unset as i32)
+    );
+    assert_eq!(
+        attr(slow, "network.peer.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(attr(slow, "sonde.dns.question.type").as_deref(), Some("A"));
+    let now = sonde::unix_nanos();
+    assert!(
+        slow.start_time_unix_nano.abs_diff(now) < 60_000_000_000,
+        "wall-clock times, not boot-relative"
+    );
+
+    let missing = spans
+        .iter()
+        .find(|s| wanted(s, &format!("missing{tag}.test")))
+        .expect("nxdomain span");
+    assert_eq!(
+        missing.status.as_ref().map(|s| s.code),
+        Some(status::StatusCode::Error as i32)
+    );
+    assert_eq!(attr(missing, "error.type").as_deref(), Some("nxdomain"));
+    assert!(
+        !spans.iter().any(|s| wanted(s, &format!("fast{tag}.test"))),
+        "a fast successful lookup is no span"
+    );
+
+    let conn = spans
+        .iter()
+        .find(|s| {
+            s.name == "TCP connect" && attr(s, "network.peer.port") == Some(closed.to_string())
+        })
+        .expect("refused connect span");
+    assert_eq!(attr(conn, "error.type").as_deref(), Some("refused"));
+    assert_eq!(
+        conn.status.as_ref().map(|s| s.code),
+        Some(status::StatusCode::Error as i32)
+    );
+
+    // The slow lookup's latency sample points at its span.
+    let exports = rx.wait_for(
+        "an exemplar on dns.lookup.duration",
+        Duration::from_secs(10),
+        |e| {
+            metrics(e, "dns.lookup.duration").any(|m| match &m.data {
+                Some(Data::Histogram(h)) => h
+                    .data_points
+                    .iter()
+                    .any(|p| p.exemplars.iter().any(|x| x.trace_id == slow.trace_id)),
+                _ => false,
+            })
+        },
+    );
+    let ex = metrics(&exports, "dns.lookup.duration")
+        .filter_map(|m| match &m.data {
+            Some(Data::Histogram(h)) => Some(h),
+            _ => None,
+        })
+        .flat_map(|h| &h.data_points)
+        .flat_map(|p| &p.exemplars)
+        .find(|x| x.trace_id == slow.trace_id)
+        .expect("exemplar");
+    assert_eq!(ex.span_id, slow.span_id);
+
+    let sent = latest(
+        &rx.exports(),
+        "sonde.export.spans",
+        &[("sonde.export.outcome", "sent")],
+    )
+    .unwrap_or(0.0);
+    assert!(sent >= 3.0, "sonde.export.spans{{sent}} = {sent}");
+    sonde.signal(libc::SIGTERM);
+    sonde.wait_exit(Duration::from_secs(20));
+}
+
+#[test]
+fn spans_over_grpc() {
+    spans_for_slow_and_failed_lookups_and_refused_connects(Proto::Grpc);
+}
+
+#[test]
+fn spans_over_http() {
+    spans_for_slow_and_failed_lookups_and_refused_connects(Proto::Http);
+}
+
+/// A burst of failing lookups is held to `spans.max_per_second`, and every span the limit
+/// refused is counted: exported + refused = qualifying lookups, exactly.
+#[test]
+fn a_burst_of_failures_is_held_to_the_rate_limit_and_counted() {
+    require_root();
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let server = UdpSocket::bind("127.0.0.1:0").expect("bind responder");
+    let port = server.local_addr().expect("addr").port();
+    std::thread::spawn(move || responder(server, Instant::now() + Duration::from_secs(60)));
+    let config = format!(
+        "collection: {{interval: 1s}}\nprobes:\n  dns: {{ports: [{port}], question_names: all}}\n\
+         spans: {{max_per_second: 20, tcp: {{enabled: false}}}}\n"
+    );
+    let mut sonde = Sonde::start(&rx.env(), Some(&config));
+    sonde.wait_started();
+    const N: u16 = 1000;
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+    client
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let to: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut buf = [0u8; 512];
+    let tag = common::unique_suffix();
+    for id in 0..N {
+        client
+            .send_to(&query(id, &format!("burst{id}x{tag}.test")), to)
+            .expect("send");
+        client.recv_from(&mut buf).expect("an answer");
+    }
+    let ours = |rx: &OtlpReceiver| {
+        rx.spans()
+            .iter()
+            .filter(|s| {
+                attr(s, "dns.question.name").is_some_and(|n| n.ends_with(&format!("x{tag}.test")))
+            })
+            .count() as f64
+    };
+    // Wait until every lookup is accounted for: exported or refused by the limit.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let refused = latest(
+            &rx.exports(),
+            "sonde.export.spans",
+            &[
+                ("sonde.export.outcome", "dropped"),
+                ("sonde.loss.reason", "rate_limit"),
+            ],
+        )
+        .unwrap_or(0.0);
+        let exported = ours(&rx);
+        if exported + refused >= f64::from(N) {
+            assert_eq!(
+                exported + refused,
+                f64::from(N),
+                "each failed lookup is exported or counted once"
+            );
+            assert!(
+                refused > 0.0 && exported <= f64::from(N) / 2.0,
+                "the limit held: {exported} exported, {refused} refused"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{exported} exported + {refused} refused < {N}\n{}",
+            sonde.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    sonde.signal(libc::SIGTERM);
+    sonde.wait_exit(Duration::from_secs(20));
+}
