@@ -265,12 +265,7 @@ fn default_keep_mask() -> u64 {
         &sonde::config::OtelEnv::from_pairs(std::iter::empty::<(&str, &str)>()),
     )
     .expect("defaults");
-    let plan = sonde::privilege::plan(&sonde::privilege::Inputs {
-        ebpf: config.ebpf_enabled,
-        dns: config.dns.enabled,
-        top_processes: config.host.enabled && config.host.top_processes > 0,
-        kernel: sonde::probe::support::kernel_version(),
-    });
+    let plan = sonde::privilege::plan(&sonde::privilege::Inputs::of(&config));
     plan.keep_set().bits()
 }
 

@@ -67,12 +67,7 @@ pub fn runtime(
 
 /// The capabilities this config needs on this kernel (`sonde check` prints the same plan).
 pub fn privilege_plan(config: &Config) -> privilege::Plan {
-    privilege::plan(&privilege::Inputs {
-        ebpf: config.ebpf_enabled,
-        dns: config.dns.enabled,
-        top_processes: config.host.enabled && config.host.top_processes > 0,
-        kernel: sonde::probe::support::kernel_version(),
-    })
+    privilege::plan(&privilege::Inputs::of(config))
 }
 
 pub fn init_logging<W>(level: &str, writer: W)

@@ -22,12 +22,30 @@ pub struct Need {
 pub struct Inputs {
     /// eBPF will be tried (`collection.ebpf_enabled`).
     pub ebpf: bool,
-    /// The DNS family is enabled (cgroup_skb needs CAP_NET_ADMIN to attach).
-    pub dns: bool,
+    /// An enabled family attaches cgroup_skb programs (they need CAP_NET_ADMIN).
+    pub cgroup_skb: bool,
     /// Per-process host metrics (`host.top_processes` > 0) read other users' /proc entries.
     pub top_processes: bool,
     /// The running kernel (major, minor); `None` when unknown (then the older rules apply).
     pub kernel: Option<(u32, u32)>,
+}
+
+impl Inputs {
+    /// The inputs of a configuration on this kernel. What the probes need comes from the
+    /// families' program tables, so a new family needs no edit here.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            ebpf: config.ebpf_enabled,
+            cgroup_skb: crate::family::FAMILIES.iter().any(|f| {
+                f.enabled(&config.probes)
+                    && f.programs()
+                        .iter()
+                        .any(|p| matches!(p.attach, crate::probe::Attach::CgroupSkb { .. }))
+            }),
+            top_processes: config.host.enabled && config.host.top_processes > 0,
+            kernel: crate::probe::support::kernel_version(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,10 +110,10 @@ pub fn plan(i: &Inputs) -> Plan {
                 why: "read tracepoint ids in tracefs (a root-only directory)",
             });
         }
-        if i.dns {
+        if i.cgroup_skb {
             load.push(Need {
                 cap: CapabilitySet::NET_ADMIN,
-                why: "attach the DNS probe (cgroup_skb) to the root cgroup",
+                why: "attach cgroup_skb programs (the DNS probe) to the root cgroup",
             });
         }
         if !at_least((5, 11)) {
@@ -232,7 +250,7 @@ mod tests {
     fn plans_per_kernel_and_family() {
         let base = Inputs {
             ebpf: true,
-            dns: true,
+            cgroup_skb: true,
             top_processes: true,
             kernel: Some((6, 18)),
         };
@@ -246,7 +264,7 @@ mod tests {
             (
                 "no DNS, no top processes",
                 Inputs {
-                    dns: false,
+                    cgroup_skb: false,
                     top_processes: false,
                     ..base
                 },
@@ -266,7 +284,7 @@ mod tests {
                 "5.10: memlock charged",
                 Inputs {
                     kernel: Some((5, 10)),
-                    dns: false,
+                    cgroup_skb: false,
                     ..base
                 },
                 "CAP_DAC_READ_SEARCH, CAP_SETPCAP, CAP_SYS_PTRACE, CAP_SYS_RESOURCE, CAP_PERFMON, CAP_BPF",
