@@ -206,13 +206,15 @@ fn spans_for_slow_and_failed_lookups_and_refused_connects(proto: Proto) {
         .expect("exemplar");
     assert_eq!(ex.span_id, slow.span_id);
 
-    let sent = latest(
-        &rx.exports(),
-        "sonde.export.spans",
-        &[("sonde.export.outcome", "sent")],
-    )
-    .unwrap_or(0.0);
-    assert!(sent >= 3.0, "sonde.export.spans{{sent}} = {sent}");
+    // The counter reaches the collector with the snapshot after the spans were sent.
+    let sent = |e: &[common::Export]| {
+        latest(e, "sonde.export.spans", &[("sonde.export.outcome", "sent")]).unwrap_or(0.0)
+    };
+    rx.wait_for(
+        "sonde.export.spans{sent} >= the 3 spans received",
+        Duration::from_secs(10),
+        |e| sent(e) >= 3.0,
+    );
     sonde.signal(libc::SIGTERM);
     sonde.wait_exit(Duration::from_secs(20));
 }
