@@ -43,7 +43,7 @@ impl MonotonicToWall {
 }
 
 /// One clock reading in nanoseconds.
-pub(crate) fn now_ns(clock: libc::clockid_t) -> i128 {
+pub fn now_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -77,7 +77,7 @@ impl Shared {
         for e in self.scratch.drain(..) {
             let exemplar = match (&self.spans, &e) {
                 (Some(s), Event::Lookup(l)) if super::spans::qualifies(&s.rule, l) => {
-                    let end = l.start_ns + l.duration_ns.unwrap_or(s.rule.timeout_ns);
+                    let end = super::spans::end_ns(&s.rule, l);
                     let stats = &self.stats;
                     s.sink
                         .offer(end, |ctx| {
@@ -198,16 +198,7 @@ impl DnsCollector {
 
 /// The kernel's monotonic clock, which `bpf_ktime_get_ns` reads.
 pub fn monotonic_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec to a valid pointer we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+    u64::try_from(crate::spans::clock::now_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0)
 }
 
 /// How often the reader drains without being woken: the probe wakes it only when the

@@ -26,6 +26,11 @@ fn error(l: &Lookup) -> Option<&'static str> {
     }
 }
 
+/// When a lookup ended on the kernel's clock: its response, or its timeout.
+pub fn end_ns(rule: &DnsSpanRule, l: &Lookup) -> u64 {
+    l.start_ns + l.duration_ns.unwrap_or(rule.timeout_ns)
+}
+
 pub fn qualifies(rule: &DnsSpanRule, l: &Lookup) -> bool {
     error(l).is_some() || l.duration_ns.is_some_and(|d| d > rule.slower_than_ns)
 }
@@ -69,13 +74,13 @@ pub fn span(
         }
         None => Status::Unset,
     };
-    let end_ns = l.start_ns + l.duration_ns.unwrap_or(rule.timeout_ns);
+    let end = end_ns(rule, l);
     Span {
         context,
         name: format!("DNS {qtype}"),
         kind: SpanKind::Client,
         start_unix_nano: clock.to_unix_nanos(l.start_ns),
-        end_unix_nano: clock.to_unix_nanos(end_ns),
+        end_unix_nano: clock.to_unix_nanos(end),
         attributes: a,
         status,
     }
