@@ -1,9 +1,9 @@
 //! The demo and packaging files, checked without the tools that run them:
 //! - the Collector config against the components and keys that the pinned contrib version
 //!   (0.111.0) documents. No Collector binary is available on these machines
-//!   (test-lab.md: no package carries it), so `otelcol validate` cannot run here; this table
-//!   is the documented configuration of the components the config uses, and the test fails
-//!   on any key or component outside it;
+//!   (test-lab.md: no package carries it), so `otelcol validate` cannot run here; this
+//!   test stands in for it with the components' config structs transcribed from their Go
+//!   sources (`Fields` below), and fails on any key or component outside them;
 //! - Sonde's own configs (deploy/sonde.yaml and the DaemonSet's ConfigMap) with Sonde's
 //!   config validation;
 //! - every dashboard's PromQL names only metrics of the contract, under their Prometheus
@@ -30,92 +30,227 @@ fn yaml(text: &str, what: &str) -> Value {
     serde_norway::from_str(text).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-/// Documented keys of a component's config (nested maps as `parent.child`); `*` allows
-/// any key below (free-form maps such as headers).
-type Schema = &'static [&'static str];
+/// A component's configuration as its Go config struct decodes it: each field's
+/// `mapstructure` key and what sits under it. Transcribed from the sources of the pinned
+/// version: collector core v0.111.0 (`receiver/otlpreceiver/config.go`,
+/// `processor/batchprocessor/config.go`, `internal/memorylimiter/config.go`,
+/// `exporter/otlpexporter/config.go` and the `config/config{grpc,http,tls,net,auth,retry}`
+/// modules they embed) and contrib's `exporter/prometheusexporter/config.go` and
+/// `extension/healthcheckextension/config.go` (keys added to those after 0.111.0, such as
+/// the Prometheus exporter's `sending_queue` and `translation_strategy`, are left out).
+type Fields = &'static [(&'static str, Field)];
 
-const OTLP_RECEIVER: Schema = &[
+#[derive(Clone, Copy)]
+enum Field {
+    /// A scalar or a list.
+    Leaf,
+    /// A free-form map (headers, labels).
+    Free,
+    /// A nested struct under the key.
+    Nested(Fields),
+    /// An embedded struct (`mapstructure:",squash"`): its keys sit at this level. The key
+    /// it is listed under is never looked up.
+    Squash(Fields),
+}
+use Field::{Free, Leaf, Nested, Squash};
+
+const AUTH: Fields = &[("authenticator", Leaf)];
+const TLS: Fields = &[
+    ("ca_file", Leaf),
+    ("ca_pem", Leaf),
+    ("include_system_ca_certs_pool", Leaf),
+    ("cert_file", Leaf),
+    ("cert_pem", Leaf),
+    ("key_file", Leaf),
+    ("key_pem", Leaf),
+    ("min_version", Leaf),
+    ("max_version", Leaf),
+    ("cipher_suites", Leaf),
+    ("reload_interval", Leaf),
+];
+const TLS_CLIENT: Fields = &[
+    ("", Squash(TLS)),
+    ("insecure", Leaf),
+    ("insecure_skip_verify", Leaf),
+    ("server_name_override", Leaf),
+];
+const TLS_SERVER: Fields = &[
+    ("", Squash(TLS)),
+    ("client_ca_file", Leaf),
+    ("client_ca_file_reload", Leaf),
+];
+const GRPC_SERVER: Fields = &[
+    // confignet.AddrConfig, squashed
+    ("endpoint", Leaf),
+    ("transport", Leaf),
+    ("dialer", Nested(&[("timeout", Leaf)])),
+    ("tls", Nested(TLS_SERVER)),
+    ("max_recv_msg_size_mib", Leaf),
+    ("max_concurrent_streams", Leaf),
+    ("read_buffer_size", Leaf),
+    ("write_buffer_size", Leaf),
+    (
+        "keepalive",
+        Nested(&[
+            (
+                "server_parameters",
+                Nested(&[
+                    ("max_connection_idle", Leaf),
+                    ("max_connection_age", Leaf),
+                    ("max_connection_age_grace", Leaf),
+                    ("time", Leaf),
+                    ("timeout", Leaf),
+                ]),
+            ),
+            (
+                "enforcement_policy",
+                Nested(&[("min_time", Leaf), ("permit_without_stream", Leaf)]),
+            ),
+        ]),
+    ),
+    ("auth", Nested(AUTH)),
+    ("include_metadata", Leaf),
+];
+const HTTP_SERVER: Fields = &[
+    ("endpoint", Leaf),
+    ("tls", Nested(TLS_SERVER)),
+    (
+        "cors",
+        Nested(&[
+            ("allowed_origins", Leaf),
+            ("allowed_headers", Leaf),
+            ("max_age", Leaf),
+        ]),
+    ),
+    (
+        "auth",
+        Nested(&[("", Squash(AUTH)), ("request_params", Leaf)]),
+    ),
+    ("max_request_body_size", Leaf),
+    ("include_metadata", Leaf),
+    ("response_headers", Free),
+    ("compression_algorithms", Leaf),
+    ("read_timeout", Leaf),
+    ("read_header_timeout", Leaf),
+    ("write_timeout", Leaf),
+    ("idle_timeout", Leaf),
+];
+const GRPC_CLIENT: Fields = &[
+    ("endpoint", Leaf),
+    ("compression", Leaf),
+    ("tls", Nested(TLS_CLIENT)),
+    (
+        "keepalive",
+        Nested(&[
+            ("time", Leaf),
+            ("timeout", Leaf),
+            ("permit_without_stream", Leaf),
+        ]),
+    ),
+    ("read_buffer_size", Leaf),
+    ("write_buffer_size", Leaf),
+    ("wait_for_ready", Leaf),
+    ("headers", Free),
+    ("balancer_name", Leaf),
+    ("authority", Leaf),
+    ("auth", Nested(AUTH)),
+];
+
+const OTLP_RECEIVER: Fields = &[(
     "protocols",
-    "protocols.grpc",
-    "protocols.grpc.endpoint",
-    "protocols.grpc.transport",
-    "protocols.grpc.tls.*",
-    "protocols.grpc.max_recv_msg_size_mib",
-    "protocols.grpc.max_concurrent_streams",
-    "protocols.grpc.read_buffer_size",
-    "protocols.grpc.write_buffer_size",
-    "protocols.grpc.keepalive.*",
-    "protocols.grpc.auth.*",
-    "protocols.grpc.include_metadata",
-    "protocols.http",
-    "protocols.http.endpoint",
-    "protocols.http.tls.*",
-    "protocols.http.cors.*",
-    "protocols.http.auth.*",
-    "protocols.http.include_metadata",
-    "protocols.http.max_request_body_size",
-    "protocols.http.response_headers.*",
-    "protocols.http.traces_url_path",
-    "protocols.http.metrics_url_path",
-    "protocols.http.logs_url_path",
+    Nested(&[
+        ("grpc", Nested(GRPC_SERVER)),
+        (
+            "http",
+            Nested(&[
+                ("", Squash(HTTP_SERVER)),
+                ("traces_url_path", Leaf),
+                ("metrics_url_path", Leaf),
+                ("logs_url_path", Leaf),
+            ]),
+        ),
+    ]),
+)];
+const MEMORY_LIMITER: Fields = &[
+    ("check_interval", Leaf),
+    ("limit_mib", Leaf),
+    ("spike_limit_mib", Leaf),
+    ("limit_percentage", Leaf),
+    ("spike_limit_percentage", Leaf),
 ];
-const MEMORY_LIMITER: Schema = &[
-    "check_interval",
-    "limit_mib",
-    "spike_limit_mib",
-    "limit_percentage",
-    "spike_limit_percentage",
+const BATCH: Fields = &[
+    ("timeout", Leaf),
+    ("send_batch_size", Leaf),
+    ("send_batch_max_size", Leaf),
+    ("metadata_keys", Leaf),
+    ("metadata_cardinality_limit", Leaf),
 ];
-const BATCH: Schema = &[
-    "timeout",
-    "send_batch_size",
-    "send_batch_max_size",
-    "metadata_keys",
-    "metadata_cardinality_limit",
+const PROMETHEUS_EXPORTER: Fields = &[
+    ("", Squash(HTTP_SERVER)),
+    ("namespace", Leaf),
+    ("const_labels", Free),
+    ("send_timestamps", Leaf),
+    ("metric_expiration", Leaf),
+    (
+        "resource_to_telemetry_conversion",
+        Nested(&[("enabled", Leaf)]),
+    ),
+    ("enable_open_metrics", Leaf),
+    ("add_metric_suffixes", Leaf),
 ];
-const PROMETHEUS_EXPORTER: Schema = &[
-    "endpoint",
-    "tls.*",
-    "const_labels.*",
-    "namespace",
-    "send_timestamps",
-    "metric_expiration",
-    "resource_to_telemetry_conversion",
-    "resource_to_telemetry_conversion.enabled",
-    "enable_open_metrics",
-    "add_metric_suffixes",
+const OTLP_EXPORTER: Fields = &[
+    // exporterhelper.TimeoutConfig, squashed
+    ("timeout", Leaf),
+    (
+        "sending_queue",
+        Nested(&[
+            ("enabled", Leaf),
+            ("num_consumers", Leaf),
+            ("queue_size", Leaf),
+            ("storage", Leaf),
+        ]),
+    ),
+    (
+        "retry_on_failure",
+        Nested(&[
+            ("enabled", Leaf),
+            ("initial_interval", Leaf),
+            ("randomization_factor", Leaf),
+            ("multiplier", Leaf),
+            ("max_interval", Leaf),
+            ("max_elapsed_time", Leaf),
+        ]),
+    ),
+    (
+        "batcher",
+        Nested(&[
+            ("enabled", Leaf),
+            ("flush_timeout", Leaf),
+            ("min_size_items", Leaf),
+            ("max_size_items", Leaf),
+        ]),
+    ),
+    ("", Squash(GRPC_CLIENT)),
 ];
-const OTLP_EXPORTER: Schema = &[
-    "endpoint",
-    "tls",
-    "tls.insecure",
-    "tls.insecure_skip_verify",
-    "tls.ca_file",
-    "tls.cert_file",
-    "tls.key_file",
-    "tls.server_name_override",
-    "headers.*",
-    "compression",
-    "timeout",
-    "sending_queue.*",
-    "retry_on_failure.*",
-    "balancer_name",
-    "auth.*",
-    "keepalive.*",
-    "read_buffer_size",
-    "write_buffer_size",
-    "wait_for_ready",
-];
-const HEALTH_CHECK: Schema = &[
-    "endpoint",
-    "path",
-    "tls.*",
-    "response_headers.*",
-    "check_collector_pipeline.*",
+const HEALTH_CHECK: Fields = &[
+    ("", Squash(HTTP_SERVER)),
+    ("path", Leaf),
+    (
+        "response_body",
+        Nested(&[("healthy", Leaf), ("unhealthy", Leaf)]),
+    ),
+    (
+        "check_collector_pipeline",
+        Nested(&[
+            ("enabled", Leaf),
+            ("interval", Leaf),
+            ("exporter_failure_threshold", Leaf),
+        ]),
+    ),
 ];
 
-/// contrib 0.111.0: (section, component type, its keys).
-const COMPONENTS: &[(&str, &str, Schema)] = &[
+/// contrib 0.111.0: (section, component type, its config).
+const COMPONENTS: &[(&str, &str, Fields)] = &[
     ("receivers", "otlp", OTLP_RECEIVER),
     ("processors", "memory_limiter", MEMORY_LIMITER),
     ("processors", "batch", BATCH),
@@ -124,7 +259,16 @@ const COMPONENTS: &[(&str, &str, Schema)] = &[
     ("extensions", "health_check", HEALTH_CHECK),
 ];
 
-fn check_keys(value: &Value, prefix: &str, schema: Schema, at: &str, errors: &mut Vec<String>) {
+/// The field a key decodes into, looking through squashed structs.
+fn field(fields: Fields, key: &str) -> Option<Field> {
+    fields.iter().find_map(|(k, f)| match f {
+        Squash(inner) => field(inner, key),
+        _ if *k == key => Some(*f),
+        _ => None,
+    })
+}
+
+fn check_keys(value: &Value, prefix: &str, fields: Fields, at: &str, errors: &mut Vec<String>) {
     let Value::Mapping(map) = value else {
         return;
     };
@@ -135,17 +279,14 @@ fn check_keys(value: &Value, prefix: &str, schema: Schema, at: &str, errors: &mu
         } else {
             format!("{prefix}.{key}")
         };
-        let free = schema
-            .iter()
-            .any(|s| s.strip_suffix(".*").is_some_and(|p| p == path));
-        if free {
-            continue;
+        match field(fields, key) {
+            None => errors.push(format!("{at}: `{path}` is not a documented key")),
+            Some(Leaf) if v.is_mapping() => {
+                errors.push(format!("{at}: `{path}` takes a value, not a map"))
+            }
+            Some(Leaf | Free | Squash(_)) => {}
+            Some(Nested(inner)) => check_keys(v, &path, inner, at, errors),
         }
-        if !schema.contains(&path.as_str()) {
-            errors.push(format!("{at}: `{path}` is not a documented key"));
-            continue;
-        }
-        check_keys(v, &path, schema, at, errors);
     }
 }
 
@@ -266,7 +407,7 @@ fn collector_configs_use_only_documented_components_and_keys() {
 
     // The check itself catches what it is for.
     let bad = yaml(
-        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoit: x\nexporters:\n  jaegr: {}\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [prometheus]\n",
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoit: x\n      http:\n        read_timeout: 5s\n        cors:\n          allowed_origin: [x]\nexporters:\n  otlp:\n    endpoint: {host: x}\n    tls:\n      insecure: true\n      ca_pem: x\n    retry_on_failure:\n      max_elapsed_tme: 1m\n  jaegr: {}\nservice:\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      exporters: [prometheus]\n",
         "bad",
     );
     let errors = collector_errors(&bad);
@@ -275,6 +416,30 @@ fn collector_configs_use_only_documented_components_and_keys() {
         "{errors:?}"
     );
     assert!(errors.iter().any(|e| e.contains("jaegr")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("cors.allowed_origin`")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("retry_on_failure.max_elapsed_tme")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`endpoint` takes a value")),
+        "{errors:?}"
+    );
+    // Keys of squashed structs (the HTTP server's read_timeout, TLS's ca_pem) are accepted.
+    assert!(
+        !errors
+            .iter()
+            .any(|e| e.contains("read_timeout") || e.contains("ca_pem")),
+        "{errors:?}"
+    );
+    assert_eq!(errors.len(), 6, "{errors:?}");
     assert!(
         errors
             .iter()
