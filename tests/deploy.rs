@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
-use sonde_semconv::{dns, fileio, host, metric, tcp};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -526,8 +525,7 @@ fn metric_names_in(expr: &str) -> BTreeSet<String> {
 
 #[test]
 fn dashboards_name_only_contract_metrics() {
-    let contract: BTreeSet<String> = [metric::ALL, tcp::ALL, dns::ALL, fileio::ALL, host::ALL]
-        .concat()
+    let contract: BTreeSet<String> = sonde_semconv::contract()
         .iter()
         .flat_map(|d| sonde::export::prometheus::names::family(d).series_names())
         .collect();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::dns::{addresses, query, wait_ready, Dnsmasq};
 use common::*;
-use sonde_semconv::{dns, fileio, host, metric, tcp, MetricDef};
+use sonde_semconv::{host, tcp, MetricDef};
 
 const WAIT: Duration = Duration::from_secs(90);
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -244,7 +244,7 @@ fn promtool_accepts(body: &str, contract: &[MetricDef]) {
 }
 
 fn semconv_contract() -> Vec<MetricDef> {
-    [metric::ALL, tcp::ALL, dns::ALL, fileio::ALL, host::ALL].concat()
+    sonde_semconv::contract()
 }
 
 /// Metrics this machine cannot produce in a test, each with the reason.
@@ -299,8 +299,7 @@ fn contract_on_the_endpoint(v0: bool) {
         host::v0::ALL
             .iter()
             .chain(
-                [metric::ALL, tcp::ALL, dns::ALL, fileio::ALL]
-                    .concat()
+                semconv_contract()
                     .iter()
                     .filter(|d| d.name.starts_with("sonde.") || d.name.starts_with("dns.")),
             )

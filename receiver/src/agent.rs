@@ -239,7 +239,16 @@ impl Collection {
         } else {
             sonde_mode::FALLBACK
         };
-        let sources = family::host::sources(config, &probes.reports);
+        let mut sources = family::host::sources(config, &probes.reports);
+        // Families that only read files run in both modes.
+        sources.extend(family::file_sources(
+            &config.probes,
+            SeriesPolicy {
+                limit: 0,
+                ttl: config.series_ttl,
+                start_unix_nano: start,
+            },
+        ));
         let state = State {
             start,
             probes,

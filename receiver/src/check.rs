@@ -95,6 +95,11 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         say!();
     }
 
+    // Families that read files only: they run in either mode.
+    for f in family::FILE_FAMILIES {
+        say!("family {:<15} {}", f.name(), f.check());
+    }
+
     // The mode `sonde run` would choose, and why (issue 6): the same sentence it logs.
     if ebpf_off {
         say!(

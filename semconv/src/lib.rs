@@ -14,6 +14,16 @@ pub mod host;
 pub mod metric;
 pub mod tcp;
 
+/// Every family's metrics under the default names (semconv 1.44, `sonde.*`): the set
+/// tests hold what Sonde exports and serves to. A family's semconv file adds its `ALL`
+/// here. The legacy twins (`host::v0::ALL`) are not in it.
+pub const CONTRACT: &[&[MetricDef]] = &[metric::ALL, tcp::ALL, dns::ALL, fileio::ALL, host::ALL];
+
+/// [`CONTRACT`] as one list.
+pub fn contract() -> Vec<MetricDef> {
+    CONTRACT.concat()
+}
+
 /// The semantic-conventions schema every export carries.
 pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.44.0";
 

@@ -6,7 +6,10 @@
 //!
 //! A family is registered by one line in `families!` below: from it come the list the
 //! agent, `sonde check` and self-telemetry iterate ([`FAMILIES`]), the raw `probes:`
-//! section ([`RawProbes`]) and its validated form ([`ProbesConfig`]).
+//! section ([`RawProbes`]) and its validated form ([`ProbesConfig`]). A family that loads
+//! nothing into the kernel (it reads files, such as cgroup statistics) implements
+//! [`FileFamily`] and is registered under `files`: it runs in both modes, eBPF and
+//! fallback ([`FILE_FAMILIES`], [`file_sources`]).
 
 pub mod dns;
 pub mod fileio;
@@ -99,6 +102,34 @@ pub trait Family: Sync {
     }
 }
 
+/// A family that loads nothing into the kernel: it reads files (cgroup statistics under
+/// /sys/fs/cgroup), so it needs no capability beyond reading them and runs whether or not
+/// the probes load.
+pub trait FileFamily: Sync {
+    /// Its name in config keys (`probes.<name>`) and logs.
+    fn name(&self) -> &'static str;
+
+    /// Whether its config section turns it on.
+    fn enabled(&self, config: &ProbesConfig) -> bool;
+
+    /// Its source. `series` carries the expiry and start every bounded series shares (its
+    /// limit is the family's own key). `None` (and a log line saying why) when what it
+    /// reads is not on this host.
+    fn start(&self, config: &ProbesConfig, series: SeriesPolicy) -> Option<Box<dyn Source>>;
+
+    /// For `sonde check`: what it would read on this host, or why it cannot.
+    fn check(&self) -> String;
+}
+
+/// The sources of the enabled file families, in registration order.
+pub fn file_sources(config: &ProbesConfig, series: SeriesPolicy) -> Vec<Box<dyn Source>> {
+    FILE_FAMILIES
+        .iter()
+        .filter(|f| f.enabled(config))
+        .filter_map(|f| f.start(config, series))
+        .collect()
+}
+
 /// A collector's outcome as the family's source: a failure is logged and leaves the
 /// family loaded without a source.
 pub fn collector<S, E: std::fmt::Display>(what: &str, started: Result<S, E>) -> Option<S> {
@@ -108,40 +139,53 @@ pub fn collector<S, E: std::fmt::Display>(what: &str, started: Result<S, E>) -> 
 }
 
 /// Registers the families: `key: family value => its validated config section`, in
-/// load order. The key is the family's `probes.<key>` config section.
+/// load order, probe families under `probes`, families that only read files under `files`.
+/// The key is the family's `probes.<key>` config section.
 macro_rules! families {
-    ($($key:ident: $family:expr => $section:ty,)*) => {
+    (
+        probes { $($key:ident: $family:expr => $section:ty,)* }
+        files { $($fkey:ident: $ffamily:expr => $fsection:ty,)* }
+    ) => {
         /// The `probes:` section as written.
         #[derive(Debug, Default, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct RawProbes {
             $(pub $key: Option<<$section as Section>::Raw>,)*
+            $(pub $fkey: Option<<$fsection as Section>::Raw>,)*
         }
 
         /// Every family's validated section.
         #[derive(Debug, Clone, PartialEq)]
         pub struct ProbesConfig {
             $(pub $key: $section,)*
+            $(pub $fkey: $fsection,)*
         }
 
         impl ProbesConfig {
             pub fn validate(raw: RawProbes) -> Result<Self, ConfigError> {
                 Ok(Self {
                     $($key: <$section as Section>::validate(raw.$key.unwrap_or_default())?,)*
+                    $($fkey: <$fsection as Section>::validate(raw.$fkey.unwrap_or_default())?,)*
                 })
             }
         }
 
         /// Every probe family, in load order.
         pub static FAMILIES: &[&dyn Family] = &[$(&$family,)*];
+
+        /// Every family that only reads files, in registration order.
+        pub static FILE_FAMILIES: &[&dyn FileFamily] = &[$(&$ffamily,)*];
     };
 }
 
 families! {
-    process: process::Process => process::config::ProcessProbeConfig,
-    fileio: fileio::FileIo => fileio::config::FileIoProbeConfig,
-    tcp: tcp::Tcp => tcp::config::TcpProbeConfig,
-    dns: dns::Dns => dns::config::DnsProbeConfig,
+    probes {
+        process: process::Process => process::config::ProcessProbeConfig,
+        fileio: fileio::FileIo => fileio::config::FileIoProbeConfig,
+        tcp: tcp::Tcp => tcp::config::TcpProbeConfig,
+        dns: dns::Dns => dns::config::DnsProbeConfig,
+    }
+    files {}
 }
 
 #[cfg(test)]
@@ -157,6 +201,13 @@ mod tests {
             assert!(
                 f.programs().iter().all(|p| p.probe.starts_with(f.name())),
                 "{}: probe names start with the family's name",
+                f.name()
+            );
+        }
+        for f in FILE_FAMILIES {
+            assert!(
+                !names.contains(&f.name()),
+                "{}: a file family's name is not a probe family's",
                 f.name()
             );
         }

@@ -186,19 +186,11 @@ fn per_unit(u: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sonde_semconv::{dns, fileio, host, metric, tcp};
+    use sonde_semconv::{host, tcp};
 
     /// Every contract metric, both name sets.
     fn contract() -> Vec<MetricDef> {
-        [
-            metric::ALL,
-            tcp::ALL,
-            dns::ALL,
-            fileio::ALL,
-            host::ALL,
-            host::v0::ALL,
-        ]
-        .concat()
+        [sonde_semconv::contract(), host::v0::ALL.to_vec()].concat()
     }
 
     #[test]
