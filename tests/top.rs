@@ -364,3 +364,83 @@ fn top_without_a_terminal_prints_lines() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// How a `sonde top` session in tmux is ended.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Sigterm,
+    /// The debug build's `SONDE_TOP_TEST_PANIC` hook panics after this many frames.
+    PanicAfterFrames(u32),
+}
+
+/// Runs `sonde top` in tmux, ends it as `ending` says and checks what a person would: the
+/// shell's terminal is back (cooked mode, main screen, cursor shown), the exit status, and
+/// no BPF program of it is left.
+fn top_in_tmux_ends_with(ending: Ending) -> String {
+    require_root();
+    let sonde = env!("CARGO_BIN_EXE_sonde");
+    let panic_env = match ending {
+        Ending::PanicAfterFrames(n) => format!("SONDE_TOP_TEST_PANIC={n}"),
+        Ending::Sigterm => String::new(),
+    };
+    let tmux = Tmux::start(
+        160,
+        45,
+        &format!(
+            "env -u OTEL_EXPORTER_OTLP_ENDPOINT {panic_env} {sonde} top --interval 1s; \
+             echo SONDE-TOP-EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; sleep 600"
+        ),
+    );
+    let pid = child_of(&tmux.format("#{pane_pid}"));
+    tmux.wait_for("the screen of sonde top", Duration::from_secs(60), |p| {
+        p.contains("q quit") && p.contains("(ebpf)")
+    });
+    let progs = bpf_ids_of(pid).progs;
+    assert!(!progs.is_empty(), "sonde top holds no BPF program");
+    assert_eq!(tmux.format("#{alternate_on}"), "1");
+    if let Ending::Sigterm = ending {
+        // SAFETY: kill has no memory-safety preconditions; the pid is sonde top's.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill");
+    }
+    let after = tmux.wait_for("sonde top's exit", Duration::from_secs(30), |p| {
+        p.contains("SONDE-TOP-EXIT=") && p.contains("icanon")
+    });
+    let expected = match ending {
+        Ending::Sigterm => "SONDE-TOP-EXIT=0",
+        Ending::PanicAfterFrames(_) => "SONDE-TOP-EXIT=101",
+    };
+    assert!(after.contains(expected), "{ending:?}: {after}");
+    assert!(
+        !after.contains("q quit"),
+        "the view is still shown:\n{after}"
+    );
+    assert!(
+        after.lines().any(|l| l.trim() == "icanon"),
+        "{ending:?} left the terminal in raw mode:\n{after}"
+    );
+    assert_eq!(tmux.format("#{alternate_on}"), "0", "alternate screen kept");
+    assert_eq!(tmux.format("#{cursor_flag}"), "1", "cursor left hidden");
+    let live = bpftool_ids("prog");
+    let left: Vec<&u64> = progs.iter().filter(|id| live.contains(id)).collect();
+    assert!(
+        left.is_empty(),
+        "BPF programs left after {ending:?}: {left:?}"
+    );
+    after
+}
+
+#[test]
+fn top_in_tmux_restores_the_terminal_on_sigterm() {
+    top_in_tmux_ends_with(Ending::Sigterm);
+}
+
+/// A panic while the screen is shown: the terminal is restored before the message prints,
+/// so the message is readable on the main screen, and the probes are released.
+#[test]
+fn top_in_tmux_restores_the_terminal_on_panic() {
+    let after = top_in_tmux_ends_with(Ending::PanicAfterFrames(4));
+    assert!(
+        after.contains("panicking on purpose"),
+        "the panic message is not on the restored screen:\n{after}"
+    );
+}

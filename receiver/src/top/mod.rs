@@ -134,6 +134,11 @@ struct Screen(ratatui::DefaultTerminal);
 
 impl Drop for Screen {
     fn drop(&mut self) {
+        // In a panic ratatui's hook has restored the terminal before the message printed;
+        // leaving the alternate screen again would move the cursor back over the message.
+        if std::thread::panicking() {
+            return;
+        }
         let _ = self.0.show_cursor();
         ratatui::restore();
     }
@@ -152,6 +157,8 @@ fn run_screen(
     app.show(viewer.update(&collection.snapshot()));
     let mut next = Instant::now() + interval;
     let mut dirty = true;
+    #[cfg(debug_assertions)]
+    let mut frames = 0u64;
     while !quit.load(Ordering::Relaxed) {
         if dirty {
             screen
@@ -159,6 +166,11 @@ fn run_screen(
                 .draw(|f| ui::draw(f, &app))
                 .context("cannot draw on the terminal")?;
             dirty = false;
+            #[cfg(debug_assertions)]
+            {
+                frames += 1;
+                panic_for_tests(frames);
+            }
         }
         let now = Instant::now();
         if now >= next {
@@ -182,6 +194,18 @@ fn run_screen(
         }
     }
     Ok(())
+}
+
+/// Debug builds only: `SONDE_TOP_TEST_PANIC=N` panics once N frames are drawn, so that
+/// tests/top.rs can show that a panic restores the terminal and releases the probes.
+#[cfg(debug_assertions)]
+fn panic_for_tests(frames: u64) {
+    let at = std::env::var("SONDE_TOP_TEST_PANIC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if at.is_some_and(|at| frames >= at) {
+        panic!("SONDE_TOP_TEST_PANIC: panicking on purpose after {frames} frames");
+    }
 }
 
 /// Where log lines go: stderr, or a bounded buffer while the screen is ours.
