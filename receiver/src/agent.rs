@@ -130,12 +130,14 @@ impl Probes {
                 ),
             }
         }
+        // One cgroup resolver for every family: one cache, one rescan budget.
+        let processes = sonde::cgroup::Attribution::for_host(config.process_pid);
         // Each family loads on its own: one that fails leaves the others running.
         for f in family::FAMILIES {
             if f.enabled(&config.probes) {
                 probes.add(
                     *f,
-                    f.start(&config.probes, series(0), spans)
+                    f.start(&config.probes, series(0), spans, &processes)
                         .map_err(|e| e.to_string()),
                 );
             }

@@ -28,6 +28,13 @@ pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
 pub const PROCESS_STATE: &str = "process.state";
 pub const SONDE_PROCESS_EXIT_KIND: &str = "sonde.process.exit.kind";
 
+// Container and Kubernetes names on per-process series (datapoint attributes: one Sonde
+// reports for many containers).
+pub const CONTAINER_ID: &str = "container.id";
+pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
+pub const K8S_POD_NAME: &str = "k8s.pod.name";
+pub const K8S_CONTAINER_NAME: &str = "k8s.container.name";
+
 /// Values of [`PROCESS_STATE`] for `system.process.count`.
 pub mod process_state {
     pub const RUNNING: &str = "running";

@@ -1,5 +1,6 @@
-//! Pure aggregation: bounded per-attribute state and temporality conversion.
-//! No I/O, no aya, no tokio here.
+//! Pure aggregation: bounded per-attribute state, the per-process series key and
+//! temporality conversion. No I/O, no aya, no tokio here.
 
 pub mod bounded;
+pub mod process;
 pub mod temporality;

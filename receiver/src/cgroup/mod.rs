@@ -9,6 +9,7 @@
 //! most once per `min_rescan`; a cgroup removed since is still known for one more scan,
 //! so events drained just after a container ends keep their container.
 
+pub mod attribution;
 pub mod k8s;
 pub mod path;
 
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use attribution::Attribution;
 pub use k8s::K8sNames;
 pub use path::{container_of, ContainerRef, Runtime};
 

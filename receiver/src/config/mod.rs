@@ -190,6 +190,8 @@ pub struct Config {
     pub interval: Duration,
     /// A series unchanged this long expires (`Duration::ZERO`: never).
     pub series_ttl: Duration,
+    /// `process.pid` on per-process probe series (`attributes.process_pid`).
+    pub process_pid: bool,
     /// Every probe family's section (`probes.<name>`); `config.tcp` reads through to it.
     pub probes: ProbesConfig,
     /// `None` when no collector is configured (neither in the file nor OTEL_* endpoints).
@@ -468,6 +470,7 @@ fn validate(raw: RawConfig, env: &OtelEnv) -> Result<Config, ConfigError> {
         ebpf_enabled: collection.ebpf_enabled.unwrap_or(true),
         interval,
         series_ttl,
+        process_pid: raw.attributes.and_then(|a| a.process_pid).unwrap_or(false),
         probes,
         otlp,
         prometheus,

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub health: Option<RawHealth>,
     /// Which events become spans.
     pub spans: Option<super::spans::RawSpans>,
+    pub attributes: Option<RawAttributes>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,4 +123,11 @@ pub struct RawHealth {
     pub listen: Option<String>,
     /// /readyz fails when the oldest unsent data is older than this.
     pub max_export_lag: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttributes {
+    /// `process.pid` on per-process probe series (off: pids churn).
+    pub process_pid: Option<bool>,
 }

@@ -24,11 +24,17 @@ fn empty_file_and_environment_give_the_defaults() {
 }
 
 #[test]
-fn series_ttl() {
+fn series_ttl_and_process_pid() {
     let d = Config::from_yaml("", &env(&[])).expect("valid");
     assert_eq!(d.series_ttl, Duration::from_secs(300));
-    let c = Config::from_yaml("collection:\n  series_ttl: 1h\n", &env(&[])).expect("valid");
+    assert!(!d.process_pid, "pids churn: opt-in only");
+    let c = Config::from_yaml(
+        "collection:\n  series_ttl: 1h\nattributes:\n  process_pid: true\n",
+        &env(&[]),
+    )
+    .expect("valid");
     assert_eq!(c.series_ttl, Duration::from_secs(3600));
+    assert!(c.process_pid);
     let forever = Config::from_yaml("collection:\n  series_ttl: 0s\n", &env(&[])).expect("valid");
     assert_eq!(forever.series_ttl, Duration::ZERO);
 }
@@ -239,6 +245,7 @@ fn bad_values_name_the_setting_and_the_fix() {
             "collection.series_ttl",
         ),
         ("collection:\n  series_ttl: soon\n", &[], "series_ttl"),
+        ("attributes:\n  pid: true\n", &[], "attributes"),
         (
             "probes:\n  process:\n    executable_name_limit: 0\n",
             &[],

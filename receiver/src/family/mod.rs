@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::aggregate::bounded::SeriesPolicy;
+use crate::cgroup::Attribution;
 use crate::config::ConfigError;
 use crate::probe::{self, LoadError, LoadedFamily, ProgramSpec};
 use crate::source::Source;
@@ -74,12 +75,15 @@ pub trait Family: Sync {
     /// the family's own key). The family comes back even when the collector fails (its
     /// reports say what attached); the source is then `None` and the failure is logged.
     /// `spans`: where the family hands spans of its notable events, when they are
-    /// exported (`None`: the family never looks at events for spans).
+    /// exported (`None`: the family never looks at events for spans). `processes` keys
+    /// its per-process series (executable name, container; pid if asked) with the one
+    /// cgroup resolver the agent shares among families.
     fn start(
         &self,
         config: &ProbesConfig,
         series: SeriesPolicy,
         spans: Option<&crate::spans::Spans>,
+        processes: &Attribution,
     ) -> Result<Started, LoadError>;
 
     fn name(&self) -> &'static str {

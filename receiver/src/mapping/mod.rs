@@ -1,6 +1,7 @@
 //! Pure mapping from collected counts to metrics with the contract's names, units and
 //! attributes (all spelled in `sonde_semconv`). No I/O here.
 
+pub mod process;
 pub mod self_telemetry;
 
 /// mounts, swaps and mountinfo write space, tab, newline and backslash as \040, \011,

@@ -99,6 +99,7 @@ impl Family for Dns {
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
         spans: Option<&crate::spans::Spans>,
+        _processes: &crate::cgroup::Attribution,
     ) -> Result<Started, LoadError> {
         let settings = DnsSettings {
             ports: config.dns.ports.clone(),

@@ -96,6 +96,7 @@ impl Family for Process {
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
         _spans: Option<&crate::spans::Spans>,
+        _processes: &crate::cgroup::Attribution,
     ) -> Result<Started, LoadError> {
         let mut loaded = self.load()?;
         let limit = series.with_limit(config.process.executable_name_limit);

@@ -156,6 +156,7 @@ impl Family for Tcp {
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
         spans: Option<&crate::spans::Spans>,
+        _processes: &crate::cgroup::Attribution,
     ) -> Result<Started, LoadError> {
         let (loaded, source) = load(series.with_limit(config.tcp.series_limit), spans)?;
         Ok(Started::new(loaded, source))
