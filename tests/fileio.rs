@@ -34,10 +34,14 @@ fn start_sonde(rx: &OtlpReceiver) -> Sonde {
 }
 
 fn start_sonde_with(rx: &OtlpReceiver, extra: &[(&'static str, &str)]) -> Sonde {
+    start_sonde_config(rx, extra, CONFIG)
+}
+
+fn start_sonde_config(rx: &OtlpReceiver, extra: &[(&'static str, &str)], config: &str) -> Sonde {
     let mut env = rx.env();
     env.push(("OTEL_METRIC_EXPORT_INTERVAL", "300".into()));
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let mut sonde = Sonde::start(&env, Some(CONFIG));
+    let mut sonde = Sonde::start(&env, Some(config));
     sonde.wait_started();
     rx.wait_for("a first export", WAIT, |e| !e.is_empty());
     sonde
@@ -836,4 +840,163 @@ fn a_loop_device_over_a_slow_fuse_file_puts_the_block_latency_mass_in_its_grid_b
     reads_seen_in_d_are_there(d_index, &buckets, &seen);
     sonde.signal(libc::SIGTERM);
     assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+}
+
+/// The `sonde.file.io` points of one process (by pid) on one mount point and direction.
+fn proc_bytes(e: &[Export], pid: &str, name: &str, mountpoint: &str, dir: &str) -> Option<f64> {
+    latest(
+        e,
+        "sonde.file.io",
+        &[
+            ("process.pid", pid),
+            ("process.executable.name", name),
+            ("system.filesystem.mountpoint", mountpoint),
+            ("disk.io.direction", dir),
+        ],
+    )
+}
+
+#[test]
+fn bytes_written_after_an_exec_count_under_the_new_executable_name() {
+    let _serial = one_at_a_time();
+    require_root();
+    let dir = TempDir::new("fileio-exec");
+    let mnt = Mount::tmpfs(dir.path());
+    let mountpoint = mnt.path.canonicalize().expect("canonical mountpoint");
+    let mountpoint = mountpoint.to_string_lossy().into_owned();
+    // Two copies of the shell under names of their own: the first writes 5000 bytes with
+    // its printf builtin, then execs the second in the same process, which writes 7000.
+    let (first, first_name) = unique_exe(dir.path(), "sxa", "/bin/sh");
+    let (second, second_name) = unique_exe(dir.path(), "sxb", "/bin/sh");
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut sonde = start_sonde(&rx);
+
+    let out = mnt.path.join("out");
+    let script = format!(
+        "printf '%05000d' 0 > {out}; exec {second} -c \"printf '%07000d' 0 >> {out}\"",
+        out = out.display(),
+        second = second.display()
+    );
+    let child = Command::new(&first)
+        .arg("-c")
+        .arg(&script)
+        .spawn()
+        .expect("spawn the shell");
+    let pid = child.id().to_string();
+    let status = child.wait_with_output().expect("wait").status;
+    assert!(status.success(), "the workload failed: {status}");
+    assert_eq!(std::fs::metadata(&out).expect("out").len(), 12_000);
+
+    let got = rx.wait_for("both names' bytes", WAIT, |e| {
+        proc_bytes(e, &pid, &first_name, &mountpoint, "write").is_some()
+            && proc_bytes(e, &pid, &second_name, &mountpoint, "write").is_some()
+    });
+    let n = got.len();
+    // Two more exports: the process has exited, its entries are folded and gone.
+    let got = rx.wait_for("two more exports", WAIT, |e| e.len() >= n + 2);
+    assert_eq!(
+        proc_bytes(&got, &pid, &first_name, &mountpoint, "write"),
+        Some(5000.0),
+        "bytes before the exec, under the first name"
+    );
+    assert_eq!(
+        proc_bytes(&got, &pid, &second_name, &mountpoint, "write"),
+        Some(7000.0),
+        "bytes after the exec, under the new name"
+    );
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+}
+
+/// `dd` copying `file` to /dev/null in 64-byte reads: its pid and the bytes it read, as
+/// it reports them.
+fn dd_read(file: &str) -> (String, f64) {
+    let child = Command::new("dd")
+        .args([&format!("if={file}"), "of=/dev/null", "bs=64"])
+        .env("LC_ALL", "C")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn dd");
+    let pid = child.id().to_string();
+    let out = child.wait_with_output().expect("wait for dd");
+    assert!(out.status.success(), "dd {file} failed");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let bytes = text
+        .lines()
+        .find_map(|l| l.split_once(" bytes")?.0.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("dd reported no byte count: {text}"));
+    assert!(bytes > 0, "{file} read empty");
+    (pid, bytes as f64)
+}
+
+#[test]
+fn pseudo_file_system_reads_count_only_when_asked_for() {
+    let _serial = one_at_a_time();
+    require_root();
+    // Two Sondes side by side see the same reads: one with its defaults, one counting
+    // pseudo file systems too.
+    let rx_default = OtlpReceiver::start(Proto::Grpc);
+    let rx_pseudo = OtlpReceiver::start(Proto::Grpc);
+    let mut default = start_sonde(&rx_default);
+    let mut pseudo = start_sonde_config(
+        &rx_pseudo,
+        &[],
+        &format!("{CONFIG}    pseudo_filesystems: true\n"),
+    );
+
+    let reads = [
+        ("/proc", dd_read("/proc/self/stat")),
+        ("/sys", dd_read("/sys/devices/system/cpu/online")),
+    ];
+    let of = |e: &[Export], pid: &str, mnt: &str| {
+        latest(
+            e,
+            "sonde.file.io",
+            &[
+                ("process.pid", pid),
+                ("process.executable.name", "dd"),
+                ("system.filesystem.mountpoint", mnt),
+                ("disk.io.direction", "read"),
+            ],
+        )
+    };
+    let got = rx_pseudo.wait_for("dd's reads of /proc and /sys", WAIT, |e| {
+        reads
+            .iter()
+            .all(|(mnt, (pid, _))| of(e, pid, mnt).is_some())
+    });
+    let n = got.len();
+    let got = rx_pseudo.wait_for("two more exports", WAIT, |e| e.len() >= n + 2);
+    for (mnt, (pid, bytes)) in &reads {
+        assert_eq!(of(&got, pid, mnt), Some(*bytes), "{mnt}: bytes dd read");
+    }
+
+    // The default Sonde saw the same processes (the loader's reads of their libraries
+    // on the root file system count) but none of their pseudo file system reads.
+    let n = rx_default.exports().len();
+    let got = rx_default.wait_for("dd's library reads", WAIT, |e| {
+        e.len() >= n + 2
+            && reads.iter().all(|(_, (pid, _))| {
+                num_points(e, "sonde.file.io")
+                    .iter()
+                    .any(|p| p.attrs.get("process.pid") == Some(pid))
+            })
+    });
+    for (mnt, (pid, _)) in &reads {
+        assert_eq!(of(&got, pid, mnt), None, "{mnt} counted without the switch");
+    }
+    for p in num_points(&got, "sonde.file.io") {
+        let m = p
+            .attrs
+            .get("system.filesystem.mountpoint")
+            .map(String::as_str);
+        assert!(
+            !matches!(m, Some("/proc" | "/sys")),
+            "a pseudo file system counted by default: {p:?}"
+        );
+    }
+    for s in [&mut default, &mut pseudo] {
+        s.signal(libc::SIGTERM);
+        assert!(s.wait_exit(WAIT).success(), "{}", s.stderr());
+    }
 }

@@ -70,12 +70,16 @@ struct sonde_io_stats {
 	__u64 slots[SONDE_HIST_SLOTS];
 };
 
-/* Key of `fileio_procs` and `block_procs`: bytes per process, file system / device and direction. */
+/*
+ * Key of `fileio_procs` and `block_procs`: bytes per process, file system / device and
+ * direction. A process is (tgid, start_ns); exec_id makes each exec of it a new entry.
+ */
 struct sonde_io_proc_key {
 	__u32 tgid;
 	__u32 dev;
 	__u32 direction;
-	__u32 _pad;
+	__u32 exec_id;   /* low 32 bits of the task's self_exec_id: moves at every exec */
+	__u64 start_ns;  /* the thread group leader's start_boottime (ns since boot, as /proc's starttime) */
 };
 
 /* Value of `fileio_procs` and `block_procs` (shared by all CPUs, atomic adds). */

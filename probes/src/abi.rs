@@ -81,11 +81,12 @@ mod pinned {
         assert_eq!(offset_of!(sonde_io_stats, bytes), 8);
         assert_eq!(offset_of!(sonde_io_stats, time_ns), 16);
         assert_eq!(offset_of!(sonde_io_stats, slots), 24);
-        assert_eq!(size_of::<sonde_io_proc_key>(), 16);
+        assert_eq!(size_of::<sonde_io_proc_key>(), 24);
         assert_eq!(offset_of!(sonde_io_proc_key, tgid), 0);
         assert_eq!(offset_of!(sonde_io_proc_key, dev), 4);
         assert_eq!(offset_of!(sonde_io_proc_key, direction), 8);
-        assert_eq!(offset_of!(sonde_io_proc_key, _pad), 12);
+        assert_eq!(offset_of!(sonde_io_proc_key, exec_id), 12);
+        assert_eq!(offset_of!(sonde_io_proc_key, start_ns), 16);
         assert_eq!(size_of::<sonde_io_proc_value>(), 32);
         assert_eq!(offset_of!(sonde_io_proc_value, bytes), 0);
         assert_eq!(offset_of!(sonde_io_proc_value, ops), 8);

@@ -96,6 +96,8 @@ pub mod names {
         pub const MAP_BLOCK_STATS: &str = "block_stats";
         pub const MAP_BLOCK_PROCS: &str = "block_procs";
         pub const MAP_COUNTERS: &str = "fileio_counters";
+        /// `const volatile` global: 1 counts file I/O on pseudo file systems too.
+        pub const GLOBAL_PSEUDO_FS: &str = "sonde_fileio_pseudo_fs";
     }
     pub mod tcp {
         pub const PROG_STATE: &str = "sonde_tcp_state";

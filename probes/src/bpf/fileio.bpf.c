@@ -38,6 +38,21 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define REQ_OP_WRITE 1
 #define MINORBITS 20
 
+/* Super block magics of the pseudo file systems left out by default: their "files" are
+ * kernel state rendered on read (procfs, sysfs, cgroup v1 and v2, tracefs, debugfs), so
+ * their reads are the cost of monitoring, not storage I/O, and a busy agent would
+ * dominate the figures. */
+#define PROC_SUPER_MAGIC 0x9fa0
+#define SYSFS_MAGIC 0x62656572
+#define CGROUP_SUPER_MAGIC 0x27e0eb
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#define TRACEFS_MAGIC 0x74726163
+#define DEBUGFS_MAGIC 0x64626720
+
+/* 1: count file I/O on the pseudo file systems above too (probes.fileio.pseudo_filesystems).
+ * Set by userspace before load. */
+const volatile __u32 sonde_fileio_pseudo_fs = 0;
+
 /*
  * Kernel memory: per-CPU values are allocated on every possible CPU (64 on a large
  * node), so only the hottest, smallest maps are per-CPU, and the sparse ones are not
@@ -166,9 +181,25 @@ static __always_inline int add_stats(void *map, __u32 dev, __u32 dir, __u64 byte
 	return 0;
 }
 
-static __always_inline int add_proc(void *map, __u32 tgid, __u32 dev, __u32 dir, __u64 bytes)
+/*
+ * Bytes per process. The key names the process exactly: its thread group leader's start
+ * time tells it from an earlier process that had the same pid, and its exec count gives
+ * it a new entry at every exec, made with the new name, so bytes after an exec land under
+ * the new executable (exec from any thread makes that thread the leader with the
+ * leader's start time, and kills every other thread before the count moves). Userspace
+ * deletes an entry only once nothing can add to it any more: its process is gone, or it
+ * has an entry of a later exec.
+ */
+static __always_inline int add_proc(void *map, struct task_struct *task, __u32 dev, __u32 dir,
+				    __u64 bytes)
 {
-	struct sonde_io_proc_key key = { .tgid = tgid, .dev = dev, .direction = dir };
+	struct sonde_io_proc_key key = {
+		.tgid = task->tgid,
+		.dev = dev,
+		.direction = dir,
+		.exec_id = (__u32)task->self_exec_id,
+		.start_ns = task->group_leader->start_boottime,
+	};
 	struct sonde_io_proc_value *v = bpf_map_lookup_elem(map, &key);
 
 	if (!v) {
@@ -185,10 +216,17 @@ static __always_inline int add_proc(void *map, __u32 tgid, __u32 dev, __u32 dir,
 	return 0;
 }
 
+static __always_inline int pseudo_fs(unsigned long magic)
+{
+	return magic == PROC_SUPER_MAGIC || magic == SYSFS_MAGIC || magic == CGROUP_SUPER_MAGIC ||
+	       magic == CGROUP2_SUPER_MAGIC || magic == TRACEFS_MAGIC || magic == DEBUGFS_MAGIC;
+}
+
 /*
  * The dev_t of the file system holding `fd` if it is a regular file, else 0 (pipes,
- * sockets, ttys, directories, anonymous inodes, closed or out-of-range fds). Devices
- * with dev_t 0 do not exist: the kernel hands out anonymous devices from minor 1.
+ * sockets, ttys, directories, anonymous inodes, closed or out-of-range fds, and files on
+ * pseudo file systems unless they are asked for). Devices with dev_t 0 do not exist: the
+ * kernel hands out anonymous devices from minor 1.
  */
 static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd,
 					      struct fd_memo *memo)
@@ -213,7 +251,12 @@ static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd
 	if (memo->fd == fd && memo->file == (__u64)file && memo->inode == (__u64)inode)
 		return memo->dev;
 	mode = BPF_CORE_READ(inode, i_mode);
-	dev = (mode & S_IFMT) == S_IFREG ? BPF_CORE_READ(inode, i_sb, s_dev) : 0;
+	dev = 0;
+	/* Decided once per (fd, file, inode): the memo keeps the answer, so a loop on one
+	 * fd never reads the super block again. */
+	if ((mode & S_IFMT) == S_IFREG &&
+	    (sonde_fileio_pseudo_fs || !pseudo_fs(BPF_CORE_READ(inode, i_sb, s_magic))))
+		dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	memo->fd = fd;
 	memo->file = (__u64)file;
 	memo->inode = (__u64)inode;
@@ -262,7 +305,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 d
 	bytes = (__u64)ret;
 	if (add_stats(&fileio_stats, c->dev, dir, bytes, ns))
 		bump(SONDE_FILEIO_LOST_STATS);
-	if (add_proc(&fileio_procs, bpf_get_current_pid_tgid() >> 32, c->dev, dir, bytes))
+	if (add_proc(&fileio_procs, task, c->dev, dir, bytes))
 		bump(SONDE_FILEIO_LOST_PROCS);
 	return 0;
 }
@@ -340,8 +383,7 @@ int sonde_block_issue(__u64 *ctx)
 	task = bpf_get_current_task_btf();
 	if (task->flags & PF_KTHREAD)
 		return 0;
-	if (add_proc(&block_procs, bpf_get_current_pid_tgid() >> 32, rq_dev(rq), dir,
-		     BPF_CORE_READ(rq, __data_len)))
+	if (add_proc(&block_procs, task, rq_dev(rq), dir, BPF_CORE_READ(rq, __data_len)))
 		bump(SONDE_BLOCK_LOST_PROCS);
 	return 0;
 }

@@ -394,7 +394,7 @@ fn fileio_probe_is_on_by_default_and_its_process_limit_is_validated() {
     assert!(c.fileio.enabled);
     assert_eq!(c.fileio.process_limit, DEFAULT_NAME_LIMIT);
     let c = Config::from_yaml(
-        "probes:\n  fileio:\n    enabled: false\n    process_limit: 7\n",
+        "probes:\n  fileio:\n    enabled: false\n    process_limit: 7\n    pseudo_filesystems: true\n",
         &env(&[]),
     )
     .expect("valid");
@@ -402,7 +402,8 @@ fn fileio_probe_is_on_by_default_and_its_process_limit_is_validated() {
         c.fileio,
         FileIoProbeConfig {
             enabled: false,
-            process_limit: 7
+            process_limit: 7,
+            pseudo_filesystems: true,
         }
     );
     let err = Config::from_yaml("probes:\n  fileio:\n    process_limit: 0\n", &env(&[]))

@@ -18,6 +18,7 @@ use sonde_probes::names::fileio as n;
 use crate::aggregate::bounded::{BoundedCounter, SeriesPolicy, SeriesSnapshot};
 pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
+use crate::family::host::collect::process::parse_stat;
 use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
 
@@ -85,13 +86,17 @@ pub struct ProcSeries {
 /// Per-process series and per-(dev, direction) overflow series, both cumulative.
 pub type ProcSnapshot = SeriesSnapshot<ProcSeries, u64, IoKey>;
 
+/// A kernel per-process entry: (tgid, dev, direction, exec_id, start_ns), as in
+/// `sonde_io_proc_key`.
+pub type ProcEntry = (u32, u32, u32, u32, u64);
+
 /// Cumulative bytes per process series, bounded and expiring (`aggregate::bounded`):
 /// series past the limit add to an overflow per (dev, direction), so totals per file
 /// system and direction stay exact. Pure: no I/O.
 #[derive(Debug, Clone)]
 pub struct ProcTotals {
     /// Last cumulative value seen per kernel entry.
-    last: HashMap<(u32, u32, u32), u64>,
+    last: HashMap<ProcEntry, u64>,
     series: BoundedCounter<ProcSeries, IoKey>,
 }
 
@@ -103,9 +108,8 @@ impl ProcTotals {
         }
     }
 
-    /// Takes the kernel entry `(tgid, dev, direction)`'s cumulative bytes, accounted to
-    /// `series`.
-    pub fn update(&mut self, entry: (u32, u32, u32), series: ProcSeries, cumulative: u64) {
+    /// Takes a kernel entry's cumulative bytes, accounted to `series`.
+    pub fn update(&mut self, entry: ProcEntry, series: ProcSeries, cumulative: u64) {
         let last = self.last.insert(entry, cumulative).unwrap_or(0);
         // Never below the last value unless the entry was recreated: then all of it is new.
         let delta = cumulative.checked_sub(last).unwrap_or(cumulative);
@@ -115,9 +119,9 @@ impl ProcTotals {
         });
     }
 
-    /// The kernel entry was deleted (its process exited): a new entry with the same key
-    /// starts from zero.
-    pub fn forget(&mut self, entry: (u32, u32, u32)) {
+    /// The kernel entry was deleted (nothing could add to it any more): a new entry with
+    /// the same key starts from zero.
+    pub fn forget(&mut self, entry: ProcEntry) {
         self.last.remove(&entry);
     }
 
@@ -130,6 +134,40 @@ impl ProcTotals {
     pub fn snapshot(&self) -> ProcSnapshot {
         self.series.snapshot()
     }
+}
+
+/// /proc's `starttime` (clock ticks after boot) of a process that started `start_ns` after
+/// boot, as the kernel converts it (`nsec_to_clock_t`).
+pub fn start_ticks(start_ns: u64, ticks_per_second: u64) -> u64 {
+    start_ns / (1_000_000_000 / ticks_per_second.clamp(1, 1_000_000_000))
+}
+
+/// Which kernel entries can no longer grow: those whose process is gone (`start_of`
+/// gives a live pid's start in clock ticks, `None` when there is no such pid; a
+/// different start is a later process with the same pid) and those of a process that has
+/// an entry of a later exec (its threads all died before the exec count moved). Pure.
+pub fn finished_entries(
+    entries: &[ProcEntry],
+    ticks_per_second: u64,
+    mut start_of: impl FnMut(u32) -> Option<u64>,
+) -> Vec<bool> {
+    // The latest exec seen per process (tgid, start). Exec counts only grow; the low 32
+    // bits wrap after 4 billion execs of one process, which no process lives to see.
+    let mut latest: HashMap<(u32, u64), u32> = HashMap::new();
+    for &(tgid, _, _, exec_id, start) in entries {
+        let l = latest.entry((tgid, start)).or_insert(exec_id);
+        *l = (*l).max(exec_id);
+    }
+    let mut alive: HashMap<(u32, u64), bool> = HashMap::new();
+    entries
+        .iter()
+        .map(|&(tgid, _, _, exec_id, start)| {
+            let live = *alive
+                .entry((tgid, start))
+                .or_insert_with(|| start_of(tgid) == Some(start_ticks(start, ticks_per_second)));
+            !live || latest[&(tgid, start)] != exec_id
+        })
+        .collect()
 }
 
 /// Cumulative loss counts of the family (`sonde.probe.events.lost`, reason `map_full`).
@@ -241,31 +279,46 @@ fn fold_procs(
     fold_dev: bool,
     proc_root: &Path,
 ) -> Result<(), CollectError> {
-    let mut dead = Vec::new();
-    for item in map.iter() {
-        let (k, v) = item.map_err(|source| CollectError::Map { map: name, source })?;
-        let bytes = v.bytes;
-        let comm = comm_to_string(&v.comm);
-        let entry = (k.tgid, k.dev, k.direction);
+    let keys = map
+        .keys()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| CollectError::Map { map: name, source })?;
+    let entries: Vec<ProcEntry> = keys
+        .iter()
+        .map(|k| (k.tgid, k.dev, k.direction, k.exec_id, k.start_ns))
+        .collect();
+    // Liveness first, then the read: an entry judged finished can no longer grow, so the
+    // value read after the check is its last, and deleting it loses nothing.
+    let finished = finished_entries(&entries, rustix::param::clock_ticks_per_second(), |tgid| {
+        std::fs::read_to_string(proc_root.join(tgid.to_string()).join("stat"))
+            .ok()
+            .and_then(|t| parse_stat(&t))
+            .map(|s| s.starttime)
+    });
+    for ((k, entry), finished) in keys.iter().zip(entries).zip(finished) {
+        let v = match map.get(k, 0) {
+            Ok(v) => v,
+            // Deleted meanwhile (not by the kernel, which never deletes: a race with
+            // nobody); nothing to count.
+            Err(aya::maps::MapError::KeyNotFound) => continue,
+            Err(source) => return Err(CollectError::Map { map: name, source }),
+        };
         totals.update(
             entry,
             ProcSeries {
                 pid: k.tgid,
-                comm,
+                comm: comm_to_string(&v.comm),
                 dev: if fold_dev { 0 } else { k.dev },
                 direction: k.direction,
             },
-            bytes,
+            v.bytes,
         );
-        if !proc_root.join(k.tgid.to_string()).exists() {
-            dead.push(k);
-        }
-    }
-    for k in dead {
-        // An exited process does no more I/O: its share is kept in `totals`.
-        match map.remove(&k) {
-            Ok(()) => totals.forget((k.tgid, k.dev, k.direction)),
-            Err(e) => tracing::debug!("removing an exited process from `{name}`: {e}"),
+        if finished {
+            // Its share is kept in `totals`.
+            match map.remove(k) {
+                Ok(()) => totals.forget(entry),
+                Err(e) => tracing::debug!("removing a finished process entry from `{name}`: {e}"),
+            }
         }
     }
     Ok(())
@@ -299,10 +352,10 @@ mod tests {
     #[test]
     fn cumulative_kernel_values_become_exact_series_and_overflow_keeps_dev_and_direction() {
         let mut t = ProcTotals::new(policy(1));
-        t.update((1, 7, 0), series(1, 7), 100);
-        t.update((2, 7, 0), series(2, 7), 50);
-        t.update((1, 7, 0), series(1, 7), 150);
-        t.update((2, 7, 0), series(2, 7), 80);
+        t.update((1, 7, 0, 0, 0), series(1, 7), 100);
+        t.update((2, 7, 0, 0, 0), series(2, 7), 50);
+        t.update((1, 7, 0, 0, 0), series(1, 7), 150);
+        t.update((2, 7, 0, 0, 0), series(2, 7), 80);
         let (s, o) = t.snapshot();
         assert_eq!(values(&s), vec![(series(1, 7), 150)]);
         assert_eq!(
@@ -320,14 +373,42 @@ mod tests {
     #[test]
     fn a_forgotten_entry_that_comes_back_counts_from_zero_and_totals_stay_monotonic() {
         let mut t = ProcTotals::new(policy(10));
-        t.update((1, 7, 0), series(1, 7), 100);
-        t.forget((1, 7, 0));
+        t.update((1, 7, 0, 0, 0), series(1, 7), 100);
+        t.forget((1, 7, 0, 0, 0));
         // Same pid reused by a new process with the same comm: adds, never resets.
-        t.update((1, 7, 0), series(1, 7), 30);
+        t.update((1, 7, 0, 0, 0), series(1, 7), 30);
         assert_eq!(values(&t.snapshot().0), vec![(series(1, 7), 130)]);
         // A value below the last one means the entry was recreated: all of it is new.
-        t.update((1, 7, 0), series(1, 7), 10);
+        t.update((1, 7, 0, 0, 0), series(1, 7), 10);
         assert_eq!(values(&t.snapshot().0), vec![(series(1, 7), 140)]);
+    }
+
+    #[test]
+    fn entries_finish_when_their_process_is_gone_reused_or_has_exec_d() {
+        const HZ: u64 = 100;
+        let s = 5_000_000_000; // started 5 s after boot: 500 ticks
+        let entries = [
+            (10, 7, 0, 3, s),             // pid 10, before its exec
+            (10, 7, 1, 4, s),             // pid 10 after exec: the live one
+            (11, 7, 0, 0, s),             // pid 11: exited
+            (12, 7, 0, 0, s),             // pid 12: reused by a process started later
+            (13, 7, 0, 0, s + 9_999_999), // same tick as 500
+        ];
+        let start_of = |pid: u32| match pid {
+            10 | 13 => Some(500),
+            12 => Some(501),
+            _ => None,
+        };
+        assert_eq!(
+            finished_entries(&entries, HZ, start_of),
+            vec![true, false, true, true, false]
+        );
+        assert_eq!(start_ticks(s, HZ), 500);
+        assert_eq!(
+            start_ticks(s, 0),
+            5,
+            "a zero tick rate cannot divide by zero"
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub struct RawFileIoProbe {
     pub enabled: Option<bool>,
     /// Per-process series of sonde.file.io and process.disk.io kept before the overflow series.
     pub process_limit: Option<usize>,
+    /// Count file I/O on proc, sysfs, cgroupfs, tracefs and debugfs too.
+    pub pseudo_filesystems: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +20,10 @@ pub struct FileIoProbeConfig {
     pub enabled: bool,
     /// Per-process series of sonde.file.io and of process.disk.io before overflow.
     pub process_limit: usize,
+    /// Whether reads and writes of files on pseudo file systems (proc, sysfs, cgroup v1 and
+    /// v2, tracefs, debugfs) count. Off by default: they render kernel state on read, and
+    /// monitoring agents (Sonde among them) would fill the figures with their own reads.
+    pub pseudo_filesystems: bool,
 }
 
 impl Section for FileIoProbeConfig {
@@ -30,6 +36,7 @@ impl Section for FileIoProbeConfig {
                 "probes.fileio.process_limit",
                 raw.process_limit.unwrap_or(DEFAULT_NAME_LIMIT),
             )?,
+            pseudo_filesystems: raw.pseudo_filesystems.unwrap_or(false),
         })
     }
 }

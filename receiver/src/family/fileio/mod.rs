@@ -134,7 +134,13 @@ impl Family for FileIo {
         _spans: Option<&crate::spans::Spans>,
         _processes: &crate::cgroup::Attribution,
     ) -> Result<Started, LoadError> {
-        let mut loaded = self.load()?;
+        let pseudo = u32::from(config.fileio.pseudo_filesystems);
+        let mut loaded = crate::probe::load_family_with(
+            self.kind(),
+            self.programs(),
+            true,
+            &[(sonde_probes::names::fileio::GLOBAL_PSEUDO_FS, pseudo)],
+        )?;
         let limit = series.with_limit(config.fileio.process_limit);
         let source = super::collector("fileio", FileIoCollector::new(&mut loaded, limit))
             .map(FileIoSource::new);
