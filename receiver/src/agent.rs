@@ -275,6 +275,22 @@ impl Collection {
     pub fn started(&self) -> u64 {
         self.state.start
     }
+
+    /// Stops and joins every family's background tasks (ring drains), so the
+    /// descriptors they hold are closed, then releases the probes.
+    pub async fn shutdown(mut self) {
+        let tasks: Vec<_> = self
+            .state
+            .probes
+            .sources
+            .iter_mut()
+            .flat_map(|s| s.stop())
+            .collect();
+        for t in tasks {
+            t.join().await;
+        }
+        drop(self);
+    }
 }
 
 fn load_probes(config: &Config, start: u64, spans: Option<&Spans>) -> Probes {
@@ -465,7 +481,7 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
     if let Some(p) = prometheus {
         p.shutdown();
     }
-    drop(collection);
+    collection.shutdown().await;
     tracing::info!("probes detached, bye");
     Ok(())
 }
@@ -492,14 +508,19 @@ impl State {
         for s in self.sources.iter_mut() {
             s.collect(self.start, &mut procfs);
         }
-        let source::Output { metrics, mut lost } = out;
+        let source::Output {
+            metrics,
+            mut lost,
+            failed,
+        } = out;
         lost.extend(procfs.lost);
+        let reports = probe::with_failures(&self.probes.reports, &failed);
         lost.extend(self.probes.recursion_losses());
         let mut metrics = family::host::merge(metrics, procfs.metrics, self.metric_names);
         let run_stats = self.probes.run_stats();
         metrics.extend(mapping::self_telemetry::metrics(
             &SelfInputs {
-                reports: &self.probes.reports,
+                reports: &reports,
                 run_stats: &run_stats,
                 lost: &lost,
                 export: self.stats.counts(),

@@ -3,6 +3,7 @@
 
 pub mod agent_self;
 pub mod kernel_objects;
+pub mod ring;
 
 use aya::maps::{MapData, PerCpuArray};
 

@@ -276,3 +276,55 @@ fn verifier_message(e: aya::programs::ProgramError) -> String {
     let tail = lines.len().saturating_sub(4);
     lines[tail..].join(" | ")
 }
+
+/// The reports as of now: a probe that attached but whose collector has since stopped
+/// working (`failed`: probe, why) reads failed, so `sonde.probe.status` says so.
+pub fn with_failures(
+    reports: &[ProbeReport],
+    failed: &[(&'static str, String)],
+) -> Vec<ProbeReport> {
+    reports
+        .iter()
+        .map(|r| match failed.iter().find(|(p, _)| *p == r.probe) {
+            Some((_, why)) if r.state == ProbeState::Attached => ProbeReport {
+                probe: r.probe,
+                state: ProbeState::Failed(why.clone()),
+            },
+            _ => r.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    #[test]
+    fn a_collector_failure_turns_an_attached_probe_failed_and_leaves_the_rest() {
+        let r = |probe, state| ProbeReport { probe, state };
+        let reports = [
+            r("tcp.state", ProbeState::Attached),
+            r("tcp.send", ProbeState::Attached),
+            r("dns.egress", ProbeState::Skipped("old kernel".into())),
+        ];
+        let got = with_failures(
+            &reports,
+            &[
+                ("tcp.state", "ring buffer poll failed".into()),
+                ("dns.egress", "ring buffer poll failed".into()),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                r(
+                    "tcp.state",
+                    ProbeState::Failed("ring buffer poll failed".into())
+                ),
+                r("tcp.send", ProbeState::Attached),
+                r("dns.egress", ProbeState::Skipped("old kernel".into())),
+            ]
+        );
+        assert_eq!(with_failures(&reports, &[]), reports);
+    }
+}

@@ -11,6 +11,9 @@ pub struct Output {
     pub metrics: Vec<Metric>,
     /// (probe, `sonde.loss.reason` value, cumulative count) for `sonde.probe.events.lost`.
     pub lost: Vec<(&'static str, &'static str, u64)>,
+    /// (probe, why) for probes that attached but stopped working since (a ring that can
+    /// no longer be polled): shown as failed in `sonde.probe.status`.
+    pub failed: Vec<(&'static str, String)>,
 }
 
 pub trait Source: Send {
@@ -20,4 +23,9 @@ pub trait Source: Send {
     /// (start of every cumulative series). Errors are logged by the source and the
     /// snapshot goes on without its metrics.
     fn collect(&mut self, start: u64, out: &mut Output);
+    /// Hands over the source's background tasks (ring drains) so shutdown can join them
+    /// before the probes are released.
+    fn stop(&mut self) -> Vec<crate::collect::ring::DrainTask> {
+        Vec::new()
+    }
 }

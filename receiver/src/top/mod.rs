@@ -87,7 +87,7 @@ pub fn main(config_path: Option<&Path>, interval: Duration) -> anyhow::Result<()
         run_lines(&mut collection, interval, &quit)
     };
     // Probes are released before the held log lines (which may explain a failure) print.
-    drop(collection);
+    runtime.block_on(collection.shutdown());
     logs.release();
     result
 }

@@ -4,7 +4,7 @@
 //! and unit-tested with tables and proptest; this module is the I/O around them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
@@ -13,10 +13,10 @@ use sonde_probes::abi::{
     SONDE_DNS_MAX_PORTS,
 };
 use sonde_probes::names::dns as n;
-use tokio::io::unix::AsyncFd;
 
 use super::matcher::{Direction, Event, Matcher, MatcherStats, Packet, Process};
 use super::wire::{self, Transport};
+use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
 use crate::family::dns::aggregate::{DnsStats, NamePolicy};
 use crate::family::process::collect::comm_to_string;
@@ -96,10 +96,26 @@ impl Shared {
     }
 }
 
+impl Sink for Shared {
+    fn record(&mut self, bytes: &[u8]) {
+        match decode(bytes) {
+            Some(p) => self.matcher.packet(p, &mut self.scratch),
+            None => self.unparsed += 1,
+        }
+    }
+
+    fn end_batch(&mut self) {
+        self.fold();
+    }
+}
+
 pub struct DnsCollector {
     counters: PerCpuArray<MapData, u64>,
-    shared: Arc<Mutex<Shared>>,
+    ring: Ring<RingBuf<MapData>, Shared>,
 }
+
+/// The probes that write the packet ring: marked failed when it cannot be polled.
+pub const RING_PROBES: [&str; 2] = ["dns.egress", "dns.ingress"];
 
 impl std::fmt::Debug for DnsCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,35 +159,42 @@ impl DnsCollector {
             .ok_or(CollectError::MissingMap { map: n::MAP_EVENTS })?;
         let ring = RingBuf::try_from(ring).map_err(map_err(n::MAP_EVENTS))?;
         let timeout_ns = u64::try_from(settings.timeout.as_nanos()).unwrap_or(u64::MAX);
-        let shared = Arc::new(Mutex::new(Shared {
+        let shared = Shared {
             matcher: Matcher::new(timeout_ns, MAX_OPEN, MAX_SENT),
             stats: DnsStats::new(settings.names, settings.series)
                 .with_privacy(settings.privacy.clone()),
             unparsed: 0,
             scratch: Vec::new(),
             spans: settings.spans.clone(),
-        }));
-        // SAFETY: the RingBuf owns its map fd (MapData holds an OwnedFd) for as long as
-        // the AsyncFd owns the RingBuf, and as_raw_fd always returns that same fd.
-        let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-            .map_err(|e| CollectError::Poll(e.into()))?;
-        tokio::spawn(drain(fd, shared.clone()));
-        Ok(Self { counters, shared })
+        };
+        let ring = Ring::start_bpf(ring, shared, POLL_EVERY)?;
+        Ok(Self { counters, ring })
     }
 
     /// Ends lookups past their timeout (`now_ns` on the kernel's monotonic clock), ticks
     /// the series at `unix_now` (expiry), then hands the aggregated state to `f` (the
     /// mapping) under the lock.
     pub fn with_stats<T>(&self, now_ns: u64, unix_now: u64, f: impl FnOnce(&DnsStats) -> T) -> T {
-        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        let s = &mut *s;
-        // Judge timeouts as of two polls ago: by then every response the kernel saw
-        // before that instant has been drained, so none is misread as missing.
-        let drained_until = now_ns.saturating_sub(2 * POLL_EVERY.as_nanos() as u64);
-        s.matcher.expire(drained_until, &mut s.scratch);
-        s.fold();
-        s.stats.tick(unix_now);
-        f(&s.stats)
+        self.ring.drain_now();
+        self.ring.with(|s| {
+            // Judge timeouts as of two polls ago: by then every response the kernel saw
+            // before that instant has been drained, so none is misread as missing.
+            let drained_until = now_ns.saturating_sub(2 * POLL_EVERY.as_nanos() as u64);
+            s.matcher.expire(drained_until, &mut s.scratch);
+            s.fold();
+            s.stats.tick(unix_now);
+            f(&s.stats)
+        })
+    }
+
+    /// Why the packet ring can no longer be polled, if it cannot.
+    pub fn ring_failure(&self) -> Option<&str> {
+        self.ring.failure()
+    }
+
+    /// The drain task, for the agent to join at shutdown.
+    pub fn stop(&mut self) -> Option<DrainTask> {
+        self.ring.stop()
     }
 
     pub fn counts(&self) -> Result<DnsCounts, CollectError> {
@@ -182,10 +205,7 @@ impl DnsCollector {
                 .map_err(map_err(n::MAP_COUNTERS))?;
             Ok(per_cpu.iter().sum())
         };
-        let (matcher, unparsed) = {
-            let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-            (s.matcher.stats(), s.unparsed)
-        };
+        let (matcher, unparsed) = self.ring.with(|s| (s.matcher.stats(), s.unparsed));
         Ok(DnsCounts {
             packets: get(slot::SONDE_DNS_PACKETS)?,
             lost_ringbuf: get(slot::SONDE_DNS_LOST_RINGBUF)?,
@@ -204,43 +224,6 @@ pub fn monotonic_now_ns() -> u64 {
 /// How often the reader drains without being woken: the probe wakes it only when the
 /// ring is a quarter full (see dns.bpf.c), so at low rates this is the drain.
 const POLL_EVERY: Duration = Duration::from_millis(50);
-
-async fn drain(mut fd: AsyncFd<RingBuf<MapData>>, shared: Arc<Mutex<Shared>>) {
-    let mut batch: Vec<Option<Packet>> = Vec::new();
-    loop {
-        match tokio::time::timeout(POLL_EVERY, fd.readable_mut()).await {
-            Ok(Ok(mut guard)) => {
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    batch.push(decode(&item));
-                }
-                guard.clear_ready();
-            }
-            Ok(Err(e)) => {
-                tracing::error!("DNS ring buffer poll failed, DNS metrics stop here: {e}");
-                return;
-            }
-            Err(_elapsed) => {
-                let ring = fd.get_mut();
-                while let Some(item) = ring.next() {
-                    batch.push(decode(&item));
-                }
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-        let s = &mut *s;
-        for p in batch.drain(..) {
-            match p {
-                Some(p) => s.matcher.packet(p, &mut s.scratch),
-                None => s.unparsed += 1,
-            }
-        }
-        s.fold();
-    }
-}
 
 /// One ring-buffer record as a parsed packet; `None` for a short record or a payload
 /// that is not a DNS message with a question.

@@ -50,6 +50,15 @@ impl Source for DnsSource {
             }
             Err(e) => tracing::warn!("reading the DNS probe's counters failed: {e}"),
         }
+        if let Some(why) = self.collector.ring_failure() {
+            for probe in collect::RING_PROBES {
+                out.failed.push((probe, why.to_owned()));
+            }
+        }
+    }
+
+    fn stop(&mut self) -> Vec<crate::collect::ring::DrainTask> {
+        self.collector.stop().into_iter().collect()
     }
 }
 

@@ -1,14 +1,11 @@
 //! Reads the process family's per-CPU counters and drains its exec ring buffer.
 
-use std::os::fd::AsFd;
-use std::sync::{Arc, Mutex};
-
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use sonde_probes::abi::{sonde_exec_event, sonde_process_counter as slot};
 use sonde_probes::names::process as n;
-use tokio::io::unix::AsyncFd;
 
 use crate::aggregate::bounded::{BoundedCounter, SeriesPoint, SeriesPolicy};
+use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
 use crate::probe::LoadedFamily;
@@ -24,34 +21,22 @@ pub struct ProcessCounts {
     pub lost_ringbuf: u64,
 }
 
-/// The exec ring and the counts by executable name it feeds. Drained by a background
-/// task when the kernel wakes it (the ring is a quarter full) or a short timer fires,
-/// and at every snapshot, so counts are exact as of the snapshot.
-struct ExecRing {
-    ring: RingBuf<MapData>,
-    names: BoundedCounter<String>,
-}
+/// Exec counts by executable name, fed by the exec ring (see `collect::ring`: drained by
+/// a task when the kernel wakes it or a short timer fires, and at every snapshot, so
+/// counts are exact as of the snapshot).
+struct ExecNames(BoundedCounter<String>);
 
-impl ExecRing {
-    fn drain(&mut self) {
-        while let Some(item) = self.ring.next() {
-            if let Some(name) = decode_exec(&item) {
-                self.names.add(name, 1);
-            }
+impl Sink for ExecNames {
+    fn record(&mut self, bytes: &[u8]) {
+        if let Some(name) = decode_exec(bytes) {
+            self.0.add(name, 1);
         }
     }
 }
 
-type SharedRing = Arc<Mutex<ExecRing>>;
-
-fn lock(ring: &SharedRing) -> std::sync::MutexGuard<'_, ExecRing> {
-    ring.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 pub struct ProcessCollector {
     counters: PerCpuArray<MapData, u64>,
-    exec: SharedRing,
-    drain_task: tokio::task::JoinHandle<()>,
+    exec: Ring<RingBuf<MapData>, ExecNames>,
 }
 
 impl std::fmt::Debug for ProcessCollector {
@@ -60,41 +45,19 @@ impl std::fmt::Debug for ProcessCollector {
     }
 }
 
-impl Drop for ProcessCollector {
-    fn drop(&mut self) {
-        self.drain_task.abort();
-    }
-}
-
 /// How often the background task drains without a wake-up from the kernel.
 const DRAIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The probe that writes the exec ring: marked failed when the ring cannot be polled.
+pub const EXEC_PROBE: &str = "process.exec";
 
 impl ProcessCollector {
     /// Takes the family's maps and starts the task that drains exec events.
     pub fn start(loaded: &mut LoadedFamily, series: SeriesPolicy) -> Result<Self, CollectError> {
         let counters: PerCpuArray<MapData, u64> = take_map(loaded, n::MAP_COUNTERS)?;
         let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EVENTS)?;
-        // Readiness is watched on a duplicate of the ring's fd, so the ring itself can sit
-        // behind a mutex that the snapshot path also drains through.
-        let wake_fd = ring
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(CollectError::Poll)?;
-        // SAFETY: the AsyncFd owns `wake_fd` for its whole life, and OwnedFd::as_raw_fd
-        // always returns that same open descriptor.
-        let wake =
-            unsafe { AsyncFd::register_with_interest(wake_fd, tokio::io::Interest::READABLE) }
-                .map_err(|e| CollectError::Poll(e.into()))?;
-        let exec: SharedRing = Arc::new(Mutex::new(ExecRing {
-            ring,
-            names: BoundedCounter::new(series),
-        }));
-        let drain_task = tokio::spawn(drain_loop(wake, exec.clone()));
-        Ok(Self {
-            counters,
-            exec,
-            drain_task,
-        })
+        let exec = Ring::start_bpf(ring, ExecNames(BoundedCounter::new(series)), DRAIN_PERIOD)?;
+        Ok(Self { counters, exec })
     }
 
     pub fn read(&self) -> Result<ProcessCounts, CollectError> {
@@ -112,32 +75,22 @@ impl ProcessCollector {
     /// Exec counts by name (bounded, expiring) and the overflow series, after draining
     /// whatever the ring holds now; `now` is the snapshot's time.
     pub fn exec_names(&self, now: u64) -> (Vec<SeriesPoint<String>>, Option<SeriesPoint<()>>) {
-        let mut exec = lock(&self.exec);
-        exec.drain();
-        exec.names.tick(now);
-        let (names, mut overflow) = exec.names.snapshot();
-        (names, overflow.pop())
+        self.exec.drain_now();
+        self.exec.with(|names| {
+            names.0.tick(now);
+            let (names, mut overflow) = names.0.snapshot();
+            (names, overflow.pop())
+        })
     }
-}
 
-async fn drain_loop(wake: AsyncFd<std::os::fd::OwnedFd>, exec: SharedRing) {
-    loop {
-        tokio::select! {
-            ready = wake.readable() => match ready {
-                Ok(mut guard) => {
-                    lock(&exec).drain();
-                    guard.clear_ready();
-                }
-                Err(e) => {
-                    tracing::error!("exec ring buffer poll failed; draining on the timer only: {e}");
-                    loop {
-                        tokio::time::sleep(DRAIN_PERIOD).await;
-                        lock(&exec).drain();
-                    }
-                }
-            },
-            _ = tokio::time::sleep(DRAIN_PERIOD) => lock(&exec).drain(),
-        }
+    /// Why the exec ring can no longer be polled, if it cannot.
+    pub fn ring_failure(&self) -> Option<&str> {
+        self.exec.failure()
+    }
+
+    /// The drain task, for the agent to join at shutdown.
+    pub fn stop(&mut self) -> Option<DrainTask> {
+        self.exec.stop()
     }
 }
 

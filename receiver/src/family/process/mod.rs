@@ -44,6 +44,13 @@ impl Source for ProcessSource {
             }
             Err(e) => tracing::warn!("reading the process probe's counters failed: {e}"),
         }
+        if let Some(why) = self.collector.ring_failure() {
+            out.failed.push((collect::EXEC_PROBE, why.to_owned()));
+        }
+    }
+
+    fn stop(&mut self) -> Vec<crate::collect::ring::DrainTask> {
+        self.collector.stop().into_iter().collect()
     }
 }
 

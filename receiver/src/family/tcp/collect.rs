@@ -6,12 +6,15 @@
 //! counters, taken from the live-connection map each tick and from the close event at
 //! the end, so over a connection's life they add up to exactly its bytes_acked,
 //! bytes_received and total_retrans (minus what it had before Sonde saw it). The kernel
-//! deletes a connection's entry before it emits the close event, and a tick walks the
-//! map under the ledger's lock, so an entry is never counted after its close.
+//! deletes a connection's entry before it emits the close event, so only a walk that
+//! read the entry before its close was drained can see it again; the walk reads the map
+//! without the ledger's lock (the drain task must not wait for 65 536 map syscalls),
+//! and the ledger ignores a walk's sighting of a connection it saw close during that
+//! walk, so an entry is never counted after its close.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use sonde_probes::abi::{
@@ -20,9 +23,9 @@ use sonde_probes::abi::{
     SONDE_TCP_STATE_SLOTS,
 };
 use sonde_probes::names::tcp as n;
-use tokio::io::unix::AsyncFd;
 
 use crate::aggregate::bounded::{BoundedCounter, SeriesPolicy};
+use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
 use crate::family::process::collect::comm_to_string;
@@ -124,6 +127,11 @@ pub struct TcpLedger {
     pub rtt_live_v6: Hist,
     seen: HashMap<(u64, u64), Seen>,
     generation: u64,
+    /// A walk is reading the map (between `begin_walk` and `end_walk`).
+    walking: bool,
+    /// Connections whose close or failure was drained during the current walk: the walk
+    /// may hold a sighting read before it, which must not count again.
+    closed_in_walk: HashSet<(u64, u64)>,
 }
 
 impl TcpLedger {
@@ -140,12 +148,23 @@ impl TcpLedger {
             rtt_live_v6: Hist::default(),
             seen: HashMap::new(),
             generation: 0,
+            walking: false,
+            closed_in_walk: HashSet::new(),
         }
+    }
+
+    /// A walk starts reading the map: closes drained from now on are remembered until
+    /// `end_walk`.
+    pub fn begin_walk(&mut self) {
+        self.walking = true;
     }
 
     /// Adds what the connection did since it was last seen.
     fn account(&mut self, sk: u64, c: &sonde_tcp_conn, who: &Who, last_sighting: bool) {
         let id = (sk, c.start_ns);
+        if last_sighting && self.walking {
+            self.closed_in_walk.insert(id);
+        }
         let base = Seen {
             acked: c.base_acked,
             received: c.base_received,
@@ -181,6 +200,10 @@ impl TcpLedger {
     /// and one sample of its current srtt (once it has one: a connection still in its
     /// handshake has none, and one that failed never gets one).
     pub fn live(&mut self, sk: u64, c: &sonde_tcp_conn) {
+        if self.closed_in_walk.contains(&(sk, c.start_ns)) {
+            // Read before its close was drained: the close already counted it all.
+            return;
+        }
         let w = who(c);
         self.account(sk, c, &w, false);
         if c.srtt_us > 0 && (c.opened != 0 || direction(c.direction) == Direction::Unknown) {
@@ -199,6 +222,8 @@ impl TcpLedger {
     /// still wait in the ring (drained at least every `DRAIN_EVERY`): forgetting it then
     /// would count its bytes twice, hence the margin.
     pub fn end_walk(&mut self) {
+        self.walking = false;
+        self.closed_in_walk.clear();
         let g = self.generation;
         self.seen
             .retain(|_, s| s.generation + FORGET_AFTER_WALKS > g);
@@ -397,14 +422,49 @@ pub fn parse_sockstat_tw(text: &str) -> Option<i64> {
     None
 }
 
-pub type SharedLedger = Arc<Mutex<TcpLedger>>;
+/// What the event ring feeds: the ledger, and spans of notable connections.
+struct TcpSink {
+    ledger: TcpLedger,
+    spans: Option<TcpSpans>,
+    /// Events of the current batch that qualify for a span.
+    notable: Vec<sonde_tcp_event>,
+}
+
+impl Sink for TcpSink {
+    fn record(&mut self, bytes: &[u8]) {
+        let Some(ev) = decode_event(bytes) else {
+            return;
+        };
+        self.ledger.event(&ev);
+        if let Some(s) = &self.spans {
+            if super::spans::qualifies(&s.rule, &ev) {
+                self.notable.push(ev);
+            }
+        }
+    }
+
+    fn end_batch(&mut self) {
+        if let Some(s) = &self.spans {
+            for ev in self.notable.drain(..) {
+                s.sink
+                    .offer(ev.end_ns, |ctx| super::spans::span(&ev, &s.sink.clock, ctx));
+            }
+        }
+    }
+}
+
+/// The probe that writes the event ring: marked failed when it cannot be polled.
+pub const RING_PROBE: &str = "tcp.state";
+
+/// Map entries read per hold of the ledger's lock when a walk hands them over.
+const WALK_CHUNK: usize = 1024;
 
 pub struct TcpCollector {
     counters: PerCpuArray<MapData, u64>,
     states: PerCpuArray<MapData, i64>,
     hists: PerCpuArray<MapData, sonde_tcp_hist>,
     conns: BpfHashMap<MapData, u64, sonde_tcp_conn>,
-    ledger: SharedLedger,
+    events: Ring<RingBuf<MapData>, TcpSink>,
     base: StateBase,
 }
 
@@ -434,15 +494,18 @@ impl TcpCollector {
             states: take_map(loaded, n::MAP_STATES)?,
             hists: take_map(loaded, n::MAP_HISTS)?,
             conns: take_map(loaded, n::MAP_CONNS)?,
-            ledger: Arc::new(Mutex::new(TcpLedger::new(series))),
+            events: Ring::start_bpf(
+                ring,
+                TcpSink {
+                    ledger: TcpLedger::new(series),
+                    spans,
+                    notable: Vec::new(),
+                },
+                DRAIN_EVERY,
+            )?,
             base: StateBase::default(),
         };
         me.reconcile(&table, true)?;
-        // SAFETY: the RingBuf owns its map fd (MapData holds an OwnedFd) for as long as
-        // the AsyncFd owns the RingBuf, and as_raw_fd always returns that same fd.
-        let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-            .map_err(|e| CollectError::Poll(e.into()))?;
-        tokio::spawn(drain(fd, me.ledger.clone(), spans));
         Ok(me)
     }
 
@@ -530,16 +593,33 @@ impl TcpCollector {
         })
     }
 
-    /// Walks the live connections and accounts what each did since the last walk.
-    /// Holds the ledger's lock for the walk (see the module comment).
+    /// Walks the live connections and accounts what each did since the last walk. The
+    /// map is read without the ledger's lock and handed over in chunks (see the module
+    /// comment for why that stays exact).
     pub fn walk(&self) {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        self.events.with(|s| s.ledger.begin_walk());
+        let mut chunk = Vec::with_capacity(WALK_CHUNK);
         // An entry deleted during the walk is an error item: skipped, its close event
         // accounts for it.
-        for (sk, c) in self.conns.iter().flatten() {
-            ledger.live(sk, &c);
+        let mut entries = self.conns.iter().flatten();
+        loop {
+            chunk.clear();
+            chunk.extend(entries.by_ref().take(WALK_CHUNK));
+            if chunk.is_empty() {
+                break;
+            }
+            self.events.with(|s| {
+                for (sk, c) in &chunk {
+                    s.ledger.live(*sk, c);
+                }
+            });
         }
-        ledger.end_walk();
+        self.events.with(|s| s.ledger.end_walk());
+    }
+
+    /// Drains the event ring now (bounded), as every snapshot does.
+    pub fn drain_events(&self) {
+        self.events.drain_now();
     }
 
     /// The kernel's live connection entries (socket address, record), as a walk sees
@@ -550,9 +630,20 @@ impl TcpCollector {
 
     /// A copy of the attributed counts after a tick at `now` (Unix ns).
     pub fn ledger(&self, now: u64) -> TcpLedger {
-        let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        l.tick(now);
-        l.clone()
+        self.events.with(|s| {
+            s.ledger.tick(now);
+            s.ledger.clone()
+        })
+    }
+
+    /// Why the event ring can no longer be polled, if it cannot.
+    pub fn ring_failure(&self) -> Option<&str> {
+        self.events.failure()
+    }
+
+    /// The drain task, for the agent to join at shutdown.
+    pub fn stop(&mut self) -> Option<DrainTask> {
+        self.events.stop()
     }
 }
 
@@ -565,43 +656,6 @@ const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 pub struct TcpSpans {
     pub sink: Arc<crate::spans::sink::SpanSink>,
     pub rule: super::spans::TcpSpanRule,
-}
-
-async fn drain(mut fd: AsyncFd<RingBuf<MapData>>, ledger: SharedLedger, spans: Option<TcpSpans>) {
-    loop {
-        match tokio::time::timeout(DRAIN_EVERY, fd.readable_mut()).await {
-            Ok(Ok(mut guard)) => {
-                drain_ring(guard.get_inner_mut(), &ledger, spans.as_ref());
-                guard.clear_ready();
-            }
-            Ok(Err(e)) => {
-                tracing::error!("tcp event ring buffer poll failed, attribution stops here: {e}");
-                return;
-            }
-            Err(_elapsed) => drain_ring(fd.get_mut(), &ledger, spans.as_ref()),
-        }
-    }
-}
-
-fn drain_ring(ring: &mut RingBuf<MapData>, ledger: &SharedLedger, spans: Option<&TcpSpans>) {
-    let mut batch: Vec<sonde_tcp_event> = Vec::new();
-    while let Some(item) = ring.next() {
-        if let Some(ev) = decode_event(&item) {
-            batch.push(ev);
-        }
-    }
-    if !batch.is_empty() {
-        let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
-        for ev in &batch {
-            l.event(ev);
-        }
-    }
-    if let Some(s) = spans {
-        for ev in batch.iter().filter(|e| super::spans::qualifies(&s.rule, e)) {
-            s.sink
-                .offer(ev.end_ns, |ctx| super::spans::span(ev, &s.sink.clock, ctx));
-        }
-    }
 }
 
 /// One ring-buffer record; `None` for a short record.
@@ -799,6 +853,16 @@ mod tests {
         assert!(l.seen.is_empty());
     }
 
+    fn close(sk: u64, conn: sonde_tcp_conn) -> sonde_tcp_event {
+        sonde_tcp_event {
+            sk,
+            conn,
+            kind: kind::SONDE_TCP_EV_CLOSE as u32,
+            err: 0,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn a_close_drained_after_some_walks_counts_once() {
         let mut l = TcpLedger::new(policy(2));
@@ -811,14 +875,38 @@ mod tests {
             l.end_walk();
         }
         c.opened = 1;
-        l.event(&sonde_tcp_event {
-            sk: 9,
-            conn: c,
-            kind: kind::SONDE_TCP_EV_CLOSE as u32,
-            err: 0,
-            ..Default::default()
-        });
+        l.event(&close(9, c));
         assert_eq!(l.transmitted.total(), 100);
+    }
+
+    #[test]
+    fn a_sighting_read_before_a_close_drained_during_the_walk_counts_once() {
+        let mut l = TcpLedger::new(policy(2));
+        let mut c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        c.bytes_acked = 100;
+        l.live(9, &c);
+        l.end_walk();
+        // The next walk reads the entry at 250 bytes without the lock...
+        l.begin_walk();
+        let mut read = c;
+        read.bytes_acked = 250;
+        // ...while the drain takes its close at 300 bytes...
+        c.bytes_acked = 300;
+        c.opened = 1;
+        l.event(&close(9, c));
+        // ...and only then hands its sighting over.
+        l.live(9, &read);
+        l.end_walk();
+        assert_eq!(l.transmitted.total(), 300, "the close counted it all, once");
+        assert!(l.seen.is_empty(), "the stale sighting left nothing behind");
+        // The remembered close lasts one walk: the same socket reused later counts.
+        let mut again = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        again.start_ns = 99;
+        again.bytes_acked = 5;
+        l.begin_walk();
+        l.live(9, &again);
+        l.end_walk();
+        assert_eq!(l.transmitted.total(), 305);
     }
 
     #[test]

@@ -48,6 +48,7 @@ impl Source for TcpSource {
 
     fn collect(&mut self, start: u64, out: &mut Output) {
         self.collector.walk();
+        self.collector.drain_events();
         if self.last_reconcile.elapsed() >= RECONCILE_EVERY {
             self.last_reconcile = Instant::now();
             match self
@@ -84,6 +85,13 @@ impl Source for TcpSource {
             loss_reason::MAP_FULL,
             counts.lost_conns + counts.lost_listeners,
         ));
+        if let Some(why) = self.collector.ring_failure() {
+            out.failed.push((collect::RING_PROBE, why.to_owned()));
+        }
+    }
+
+    fn stop(&mut self) -> Vec<crate::collect::ring::DrainTask> {
+        self.collector.stop().into_iter().collect()
     }
 }
 
