@@ -49,6 +49,18 @@ pub struct ProcSeries {
     pub fds: Option<u64>,
     /// When the process started (start of its cumulative series), Unix ns.
     pub start_unix_nano: u64,
+    /// Its CPU ticks since it got its own series (what the overflow series has not
+    /// already counted) and when that was.
+    pub cpu: OwnCpu,
+}
+
+/// CPU ticks a top process reports under its own series: all of its life when it went
+/// straight into the top N, or since the sample it left the overflow series at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnCpu {
+    pub utime: u64,
+    pub stime: u64,
+    pub start_unix_nano: u64,
 }
 
 /// Everything past the top N, folded into one series (`otel.metric.overflow=true`).
@@ -759,8 +771,17 @@ fn processes(p: Pick, i: &Inputs<'_>, facts: HostFacts, start: u64) -> Vec<Metri
     for s in i.top {
         let w = who(s);
         let st = s.start_unix_nano;
-        cpu.push(point(w.clone().with(mode, user), secs(s.stat.utime), st));
-        cpu.push(point(w.clone().with(mode, system), secs(s.stat.stime), st));
+        let c = s.cpu;
+        cpu.push(point(
+            w.clone().with(mode, user),
+            secs(c.utime),
+            c.start_unix_nano,
+        ));
+        cpu.push(point(
+            w.clone().with(mode, system),
+            secs(c.stime),
+            c.start_unix_nano,
+        ));
         if let Some(io) = s.io {
             let r = w.clone().with(dir, disk_io_direction::READ);
             disk.push(point(r, int(io.read_bytes), st));
@@ -884,6 +905,11 @@ mod tests {
             }),
             fds: Some(5),
             start_unix_nano: 7,
+            cpu: OwnCpu {
+                utime: s.processes.as_ref().expect("procs")[0].utime,
+                stime: s.processes.as_ref().expect("procs")[0].stime,
+                start_unix_nano: 7,
+            },
         }];
         let inputs = Inputs {
             sample: &s,

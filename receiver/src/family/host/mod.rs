@@ -40,6 +40,20 @@ pub struct HostSource {
     /// CPU ticks used by processes outside the top N, since the agent started.
     overflow_utime: u64,
     overflow_stime: u64,
+    /// The top processes' own CPU series: where each began (pid -> base).
+    own_cpu: HashMap<u32, CpuBase>,
+    /// When the previous sample was taken (Unix ns).
+    prev_sample: u64,
+}
+
+/// Where a top process's own CPU series begins: ticks already reported elsewhere (by
+/// the overflow series) and the series' start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CpuBase {
+    starttime: u64,
+    utime: u64,
+    stime: u64,
+    start_unix_nano: u64,
 }
 
 impl HostSource {
@@ -73,6 +87,8 @@ impl HostSource {
             prev_procs: HashMap::new(),
             overflow_utime: 0,
             overflow_stime: 0,
+            own_cpu: HashMap::new(),
+            prev_sample: 0,
         }
     }
 }
@@ -151,27 +167,61 @@ pub fn select_top(procs: &[ProcStat], prev: &HashMap<u32, Seen>, n: usize) -> Ve
 }
 
 impl HostSource {
-    /// Chooses the top processes, reads their io and fds, and folds the rest.
+    /// Chooses the top processes, reads their io and fds, and folds the rest. `now`
+    /// (Unix ns) is the sample's time.
+    ///
+    /// Each CPU tick is reported by exactly one series: a process that comes out of the
+    /// overflow into the top N starts a series of its own at the previous sample, from
+    /// the ticks it had then (the overflow counted those); one that goes back keeps its
+    /// later ticks in the overflow, and a later return starts yet another series.
     fn top_processes(
         &mut self,
         procs: &[ProcStat],
         boot_unix_nano: u64,
+        now: u64,
     ) -> (Vec<map::ProcSeries>, Option<ProcOverflow>) {
         let first = self.prev_procs.is_empty();
         let chosen = select_top(procs, &self.prev_procs, self.top_n);
         let mut top = Vec::with_capacity(chosen.len());
         let mut overflow = ProcOverflow::default();
+        let mut own_cpu = HashMap::with_capacity(chosen.len());
         let mut next = chosen.iter().peekable();
         for (i, p) in procs.iter().enumerate() {
             if next.peek() == Some(&&i) {
                 next.next();
                 let ticks = self.facts.ticks_per_sec.max(1);
+                let started = boot_unix_nano
+                    .saturating_add(p.starttime.saturating_mul(1_000_000_000) / ticks);
+                let base = match (self.own_cpu.get(&p.pid), self.prev_procs.get(&p.pid)) {
+                    // Still in the top: the same series goes on.
+                    (Some(b), _) if b.starttime == p.starttime => *b,
+                    // Out of the overflow (which counted its ticks up to the previous
+                    // sample): a new series from there.
+                    (_, Some(s)) if s.starttime == p.starttime && !first => CpuBase {
+                        starttime: p.starttime,
+                        utime: s.utime,
+                        stime: s.stime,
+                        start_unix_nano: self.prev_sample,
+                    },
+                    // New since the previous sample, or the first sample: its whole life.
+                    _ => CpuBase {
+                        starttime: p.starttime,
+                        utime: 0,
+                        stime: 0,
+                        start_unix_nano: started,
+                    },
+                };
+                own_cpu.insert(p.pid, base);
                 top.push(map::ProcSeries {
                     stat: p.clone(),
                     io: self.reader.process_io(p.pid),
                     fds: self.reader.process_fds(p.pid),
-                    start_unix_nano: boot_unix_nano
-                        .saturating_add(p.starttime.saturating_mul(1_000_000_000) / ticks),
+                    start_unix_nano: started,
+                    cpu: map::OwnCpu {
+                        utime: p.utime.saturating_sub(base.utime),
+                        stime: p.stime.saturating_sub(base.stime),
+                        start_unix_nano: base.start_unix_nano,
+                    },
                 });
                 continue;
             }
@@ -189,6 +239,8 @@ impl HostSource {
         }
         overflow.utime = self.overflow_utime;
         overflow.stime = self.overflow_stime;
+        self.own_cpu = own_cpu;
+        self.prev_sample = now;
         self.prev_procs = procs
             .iter()
             .map(|p| {
@@ -219,7 +271,7 @@ impl Source for HostSource {
             .and_then(|s| s.boot_time)
             .map_or(start, |b| b.saturating_mul(1_000_000_000));
         let (top, overflow) = match (&sample.processes, self.top_n) {
-            (Some(procs), n) if n > 0 => self.top_processes(procs, boot),
+            (Some(procs), n) if n > 0 => self.top_processes(procs, boot, crate::unix_nanos()),
             _ => (Vec::new(), None),
         };
         let inputs = map::Inputs {
@@ -310,8 +362,8 @@ mod tests {
         assert_eq!(select_top(&[], &prev, 3), Vec::<usize>::new());
     }
 
-    #[test]
-    fn overflow_cpu_is_monotonic_and_seeded_on_the_first_sample() {
+    /// A host source keeping the top 1 process, on no /proc (tests feed it samples).
+    fn top_one_source() -> HostSource {
         let cfg = HostConfig {
             enabled: true,
             per_cpu: false,
@@ -321,29 +373,79 @@ mod tests {
             ticks_per_sec: 100,
             page_size: 4096,
         };
-        let mut src = HostSource::with_reader(
+        HostSource::with_reader(
             HostReader::new("/nonexistent"),
             &cfg,
             MetricNames::Semconv,
             facts,
-        );
+        )
+    }
+
+    #[test]
+    fn overflow_cpu_is_monotonic_and_seeded_on_the_first_sample() {
+        let mut src = top_one_source();
         // Interval 1: seed. pid 1 is top by both.
-        let (top, of) = src.top_processes(&[proc_(1, 100, 9), proc_(2, 50, 1)], 0);
+        let (top, of) = src.top_processes(&[proc_(1, 100, 9), proc_(2, 50, 1)], 0, 1);
         assert_eq!(top.len(), 1);
         assert_eq!(of.map(|o| (o.utime, o.processes)), Some((0, 1)));
         // Interval 2: pid 2 used 30 more ticks and takes the CPU top spot; pid 1 (idle)
         // stays top by memory; pid 3 (new, 7 ticks) is folded.
-        let (top, of) = src.top_processes(&[proc_(1, 100, 9), proc_(2, 80, 1), proc_(3, 7, 0)], 0);
+        let (top, of) =
+            src.top_processes(&[proc_(1, 100, 9), proc_(2, 80, 1), proc_(3, 7, 0)], 0, 2);
         assert_eq!(top.iter().map(|t| t.stat.pid).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(of.map(|o| o.utime), Some(7));
         // Interval 3: pid 3 exits; pid 1 stays top by memory; pid 4 (new, 5 ticks) takes
         // the CPU spot; pid 2, idle, folds without adding anything.
-        let (_, of) = src.top_processes(&[proc_(1, 100, 9), proc_(2, 80, 1), proc_(4, 5, 0)], 0);
+        let (_, of) = src.top_processes(&[proc_(1, 100, 9), proc_(2, 80, 1), proc_(4, 5, 0)], 0, 3);
         assert_eq!(
             of.map(|o| o.utime),
             Some(7),
             "pid 2 used nothing more: still 7"
         );
+    }
+
+    #[test]
+    fn a_process_out_of_the_overflow_does_not_report_its_ticks_again() {
+        let mut src = top_one_source();
+        // pid 9 is the top by memory throughout and idle; pids 1 and 2 take turns at the
+        // CPU spot. Each row: (pid, utime) of 1 and 2, and the sample's time.
+        let samples = [
+            ([(1, 10), (2, 5)], 100),
+            ([(1, 12), (2, 25)], 200),
+            ([(1, 40), (2, 26)], 300),
+        ];
+        // Latest value of each exported series, keyed by (pid, start); the overflow apart.
+        let mut series: HashMap<(u32, u64), u64> = HashMap::new();
+        let mut overflow = 0;
+        for (procs, now) in samples {
+            let mut all = vec![proc_(9, 0, 1000)];
+            all.extend(procs.iter().map(|(pid, t)| proc_(*pid, *t, 1)));
+            let (top, of) = src.top_processes(&all, 0, now);
+            for t in top {
+                series.insert((t.stat.pid, t.cpu.start_unix_nano), t.cpu.utime);
+            }
+            overflow = of.map_or(overflow, |o| o.utime);
+        }
+        // Truth: pid 1 was in the top at the first sample (all its 40 ticks are its own);
+        // pid 2 was folded then (its 5 earlier ticks predate the agent): 21 since.
+        let exported: u64 = series.values().sum::<u64>() + overflow;
+        assert_eq!(exported, 40 + 21, "{series:?} + overflow {overflow}");
+        // The table: pid 1's first series, pid 2's series from the first sample, pid 1's
+        // second series from the second sample; the overflow has 2 + 1.
+        // (Processes started 10 ticks after boot: 0.1 s.)
+        const STARTED: u64 = 100_000_000;
+        let mut rows: Vec<_> = series.into_iter().collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            [
+                ((1, 200), 28),
+                ((1, STARTED), 10),
+                ((2, 100), 20),
+                ((9, STARTED), 0)
+            ]
+        );
+        assert_eq!(overflow, 3);
     }
 
     #[test]
