@@ -1311,6 +1311,69 @@ fn listeners_elsewhere_or_in_a_reuseport_group_keep_the_owner() {
     wait_no_listener(&loaded, port);
 }
 
+/// A process that listens without bind(2) (the kernel picks the port: autobind, on the
+/// wildcard address) owns the inbound connections to it, and its listener entry goes when
+/// it closes.
+#[test]
+fn a_listener_without_bind_owns_its_inbound_connections() {
+    let loaded = load();
+    let src = &loaded.source;
+    const K: u64 = 5;
+    const SCRIPT: &str = "import os,socket,sys\n\
+        s=socket.socket()\n\
+        s.listen(128)\n\
+        print(os.getpid(),s.getsockname()[1],flush=True)\n\
+        sys.stdin.read()\n";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start python3 (Debian's python3 package)");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("read the listener's pid and port");
+    let mut f = line
+        .split_whitespace()
+        .map(|w| w.parse::<u32>().expect("a number"));
+    let (pid, port) = (f.next().expect("pid"), f.next().expect("port") as u16);
+    assert_eq!(pid, child.id());
+    assert_eq!(
+        listeners_on(&loaded, port),
+        1,
+        "the listener is recorded under its port"
+    );
+
+    // The test connects (the listener never accepts: no task of its own ever touches
+    // the connections, so only the listener's entry can name it).
+    let _conns: Vec<TcpStream> = (0..K)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    let inbound_here = move |w: &Who| w.port == PortAttr::Server(port);
+    let l = wait_ledger(src, "the inbound opens", |l| {
+        sum_where(l.opened.get(&(Direction::Inbound, false)), inbound_here) >= K
+    });
+    let (series, _) = l
+        .opened
+        .get(&(Direction::Inbound, false))
+        .expect("inbound opens")
+        .snapshot();
+    let owners: Vec<(u32, u64)> = series
+        .iter()
+        .filter(|p| inbound_here(&p.key))
+        .map(|p| (p.key.pid, p.value))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![(pid, K)],
+        "every inbound connection is the listener's"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    wait_no_listener(&loaded, port);
+}
+
 /// Connections per state in a network namespace of the test's own (so no other traffic
 /// on the machine counts): sockets that predate the probe are seeded from the kernel's
 /// table (sock_diag), later ones counted by transitions, and a reconciliation against the

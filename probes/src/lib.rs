@@ -107,6 +107,7 @@ pub mod names {
         pub const PROG_SEND_RESET: &str = "sonde_tcp_send_reset";
         pub const PROG_RECEIVE_RESET: &str = "sonde_tcp_receive_reset";
         pub const PROG_DESTROY: &str = "sonde_tcp_destroy";
+        pub const PROG_LISTEN_EXIT: &str = "sonde_tcp_listen_exit";
         pub const MAP_COUNTERS: &str = "tcp_counters";
         pub const MAP_STATES: &str = "tcp_states";
         pub const MAP_HISTS: &str = "tcp_hists";

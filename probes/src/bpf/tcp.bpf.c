@@ -13,6 +13,7 @@
  *   tcp:tcp_retransmit_skb     refresh the connection's total_retrans
  *   tcp:tcp_send_reset /       per-CPU counters
  *   tcp:tcp_receive_reset
+ *   syscalls:sys_exit_listen   records a listener that listen(2) bound itself (no bind(2))
  *
  * The two programs whose loss would corrupt state are raw tracepoints: the kernel skips a
  * classic tracepoint program whenever any BPF program is already running on the CPU (the
@@ -85,6 +86,20 @@ struct {
 	__type(key, struct sonde_tcp_listener_key);
 	__type(value, struct sonde_tcp_listener);
 } tcp_listeners SEC(".maps");
+
+/*
+ * A socket that listens without bind(2) gets its port (autobind) only after the LISTEN
+ * transition, which still reads port 0: the transition leaves the socket here, keyed by
+ * the listening thread, and the exit of that thread's listen(2) records the listener
+ * under its real port.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);   /* pid_tgid of the thread in listen(2) */
+	__type(value, __u64); /* its socket */
+} tcp_autobind SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -251,9 +266,10 @@ static __always_inline void emit(__u64 key, struct sonde_tcp_conn *c, __u32 kind
 }
 
 /* The socket's network namespace, local port and bound local address: with the family,
- * a listener's key. A new server-side child at its first transition still carries its
- * listener's port and bound address (the kernel sets the child's own addresses after
- * cloning it), so the same key finds the listener that made it. */
+ * a listener's key. A new server-side child at its first transition carries its
+ * listener's port; its local address is the listener's on older kernels and already its
+ * own on newer ones (6.x set it before the transition), so a child that finds no listener
+ * under its address looks for a wildcard one. */
 static __always_inline void listener_key_of(struct sock *sk, __u16 family, struct sonde_tcp_listener_key *k)
 {
 	k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
@@ -374,6 +390,14 @@ int sonde_tcp_state(__u64 *ctx)
 	}
 
 	if (new == TCP_LISTEN) {
+		/* listen(2) without bind(2): the port is picked right after this transition. */
+		if (!BPF_CORE_READ((struct inet_sock *)sk, inet_sport)) {
+			__u64 tid = bpf_get_current_pid_tgid();
+
+			if (bpf_map_update_elem(&tcp_autobind, &tid, &key, BPF_ANY))
+				bump(SONDE_TCP_LOST_LISTENERS);
+			return 0;
+		}
 		listener_open(sk, family);
 		return 0;
 	}
@@ -400,6 +424,12 @@ int sonde_tcp_state(__u64 *ctx)
 
 			listener_key_of(sk, family, &lk);
 			o = bpf_map_lookup_elem(&tcp_listeners, &lk);
+			if (!o) {
+				/* A wildcard listener (0.0.0.0, ::): the child may already carry its
+				 * own local address here (kernels that set it before this transition). */
+				__builtin_memset(lk.addr, 0, sizeof(lk.addr));
+				o = bpf_map_lookup_elem(&tcp_listeners, &lk);
+			}
 			n.direction = SONDE_TCP_DIR_INBOUND;
 			if (o) {
 				n.tgid = o->tgid;
@@ -475,6 +505,25 @@ static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx)
 		bpf_get_current_comm(c->comm, sizeof(c->comm));
 	}
 	read_totals(sk, c);
+	return 0;
+}
+
+/* The end of listen(2) for a socket that had no port at its LISTEN transition: the
+ * kernel has bound it by now, so the listener is recorded under its real port. */
+SEC("tracepoint/syscalls/sys_exit_listen")
+int sonde_tcp_listen_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	__u64 *pending = bpf_map_lookup_elem(&tcp_autobind, &tid);
+	struct sock *sk;
+
+	if (!pending)
+		return 0;
+	sk = (struct sock *)*pending;
+	bpf_map_delete_elem(&tcp_autobind, &tid);
+	if (ctx->ret != 0 || BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN)
+		return 0; /* the port could not be had: the socket went back to CLOSE */
+	listener_open(sk, BPF_CORE_READ(sk, __sk_common.skc_family));
 	return 0;
 }
 

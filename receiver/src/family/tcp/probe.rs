@@ -2,7 +2,7 @@
 //! on the kernels Sonde targets): state changes and socket destruction as raw tracepoints
 //! (a classic tracepoint program is skipped whenever another BPF program runs on the CPU,
 //! and a missed transition would corrupt state), `sock:*` for byte totals, `tcp:*` for
-//! retransmits and resets.
+//! retransmits and resets, and the exit of listen(2) for listeners bound by the kernel.
 
 use sonde_probes::names::tcp as n;
 
@@ -21,6 +21,14 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         program: n::PROG_DESTROY,
         attach: Attach::RawTracePoint {
             name: "tcp_destroy_sock",
+        },
+    },
+    ProgramSpec {
+        probe: "tcp.listen",
+        program: n::PROG_LISTEN_EXIT,
+        attach: Attach::TracePoint {
+            category: "syscalls",
+            name: "sys_exit_listen",
         },
     },
     ProgramSpec {
