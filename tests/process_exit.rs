@@ -13,8 +13,6 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use sonde_probes::Family;
-
 const N_EXEC: u64 = 40;
 const N_KILLED: u64 = 40;
 
@@ -50,28 +48,7 @@ fn run_many(script: &str, n: u64) {
 
 #[test]
 fn exits_are_counted_per_thread_group_with_the_groups_status() {
-    common::require_root();
-    sonde::probe::tracefs::ensure_mounted().expect("tracefs");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let _enter = rt.enter();
-    let mut loaded = sonde::probe::load_family(
-        Family::Process,
-        sonde::family::process::probe::PROGRAMS,
-        true,
-    )
-    .expect("loading the process family");
-    let collector = sonde::family::process::collect::ProcessCollector::start(
-        &mut loaded,
-        sonde::aggregate::bounded::SeriesPolicy {
-            limit: 100,
-            ttl: std::time::Duration::ZERO,
-            start_unix_nano: sonde::unix_nanos(),
-        },
-    )
-    .expect("process collector");
+    let (_rt, _loaded, collector) = common::process_family(100);
     let counts = || collector.read().expect("read");
 
     // Exec from a thread: the kernel kills the old leader (its exit status then reads 0)

@@ -27,7 +27,8 @@ enum sonde_process_counter {
 	SONDE_PROC_EXIT_FAILURE = 3, /* a thread group ended with status != 0 */
 	SONDE_PROC_EXIT_SIGNAL = 4,  /* a thread group was killed by a signal */
 	SONDE_PROC_LOST_RINGBUF = 5, /* exec events that did not fit in `process_events` */
-	SONDE_PROC_COUNTER_SLOTS = 6,
+	SONDE_PROC_LOST_EXITS = 6,   /* exit events (for spans) that did not fit in `process_exits` */
+	SONDE_PROC_COUNTER_SLOTS = 7,
 };
 
 /* Ring buffer `process_events`: one record per successful exec. */
@@ -36,6 +37,39 @@ struct sonde_exec_event {
 	__u32 pid;      /* thread-group id of the process after exec */
 	__u32 ppid;     /* thread-group id of the real parent */
 	char comm[SONDE_COMM_LEN]; /* basename of the executable, as the kernel sets comm */
+};
+
+/*
+ * Key of the hash `process_totals`: what the kernel adds up per executable.
+ * Userspace deletes entries that stay unchanged for the series ttl.
+ */
+struct sonde_proc_total_key {
+	char comm[SONDE_COMM_LEN]; /* the thread-group leader's comm (all zero: unknown) */
+};
+
+/*
+ * Value of `process_totals` (shared by all CPUs, atomic adds), and of the one-slot per-CPU
+ * array `process_totals_overflow` that takes what finds the hash full.
+ */
+struct sonde_proc_total {
+	__u64 user_ns;   /* CPU of threads that ended, each at its own exit, split into */
+	__u64 system_ns; /* user and system as getrusage(2) splits it (see process.bpf.c) */
+	__u64 oom_kills; /* oom:mark_victim: times a process was chosen by the OOM killer */
+};
+
+/*
+ * Ring buffer `process_exits`: one record per process (thread group) that ended with a
+ * failure code or a signal, or ran longer than the configured span threshold; written
+ * only when process spans are on.
+ */
+struct sonde_exit_event {
+	__u64 start_ns; /* the group leader's start_time (CLOCK_MONOTONIC, at fork) */
+	__u64 end_ns;   /* bpf_ktime_get_ns() when the group's last thread exited */
+	__u32 pid;      /* thread-group id */
+	__u32 ppid;     /* thread-group id of the real parent */
+	__u32 status;   /* as wait(2) reports it: low 7 bits signal, bits 8..15 exit code */
+	__u32 _pad;
+	char comm[SONDE_COMM_LEN]; /* the group leader's comm */
 };
 
 /* ---- fileio family ----------------------------------------------------- */

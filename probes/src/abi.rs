@@ -22,6 +22,12 @@ include!(concat!(env!("OUT_DIR"), "/abi.rs"));
 // that could leak uninitialised memory (pinned by `pinned_layouts` below), any bit
 // pattern valid.
 unsafe impl aya::Pod for sonde_exec_event {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_proc_total_key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_proc_total {}
+// SAFETY: as above, with explicit padding.
+unsafe impl aya::Pod for sonde_exit_event {}
 
 // SAFETY: as above: fixed-width integers (and a byte array) with explicit padding,
 // pinned below, any bit pattern valid.
@@ -65,7 +71,19 @@ mod pinned {
         assert_eq!(offset_of!(sonde_exec_event, pid), 8);
         assert_eq!(offset_of!(sonde_exec_event, ppid), 12);
         assert_eq!(offset_of!(sonde_exec_event, comm), 16);
-        assert_eq!(sonde_process_counter::SONDE_PROC_COUNTER_SLOTS as u32, 6);
+        assert_eq!(sonde_process_counter::SONDE_PROC_COUNTER_SLOTS as u32, 7);
+        assert_eq!(size_of::<sonde_proc_total_key>(), 16);
+        assert_eq!(size_of::<sonde_proc_total>(), 24);
+        assert_eq!(offset_of!(sonde_proc_total, user_ns), 0);
+        assert_eq!(offset_of!(sonde_proc_total, system_ns), 8);
+        assert_eq!(offset_of!(sonde_proc_total, oom_kills), 16);
+        assert_eq!(size_of::<sonde_exit_event>(), 48);
+        assert_eq!(offset_of!(sonde_exit_event, start_ns), 0);
+        assert_eq!(offset_of!(sonde_exit_event, end_ns), 8);
+        assert_eq!(offset_of!(sonde_exit_event, pid), 16);
+        assert_eq!(offset_of!(sonde_exit_event, ppid), 20);
+        assert_eq!(offset_of!(sonde_exit_event, status), 24);
+        assert_eq!(offset_of!(sonde_exit_event, comm), 32);
     }
 
     #[test]

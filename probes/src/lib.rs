@@ -58,6 +58,12 @@ pub mod names {
         pub const PROG_EXIT: &str = "sonde_process_exit";
         pub const MAP_COUNTERS: &str = "process_counters";
         pub const MAP_EVENTS: &str = "process_events";
+        pub const PROG_OOM: &str = "sonde_process_oom";
+        pub const MAP_TOTALS: &str = "process_totals";
+        pub const MAP_TOTALS_OVERFLOW: &str = "process_totals_overflow";
+        pub const MAP_EXITS: &str = "process_exits";
+        pub const GLOBAL_EXIT_SPANS: &str = "sonde_exit_spans";
+        pub const GLOBAL_EXIT_SPAN_MIN_MS: &str = "sonde_exit_span_min_ms";
     }
     pub mod fileio {
         /// (syscall, enter program, exit program) for each traced syscall.

@@ -36,6 +36,20 @@ pub const SONDE_PROCESS_EXIT: MetricDef = def(
     "{process}",
     "Process exits, by how they ended.",
 );
+pub const SONDE_PROCESS_EXITED_CPU_TIME: MetricDef = def(
+    "sonde.process.exited.cpu.time",
+    Instrument::Counter,
+    "s",
+    "CPU time of threads that ended, each counted by the kernel at its exit (a process's \
+     whole CPU once its last thread has ended, even if no /proc reading saw it), by \
+     executable name and cpu.mode.",
+);
+pub const SONDE_PROCESS_OOM_KILLS: MetricDef = def(
+    "sonde.process.oom_kills",
+    Instrument::Counter,
+    "{process}",
+    "Processes chosen by the kernel's OOM killer (oom:mark_victim), by executable name.",
+);
 pub const SYSTEM_PROCESS_COUNT: MetricDef = def(
     "system.process.count",
     Instrument::UpDownCounter,
@@ -125,6 +139,8 @@ pub const ALL: &[MetricDef] = &[
     SYSTEM_PROCESS_CREATED,
     SONDE_PROCESS_EXEC,
     SONDE_PROCESS_EXIT,
+    SONDE_PROCESS_EXITED_CPU_TIME,
+    SONDE_PROCESS_OOM_KILLS,
     SYSTEM_PROCESS_COUNT,
     SONDE_PROBE_EVENTS_LOST,
     SONDE_PROBE_MAP_MEMORY,

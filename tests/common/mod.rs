@@ -886,3 +886,39 @@ pub fn bpftool_ids(kind: &str) -> Vec<u64> {
         serde_json::from_slice(&out.stdout).expect("bpftool -j prints a JSON array");
     list.iter().filter_map(|o| o["id"].as_u64()).collect()
 }
+
+/// The process family loaded and attached in-process, with its collector started on a
+/// current-thread runtime of its own (keep all three alive for the test). Series are
+/// kept forever (ttl 0) up to `limit`.
+pub fn process_family(
+    limit: usize,
+) -> (
+    tokio::runtime::Runtime,
+    sonde::probe::LoadedFamily,
+    sonde::family::process::collect::ProcessCollector,
+) {
+    require_root();
+    sonde::probe::tracefs::ensure_mounted().expect("tracefs");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let guard = rt.enter();
+    let mut loaded = sonde::probe::load_family(
+        sonde_probes::Family::Process,
+        sonde::family::process::probe::PROGRAMS,
+        true,
+    )
+    .expect("loading the process family");
+    let collector = sonde::family::process::collect::ProcessCollector::start(
+        &mut loaded,
+        sonde::aggregate::bounded::SeriesPolicy {
+            limit,
+            ttl: Duration::ZERO,
+            start_unix_nano: sonde::unix_nanos(),
+        },
+    )
+    .expect("process collector");
+    drop(guard);
+    (rt, loaded, collector)
+}

@@ -125,6 +125,15 @@ where
         &mut slot.value
     }
 
+    /// The overflow series `key`, created empty if needed and marked changed: for counts
+    /// that arrive already folded (a kernel map's own overflow slot).
+    pub fn overflow_mut(&mut self, key: O) -> &mut V {
+        let start = self.now;
+        let slot = self.overflow.entry(key).or_insert_with(|| Slot::new(start));
+        slot.dirty = true;
+        &mut slot.value
+    }
+
     /// One collection tick at `now` (Unix ns): series that changed since the last tick
     /// are marked changed now; series idle for the ttl are dropped. Returns how many
     /// series expired at this tick.

@@ -1,9 +1,12 @@
 //! Reads the process family's per-CPU counters and drains its exec ring buffer.
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
-use sonde_probes::abi::{sonde_exec_event, sonde_process_counter as slot};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use sonde_probes::abi::{
+    sonde_exec_event, sonde_proc_total, sonde_proc_total_key, sonde_process_counter as slot,
+};
 use sonde_probes::names::process as n;
 
+use super::aggregate::{Comm, ExitTotals, Totals};
 use crate::aggregate::bounded::{BoundedCounter, SeriesPoint, SeriesPolicy};
 use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
@@ -19,6 +22,8 @@ pub struct ProcessCounts {
     pub exit_failure: u64,
     pub exit_signal: u64,
     pub lost_ringbuf: u64,
+    /// Exit events for spans that did not fit in `process_exits`.
+    pub lost_exits: u64,
 }
 
 /// Exec counts by executable name, fed by the exec ring (see `collect::ring`: drained by
@@ -36,6 +41,9 @@ impl Sink for ExecNames {
 
 pub struct ProcessCollector {
     counters: PerCpuArray<MapData, u64>,
+    totals: BpfHashMap<MapData, sonde_proc_total_key, sonde_proc_total>,
+    totals_overflow: PerCpuArray<MapData, sonde_proc_total>,
+    exit_totals: ExitTotals,
     exec: Ring<RingBuf<MapData>, ExecNames>,
 }
 
@@ -55,9 +63,17 @@ impl ProcessCollector {
     /// Takes the family's maps and starts the task that drains exec events.
     pub fn start(loaded: &mut LoadedFamily, series: SeriesPolicy) -> Result<Self, CollectError> {
         let counters: PerCpuArray<MapData, u64> = take_map(loaded, n::MAP_COUNTERS)?;
+        let totals = take_map(loaded, n::MAP_TOTALS)?;
+        let totals_overflow = take_map(loaded, n::MAP_TOTALS_OVERFLOW)?;
         let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EVENTS)?;
         let exec = Ring::start_bpf(ring, ExecNames(BoundedCounter::new(series)), DRAIN_PERIOD)?;
-        Ok(Self { counters, exec })
+        Ok(Self {
+            counters,
+            totals,
+            totals_overflow,
+            exit_totals: ExitTotals::new(series),
+            exec,
+        })
     }
 
     pub fn read(&self) -> Result<ProcessCounts, CollectError> {
@@ -69,7 +85,43 @@ impl ProcessCollector {
             exit_failure: get(slot::SONDE_PROC_EXIT_FAILURE)?,
             exit_signal: get(slot::SONDE_PROC_EXIT_SIGNAL)?,
             lost_ringbuf: get(slot::SONDE_PROC_LOST_RINGBUF)?,
+            lost_exits: get(slot::SONDE_PROC_LOST_EXITS)?,
         })
+    }
+
+    /// Folds the kernel's per-executable totals into their series at `now` (the
+    /// snapshot's time) and deletes the kernel keys that stayed idle for the ttl.
+    pub fn exited(&mut self, now: u64) -> Result<&ExitTotals, CollectError> {
+        let err = |map, source| CollectError::Map { map, source };
+        let mut entries: Vec<(Comm, Totals)> = Vec::new();
+        for item in self.totals.iter() {
+            let (k, v) = item.map_err(|e| err(n::MAP_TOTALS, e))?;
+            entries.push((comm_bytes(&k.comm), totals(&v)));
+        }
+        let overflow = self
+            .totals_overflow
+            .get(&0, 0)
+            .map_err(|e| err(n::MAP_TOTALS_OVERFLOW, e))?
+            .iter()
+            .fold(Totals::default(), |a, v| {
+                let v = totals(v);
+                Totals {
+                    user_ns: a.user_ns + v.user_ns,
+                    system_ns: a.system_ns + v.system_ns,
+                    oom_kills: a.oom_kills + v.oom_kills,
+                }
+            });
+        for comm in self.exit_totals.update(now, entries, overflow) {
+            let mut key = sonde_proc_total_key::default();
+            for (d, s) in key.comm.iter_mut().zip(comm) {
+                *d = s as core::ffi::c_char;
+            }
+            // An exit of this name between the read above and this delete is lost: the
+            // key was idle for the whole ttl, so that window is a few microseconds.
+            // Already gone is fine.
+            let _ = self.totals.remove(&key);
+        }
+        Ok(&self.exit_totals)
     }
 
     /// Exec counts by name (bounded, expiring) and the overflow series, after draining
@@ -105,6 +157,18 @@ pub fn decode_exec(bytes: &[u8]) -> Option<String> {
     let ev: sonde_exec_event =
         unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<sonde_exec_event>()) };
     Some(comm_to_string(&ev.comm))
+}
+
+fn comm_bytes(comm: &[core::ffi::c_char; 16]) -> Comm {
+    comm.map(|c| c as u8)
+}
+
+fn totals(v: &sonde_proc_total) -> Totals {
+    Totals {
+        user_ns: v.user_ns,
+        system_ns: v.system_ns,
+        oom_kills: v.oom_kills,
+    }
 }
 
 /// A kernel `comm` (NUL-padded, at most 15 bytes, not guaranteed UTF-8).

@@ -4,6 +4,7 @@ use sonde_semconv::attr::{self, exit_kind, process_state};
 use sonde_semconv::metric as m;
 
 use crate::aggregate::bounded::SeriesPoint;
+use crate::family::process::aggregate::ExitTotals;
 use crate::family::process::collect::ProcessCounts;
 use crate::family::process::procfs::ProcessStates;
 use crate::model::{numbers, Attributes, Metric, Number, Point, PointValue};
@@ -69,6 +70,71 @@ pub fn lifecycle(
     ]
 }
 
+/// Process attributes of a per-executable series (none for the unknown name).
+fn exe(name: &Option<String>) -> Attributes {
+    match name {
+        Some(n) => Attributes::new().with(attr::PROCESS_EXECUTABLE_NAME, n.as_str()),
+        None => Attributes::new(),
+    }
+}
+
+fn overflow() -> Attributes {
+    Attributes::new().with(attr::OTEL_METRIC_OVERFLOW, true)
+}
+
+/// `sonde.process.exited.cpu.time` (user and system per name) and
+/// `sonde.process.oom_kills`, from the kernel's per-executable totals.
+pub fn exited(totals: &ExitTotals) -> Vec<Metric> {
+    let (cpu, cpu_over) = totals.cpu_points();
+    let seconds = |ns: u64| PointValue::Number(Number::Double(ns as f64 / 1e9));
+    let mut cpu_points = Vec::new();
+    let series = cpu
+        .iter()
+        .map(|p| (exe(&p.key), p.value, p.start_unix_nano))
+        .chain(
+            cpu_over
+                .iter()
+                .map(|p| (overflow(), p.value, p.start_unix_nano)),
+        );
+    for (attributes, v, start_unix_nano) in series {
+        for (mode, ns) in [
+            (attr::cpu_mode::USER, v.user_ns),
+            (attr::cpu_mode::SYSTEM, v.system_ns),
+        ] {
+            cpu_points.push(Point {
+                attributes: attributes.clone().with(attr::CPU_MODE, mode),
+                value: seconds(ns),
+                start_unix_nano,
+            });
+        }
+    }
+    let (oom, oom_over) = totals.oom_points();
+    let oom_points = oom
+        .iter()
+        .map(|p| (exe(&p.key), p.value, p.start_unix_nano))
+        .chain(
+            oom_over
+                .iter()
+                .map(|p| (overflow(), p.value, p.start_unix_nano)),
+        )
+        .map(|(attributes, n, start_unix_nano)| Point {
+            attributes,
+            value: PointValue::Number(int(n)),
+            start_unix_nano,
+        })
+        .collect();
+    vec![
+        Metric {
+            def: m::SONDE_PROCESS_EXITED_CPU_TIME,
+            points: cpu_points,
+        },
+        Metric {
+            def: m::SONDE_PROCESS_OOM_KILLS,
+            points: oom_points,
+        },
+    ]
+}
+
 /// `system.process.count` from /proc.
 pub fn count(states: &ProcessStates, start: u64) -> Metric {
     let s = |state: &str, n: u64| (Attributes::new().with(attr::PROCESS_STATE, state), int(n));
@@ -98,6 +164,7 @@ mod tests {
             exit_failure: 2,
             exit_signal: 1,
             lost_ringbuf: 0,
+            lost_exits: 0,
         };
         let bash = SeriesPoint {
             key: "bash".to_owned(),
@@ -148,6 +215,55 @@ mod tests {
                 PointValue::Number(Number::Int(2))
             )
         );
+    }
+
+    #[test]
+    fn exited_cpu_in_seconds_per_mode_and_oom_kills_per_name() {
+        use crate::aggregate::bounded::SeriesPolicy;
+        let mut t = ExitTotals::new(SeriesPolicy {
+            limit: 1,
+            ttl: std::time::Duration::ZERO,
+            start_unix_nano: 5,
+        });
+        let comm = |s: &str| {
+            let mut c = [0u8; 16];
+            c[..s.len()].copy_from_slice(s.as_bytes());
+            c
+        };
+        let tot = |u, s, o| crate::family::process::aggregate::Totals {
+            user_ns: u,
+            system_ns: s,
+            oom_kills: o,
+        };
+        t.update(
+            10,
+            [
+                (comm("make"), tot(1_500_000_000, 250_000_000, 0)),
+                (comm("cc1"), tot(1, 0, 2)),
+            ],
+            tot(0, 0, 0),
+        );
+        let ms = exited(&t);
+        assert_eq!(ms[0].def.name, "sonde.process.exited.cpu.time");
+        assert_eq!(ms[1].def.name, "sonde.process.oom_kills");
+        let get = |p: &Point, k: &str| p.attributes.get(k).cloned();
+        let user = ms[0]
+            .points
+            .iter()
+            .find(|p| {
+                get(p, "process.executable.name") == Some(Value::Str("make".into()))
+                    && get(p, "cpu.mode") == Some(Value::Str("user".into()))
+            })
+            .expect("make user");
+        assert_eq!(user.value, PointValue::Number(Number::Double(1.5)));
+        // The limit of one series sent cc1's CPU to the overflow series; its OOM kills
+        // have a series of their own.
+        assert!(ms[0]
+            .points
+            .iter()
+            .any(|p| get(p, "otel.metric.overflow") == Some(Value::Bool(true))));
+        assert_eq!(ms[1].points.len(), 1);
+        assert_eq!(ms[1].points[0].value, PointValue::Number(Number::Int(2)));
     }
 
     #[test]

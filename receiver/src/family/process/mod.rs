@@ -1,5 +1,6 @@
 //! Process lifecycle from the process probe, and process counts by state from /proc.
 
+pub mod aggregate;
 pub mod collect;
 pub mod config;
 pub mod mapping;
@@ -41,8 +42,16 @@ impl Source for ProcessSource {
                     loss_reason::RINGBUF_FULL,
                     counts.lost_ringbuf,
                 ));
+                out.lost
+                    .push(("process.exit", loss_reason::RINGBUF_FULL, counts.lost_exits));
             }
             Err(e) => tracing::warn!("reading the process probe's counters failed: {e}"),
+        }
+        match self.collector.exited(crate::unix_nanos()) {
+            Ok(totals) => out.metrics.extend(mapping::exited(totals)),
+            Err(e) => {
+                tracing::warn!("reading the process probe's per-executable totals failed: {e}")
+            }
         }
         if let Some(why) = self.collector.ring_failure() {
             out.failed.push((collect::EXEC_PROBE, why.to_owned()));

@@ -28,4 +28,11 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             name: "sched_process_exit",
         },
     },
+    ProgramSpec {
+        probe: "process.oom",
+        program: n::PROG_OOM,
+        attach: Attach::RawTracePoint {
+            name: "mark_victim",
+        },
+    },
 ];
