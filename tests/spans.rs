@@ -301,3 +301,111 @@ fn a_burst_of_failures_is_held_to_the_rate_limit_and_counted() {
     sonde.signal(libc::SIGTERM);
     sonde.wait_exit(Duration::from_secs(20));
 }
+
+/// A process killed by SIGKILL and one that exits 3 become ERROR spans; one that ran
+/// longer than `spans.process.longer_than` becomes a span without error; a quick success
+/// does not. Start and end are the kernel's (fork to the last thread's exit).
+#[test]
+fn failed_killed_and_long_processes_become_spans() {
+    require_root();
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let config = "collection: {interval: 1s}\n\
+                  spans: {tcp: {enabled: false}, process: {longer_than: 300ms}}\n";
+    let mut sonde = Sonde::start(&rx.env(), Some(config));
+    sonde.wait_started();
+    let dir = common::TempDir::new("procspans");
+    // Symlinks under unique names: comm is the name exec was given.
+    let named = |prefix: &str, target: &str| {
+        let name = format!("{prefix}{}", common::unique_suffix());
+        assert!(name.len() <= 15);
+        let path = dir.path().join(&name);
+        std::os::unix::fs::symlink(target, &path).expect("symlink");
+        (path, name)
+    };
+    let (sleep, killed_name) = named("kill", "/bin/sleep");
+    let (sh, failed_name) = named("fail", "/bin/sh");
+    let (long, long_name) = named("long", "/bin/sleep");
+    let (quick, quick_name) = named("quick", "/bin/true");
+
+    let t0 = Instant::now();
+    let mut victim = std::process::Command::new(&sleep)
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let victim_pid = victim.id();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
+    unsafe { libc::kill(victim_pid as libc::pid_t, libc::SIGKILL) };
+    victim.wait().expect("wait");
+    let lived = t0.elapsed();
+    let failed = std::process::Command::new(&sh)
+        .args(["-c", "exit 3"])
+        .status()
+        .expect("sh");
+    assert_eq!(failed.code(), Some(3));
+    std::process::Command::new(&long)
+        .arg("0.5")
+        .status()
+        .expect("sleep");
+    std::process::Command::new(&quick).status().expect("true");
+
+    let exe = |s: &Span| attr(s, "process.executable.name");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let spans = loop {
+        let spans = rx.spans();
+        let has = |n: &str| spans.iter().any(|s| exe(s).as_deref() == Some(n));
+        if has(&killed_name) && has(&failed_name) && has(&long_name) {
+            break spans;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process spans did not arrive; got {:?}\n{}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            sonde.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let find = |n: &str| {
+        spans
+            .iter()
+            .find(|s| exe(s).as_deref() == Some(n))
+            .expect("span")
+    };
+    let code = |s: &Span| s.status.as_ref().map(|s| s.code);
+
+    let k = find(&killed_name);
+    assert_eq!(k.name, format!("process {killed_name}"));
+    assert_eq!(k.kind, span::SpanKind::Internal as i32);
+    assert_eq!(code(k), Some(status::StatusCode::Error as i32));
+    assert_eq!(attr(k, "error.type").as_deref(), Some("SIGKILL"));
+    assert_eq!(attr(k, "sonde.process.exit.signal").as_deref(), Some("9"));
+    assert_eq!(attr(k, "process.pid"), Some(victim_pid.to_string()));
+    assert_eq!(
+        attr(k, "process.parent_pid"),
+        Some(std::process::id().to_string())
+    );
+    let took = Duration::from_nanos(k.end_time_unix_nano - k.start_time_unix_nano);
+    assert!(
+        took >= Duration::from_millis(200) && took <= lived,
+        "from fork to death: {took:?} (the test saw {lived:?})"
+    );
+
+    let f = find(&failed_name);
+    assert_eq!(code(f), Some(status::StatusCode::Error as i32));
+    assert_eq!(attr(f, "process.exit.code").as_deref(), Some("3"));
+    assert_eq!(attr(f, "error.type").as_deref(), Some("3"));
+
+    let l = find(&long_name);
+    assert_eq!(code(l), Some(status::StatusCode::Unset as i32));
+    assert_eq!(attr(l, "process.exit.code").as_deref(), Some("0"));
+    assert!(l.end_time_unix_nano - l.start_time_unix_nano >= 500_000_000);
+
+    assert!(
+        !spans
+            .iter()
+            .any(|s| exe(s).as_deref() == Some(quick_name.as_str())),
+        "a quick success is no span"
+    );
+    sonde.signal(libc::SIGTERM);
+    sonde.wait_exit(Duration::from_secs(20));
+}

@@ -27,6 +27,11 @@ pub const PROCESS_PID: &str = "process.pid";
 pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
 pub const PROCESS_STATE: &str = "process.state";
 pub const SONDE_PROCESS_EXIT_KIND: &str = "sonde.process.exit.kind";
+// On process spans.
+pub const PROCESS_PARENT_PID: &str = "process.parent_pid";
+pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
+/// The signal that ended a process (semconv has `process.exit.code` only).
+pub const SONDE_PROCESS_EXIT_SIGNAL: &str = "sonde.process.exit.signal";
 
 // Container and Kubernetes names on per-process series (datapoint attributes: one Sonde
 // reports for many containers).

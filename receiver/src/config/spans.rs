@@ -42,6 +42,8 @@ pub struct RawTcpSpans {
 #[serde(deny_unknown_fields)]
 pub struct RawProcessSpans {
     pub enabled: Option<bool>,
+    /// Processes that ran longer than this get a span too (`off` by default).
+    pub longer_than: Option<String>,
 }
 
 /// Validated `spans:`. A kind that is off costs nothing: its events are never looked at.
@@ -56,6 +58,8 @@ pub struct SpansConfig {
     pub tcp_longer_than: Option<Duration>,
     /// Processes that exit with a failure code or a signal.
     pub process: bool,
+    /// With `process`: processes that ran longer than this too.
+    pub process_longer_than: Option<Duration>,
 }
 
 impl SpansConfig {
@@ -72,6 +76,7 @@ impl Default for SpansConfig {
             tcp: true,
             tcp_longer_than: None,
             process: true,
+            process_longer_than: None,
         }
     }
 }
@@ -86,26 +91,38 @@ pub fn validate(raw: RawSpans) -> Result<SpansConfig, ConfigError> {
         (true, None) => Some(DEFAULT_DNS_SLOWER_THAN),
         (true, Some(s)) => Some(parse_duration("spans.dns.slower_than", &s)?),
     };
-    let tcp_longer_than = match tcp.longer_than.as_deref().map(str::trim) {
-        None | Some("off") => None,
-        Some(s) => {
-            let d = parse_duration("spans.tcp.longer_than", s)?;
-            if d.is_zero() {
-                return Err(invalid(
-                    "spans.tcp.longer_than",
-                    "0 would make every connection a span: use a duration such as 1h, or off",
-                ));
-            }
-            Some(d)
-        }
-    };
+    let tcp_longer_than = longer_than("spans.tcp.longer_than", "connection", tcp.longer_than)?;
+    let process_longer_than =
+        longer_than("spans.process.longer_than", "process", process.longer_than)?;
     Ok(SpansConfig {
         max_per_second: raw.max_per_second.unwrap_or(DEFAULT_MAX_PER_SECOND),
         dns_slower_than,
         tcp: on && tcp.enabled.unwrap_or(true),
         tcp_longer_than,
         process: on && process.enabled.unwrap_or(true),
+        process_longer_than,
     })
+}
+
+/// A `longer_than` threshold: `off` (the default) or a positive duration.
+fn longer_than(
+    key: &str,
+    what: &str,
+    raw: Option<String>,
+) -> Result<Option<Duration>, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("off") => Ok(None),
+        Some(s) => {
+            let d = parse_duration(key, s)?;
+            if d.is_zero() {
+                return Err(invalid(
+                    key,
+                    format!("0 would make every {what} a span: use a duration such as 1h, or off"),
+                ));
+            }
+            Ok(Some(d))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -123,13 +140,14 @@ mod tests {
     fn defaults_and_overrides() {
         assert_eq!(load("").expect("empty"), SpansConfig::default());
         let c = load(
-            "spans:\n  max_per_second: 5\n  dns: {slower_than: 250ms}\n  tcp: {longer_than: 1h}\n  process: {enabled: false}\n",
+            "spans:\n  max_per_second: 5\n  dns: {slower_than: 250ms}\n  tcp: {longer_than: 1h}\n  process: {enabled: false, longer_than: 10m}\n",
         )
         .expect("valid");
         assert_eq!(c.max_per_second, 5);
         assert_eq!(c.dns_slower_than, Some(Duration::from_millis(250)));
         assert_eq!(c.tcp_longer_than, Some(Duration::from_secs(3600)));
         assert!(c.tcp && !c.process);
+        assert_eq!(c.process_longer_than, Some(Duration::from_secs(600)));
         let off = load("spans: {enabled: false}").expect("valid");
         assert!(!off.any());
     }
@@ -140,6 +158,8 @@ mod tests {
         assert!(e.contains("spans.dns.slower_than"), "{e}");
         let e = load("spans: {tcp: {longer_than: 0s}}").expect_err("zero");
         assert!(e.contains("spans.tcp.longer_than"), "{e}");
+        let e = load("spans: {process: {longer_than: 0ms}}").expect_err("zero");
+        assert!(e.contains("spans.process.longer_than"), "{e}");
         let e = load("spans: {dsn: {}}").expect_err("typo");
         assert!(e.contains("spans"), "{e}");
     }

@@ -2,7 +2,8 @@
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use sonde_probes::abi::{
-    sonde_exec_event, sonde_proc_total, sonde_proc_total_key, sonde_process_counter as slot,
+    sonde_exec_event, sonde_exit_event, sonde_proc_total, sonde_proc_total_key,
+    sonde_process_counter as slot,
 };
 use sonde_probes::names::process as n;
 
@@ -39,12 +40,30 @@ impl Sink for ExecNames {
     }
 }
 
+/// Where the exit ring's records go: a span each, if the rate limit lets it through. The
+/// kernel wrote only processes that qualify, so every record is offered.
+#[derive(Debug)]
+pub struct ExitSpans {
+    pub sink: std::sync::Arc<crate::spans::sink::SpanSink>,
+}
+
+impl Sink for ExitSpans {
+    fn record(&mut self, bytes: &[u8]) {
+        if let Some(e) = decode_exit(bytes) {
+            self.sink.offer(e.end_ns, |ctx| {
+                super::spans::span(&e, &self.sink.clock, ctx)
+            });
+        }
+    }
+}
+
 pub struct ProcessCollector {
     counters: PerCpuArray<MapData, u64>,
     totals: BpfHashMap<MapData, sonde_proc_total_key, sonde_proc_total>,
     totals_overflow: PerCpuArray<MapData, sonde_proc_total>,
     exit_totals: ExitTotals,
     exec: Ring<RingBuf<MapData>, ExecNames>,
+    exits: Option<Ring<RingBuf<MapData>, ExitSpans>>,
 }
 
 impl std::fmt::Debug for ProcessCollector {
@@ -58,6 +77,8 @@ const DRAIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The probe that writes the exec ring: marked failed when the ring cannot be polled.
 pub const EXEC_PROBE: &str = "process.exec";
+/// The probe that writes the exit ring (process spans).
+pub const EXIT_PROBE: &str = "process.exit";
 
 impl ProcessCollector {
     /// Takes the family's maps and starts the task that drains exec events.
@@ -73,7 +94,20 @@ impl ProcessCollector {
             totals_overflow,
             exit_totals: ExitTotals::new(series),
             exec,
+            exits: None,
         })
+    }
+
+    /// Starts draining the exit ring into spans (the family was loaded with process
+    /// spans on, so the kernel writes it).
+    pub fn with_exit_spans(
+        mut self,
+        loaded: &mut LoadedFamily,
+        spans: ExitSpans,
+    ) -> Result<Self, CollectError> {
+        let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EXITS)?;
+        self.exits = Some(Ring::start_bpf(ring, spans, DRAIN_PERIOD)?);
+        Ok(self)
     }
 
     pub fn read(&self) -> Result<ProcessCounts, CollectError> {
@@ -128,6 +162,9 @@ impl ProcessCollector {
     /// whatever the ring holds now; `now` is the snapshot's time.
     pub fn exec_names(&self, now: u64) -> (Vec<SeriesPoint<String>>, Option<SeriesPoint<()>>) {
         self.exec.drain_now();
+        if let Some(exits) = &self.exits {
+            exits.drain_now();
+        }
         self.exec.with(|names| {
             names.0.tick(now);
             let (names, mut overflow) = names.0.snapshot();
@@ -140,10 +177,26 @@ impl ProcessCollector {
         self.exec.failure()
     }
 
-    /// The drain task, for the agent to join at shutdown.
-    pub fn stop(&mut self) -> Option<DrainTask> {
-        self.exec.stop()
+    /// Why the exit ring can no longer be polled, if it cannot.
+    pub fn exit_ring_failure(&self) -> Option<&str> {
+        self.exits.as_ref().and_then(|r| r.failure())
     }
+
+    /// The drain tasks, for the agent to join at shutdown.
+    pub fn stop(&mut self) -> Vec<DrainTask> {
+        let exits = self.exits.as_mut().and_then(|r| r.stop());
+        self.exec.stop().into_iter().chain(exits).collect()
+    }
+}
+
+/// One exit record; `None` for a short record.
+pub fn decode_exit(bytes: &[u8]) -> Option<sonde_exit_event> {
+    if bytes.len() < std::mem::size_of::<sonde_exit_event>() {
+        return None;
+    }
+    // SAFETY: the length was checked above and sonde_exit_event is plain old data (any
+    // bit pattern is valid); read_unaligned needs no alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<sonde_exit_event>()) })
 }
 
 /// The executable name of one ring-buffer record; `None` for a short record.

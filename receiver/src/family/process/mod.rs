@@ -6,10 +6,13 @@ pub mod config;
 pub mod mapping;
 pub mod probe;
 pub mod procfs;
+pub mod spans;
 
 use std::path::PathBuf;
 
 use sonde_semconv::attr::loss_reason;
+
+use sonde_probes::names::process as n;
 
 use crate::family::process::collect::ProcessCollector;
 use crate::family::{Family, ProbesConfig, Started};
@@ -56,10 +59,13 @@ impl Source for ProcessSource {
         if let Some(why) = self.collector.ring_failure() {
             out.failed.push((collect::EXEC_PROBE, why.to_owned()));
         }
+        if let Some(why) = self.collector.exit_ring_failure() {
+            out.failed.push((collect::EXIT_PROBE, why.to_owned()));
+        }
     }
 
     fn stop(&mut self) -> Vec<crate::collect::ring::DrainTask> {
-        self.collector.stop().into_iter().collect()
+        self.collector.stop()
     }
 }
 
@@ -111,13 +117,38 @@ impl Family for Process {
         &self,
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
-        _spans: Option<&crate::spans::Spans>,
+        spans: Option<&crate::spans::Spans>,
         _processes: &crate::cgroup::Attribution,
     ) -> Result<Started, LoadError> {
-        let mut loaded = self.load()?;
+        let spans = spans.filter(|s| s.config.process);
+        // The kernel writes exit records only when process spans are on (nothing is read
+        // or queued otherwise) and applies the long-running threshold itself.
+        let min_ms = spans
+            .and_then(|s| s.config.process_longer_than)
+            .map_or(0, |d| {
+                u32::try_from(d.as_millis().max(1)).unwrap_or(u32::MAX)
+            });
+        let mut loaded = crate::probe::load_family_with(
+            self.kind(),
+            self.programs(),
+            true,
+            &[
+                (n::GLOBAL_EXIT_SPANS, u32::from(spans.is_some())),
+                (n::GLOBAL_EXIT_SPAN_MIN_MS, min_ms),
+            ],
+        )?;
         let limit = series.with_limit(config.process.executable_name_limit);
-        let source = super::collector("process", ProcessCollector::start(&mut loaded, limit))
-            .map(|collector| ProcessSource { collector });
+        let started = ProcessCollector::start(&mut loaded, limit).and_then(|c| match spans {
+            Some(s) => c.with_exit_spans(
+                &mut loaded,
+                collect::ExitSpans {
+                    sink: s.sink.clone(),
+                },
+            ),
+            None => Ok(c),
+        });
+        let source =
+            super::collector("process", started).map(|collector| ProcessSource { collector });
         Ok(Started::new(loaded, source))
     }
 }
