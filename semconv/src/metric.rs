@@ -121,6 +121,13 @@ pub const SONDE_EXPORT_QUEUE_ERRORS: MetricDef = def(
     "Durable export queue records skipped as torn or corrupt, and batches held in memory \
      because the queue could not be written, by error.type.",
 );
+pub const SONDE_COLLECT_SKIPPED: MetricDef = def(
+    "sonde.collect.skipped",
+    Instrument::Counter,
+    "{sample}",
+    "Samples in which a file system was left out because its statvfs did not return in \
+     time (an unresponsive network or FUSE mount), by system.filesystem.mountpoint.",
+);
 pub const SONDE_AGENT_CPU_TIME: MetricDef = def(
     "sonde.agent.cpu.time",
     Instrument::Counter,
@@ -152,6 +159,7 @@ pub const ALL: &[MetricDef] = &[
     SONDE_EXPORT_LAG,
     SONDE_EXPORT_QUEUE_USAGE,
     SONDE_EXPORT_QUEUE_ERRORS,
+    SONDE_COLLECT_SKIPPED,
     SONDE_AGENT_CPU_TIME,
     SONDE_AGENT_MEMORY_RSS,
 ];

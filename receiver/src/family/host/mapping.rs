@@ -306,6 +306,18 @@ pub fn metrics(i: &Inputs<'_>, facts: HostFacts, opts: Options, start: u64) -> V
     if let Some(fss) = &s.filesystems {
         out.extend(filesystems(c, fss));
     }
+    if !s.statvfs_skipped.is_empty() {
+        out.push(numbers(
+            sonde_semconv::metric::SONDE_COLLECT_SKIPPED,
+            start,
+            s.statvfs_skipped.iter().map(|(mountpoint, n)| {
+                (
+                    Attributes::new().with(attr::SYSTEM_FILESYSTEM_MOUNTPOINT, mountpoint.as_str()),
+                    int(*n),
+                )
+            }),
+        ));
+    }
     if let Some(net) = &s.net {
         out.extend(network(c, net));
     }
@@ -873,6 +885,7 @@ mod tests {
                 },
                 filesystem::Space { used: 60, free: 30, reserved: 10 },
             )]),
+            statvfs_skipped: [("/mnt/dead".to_owned(), 3)].into(),
             net: Some(net_dev::parse("lo: 1 2 3 4 0 0 0 0 5 6 7 8 0 0 0 0\n")),
             tcp: Some(([1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0], [0; 11])),
             processes: Some(vec![
@@ -1009,6 +1022,7 @@ mod tests {
                         "system.filesystem.type"
                     ]
                 ),
+                ("sonde.collect.skipped", &["system.filesystem.mountpoint"]),
                 (
                     "system.network.io",
                     &["network.interface.name", "network.io.direction"]
@@ -1092,6 +1106,7 @@ mod tests {
                     "system.filesystem.utilization",
                     &["device", "mode", "mountpoint", "type"]
                 ),
+                ("sonde.collect.skipped", &["system.filesystem.mountpoint"]),
                 ("system.network.io", &["device", "direction"]),
                 ("system.network.packets", &["device", "direction"]),
                 ("system.network.dropped", &["device", "direction"]),

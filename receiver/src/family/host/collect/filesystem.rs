@@ -103,9 +103,100 @@ pub fn statvfs(path: &str) -> std::io::Result<Space> {
     ))
 }
 
+/// statvfs(3) calls bounded in time. A call runs on a thread of its own; if it has not
+/// returned within the bound (a hung network or FUSE file system), the mount is skipped
+/// for this sample and counted, and no new call is made on it until the stuck one
+/// returns, so a dead mount holds at most one thread and delays at most one sample.
+#[derive(Debug)]
+pub struct BoundedStatvfs {
+    bound: std::time::Duration,
+    /// Calls that have not returned yet, by mount point.
+    pending: std::collections::HashMap<String, std::sync::mpsc::Receiver<std::io::Result<Space>>>,
+    /// Samples each mount point was skipped in (cumulative).
+    skipped: std::collections::BTreeMap<String, u64>,
+}
+
+/// How long a sample waits for one file system's statvfs.
+pub const STATVFS_BOUND: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Default for BoundedStatvfs {
+    fn default() -> Self {
+        Self::new(STATVFS_BOUND)
+    }
+}
+
+impl BoundedStatvfs {
+    pub fn new(bound: std::time::Duration) -> Self {
+        Self {
+            bound,
+            pending: std::collections::HashMap::new(),
+            skipped: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// The space of the file system at `path`; `None` when it was skipped (its call did
+    /// not return within the bound, now or in an earlier sample).
+    pub fn stat(&mut self, path: &str) -> Option<std::io::Result<Space>> {
+        use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+        if let Some(rx) = self.pending.get(path) {
+            match rx.try_recv() {
+                // The stuck call came back: ask again, its answer is stale.
+                Ok(_) | Err(TryRecvError::Disconnected) => {
+                    self.pending.remove(path);
+                }
+                Err(TryRecvError::Empty) => {
+                    *self.skipped.entry(path.to_owned()).or_default() += 1;
+                    return None;
+                }
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let owned = path.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("sonde-statvfs".into())
+            .spawn(move || {
+                let _ = tx.send(statvfs(&owned));
+            });
+        if let Err(e) = spawned {
+            return Some(Err(e));
+        }
+        match rx.recv_timeout(self.bound) {
+            Ok(r) => Some(r),
+            Err(RecvTimeoutError::Disconnected) => Some(Err(std::io::Error::other(
+                "the statvfs thread ended without an answer",
+            ))),
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    mountpoint = path,
+                    "statvfs did not return within {:?}: the file system is skipped (and \
+                     counted in sonde.collect.skipped) until it answers",
+                    self.bound
+                );
+                self.pending.insert(path.to_owned(), rx);
+                *self.skipped.entry(path.to_owned()).or_default() += 1;
+                None
+            }
+        }
+    }
+
+    /// Samples each mount point was skipped in, since the start.
+    pub fn skipped(&self) -> &std::collections::BTreeMap<String, u64> {
+        &self.skipped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_statvfs_answers_for_a_live_file_system_and_errs_for_a_missing_path() {
+        let mut b = BoundedStatvfs::default();
+        assert!(matches!(b.stat("/"), Some(Ok(sp)) if sp.used + sp.free > 0));
+        assert!(matches!(b.stat("/nonexistent/sonde"), Some(Err(_))));
+        assert!(b.skipped().is_empty(), "nothing hung, nothing skipped");
+        // A hung file system is tests/slow_statvfs.rs (a FUSE mount that never answers).
+    }
 
     const MOUNTS: &str = "\
 /dev/vda1 / ext4 rw,relatime 0 0

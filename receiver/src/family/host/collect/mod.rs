@@ -29,6 +29,8 @@ pub struct Sample {
     pub swaps: Option<Vec<vmstat::Swap>>,
     pub disks: Option<Vec<diskstats::DiskStats>>,
     pub filesystems: Option<Vec<(filesystem::Mount, filesystem::Space)>>,
+    /// Samples each mount point was skipped in because its statvfs hung (cumulative).
+    pub statvfs_skipped: std::collections::BTreeMap<String, u64>,
     pub net: Option<Vec<net_dev::NetDev>>,
     /// IPv4 and IPv6 tables.
     pub tcp: Option<(net_tcp::TcpStates, net_tcp::TcpStates)>,
@@ -45,6 +47,7 @@ pub struct HostReader {
     /// Whether to read /proc/net/tcp{,6}: the costliest read of a cycle (the kernel walks
     /// its whole TCP hash table), not done when the TCP probe supplies the same counts.
     tcp_states: bool,
+    statvfs: filesystem::BoundedStatvfs,
 }
 
 impl Default for HostReader {
@@ -59,6 +62,7 @@ impl HostReader {
             proc_root: proc_root.into(),
             warned: HashSet::new(),
             tcp_states: true,
+            statvfs: filesystem::BoundedStatvfs::default(),
         }
     }
 
@@ -107,6 +111,7 @@ impl HostReader {
             swaps: self.read("swap", "swaps").map(|t| vmstat::parse_swaps(&t)),
             disks: self.read("disk", "diskstats").map(|t| diskstats::parse(&t)),
             filesystems: None,
+            statvfs_skipped: Default::default(),
             net: self.read("network", "net/dev").map(|t| net_dev::parse(&t)),
             tcp: None,
             processes: None,
@@ -120,10 +125,15 @@ impl HostReader {
             s.filesystems = Some(
                 mounts
                     .into_iter()
-                    // A mount this user may not stat (or that vanished) is left out.
-                    .filter_map(|m| filesystem::statvfs(&m.mountpoint).ok().map(|sp| (m, sp)))
+                    // A mount this user may not stat (or that vanished, or that hangs)
+                    // is left out.
+                    .filter_map(|m| match self.statvfs.stat(&m.mountpoint) {
+                        Some(Ok(sp)) => Some((m, sp)),
+                        Some(Err(_)) | None => None,
+                    })
                     .collect(),
             );
+            s.statvfs_skipped = self.statvfs.skipped().clone();
         }
         if self.tcp_states {
             if let Some(v4) = self.read("tcp", "net/tcp") {
