@@ -126,6 +126,10 @@ pub mod names {
     pub mod dns {
         pub const PROG_INGRESS: &str = "sonde_dns_ingress";
         pub const PROG_EGRESS: &str = "sonde_dns_egress";
+        /// Egress without the executable name (cgroup_skb has no bpf_get_current_comm).
+        pub const PROG_EGRESS_PID: &str = "sonde_dns_egress_pid";
+        /// Egress without process attribution (no bpf_get_current_pid_tgid either).
+        pub const PROG_EGRESS_ANON: &str = "sonde_dns_egress_anon";
         pub const MAP_CONFIG: &str = "dns_config";
         pub const MAP_COUNTERS: &str = "dns_counters";
         pub const MAP_EVENTS: &str = "dns_events";

@@ -143,9 +143,12 @@ impl Probes {
             }
         }
         for r in &probes.reports {
-            match &r.state {
-                ProbeState::Attached => tracing::info!(probe = r.probe, "attached"),
-                other => tracing::warn!(probe = r.probe, "{other}"),
+            match (&r.state, &r.degraded) {
+                (ProbeState::Attached, None) => tracing::info!(probe = r.probe, "attached"),
+                (ProbeState::Attached, Some(d)) => {
+                    tracing::warn!(probe = r.probe, "attached, degraded: {d}")
+                }
+                (other, _) => tracing::warn!(probe = r.probe, "{other}"),
             }
         }
         Ok(probes)
@@ -163,10 +166,8 @@ impl Probes {
             Err(e) => {
                 tracing::error!(family = family.name(), "{e}");
                 // Reported like a probe, so readiness and sonde.probe.status show it.
-                self.reports.push(ProbeReport {
-                    probe: family.name(),
-                    state: ProbeState::Failed(e),
-                });
+                self.reports
+                    .push(ProbeReport::new(family.name(), ProbeState::Failed(e)));
             }
         }
     }

@@ -121,12 +121,20 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         match family.check() {
             Ok(loaded) => {
                 for (r, spec) in loaded.reports.iter().zip(family.programs()) {
-                    let state = match &r.state {
-                        ProbeState::Attached => {
-                            loadable += 1;
+                    if r.state == ProbeState::Attached {
+                        loadable += 1;
+                    }
+                    // A kernel that lacks what a probe needs gets its variant (or loses the
+                    // probe): say what is lost and why.
+                    let state = match (&r.state, &r.degraded) {
+                        (ProbeState::Attached, None) => {
                             "ok: loads and passes the verifier".to_owned()
                         }
-                        other => other.to_string(),
+                        (ProbeState::Attached, Some(d)) => {
+                            format!("degraded: its variant loads and passes the verifier; {d}")
+                        }
+                        (ProbeState::Skipped(_), Some(d)) => format!("degraded: left out; {d}"),
+                        (other, _) => other.to_string(),
                     };
                     say!("probe {:<16} {state} ({})", r.probe, spec.attach);
                 }

@@ -216,10 +216,7 @@ mod tests {
         Inputs {
             since_beat: Duration::from_secs(1),
             interval: Duration::from_secs(10),
-            reports: vec![ProbeReport {
-                probe: "process.exec",
-                state: ProbeState::Attached,
-            }],
+            reports: vec![ProbeReport::new("process.exec", ProbeState::Attached)],
             fallback: false,
             export_lag: Duration::from_secs(20),
             max_export_lag: Duration::from_secs(300),
@@ -228,14 +225,11 @@ mod tests {
 
     #[test]
     fn checks_name_each_failure() {
-        let failed = ProbeReport {
-            probe: "tcp.state",
-            state: ProbeState::Failed("verifier said no".into()),
-        };
-        let skipped = ProbeReport {
-            probe: "fileio.block",
-            state: ProbeState::Skipped("no such tracepoint".into()),
-        };
+        let failed = ProbeReport::new("tcp.state", ProbeState::Failed("verifier said no".into()));
+        let skipped = ProbeReport::new(
+            "fileio.block",
+            ProbeState::Skipped("no such tracepoint".into()),
+        );
         let cases: Vec<(&str, Inputs, Vec<&str>, Vec<&str>)> = vec![
             ("all good", ok_inputs(), vec![], vec![]),
             (

@@ -80,7 +80,17 @@ static __always_inline int watched(__u16 sport, __u16 dport)
 	return 0;
 }
 
-static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
+/* What the egress program may ask about the sending task: cgroup_skb programs get
+ * bpf_get_current_pid_tgid from Linux 6.10 and bpf_get_current_comm from 6.16, and the
+ * verifier refuses a program that calls a helper its type does not have, so each level
+ * is a program of its own and userspace loads the best one the kernel takes. */
+enum who {
+	WHO_NONE = 0,  /* no process attribution */
+	WHO_PID = 1,   /* pid only */
+	WHO_FULL = 2,  /* pid and executable name */
+};
+
+static __always_inline int capture(struct __sk_buff *skb, __u8 direction, enum who who)
 {
 	struct sonde_dns_event *e;
 	__u8 saddr[16] = {}, daddr[16] = {};
@@ -158,12 +168,13 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 	 * softirq or timers, and ingress runs in softirq: the current task there is
 	 * whoever was interrupted, so those records say "unknown".
 	 */
+	e->tgid = 0;
+	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	if (direction == SONDE_DNS_EGRESS && proto == IPPROTO_UDP_) {
-		e->tgid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(e->comm, sizeof(e->comm));
-	} else {
-		e->tgid = 0;
-		__builtin_memset(e->comm, 0, sizeof(e->comm));
+		if (who >= WHO_PID)
+			e->tgid = bpf_get_current_pid_tgid() >> 32;
+		if (who >= WHO_FULL)
+			bpf_get_current_comm(e->comm, sizeof(e->comm));
 	}
 
 	__u64 n = skb->len - payload;
@@ -189,11 +200,25 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 SEC("cgroup_skb/ingress")
 int sonde_dns_ingress(struct __sk_buff *skb)
 {
-	return capture(skb, SONDE_DNS_INGRESS);
+	return capture(skb, SONDE_DNS_INGRESS, WHO_NONE);
 }
 
 SEC("cgroup_skb/egress")
 int sonde_dns_egress(struct __sk_buff *skb)
 {
-	return capture(skb, SONDE_DNS_EGRESS);
+	return capture(skb, SONDE_DNS_EGRESS, WHO_FULL);
+}
+
+/* Linux 6.10 to 6.15: the sender's pid, no name. */
+SEC("cgroup_skb/egress")
+int sonde_dns_egress_pid(struct __sk_buff *skb)
+{
+	return capture(skb, SONDE_DNS_EGRESS, WHO_PID);
+}
+
+/* Before 6.10: no process attribution. */
+SEC("cgroup_skb/egress")
+int sonde_dns_egress_anon(struct __sk_buff *skb)
+{
+	return capture(skb, SONDE_DNS_EGRESS, WHO_NONE);
 }

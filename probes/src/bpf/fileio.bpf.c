@@ -331,14 +331,24 @@ FILEIO_PAIR(writev, SONDE_IO_WRITE)
 
 /* ---- block I/O ----------------------------------------------------------------- */
 
+/* Older kernels keep a request's disk in rq->rq_disk, newer ones only in
+ * request_queue::disk: CO-RE picks whichever field the running kernel has. */
+struct request___rq_disk {
+	struct gendisk *rq_disk;
+} __attribute__((preserve_access_index));
+
 static __always_inline __u32 rq_dev(struct request *rq)
 {
 	struct block_device *part = BPF_CORE_READ(rq, part);
-	struct gendisk *disk;
+	struct gendisk *disk = 0;
 
 	if (part)
 		return BPF_CORE_READ(part, bd_dev);
-	disk = BPF_CORE_READ(rq, q, disk);
+	/* Requests without a partition (passthrough): the disk itself. */
+	if (bpf_core_field_exists(struct request_queue, disk))
+		disk = BPF_CORE_READ(rq, q, disk);
+	else if (bpf_core_field_exists(struct request___rq_disk, rq_disk))
+		disk = BPF_CORE_READ((struct request___rq_disk *)rq, rq_disk);
 	if (!disk)
 		return 0;
 	return ((__u32)BPF_CORE_READ(disk, major) << MINORBITS) | (__u32)BPF_CORE_READ(disk, first_minor);

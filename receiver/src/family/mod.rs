@@ -90,14 +90,20 @@ pub trait Family: Sync {
         self.kind().name()
     }
 
+    /// What its programs need of the kernel beyond the family's baseline, and what runs
+    /// without it (`probe::needs`).
+    fn needs(&self) -> &'static [probe::needs::Need] {
+        &[]
+    }
+
     /// Loads its object and attaches every program (each program's outcome reported).
     fn load(&self) -> Result<LoadedFamily, LoadError> {
-        probe::load_family(self.kind(), self.programs(), true)
+        probe::load_family_needing(self.kind(), self.programs(), self.needs(), true, &[])
     }
 
     /// For `sonde check`: loads (relocation and verification) without attaching.
     fn check(&self) -> Result<LoadedFamily, LoadError> {
-        probe::load_family(self.kind(), self.programs(), false)
+        probe::load_family_needing(self.kind(), self.programs(), self.needs(), false, &[])
     }
 
     /// Kernel run time and run count per probe (zero unless statistics are switched on).

@@ -7,6 +7,7 @@
 //! process dies, since nothing is pinned).
 
 pub mod cgroup;
+pub mod needs;
 pub mod support;
 pub mod tracefs;
 
@@ -92,6 +93,19 @@ impl fmt::Display for ProbeState {
 pub struct ProbeReport {
     pub probe: &'static str,
     pub state: ProbeState,
+    /// What the probe does without, and why, where the kernel lacks a feature it needs
+    /// (a variant was loaded, or the probe left out): see [`needs`].
+    pub degraded: Option<String>,
+}
+
+impl ProbeReport {
+    pub fn new(probe: &'static str, state: ProbeState) -> Self {
+        Self {
+            probe,
+            state,
+            degraded: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +127,9 @@ pub struct LoadedFamily {
     pub family: Family,
     pub ebpf: Ebpf,
     pub reports: Vec<ProbeReport>,
+    /// (probe, program) of every probe whose program loaded: a variant's program where
+    /// the kernel lacked a feature.
+    programs: Vec<(&'static str, &'static str)>,
 }
 
 impl fmt::Debug for LoadedFamily {
@@ -125,6 +142,14 @@ impl fmt::Debug for LoadedFamily {
 }
 
 impl LoadedFamily {
+    /// The program loaded for `spec`'s probe (its own, or the variant the kernel took).
+    fn program_of(&self, spec: &ProgramSpec) -> Option<&'static str> {
+        self.programs
+            .iter()
+            .find(|(probe, _)| *probe == spec.probe)
+            .map(|(_, program)| *program)
+    }
+
     /// Kernel run time and run count summed per probe, from BPF run-time statistics
     /// (zero unless statistics are switched on).
     pub fn run_stats(
@@ -134,14 +159,12 @@ impl LoadedFamily {
         specs
             .iter()
             .filter_map(|spec| {
-                let info = self.ebpf.program(spec.program)?.info().ok()?;
+                let info = self.ebpf.program(self.program_of(spec)?)?.info().ok()?;
                 Some((spec.probe, info.run_time(), info.run_count()))
             })
             .collect()
     }
-}
 
-impl LoadedFamily {
     /// Runs the kernel skipped per attached probe (its `recursion_misses`): a classic
     /// tracepoint program is skipped whenever any BPF program already runs on the CPU, a
     /// raw tracepoint program when that same program does.
@@ -154,7 +177,7 @@ impl LoadedFamily {
                     .any(|r| r.probe == spec.probe && r.state == ProbeState::Attached)
             })
             .filter_map(|spec| {
-                let fd = self.ebpf.program(spec.program)?.fd().ok()?;
+                let fd = self.ebpf.program(self.program_of(spec)?)?.fd().ok()?;
                 Some((
                     spec.probe,
                     crate::collect::kernel_objects::recursion_misses(fd),
@@ -182,6 +205,18 @@ pub fn load_family_with(
     attach: bool,
     globals: &[(&str, u32)],
 ) -> Result<LoadedFamily, LoadError> {
+    load_family_needing(family, specs, &[], attach, globals)
+}
+
+/// As [`load_family_with`], loading for each probe the variant its `needs` choose where
+/// the kernel lacks a feature (see [`needs`]).
+pub fn load_family_needing(
+    family: Family,
+    specs: &[ProgramSpec],
+    needs: &[needs::Need],
+    attach: bool,
+    globals: &[(&str, u32)],
+) -> Result<LoadedFamily, LoadError> {
     let mut loader = EbpfLoader::new();
     for (name, value) in globals {
         // must_exist: a renamed global is a build problem, not something to ignore.
@@ -196,30 +231,73 @@ pub fn load_family_with(
             family: family.name(),
             source: Box::new(source),
         })?;
-    let reports = specs
-        .iter()
-        .map(|spec| ProbeReport {
-            probe: spec.probe,
-            state: load_program(&mut ebpf, spec, attach),
-        })
-        .collect();
+    let off = needs::features_off();
+    let mut reports = Vec::with_capacity(specs.len());
+    let mut programs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let (report, program) = load_probe(&mut ebpf, spec, needs, &off, attach);
+        if let Some(program) = program {
+            programs.push((spec.probe, program));
+        }
+        reports.push(report);
+    }
     Ok(LoadedFamily {
         family,
         ebpf,
         reports,
+        programs,
     })
 }
 
-fn load_program(ebpf: &mut Ebpf, spec: &ProgramSpec, attach: bool) -> ProbeState {
+/// Loads (and attaches) the best program for `spec` this kernel takes: its own, or the
+/// variant its needs choose where a feature is switched off, absent from tracefs, or
+/// refused by the verifier. Returns the report and the program that loaded.
+fn load_probe(
+    ebpf: &mut Ebpf,
+    spec: &ProgramSpec,
+    needs: &[needs::Need],
+    off: &[String],
+    attach: bool,
+) -> (ProbeReport, Option<&'static str>) {
+    let mine: Vec<&needs::Need> = needs.iter().filter(|n| n.probe == spec.probe).collect();
+    let mut missing: Vec<(usize, String)> = mine
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            needs::missing_before_load(n, off, tracefs::event_exists).map(|why| (i, why))
+        })
+        .collect();
+    loop {
+        let (program, degraded) = needs::choose(spec.program, &mine, &missing);
+        let report = |state| ProbeReport {
+            probe: spec.probe,
+            state,
+            degraded: degraded.clone(),
+        };
+        let Some(program) = program else {
+            let why = degraded.clone().unwrap_or_default();
+            return (report(ProbeState::Skipped(why)), None);
+        };
+        match load_program(ebpf, spec, program, attach) {
+            ProbeState::Failed(refusal) => match needs::refused_helper(&mine, &missing, &refusal) {
+                Some(i) => missing.push((i, format!("the verifier refused it: {refusal}"))),
+                None => return (report(ProbeState::Failed(refusal)), None),
+            },
+            ProbeState::Attached => return (report(ProbeState::Attached), Some(program)),
+            other => return (report(other), None),
+        }
+    }
+}
+
+fn load_program(ebpf: &mut Ebpf, spec: &ProgramSpec, which: &str, attach: bool) -> ProbeState {
     if let Attach::TracePoint { category, name } = spec.attach {
         if let Some(false) = tracefs::event_exists(category, name) {
             return ProbeState::Skipped(format!("this kernel has no {}", spec.attach));
         }
     }
-    let Some(program) = ebpf.program_mut(spec.program) else {
+    let Some(program) = ebpf.program_mut(which) else {
         return ProbeState::Failed(format!(
-            "program {} is missing from the embedded object (a build problem)",
-            spec.program
+            "program {which} is missing from the embedded object (a build problem)"
         ));
     };
     let result = match spec.attach {
@@ -289,6 +367,7 @@ pub fn with_failures(
             Some((_, why)) if r.state == ProbeState::Attached => ProbeReport {
                 probe: r.probe,
                 state: ProbeState::Failed(why.clone()),
+                degraded: r.degraded.clone(),
             },
             _ => r.clone(),
         })
@@ -301,7 +380,7 @@ mod failure_tests {
 
     #[test]
     fn a_collector_failure_turns_an_attached_probe_failed_and_leaves_the_rest() {
-        let r = |probe, state| ProbeReport { probe, state };
+        let r = |probe, state| ProbeReport::new(probe, state);
         let reports = [
             r("tcp.state", ProbeState::Attached),
             r("tcp.send", ProbeState::Attached),

@@ -258,7 +258,14 @@ pub fn decode(bytes: &[u8]) -> Option<Packet> {
     };
     let process = (ev.tgid != 0).then(|| Process {
         pid: ev.tgid,
-        executable: comm_to_string(&ev.comm),
+        executable: match comm_to_string(&ev.comm) {
+            // The egress variant for kernels whose cgroup_skb programs cannot read the
+            // name (before 6.16): the process usually still runs when the batch is read.
+            name if name.is_empty() => std::fs::read_to_string(format!("/proc/{}/comm", ev.tgid))
+                .map(|c| c.trim_end_matches('\n').to_owned())
+                .unwrap_or_default(),
+            name => name,
+        },
     });
     Some(Packet {
         ktime_ns: ev.ktime_ns,

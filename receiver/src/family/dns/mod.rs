@@ -99,6 +99,10 @@ impl Family for Dns {
         probe::PROGRAMS
     }
 
+    fn needs(&self) -> &'static [crate::probe::needs::Need] {
+        probe::NEEDS
+    }
+
     fn enabled(&self, config: &ProbesConfig) -> bool {
         config.dns.enabled
     }

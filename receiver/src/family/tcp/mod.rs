@@ -114,9 +114,10 @@ pub fn load(
 ) -> Result<(crate::probe::LoadedFamily, Option<TcpSource>), crate::probe::LoadError> {
     let proc_root = Path::new("/proc");
     let ino = own_netns_ino(proc_root);
-    let mut loaded = crate::probe::load_family_with(
+    let mut loaded = crate::probe::load_family_needing(
         sonde_probes::Family::Tcp,
         crate::family::tcp::probe::PROGRAMS,
+        crate::family::tcp::probe::NEEDS,
         true,
         &[(sonde_probes::names::tcp::GLOBAL_NETNS_INO, ino)],
     )?;
@@ -153,6 +154,10 @@ impl Family for Tcp {
 
     fn programs(&self) -> &'static [ProgramSpec] {
         probe::PROGRAMS
+    }
+
+    fn needs(&self) -> &'static [crate::probe::needs::Need] {
+        probe::NEEDS
     }
 
     fn enabled(&self, config: &ProbesConfig) -> bool {

@@ -6,6 +6,7 @@
 
 use sonde_probes::names::tcp as n;
 
+use crate::probe::needs::{Feature, FeatureKind, Need, Without};
 use crate::probe::{Attach, ProgramSpec};
 
 pub const PROGRAMS: &[ProgramSpec] = &[
@@ -70,5 +71,43 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             category: "tcp",
             name: "tcp_receive_reset",
         },
+    },
+];
+
+static SOCK_LENGTH: Feature = Feature {
+    id: "sock_length_tracepoints",
+    what: "tracepoints sock:sock_send_length and sock:sock_recv_length, Linux 6.3",
+    kind: FeatureKind::TracePoints(&[("sock", "sock_send_length"), ("sock", "sock_recv_length")]),
+};
+
+static SYS_EXIT_LISTEN: Feature = Feature {
+    id: "sys_exit_listen",
+    what: "tracepoint syscalls:sys_exit_listen, a kernel with CONFIG_FTRACE_SYSCALLS",
+    kind: FeatureKind::TracePoints(&[("syscalls", "sys_exit_listen")]),
+};
+
+/// Without the byte tracepoints the connection table still holds every connection from
+/// its SYN to its close, whose final totals are the socket's own.
+const AT_CLOSE_ONLY: &str = "the bytes and RTT of open TCP connections are counted at their \
+    close (or a retransmit), not every interval, and connections older than Sonde are not seen";
+
+pub const NEEDS: &[Need] = &[
+    Need {
+        probe: "tcp.send",
+        feature: &SOCK_LENGTH,
+        without: Without::Nothing,
+        lost: AT_CLOSE_ONLY,
+    },
+    Need {
+        probe: "tcp.recv",
+        feature: &SOCK_LENGTH,
+        without: Without::Nothing,
+        lost: AT_CLOSE_ONLY,
+    },
+    Need {
+        probe: "tcp.listen",
+        feature: &SYS_EXIT_LISTEN,
+        without: Without::Nothing,
+        lost: "inbound connections to listeners that never called bind(2) name no process",
     },
 ];
