@@ -106,6 +106,37 @@ struct {
 	__uint(max_entries, 512 * 1024);
 } tcp_events SEC(".maps");
 
+/*
+ * Room for a connection record off the 512-byte BPF stack, one slot per use. Programs
+ * run with preemption off, and a raw tracepoint program never nests in itself on a CPU,
+ * but a different program can run in an interrupt on top of one: each program (the
+ * classic ones share a slot, since the kernel never nests them) has slots of its own.
+ */
+enum scratch_slot {
+	SCRATCH_STATE_NEW = 0,     /* sonde_tcp_state: a connection's first entry */
+	SCRATCH_STATE_DONE = 1,    /* sonde_tcp_state: a finished connection */
+	SCRATCH_DESTROY_DONE = 2,  /* sonde_tcp_destroy: a finished connection */
+	SCRATCH_ADOPT = 3,         /* classic tracepoint programs: an adopted connection */
+	SCRATCH_SLOTS = 4,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SCRATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct sonde_tcp_conn);
+} tcp_scratch SEC(".maps");
+
+/* A zeroed connection record in this CPU's `slot`. */
+static __always_inline struct sonde_tcp_conn *scratch(__u32 slot)
+{
+	struct sonde_tcp_conn *c = bpf_map_lookup_elem(&tcp_scratch, &slot);
+
+	if (c)
+		__builtin_memset(c, 0, sizeof(*c));
+	return c;
+}
+
 /* A quarter of the ring: plenty of room left while the reader wakes up. */
 #define RING_WAKE_BYTES (128 * 1024)
 
@@ -214,7 +245,7 @@ static __always_inline void read_peer(struct sock *sk, __u16 family, struct sond
  * current task, which is the one sending or receiving; what it did before is baseline. */
 static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 key)
 {
-	struct sonde_tcp_conn c = {};
+	struct sonde_tcp_conn *c;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	int state;
 
@@ -228,17 +259,20 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 
 	if (state != TCP_ESTABLISHED && state != TCP_FIN_WAIT1 && state != TCP_FIN_WAIT2 &&
 	    state != TCP_CLOSE_WAIT && state != TCP_CLOSING && state != TCP_LAST_ACK)
 		return 0;
-	c.family = family;
-	c.direction = SONDE_TCP_DIR_UNKNOWN;
-	c.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	read_peer(sk, family, &c);
-	c.tgid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(c.comm, sizeof(c.comm));
-	read_totals(sk, &c);
-	c.base_acked = c.bytes_acked;
-	c.base_received = c.bytes_received;
-	c.base_retrans = c.total_retrans;
-	if (bpf_map_update_elem(&tcp_conns, &key, &c, BPF_NOEXIST)) {
+	c = scratch(SCRATCH_ADOPT);
+	if (!c)
+		return 0;
+	c->family = family;
+	c->direction = SONDE_TCP_DIR_UNKNOWN;
+	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	read_peer(sk, family, c);
+	c->tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(c->comm, sizeof(c->comm));
+	read_totals(sk, c);
+	c->base_acked = c->bytes_acked;
+	c->base_received = c->bytes_received;
+	c->base_retrans = c->total_retrans;
+	if (bpf_map_update_elem(&tcp_conns, &key, c, BPF_NOEXIST)) {
 		bump(SONDE_TCP_LOST_CONNS);
 		return 0;
 	}
@@ -329,15 +363,17 @@ static __always_inline void listener_close(struct sock *sk, __u16 family)
  * the event is emitted: once userspace has the event, the entry must be gone from its
  * walk of live connections, or its bytes would count twice. */
 static __always_inline void conn_finish(struct sock *sk, __u64 key, struct sonde_tcp_conn *c,
-					int old, __u64 now)
+					int old, __u64 now, __u32 slot)
 {
-	struct sonde_tcp_conn done;
+	struct sonde_tcp_conn *done = scratch(slot);
 
+	if (!done)
+		return;
 	read_totals(sk, c);
-	__builtin_memcpy(&done, c, sizeof(done));
+	__builtin_memcpy(done, c, sizeof(*done));
 	if (bpf_map_delete_elem(&tcp_conns, &key))
 		return; /* another CPU finished it first */
-	c = &done;
+	c = done;
 	if (old == TCP_SYN_SENT && !c->opened) {
 		bump(SONDE_TCP_FAILED);
 		emit(key, c, SONDE_TCP_EV_FAIL, BPF_CORE_READ(sk, sk_err));
@@ -407,17 +443,21 @@ int sonde_tcp_state(__u64 *ctx)
 	}
 
 	if (new == TCP_SYN_SENT || new == TCP_SYN_RECV) {
-		struct sonde_tcp_conn n = {};
+		struct sonde_tcp_conn *n = scratch(SCRATCH_STATE_NEW);
 
-		n.start_ns = now;
-		n.family = family;
-		n.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		if (!n) {
+			bump(SONDE_TCP_LOST_CONNS);
+			return 0;
+		}
+		n->start_ns = now;
+		n->family = family;
+		n->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		if (new == TCP_SYN_SENT) {
 			/* connect(2): process context. */
-			n.direction = SONDE_TCP_DIR_OUTBOUND;
-			n.tgid = bpf_get_current_pid_tgid() >> 32;
-			bpf_get_current_comm(n.comm, sizeof(n.comm));
-			read_peer(sk, family, &n);
+			n->direction = SONDE_TCP_DIR_OUTBOUND;
+			n->tgid = bpf_get_current_pid_tgid() >> 32;
+			bpf_get_current_comm(n->comm, sizeof(n->comm));
+			read_peer(sk, family, n);
 		} else {
 			struct sonde_tcp_listener_key lk = {};
 			struct sonde_tcp_listener *o;
@@ -430,15 +470,15 @@ int sonde_tcp_state(__u64 *ctx)
 				__builtin_memset(lk.addr, 0, sizeof(lk.addr));
 				o = bpf_map_lookup_elem(&tcp_listeners, &lk);
 			}
-			n.direction = SONDE_TCP_DIR_INBOUND;
+			n->direction = SONDE_TCP_DIR_INBOUND;
 			if (o) {
-				n.tgid = o->tgid;
-				__builtin_memcpy(n.comm, o->comm, sizeof(n.comm));
+				n->tgid = o->tgid;
+				__builtin_memcpy(n->comm, o->comm, sizeof(n->comm));
 			}
 		}
 		/* ANY: a socket's memory is reused at once, so an entry left under this
 		 * address (its destruction missed) belongs to a dead socket. */
-		if (bpf_map_update_elem(&tcp_conns, &key, &n, BPF_ANY))
+		if (bpf_map_update_elem(&tcp_conns, &key, n, BPF_ANY))
 			bump(SONDE_TCP_LOST_CONNS);
 		return 0;
 	}
@@ -456,7 +496,7 @@ int sonde_tcp_state(__u64 *ctx)
 		return 0;
 	}
 	if (new == TCP_CLOSE && c)
-		conn_finish(sk, key, c, old, now);
+		conn_finish(sk, key, c, old, now, SCRATCH_STATE_DONE);
 	return 0;
 }
 
@@ -479,7 +519,7 @@ int sonde_tcp_destroy(__u64 *ctx)
 		    c->opened				       ? TCP_ESTABLISHED :
 		    c->direction == SONDE_TCP_DIR_OUTBOUND ? TCP_SYN_SENT :
 							     TCP_SYN_RECV,
-		    bpf_ktime_get_ns());
+		    bpf_ktime_get_ns(), SCRATCH_DESTROY_DONE);
 	return 0;
 }
 
