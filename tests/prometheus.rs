@@ -24,27 +24,6 @@ const WAIT: Duration = Duration::from_secs(90);
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
 
-/// A plain HTTP/1.0 GET (the endpoint and Prometheus's API both speak it); returns the
-/// status and the body.
-fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n").expect("send request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read response");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_owned())
-}
-
 /// Sonde with its Prometheus endpoint on a port the kernel picks (read back from its log),
 /// and OTLP too when `otlp` gives a receiver's variables.
 fn start_sonde(config: &str, otlp: Vec<(&'static str, String)>) -> (Sonde, SocketAddr) {
@@ -253,6 +232,9 @@ fn cannot_appear_here(def: &MetricDef) -> Option<&'static str> {
         .map(|s| s.lines().count() <= 1)
         .unwrap_or(true);
     match def.name {
+        n if n == sonde_semconv::metric::SONDE_PROCESS_OOM_KILLS.name => Some(
+            "needs an OOM kill; tests/process_totals.rs makes one in a memory cgroup of its own",
+        ),
         n if n == tcp::SONDE_TCP_RETRANSMITS.name => Some(
             "needs a lost segment; loopback loses none (tests/tcp.rs checks it under nftables loss)",
         ),

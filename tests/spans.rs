@@ -409,3 +409,157 @@ fn failed_killed_and_long_processes_become_spans() {
     sonde.signal(libc::SIGTERM);
     sonde.wait_exit(Duration::from_secs(20));
 }
+
+/// A connection reset by its peer becomes a span, and its duration sample in the kernel's
+/// `sonde.tcp.connection.duration` histogram carries that span as an exemplar: on the
+/// OTLP point and in OpenMetrics on the Prometheus endpoint.
+#[test]
+fn a_reset_connection_is_an_exemplar_on_the_duration_histogram() {
+    require_root();
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut env = rx.env();
+    env.extend([
+        ("OTEL_METRICS_EXPORTER", "otlp,prometheus".to_owned()),
+        ("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1".to_owned()),
+        ("OTEL_EXPORTER_PROMETHEUS_PORT", "0".to_owned()),
+    ]);
+    let config = "collection: {interval: 1s}\nspans: {dns: {enabled: false}}\n";
+    let mut sonde = Sonde::start(&env, Some(config));
+    let needle = "serving Prometheus metrics on http://";
+    sonde.wait_log(needle, Duration::from_secs(30));
+    sonde.wait_started();
+    let log = sonde.stderr();
+    let at = log.find(needle).expect("logged") + needle.len();
+    let prom: SocketAddr = log[at..]
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in the log:\n{log}"));
+
+    // The server accepts, holds the connection for LIVED, then aborts it (SO_LINGER 0
+    // sends a reset): the client's side ends with ECONNRESET. LIVED puts the sample in
+    // the (0.5, 1] s bucket, where other tests' resets rarely land.
+    const LIVED: Duration = Duration::from_millis(700);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        std::thread::sleep(LIVED);
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket fd and a linger struct of the size passed.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&conn),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "SO_LINGER");
+    });
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    server.join().expect("server");
+    let mut buf = [0u8; 16];
+    let read = std::io::Read::read(&mut client, &mut buf);
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the peer's reset"
+    );
+    drop(client);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reset = loop {
+        let found = rx.spans().into_iter().find(|s| {
+            s.name == "TCP connection" && attr(s, "network.peer.port") == Some(port.to_string())
+        });
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span for the reset connection\n{}",
+            sonde.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(attr(&reset, "error.type").as_deref(), Some("reset"));
+
+    let outbound_exemplars = |e: &[common::Export]| -> Vec<_> {
+        metrics(e, "sonde.tcp.connection.duration")
+            .filter_map(|m| match &m.data {
+                Some(Data::Histogram(h)) => Some(h),
+                _ => None,
+            })
+            .flat_map(|h| &h.data_points)
+            .filter(|p| {
+                p.attributes.iter().any(|a| {
+                    a.key == "sonde.connection.direction"
+                        && a.value.as_ref().and_then(|v| v.value.as_ref())
+                            == Some(&any_value::Value::StringValue("outbound".into()))
+                })
+            })
+            .flat_map(|p| p.exemplars.clone())
+            .collect()
+    };
+    let exports = rx.wait_for(
+        "the reset's exemplar on sonde.tcp.connection.duration",
+        Duration::from_secs(10),
+        |e| {
+            outbound_exemplars(e)
+                .iter()
+                .any(|x| x.trace_id == reset.trace_id)
+        },
+    );
+    let ex = outbound_exemplars(&exports)
+        .into_iter()
+        .find(|x| x.trace_id == reset.trace_id)
+        .expect("exemplar");
+    assert_eq!(ex.span_id, reset.span_id);
+    let value = match ex.value {
+        Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsDouble(v)) => v,
+        other => panic!("exemplar value {other:?}"),
+    };
+    let span_s = (reset.end_time_unix_nano - reset.start_time_unix_nano) as f64 / 1e9;
+    assert!(
+        (value - span_s).abs() < 1e-6 && value >= LIVED.as_secs_f64(),
+        "the exemplar is the connection's duration: {value} s, span {span_s} s"
+    );
+
+    // OpenMetrics: the bucket line that holds the sample names the span.
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let needle = format!("trace_id=\"{}\"", hex(&reset.trace_id));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, om) = common::http_get(
+            prom,
+            "/metrics",
+            Some("application/openmetrics-text;version=1.0.0"),
+        );
+        assert_eq!(status, 200);
+        let line = om.lines().find(|l| {
+            l.starts_with("sonde_tcp_connection_duration_seconds_bucket")
+                && l.contains("outbound")
+                && l.contains(&needle)
+        });
+        if let Some(line) = line {
+            assert!(line.contains(&format!("span_id=\"{}\"", hex(&reset.span_id))));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no OpenMetrics exemplar for the reset:\n{}",
+            om.lines()
+                .filter(|l| l.starts_with("sonde_tcp_connection_duration_seconds_bucket"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    sonde.signal(libc::SIGTERM);
+    sonde.wait_exit(Duration::from_secs(20));
+}

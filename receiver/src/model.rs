@@ -136,6 +136,18 @@ pub struct ExpHistogram {
     pub counts: Vec<u64>,
     pub sum: f64,
     pub count: u64,
+    /// The latest samples that have a span (empty for most histograms).
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// The exemplars of `now` recorded after every exemplar of `earlier`: those that belong
+/// to the interval between two cumulative points.
+pub fn exemplars_since(now: &[Exemplar], earlier: &[Exemplar]) -> Vec<Exemplar> {
+    let seen = earlier.iter().map(|e| e.time_unix_nano).max();
+    now.iter()
+        .filter(|e| seen.is_none_or(|t| e.time_unix_nano > t))
+        .copied()
+        .collect()
 }
 
 impl ExpHistogram {
@@ -160,7 +172,13 @@ impl ExpHistogram {
             count: zero_count + counts.iter().sum::<u64>(),
             counts,
             sum,
+            exemplars: Vec::new(),
         }
+    }
+
+    /// The same histogram carrying `exemplars`.
+    pub fn with_exemplars(self, exemplars: Vec<Exemplar>) -> Self {
+        Self { exemplars, ..self }
     }
 
     /// Count per bucket index, non-empty ones only.
@@ -192,7 +210,7 @@ impl ExpHistogram {
             counts,
             sum: self.sum,
             count: self.count,
-            exemplars: Vec::new(),
+            exemplars: self.exemplars.clone(),
         }
     }
 
@@ -208,6 +226,7 @@ impl ExpHistogram {
                 zero_count: self.zero_count - prev.zero_count,
                 count: self.count - prev.count,
                 sum: self.sum - prev.sum,
+                exemplars: exemplars_since(&self.exemplars, &prev.exemplars),
                 ..self.clone()
             });
         }
@@ -221,13 +240,16 @@ impl ExpHistogram {
             let d = &mut dense[(i - self.offset) as usize];
             *d = d.checked_sub(c)?;
         }
-        Some(ExpHistogram::from_dense(
-            self.scale,
-            self.zero_count - prev.zero_count,
-            self.offset,
-            &dense,
-            self.sum - prev.sum,
-        ))
+        Some(
+            ExpHistogram::from_dense(
+                self.scale,
+                self.zero_count - prev.zero_count,
+                self.offset,
+                &dense,
+                self.sum - prev.sum,
+            )
+            .with_exemplars(exemplars_since(&self.exemplars, &prev.exemplars)),
+        )
     }
 }
 

@@ -144,14 +144,7 @@ fn subtract(now: &PointValue, prev: &PointValue) -> Option<PointValue> {
                 sum: a.sum - b.sum,
                 count: a.count - b.count,
                 // Only the exemplars recorded in this interval belong to its delta.
-                exemplars: {
-                    let seen = b.exemplars.iter().map(|e| e.time_unix_nano).max();
-                    a.exemplars
-                        .iter()
-                        .filter(|e| seen.is_none_or(|t| e.time_unix_nano > t))
-                        .copied()
-                        .collect()
-                },
+                exemplars: crate::model::exemplars_since(&a.exemplars, &b.exemplars),
             }))
         }
         (PointValue::Exponential(a), PointValue::Exponential(b)) => {

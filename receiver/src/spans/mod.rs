@@ -61,6 +61,27 @@ pub struct Span {
 
 pub use crate::model::Exemplar;
 
+/// Exemplars kept per histogram series: enough to point at recent notable events, a fixed
+/// cost.
+pub const EXEMPLARS: usize = 4;
+
+/// The newest [`EXEMPLARS`] exemplars of one histogram series, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecentExemplars(std::collections::VecDeque<Exemplar>);
+
+impl RecentExemplars {
+    pub fn push(&mut self, e: Exemplar) {
+        if self.0.len() == EXEMPLARS {
+            self.0.pop_front();
+        }
+        self.0.push_back(e);
+    }
+
+    pub fn to_vec(&self) -> Vec<Exemplar> {
+        self.0.iter().copied().collect()
+    }
+}
+
 /// What the agent lends the families when spans are exported: where to hand them and
 /// which events qualify.
 #[derive(Debug, Clone)]
@@ -154,6 +175,22 @@ mod tests {
             assert_ne!(c.span_id, [0; 8]);
             assert!(seen.insert(c.trace_id), "trace ids repeat");
         }
+    }
+
+    #[test]
+    fn recent_exemplars_keep_the_newest() {
+        let mut r = RecentExemplars::default();
+        for i in 0..6u64 {
+            r.push(
+                SpanContext {
+                    trace_id: [1; 16],
+                    span_id: [2; 8],
+                }
+                .exemplar(i as f64, i),
+            );
+        }
+        let kept: Vec<u64> = r.to_vec().iter().map(|e| e.time_unix_nano).collect();
+        assert_eq!(kept, [2, 3, 4, 5]);
     }
 
     #[test]

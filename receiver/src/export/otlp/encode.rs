@@ -148,21 +148,23 @@ fn histogram_point(
         sum: Some(h.sum),
         bucket_counts: h.counts.clone(),
         explicit_bounds: h.bounds.clone(),
-        exemplars: h
-            .exemplars
-            .iter()
-            .map(|e| Exemplar {
-                filtered_attributes: Vec::new(),
-                time_unix_nano: e.time_unix_nano,
-                span_id: e.span_id.to_vec(),
-                trace_id: e.trace_id.to_vec(),
-                value: Some(exemplar::Value::AsDouble(e.value)),
-            })
-            .collect(),
+        exemplars: exemplars(&h.exemplars),
         flags: 0,
         min: None,
         max: None,
     }
+}
+
+fn exemplars(es: &[model::Exemplar]) -> Vec<Exemplar> {
+    es.iter()
+        .map(|e| Exemplar {
+            filtered_attributes: Vec::new(),
+            time_unix_nano: e.time_unix_nano,
+            span_id: e.span_id.to_vec(),
+            trace_id: e.trace_id.to_vec(),
+            value: Some(exemplar::Value::AsDouble(e.value)),
+        })
+        .collect()
 }
 
 /// Sparse as OTLP allows: positive buckets from the first to the last non-empty one,
@@ -187,7 +189,7 @@ fn exponential_point(
         }),
         negative: None,
         flags: 0,
-        exemplars: Vec::new(),
+        exemplars: exemplars(&h.exemplars),
         min: None,
         max: None,
         zero_threshold: 0.0,

@@ -10,7 +10,6 @@
 //! `aggregate::bounded`); the rest fold into one overflow series, so memory stays bounded
 //! and the sum over series stays exact.
 
-use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use sonde_semconv::dns as sc;
@@ -19,6 +18,7 @@ use crate::aggregate::bounded::{BoundedCounter, BoundedSeries, SeriesPolicy, Ser
 use crate::family::dns::matcher::{Event, Lookup, Outcome, Process, Query};
 use crate::family::dns::privacy::NamePrivacy;
 use crate::model::Exemplar;
+use crate::spans::RecentExemplars;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamePolicy {
@@ -57,12 +57,9 @@ pub struct Hist {
     pub counts: Vec<u64>,
     pub sum: f64,
     pub count: u64,
-    /// The latest samples that have a span, newest last (at most [`EXEMPLARS`]).
-    pub exemplars: VecDeque<Exemplar>,
+    /// The latest samples that have a span.
+    pub exemplars: RecentExemplars,
 }
-
-/// Exemplars kept per series: enough to point at recent slow lookups, a fixed cost.
-pub const EXEMPLARS: usize = 4;
 
 impl Default for Hist {
     fn default() -> Self {
@@ -70,7 +67,7 @@ impl Default for Hist {
             counts: vec![0; sc::DURATION_BOUNDS.len() + 1],
             sum: 0.0,
             count: 0,
-            exemplars: VecDeque::new(),
+            exemplars: RecentExemplars::default(),
         }
     }
 }
@@ -86,10 +83,7 @@ impl Hist {
     fn record_with(&mut self, seconds: f64, exemplar: Option<Exemplar>) {
         self.record(seconds);
         if let Some(e) = exemplar {
-            if self.exemplars.len() == EXEMPLARS {
-                self.exemplars.pop_front();
-            }
-            self.exemplars.push_back(e);
+            self.exemplars.push(e);
         }
     }
 }

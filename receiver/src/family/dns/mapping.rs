@@ -49,7 +49,7 @@ fn hist_point(attributes: Attributes, h: &Hist, start: u64) -> Point {
             counts: h.counts.clone(),
             sum: h.sum,
             count: h.count,
-            exemplars: h.exemplars.iter().copied().collect(),
+            exemplars: h.exemplars.to_vec(),
         }),
         start_unix_nano: start,
     }

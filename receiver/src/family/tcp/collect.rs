@@ -30,6 +30,7 @@ pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
 use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
+use crate::spans::RecentExemplars;
 
 pub const SLOTS: usize = SONDE_HIST_SLOTS as usize;
 pub const STATE_SLOTS: usize = SONDE_TCP_STATE_SLOTS as usize;
@@ -125,6 +126,9 @@ pub struct TcpLedger {
     /// kernel's at-close histogram, `sonde.tcp.rtt` of connections that live long.
     pub rtt_live_v4: Hist,
     pub rtt_live_v6: Hist,
+    /// `sonde.tcp.connection.duration` samples that became spans (inbound, outbound).
+    pub duration_exemplars_in: RecentExemplars,
+    pub duration_exemplars_out: RecentExemplars,
     seen: HashMap<(u64, u64), Seen>,
     generation: u64,
     /// A walk is reading the map (between `begin_walk` and `end_walk`).
@@ -146,6 +150,8 @@ impl TcpLedger {
             retransmits: BoundedCounter::new(policy),
             rtt_live_v4: Hist::default(),
             rtt_live_v6: Hist::default(),
+            duration_exemplars_in: RecentExemplars::default(),
+            duration_exemplars_out: RecentExemplars::default(),
             seen: HashMap::new(),
             generation: 0,
             walking: false,
@@ -446,8 +452,22 @@ impl Sink for TcpSink {
     fn end_batch(&mut self) {
         if let Some(s) = &self.spans {
             for ev in self.notable.drain(..) {
-                s.sink
-                    .offer(ev.end_ns, |ctx| super::spans::span(&ev, &s.sink.clock, ctx));
+                let Some(ctx) = s
+                    .sink
+                    .offer(ev.end_ns, |ctx| super::spans::span(&ev, &s.sink.clock, ctx))
+                else {
+                    continue;
+                };
+                // A closed connection's duration is a sample of the kernel's duration
+                // histogram: its span becomes that sample's exemplar.
+                if let Some(seconds) = super::spans::duration_sample(&ev) {
+                    let e = ctx.exemplar(seconds, s.sink.clock.to_unix_nanos(ev.end_ns));
+                    match direction(ev.conn.direction) {
+                        Direction::Inbound => self.ledger.duration_exemplars_in.push(e),
+                        Direction::Outbound => self.ledger.duration_exemplars_out.push(e),
+                        Direction::Unknown => {}
+                    }
+                }
             }
         }
     }

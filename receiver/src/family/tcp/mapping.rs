@@ -14,7 +14,9 @@ use sonde_semconv::tcp as m;
 use crate::aggregate::bounded::BoundedCounter;
 use crate::family::tcp::collect::{Direction, Hist, PortAttr, TcpCounts, TcpLedger, Who};
 use crate::mapping::CounterPoints;
-use crate::model::{numbers, Attributes, ExpHistogram, Metric, Number, Point, PointValue};
+use crate::model::{
+    numbers, Attributes, Exemplar, ExpHistogram, Metric, Number, Point, PointValue,
+};
 
 fn int(v: u64) -> Number {
     Number::Int(i64::try_from(v).unwrap_or(i64::MAX))
@@ -154,13 +156,13 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
     let mut retrans = CounterPoints::default();
     bounded_points(&Attributes::new(), &l.retransmits, &mut retrans);
 
-    let hist_metric = |def, points: Vec<(Attributes, &Hist)>| Metric {
+    let hist_metric = |def, points: Vec<(Attributes, &Hist, Vec<Exemplar>)>| Metric {
         def,
         points: points
             .into_iter()
-            .map(|(attributes, h)| Point {
+            .map(|(attributes, h, exemplars)| Point {
                 attributes,
-                value: PointValue::Exponential(histogram(h)),
+                value: PointValue::Exponential(histogram(h).with_exemplars(exemplars)),
                 start_unix_nano: start,
             })
             .collect(),
@@ -179,14 +181,25 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
         hist_metric(
             m::SONDE_TCP_CONNECTION_DURATION,
             vec![
-                (dir(connection_direction::INBOUND), &c.duration_in),
-                (dir(connection_direction::OUTBOUND), &c.duration_out),
+                (
+                    dir(connection_direction::INBOUND),
+                    &c.duration_in,
+                    l.duration_exemplars_in.to_vec(),
+                ),
+                (
+                    dir(connection_direction::OUTBOUND),
+                    &c.duration_out,
+                    l.duration_exemplars_out.to_vec(),
+                ),
             ],
         ),
         io.metric(m::SONDE_TCP_IO),
         hist_metric(
             m::SONDE_TCP_RTT,
-            vec![(nt(false), &rtt_v4), (nt(true), &rtt_v6)],
+            vec![
+                (nt(false), &rtt_v4, Vec::new()),
+                (nt(true), &rtt_v6, Vec::new()),
+            ],
         ),
         retrans.metric(m::SONDE_TCP_RETRANSMITS),
         numbers(

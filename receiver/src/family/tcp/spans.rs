@@ -41,6 +41,14 @@ pub fn qualifies(rule: &TcpSpanRule, e: &sonde_tcp_event) -> bool {
             .is_some_and(|t| e.conn.start_ns != 0 && e.end_ns.saturating_sub(e.conn.start_ns) > t)
 }
 
+/// The connection's duration in seconds if the kernel put it in
+/// `sonde.tcp.connection.duration` (a close of a connection that opened, with a known
+/// start): the exemplar value of its span.
+pub fn duration_sample(e: &sonde_tcp_event) -> Option<f64> {
+    (is(e, kind::SONDE_TCP_EV_CLOSE) && e.conn.opened != 0 && e.conn.start_ns != 0)
+        .then(|| e.end_ns.saturating_sub(e.conn.start_ns) as f64 / 1e9)
+}
+
 /// The span of a connection, from its first SYN to its close or failure.
 pub fn span(e: &sonde_tcp_event, clock: &MonotonicToWall, context: SpanContext) -> Span {
     let c = &e.conn;
@@ -201,6 +209,22 @@ mod tests {
         ] {
             assert_eq!(qualifies(&rule, &e), want, "{name}");
         }
+    }
+
+    #[test]
+    fn only_closes_of_opened_connections_are_duration_samples() {
+        let out = dir::SONDE_TCP_DIR_OUTBOUND;
+        assert_eq!(
+            duration_sample(&event(kind::SONDE_TCP_EV_CLOSE, out, 104, 250)),
+            Some(0.25)
+        );
+        assert_eq!(
+            duration_sample(&event(kind::SONDE_TCP_EV_FAIL, out, 111, 3)),
+            None
+        );
+        let mut adopted = event(kind::SONDE_TCP_EV_CLOSE, out, 104, 250);
+        adopted.conn.start_ns = 0;
+        assert_eq!(duration_sample(&adopted), None);
     }
 
     #[test]
