@@ -40,16 +40,7 @@ fn start_sonde(config: &str, otlp: Vec<(&'static str, String)>) -> (Sonde, Socke
     ];
     env.extend(otlp);
     let mut sonde = Sonde::start(&env, Some(config));
-    let needle = "serving Prometheus metrics on http://";
-    sonde.wait_log(needle, Duration::from_secs(30));
-    sonde.wait_started();
-    let log = sonde.stderr();
-    let at = log.find(needle).expect("logged") + needle.len();
-    let addr = log[at..]
-        .split('/')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in the log:\n{log}"));
+    let addr = prometheus_addr(&mut sonde);
     (sonde, addr)
 }
 

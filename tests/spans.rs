@@ -425,16 +425,7 @@ fn a_reset_connection_is_an_exemplar_on_the_duration_histogram() {
     ]);
     let config = "collection: {interval: 1s}\nspans: {dns: {enabled: false}}\n";
     let mut sonde = Sonde::start(&env, Some(config));
-    let needle = "serving Prometheus metrics on http://";
-    sonde.wait_log(needle, Duration::from_secs(30));
-    sonde.wait_started();
-    let log = sonde.stderr();
-    let at = log.find(needle).expect("logged") + needle.len();
-    let prom: SocketAddr = log[at..]
-        .split('/')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in the log:\n{log}"));
+    let prom = common::prometheus_addr(&mut sonde);
 
     // The server accepts, holds the connection for LIVED, then aborts it (SO_LINGER 0
     // sends a reset): the client's side ends with ECONNRESET. LIVED puts the sample in

@@ -944,3 +944,18 @@ pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, Str
         .unwrap_or(0);
     (status, body.to_owned())
 }
+
+/// Where a starting `sonde` with the Prometheus exporter on port 0 serves (read back from
+/// its log), once it has started.
+pub fn prometheus_addr(sonde: &mut Sonde) -> SocketAddr {
+    let needle = "serving Prometheus metrics on http://";
+    sonde.wait_log(needle, Duration::from_secs(30));
+    sonde.wait_started();
+    let log = sonde.stderr();
+    let at = log.find(needle).expect("logged") + needle.len();
+    log[at..]
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in the log:\n{log}"))
+}
