@@ -3,6 +3,7 @@
 
     sudo bench/bench.py process            # fork+exit and fork+exec churn (about 2 minutes)
     sudo bench/bench.py process --duration 5 --rounds 7 --workers 2
+    sudo bench/bench.py all                # every bench, short, one table (under 10 minutes)
     bench/bench.py --list
 
 One run measures every configuration side by side: each round starts each tracer in turn
@@ -403,13 +404,19 @@ def compile_workloads(bench: Bench, bin_dir: Path) -> None:
             raise BenchError(f"{' '.join(argv)} failed:\n{r.stderr}")
 
 
-def run_workload(argv: list[str], nice: int) -> tuple[int, float, float]:
-    """Runs one workload at the given nice value; returns its ops, its ops/s and the CPU
-    time it used (with its children, all waited for)."""
+def run_workload(argv: list[str], nice: int, pin: int | None = None) -> tuple[int, float, float]:
+    """Runs one workload at the given nice value (and on CPU `pin` alone, if given);
+    returns its ops, its ops/s and the CPU time it used (with its children, all waited
+    for)."""
+
+    def setup() -> None:
+        if nice:
+            os.nice(nice)
+        if pin is not None:
+            os.sched_setaffinity(0, {pin})
+
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(
-        argv, capture_output=True, text=True, preexec_fn=(lambda: os.nice(nice)) if nice else None
-    )
+    r = subprocess.run(argv, capture_output=True, text=True, preexec_fn=setup)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise BenchError(f"workload {' '.join(argv)} failed ({r.returncode}):\n{r.stderr}")
@@ -453,17 +460,18 @@ def make_tracers(
     return {c: known[c] for c in configs}
 
 
-def run(args: argparse.Namespace) -> int:
-    bench = BENCHES[args.bench]
-    if args.workloads:
-        names = [w.name for w in bench.workloads]
-        unknown = [w for w in args.workloads if w not in names]
-        if unknown:
-            raise BenchError(f"unknown workload(s) {unknown}; {bench.name} has {names}")
-        bench = dataclasses.replace(
-            bench, workloads=[w for w in bench.workloads if w.name in args.workloads]
-        )
-    configs = args.configs or ["baseline", "sonde", f"sonde-{bench.family}", "bpftrace"]
+def select_workloads(bench: Bench, wanted: list[str] | None) -> Bench:
+    if not wanted:
+        return bench
+    names = [w.name for w in bench.workloads]
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise BenchError(f"unknown workload(s) {unknown}; {bench.name} has {names}")
+    return dataclasses.replace(bench, workloads=[w for w in bench.workloads if w.name in wanted])
+
+
+def prepare_sonde(args: argparse.Namespace, configs: list[str]) -> Path:
+    """Checks the prerequisites, builds Sonde (unless told not to) and returns its binary."""
     check_prerequisites(configs, build=not args.no_build and args.sonde is None)
     sonde_bin = Path(args.sonde) if args.sonde else ROOT / "target/release/sonde"
     if any(c.startswith("sonde") for c in configs):
@@ -471,15 +479,27 @@ def run(args: argparse.Namespace) -> int:
             build_sonde()
         if not os.access(sonde_bin, os.X_OK):
             raise BenchError(f"{sonde_bin} missing: cargo build --release -p sonde")
+        args.sonde_revision = sonde_revision(sonde_bin)
+        log(f"sonde: {args.sonde_revision}")
+    return sonde_bin
+
+
+@dataclasses.dataclass
+class Measurement:
+    samples: list[Sample]
+    # The programs each Sonde configuration attached.
+    attached: dict[str, list[str]]
+    started: datetime.datetime
+
+
+def measure(bench: Bench, configs: list[str], args: argparse.Namespace, sonde_bin: Path) -> Measurement:
+    """Every configuration side by side: `args.rounds` rounds, each starting every tracer
+    in turn (the order rotates) and running every workload under it."""
     families = probe_families(ROOT / "examples/sonde.yaml")
     if bench.family not in families:
         raise BenchError(f"examples/sonde.yaml has no probes.{bench.family} block")
-
     samples: list[Sample] = []
     attached: dict[str, list[str]] = {}
-    if any(c.startswith("sonde") for c in configs):
-        args.sonde_revision = sonde_revision(sonde_bin)
-        log(f"sonde: {args.sonde_revision}")
     started = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="sonde-bench-") as tmp:
         work = Path(tmp)
@@ -508,7 +528,7 @@ def run(args: argparse.Namespace) -> int:
                         busy0 = machine_busy_seconds()
                         t0 = time.monotonic()
                         ops, rate, wl_cpu = run_workload(
-                            wl.argv(work, args.duration, args.workers), args.nice
+                            wl.argv(work, args.duration, args.workers), args.nice, args.pin
                         )
                         window = time.monotonic() - t0
                         busy = machine_busy_seconds() - busy0
@@ -541,18 +561,25 @@ def run(args: argparse.Namespace) -> int:
                             f"warning: bpftrace's {bench.bpftrace_ops_map} is {seen}, "
                             f"below the workload's {total_ops} operations"
                         )
+    return Measurement(samples, attached, started)
 
-    report(bench, configs, samples, args, started, attached)
+
+def run(args: argparse.Namespace) -> int:
+    bench = select_workloads(BENCHES[args.bench], args.workloads)
+    configs = args.configs or ["baseline", "sonde", f"sonde-{bench.family}", "bpftrace"]
+    sonde_bin = prepare_sonde(args, configs)
+    m = measure(bench, configs, args, sonde_bin)
+    report(bench, configs, m.samples, args, m.started, m.attached)
     if args.json:
         Path(args.json).write_text(
             json.dumps(
                 {
                     "bench": bench.name,
-                    "started": started.isoformat(timespec="seconds"),
+                    "started": m.started.isoformat(timespec="seconds"),
                     "machine": machine(),
                     "args": vars(args),
-                    "sonde_attached": attached,
-                    "samples": [dataclasses.asdict(s) for s in samples],
+                    "sonde_attached": m.attached,
+                    "samples": [dataclasses.asdict(s) for s in m.samples],
                 },
                 indent=1,
             )
@@ -613,7 +640,9 @@ def report(
         f"{m['bpftrace']}\n"
         + (f"{revision}\n" if revision else "")
         + f"{args.rounds} rounds x {args.duration:g} s per workload, {args.workers} worker(s) "
-        f"at nice {args.nice}, medians\n"
+        f"at nice {args.nice}"
+        + (f", workload pinned to CPU {args.pin}" if args.pin is not None else "")
+        + ", medians\n"
     )
     head = (
         f"{'workload':<8} {'config':<14} {'ops/s':>8} {'spread':>6} {'ratio':>6} "
@@ -682,10 +711,18 @@ def config_descriptions(bench: Bench) -> dict[str, str]:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["all"]:
+        # Every bench, short, one table (bench/suite.py): its own flags and errors.
+        sys.path.insert(0, str(HERE))
+        import suite
+
+        return suite.main(sys.argv[2:])
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Benches:\n" + "\n".join(f"  {b.name:<10} {b.summary}" for b in BENCHES.values()),
+        epilog="Benches:\n"
+        + "\n".join(f"  {b.name:<10} {b.summary}" for b in BENCHES.values())
+        + "\n  all        every bench with short settings, one table (bench.py all --help)",
     )
     p.add_argument("bench", nargs="?", choices=sorted(BENCHES), help="which bench to run")
     p.add_argument("--list", action="store_true", help="list the benches and exit")
@@ -710,6 +747,12 @@ def main() -> int:
         default=0,
         help="run the workload (not the tracers) at this nice value, e.g. -20 on a machine "
         "busy with other work (0)",
+    )
+    p.add_argument(
+        "--pin",
+        type=int,
+        help="run the workload (with its threads and children) on this CPU only; the "
+        "tracers stay free to run anywhere",
     )
     p.add_argument("--sonde", help="use this sonde binary instead of building target/release/sonde")
     p.add_argument("--no-build", action="store_true", help="do not run cargo build first")

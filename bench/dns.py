@@ -17,6 +17,7 @@ Needs root, gcc and /usr/sbin/dnsmasq (Debian's dnsmasq-base). Standard library 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import statistics
@@ -25,6 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench as harness  # noqa: E402  (bench/bench.py: CPU and memory readings)
 
 ROOT = Path(__file__).resolve().parent.parent
 DNSMASQ = "/usr/sbin/dnsmasq"
@@ -49,30 +54,32 @@ exporters:
 """
 
 
-def dnsmasq(listen: str, extra: list[str]) -> subprocess.Popen:
+def placed(pin: int | None, nice: int):
+    """A preexec_fn that runs the child on CPU `pin` alone (if given) at `nice`."""
+
+    def setup() -> None:
+        if nice:
+            os.nice(nice)
+        if pin is not None:
+            os.sched_setaffinity(0, {pin})
+
+    return setup
+
+
+def dnsmasq(listen: str, extra: list[str], pin: int | None = None, nice: int = 0) -> subprocess.Popen:
     return subprocess.Popen(
         [DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
          "--bind-interfaces", "--port=53", "--user=root", "--pid-file=",
          f"--listen-address={listen}", "--cache-size=1000", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=placed(pin, nice))
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
-
-
-def query_loop(binary: Path, seconds: float) -> tuple[float, int]:
+def query_loop(binary: Path, seconds: float, pin: int | None = None, nice: int = 0) -> tuple[float, int, int]:
+    """queries/s, timeouts, queries answered."""
     out = subprocess.run([str(binary), FWD, "53", f"www.{ZONE}", str(seconds)],
-                         check=True, capture_output=True, text=True).stdout.split()
-    return int(out[0]) / seconds, int(out[1])
+                         check=True, capture_output=True, text=True,
+                         preexec_fn=placed(pin, nice)).stdout.split()
+    return int(out[0]) / seconds, int(out[1]), int(out[0])
 
 
 def start_sonde(binary: Path, work: Path) -> tuple[subprocess.Popen, Path]:
@@ -95,10 +102,98 @@ def start_sonde(binary: Path, work: Path) -> tuple[subprocess.Popen, Path]:
     return p, log
 
 
+def build_loop(work: Path) -> Path:
+    loop = work / "dns_query_loop"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(loop), str(ROOT / "bench/dns_query_loop.c")],
+                   check=True)
+    return loop
+
+
+class Resolvers:
+    """The bench's two dnsmasq instances on its own loopback addresses, for a `with`
+    block: an authoritative one for the bench zone and a caching forwarder in front."""
+
+    def __init__(self, loop: Path, pin: int | None = None, nice: int = 0) -> None:
+        self.loop = loop
+        self.pin, self.nice = pin, nice
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Resolvers":
+        self.procs.append(dnsmasq(AUTH, [f"--auth-zone={ZONE}", f"--auth-server=ns.{ZONE}",
+                                         f"--host-record=www.{ZONE},10.1.2.3"], self.pin, self.nice))
+        self.procs.append(dnsmasq(FWD, [f"--server={AUTH}#53"], self.pin, self.nice))
+        try:
+            time.sleep(0.5)
+            answered, _, _ = query_loop(self.loop, 0.5)  # warms the forwarder's cache
+            if answered == 0:
+                raise SystemExit("the local resolver does not answer")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for d in self.procs:
+            d.kill()
+            d.wait()
+        self.procs.clear()
+
+
+@dataclasses.dataclass
+class DnsResult:
+    base: list[float]
+    traced: list[float]
+    # Sonde's CPU seconds and the queries answered, per traced round.
+    cpu_s: list[float]
+    queries: list[int]
+    rss_kib: int
+    load: list[float]
+
+    def cpu_us_per_query(self) -> float:
+        return statistics.median(1e6 * c / q for c, q in zip(self.cpu_s, self.queries) if q)
+
+    def ratio(self) -> float:
+        """Median over rounds of each traced round's rate over the same round's baseline."""
+        return statistics.median(t / b for t, b in zip(self.traced, self.base) if b)
+
+
+def measure(sonde: Path, rounds: int, duration: float, pin: int | None = None, nice: int = 0) -> DnsResult:
+    """Starts the two resolvers and alternates rounds without and with Sonde; with `pin`
+    and `nice`, the resolvers and the query loop run on that CPU at that nice value."""
+    with tempfile.TemporaryDirectory(prefix="sonde-bench-dns-") as tmp:
+        work = Path(tmp)
+        loop = build_loop(work)
+        r = DnsResult([], [], [], [], 0, [])
+        with Resolvers(loop, pin, nice):
+            for i in range(rounds):
+                r.load.append(os.getloadavg()[0])
+                for config in (("baseline", "sonde") if i % 2 == 0 else ("sonde", "baseline")):
+                    if config == "baseline":
+                        qps, lost, _ = query_loop(loop, duration, pin, nice)
+                        r.base.append(qps)
+                    else:
+                        p, _ = start_sonde(sonde, work)
+                        time.sleep(0.5)
+                        c0 = harness.CpuSnapshot.take(p.pid)
+                        qps, lost, n = query_loop(loop, duration, pin, nice)
+                        r.cpu_s.append(harness.cpu_seconds_between(c0, harness.CpuSnapshot.take(p.pid)))
+                        r.queries.append(n)
+                        r.traced.append(qps)
+                        r.rss_kib = max(r.rss_kib, harness.peak_rss_kib(p.pid))
+                        p.send_signal(signal.SIGTERM)
+                        if p.wait(timeout=30) != 0:
+                            raise SystemExit("sonde did not exit cleanly")
+                    print(f"round {i + 1} {config:<8} {qps:10.0f} queries/s ({lost} timeouts)",
+                          file=sys.stderr)
+    return r
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per run")
+    ap.add_argument("--pin", type=int, help="run the resolvers and the query loop on this CPU only")
+    ap.add_argument("--nice", type=int, default=0, help="their nice value, e.g. -20 on a busy machine")
     ap.add_argument("--sonde", type=Path, default=ROOT / "target/release/sonde")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
@@ -109,57 +204,18 @@ def main() -> int:
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "sonde"], cwd=ROOT, check=True)
 
-    with tempfile.TemporaryDirectory(prefix="sonde-bench-dns-") as tmp:
-        work = Path(tmp)
-        loop = work / "dns_query_loop"
-        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(loop), str(ROOT / "bench/dns_query_loop.c")],
-                       check=True)
-        auth = dnsmasq(AUTH, [f"--auth-zone={ZONE}", f"--auth-server=ns.{ZONE}",
-                              f"--host-record=www.{ZONE},10.1.2.3"])
-        fwd = dnsmasq(FWD, [f"--server={AUTH}#53"])
-        try:
-            time.sleep(0.5)
-            answered, _ = query_loop(loop, 0.5)  # warms the forwarder's cache
-            if answered == 0:
-                raise SystemExit("the local resolver does not answer")
-            base: list[float] = []
-            traced: list[float] = []
-            cpu: list[float] = []
-            rss = 0
-            for r in range(args.rounds):
-                for config in (("baseline", "sonde") if r % 2 == 0 else ("sonde", "baseline")):
-                    if config == "baseline":
-                        qps, lost = query_loop(loop, args.duration)
-                        base.append(qps)
-                    else:
-                        p, _ = start_sonde(args.sonde, work)
-                        time.sleep(0.5)
-                        c0 = cpu_seconds(p.pid)
-                        qps, lost = query_loop(loop, args.duration)
-                        c1 = cpu_seconds(p.pid)
-                        traced.append(qps)
-                        cpu.append((c1 - c0) / args.duration)
-                        rss = max(rss, peak_rss_kib(p.pid))
-                        p.send_signal(signal.SIGTERM)
-                        if p.wait(timeout=30) != 0:
-                            raise SystemExit("sonde did not exit cleanly")
-                    print(f"round {r + 1} {config:<8} {qps:10.0f} queries/s ({lost} timeouts)",
-                          file=sys.stderr)
-        finally:
-            for d in (fwd, auth):
-                d.kill()
-                d.wait()
-
-    b, t, c = statistics.median(base), statistics.median(traced), statistics.median(cpu)
+    r = measure(args.sonde, args.rounds, args.duration, args.pin, args.nice)
+    b, t = statistics.median(r.base), statistics.median(r.traced)
+    c = statistics.median(x / args.duration for x in r.cpu_s)
     spread = lambda xs: (max(xs) - min(xs)) / statistics.median(xs)  # noqa: E731
-    load = os.getloadavg()[0]
     print(f"\nqueries/s through a local caching dnsmasq (one query in flight, loopback, "
           f"median of {args.rounds} x {args.duration:g} s)")
     print(f"{'config':<10} {'queries/s':>10} {'spread':>7} {'ratio':>6} {'sonde CPU':>10} {'us/query':>9} {'peak RSS':>9}")
-    print(f"{'baseline':<10} {b:10.0f} {spread(base):6.0%} {1.0:6.3f}")
-    print(f"{'sonde-dns':<10} {t:10.0f} {spread(traced):6.0%} {t / b:6.3f} {c * 100:9.1f}% "
-          f"{c / t * 1e6:9.2f} {rss / 1024:7.1f} MiB")
-    print(f"(load average at the end: {load:.1f} on {os.cpu_count()} CPUs; a large spread means "
+    print(f"{'baseline':<10} {b:10.0f} {spread(r.base):6.0%} {1.0:6.3f}")
+    print(f"{'sonde-dns':<10} {t:10.0f} {spread(r.traced):6.0%} {r.ratio():6.3f} {c * 100:9.1f}% "
+          f"{r.cpu_us_per_query():9.2f} {r.rss_kib / 1024:7.1f} MiB")
+    print(f"(ratio: median over rounds of traced / the same round's baseline; load average "
+          f"{min(r.load):.1f}-{max(r.load):.1f} on {os.cpu_count()} CPUs; a large spread means "
           f"other work shared the machine and the ratio is blurred)")
     return 0
 

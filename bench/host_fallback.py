@@ -29,16 +29,19 @@ import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench as harness  # noqa: E402  (bench/bench.py: CPU readings in ns per thread)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid):
-    """utime + stime of a whole process (all threads), seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / TICKS
+    """A CPU reading of a whole process; subtract two with harness.cpu_seconds_between
+    (ns per thread from schedstat; clock ticks only when a thread exited between)."""
+    return harness.CpuSnapshot.take(pid)
 
 
 def peak_rss_kib(pid):
@@ -117,7 +120,7 @@ def run_sonde(binary, duration, warmup):
         sink.shutdown()
         os.unlink(cfg.name)
     cycles = max(n1 - n0, 1)
-    return (after - before) / cycles, rss, cycles
+    return harness.cpu_seconds_between(before, after) / cycles, rss, cycles
 
 
 def run_node_exporter(binary, duration, warmup, extra=()):
@@ -147,7 +150,28 @@ def run_node_exporter(binary, duration, warmup, extra=()):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return (after - before) / max(scrapes, 1), rss, scrapes
+    return harness.cpu_seconds_between(before, after) / max(scrapes, 1), rss, scrapes
+
+
+LIKE_FOR_LIKE = ("--collector.tcpstat", "--collector.processes")
+AGENTS = ("sonde (fallback)", "node-exporter", "node-exporter+")
+
+
+def measure(sonde, node_exporter, duration, warmup, rounds, agents=AGENTS):
+    """Each agent in turn, the order reversed every other round; per agent a list of
+    (CPU seconds per cycle, peak RSS KiB, cycles), one per round."""
+    runners = {
+        "sonde (fallback)": lambda: run_sonde(sonde, duration, warmup),
+        "node-exporter": lambda: run_node_exporter(node_exporter, duration, warmup),
+        "node-exporter+": lambda: run_node_exporter(node_exporter, duration, warmup, LIKE_FOR_LIKE),
+    }
+    results = {name: [] for name in agents}
+    for r in range(rounds):
+        order = list(agents) if r % 2 == 0 else list(reversed(agents))
+        for name in order:
+            results[name].append(runners[name]())
+            print(f"round {r + 1}: {name}: {results[name][-1]}", file=sys.stderr)
+    return results
 
 
 def main():
@@ -162,22 +186,11 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit(f"{b} is missing (cargo build --release -p sonde; apt-get install prometheus-node-exporter)")
 
-    like_for_like = ("--collector.tcpstat", "--collector.processes")
-    results = {"sonde (fallback)": [], "node-exporter": [], "node-exporter+": []}
-    for r in range(args.rounds):
-        runs = [
-            ("sonde (fallback)", run_sonde, args.sonde),
-            ("node-exporter", run_node_exporter, args.node_exporter),
-            ("node-exporter+", lambda b, d, w: run_node_exporter(b, d, w, like_for_like), args.node_exporter),
-        ]
-        if r % 2:
-            runs.reverse()
-        for name, fn, binary in runs:
-            results[name].append(fn(binary, args.duration, args.warmup))
-            print(f"round {r + 1}: {name}: {results[name][-1]}", file=sys.stderr)
-
+    load = os.getloadavg()[0]
+    results = measure(args.sonde, args.node_exporter, args.duration, args.warmup, args.rounds)
     print(f"one collection cycle a second, {args.duration:g} s measured, {args.rounds} round(s), "
-          f"{os.cpu_count()} CPUs, kernel {os.uname().release}")
+          f"{os.cpu_count()} CPUs, kernel {os.uname().release}, load average {load:.1f}-"
+          f"{os.getloadavg()[0]:.1f}")
     print(f"{'agent':<18} {'CPU ms/cycle':>13} {'CPU % of 1 core':>16} {'peak RSS MiB':>13} {'cycles':>7}")
     for name, rs in results.items():
         cpu = statistics.median(x[0] for x in rs)

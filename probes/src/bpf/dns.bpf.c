@@ -19,6 +19,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_ 6
 #define IPPROTO_UDP_ 17
+#define LOOPBACK_IFINDEX 1 /* lo, in every network namespace */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -97,6 +98,15 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction, enum w
 	__u8 family, proto;
 	__u32 l4, payload;
 	__u16 ports[2];
+
+	/*
+	 * A packet between two sockets of this host crosses loopback: the probe saw it
+	 * leave the sender (egress runs for every local socket, in the sender's context
+	 * for UDP, so that copy also names the process), and the receiver's copy would
+	 * add nothing but a second record. Local resolvers' traffic is half the records.
+	 */
+	if (direction == SONDE_DNS_INGRESS && skb->ingress_ifindex == LOOPBACK_IFINDEX)
+		return 1;
 
 	/* cgroup_skb sees the packet from its network header on, both ways. */
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {

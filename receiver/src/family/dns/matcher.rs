@@ -2,10 +2,12 @@
 //! kernel's timestamps), finished lookups out; no I/O, no clock of its own.
 //!
 //! A lookup is keyed by (client address and port, server address and port, transaction
-//! id, question). The probe sees a packet between two processes of this host twice (on
-//! the sender's egress and on the receiver's ingress), so the first copy of a query
-//! opens the lookup and later copies of it are ignored while it is open; the first copy
-//! of a response closes it and later copies find nothing open. Latency is the response's
+//! id, question). The probe can see a packet between two processes of this host twice
+//! (on the sender's egress and on the receiver's ingress: the kernel side forwards only
+//! the egress copy over loopback, but a packet between network namespaces crosses a
+//! veth pair), so the first copy of a query opens the lookup and later copies of it are
+//! ignored while it is open; the first copy of a response closes it and later copies
+//! find nothing open. Latency is the response's
 //! kernel timestamp minus the query's. A lookup with no response within the timeout
 //! ends with `error.type=timeout` when [`Matcher::expire`] passes its deadline.
 //!
@@ -117,7 +119,8 @@ pub enum Event {
 pub struct MatcherStats {
     /// Queries not tracked because `max_open` lookups were open.
     pub dropped_open: u64,
-    /// Responses with no open query (also every second copy of a local response).
+    /// Responses with no open query (also the second copy of a response that crossed
+    /// between two network namespaces of this host).
     pub unmatched_responses: u64,
 }
 

@@ -35,15 +35,41 @@ struct Request {
 /// Sockets per (is_ipv6, state) for the states the probe keeps ([`TRACKED_STATES`]).
 pub fn tcp_state_counts() -> std::io::Result<HashMap<(bool, usize), i64>> {
     let mut out = HashMap::new();
+    let states = TRACKED_STATES.iter().fold(0u32, |m, s| m | 1 << s);
     for (family, v6) in [(libc::AF_INET, false), (libc::AF_INET6, true)] {
-        dump(family as u8, |state| {
+        dump(family as u8, states, |state| {
             *out.entry((v6, state)).or_default() += 1;
         })?;
     }
     Ok(out)
 }
 
-fn dump(family: u8, mut each: impl FnMut(usize)) -> std::io::Result<()> {
+/// The kernel's TCP states 1 (ESTABLISHED) ..= 11 (CLOSING).
+pub const ALL_STATES: usize = 11;
+
+/// Sockets per state (index `state - 1`) in this network namespace, IPv4 then IPv6: what
+/// /proc/net/tcp and tcp6 list (time-wait sockets, and pending connections as SYN_RECV,
+/// included), at a fraction of the cost: a dump walks the kernel's hash table once per
+/// family, where reading the text walks it again for every page read(2) returns
+/// (0.5 ms against 7.4 ms of CPU with a 262 144-bucket table).
+pub fn all_state_counts() -> std::io::Result<[[u64; ALL_STATES]; 2]> {
+    let mut out = [[0u64; ALL_STATES]; 2];
+    // Bits 1..=11; asking for SYN_RECV also returns request sockets, as SYN_RECV.
+    let states = ((1u32 << (ALL_STATES + 1)) - 1) & !1;
+    for (family, counts) in [libc::AF_INET, libc::AF_INET6]
+        .into_iter()
+        .zip(out.iter_mut())
+    {
+        dump(family as u8, states, |state| {
+            if let Some(c) = state.checked_sub(1).and_then(|i| counts.get_mut(i)) {
+                *c += 1;
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+fn dump(family: u8, states: u32, mut each: impl FnMut(usize)) -> std::io::Result<()> {
     // SAFETY: socket(2) has no memory-safety preconditions; the fd is owned at once.
     let fd = unsafe {
         libc::socket(
@@ -57,7 +83,6 @@ fn dump(family: u8, mut each: impl FnMut(usize)) -> std::io::Result<()> {
     }
     // SAFETY: fd is a fresh descriptor nothing else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let states = TRACKED_STATES.iter().fold(0u32, |m, s| m | 1 << s);
     let req = Request {
         len: std::mem::size_of::<Request>() as u32,
         ty: SOCK_DIAG_BY_FAMILY,
@@ -178,5 +203,30 @@ mod tests {
         let mut bad = msg(SOCK_DIAG_BY_FAMILY, &[2, 1, 0, 0]);
         bad[0] = 200;
         assert_eq!(parse(&bad, &mut |_| {}), Parsed::Error(libc::EBADMSG));
+    }
+
+    #[test]
+    fn all_state_counts_see_this_tests_own_sockets_by_state() {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut pairs = Vec::new();
+        for _ in 0..5 {
+            let c = TcpStream::connect(addr).expect("connect");
+            let (s, _) = listener.accept().expect("accept");
+            pairs.push((c, s));
+        }
+        // The side that closes first keeps a TIME_WAIT socket for a minute.
+        let (c, s) = pairs.pop().expect("a pair");
+        drop(c);
+        let mut buf = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut &s, &mut buf).expect("EOF"), 0);
+        drop(s);
+        let after = all_state_counts().expect("a sock_diag dump");
+        // Other processes' sockets come and go: only what this test holds is certain.
+        assert!(after[0][10 - 1] >= 1, "LISTEN: {after:?}");
+        assert!(after[0][1 - 1] >= 8, "ESTABLISHED, 4 pairs: {after:?}");
+        assert!(after[0][6 - 1] >= 1, "TIME_WAIT: {after:?}");
+        drop(pairs);
     }
 }

@@ -136,15 +136,34 @@ impl HostReader {
             s.statvfs_skipped = self.statvfs.skipped().clone();
         }
         if self.tcp_states {
-            if let Some(v4) = self.read("tcp", "net/tcp") {
-                // tcp6 is absent when IPv6 is disabled: count IPv4 alone then.
-                let v6 =
-                    std::fs::read_to_string(self.proc_root.join("net/tcp6")).unwrap_or_default();
-                s.tcp = Some((net_tcp::parse(&v4), net_tcp::parse(&v6)));
-            }
+            s.tcp = self.tcp_states();
         }
         s.processes = self.processes();
         s
+    }
+
+    /// TCP sockets per state, IPv4 and IPv6. Reading the host's own /proc, from netlink
+    /// sock_diag: the same counts as /proc/net/tcp{,6} for a small part of the cost (the
+    /// text walks the kernel's whole hash table again for every page it returns, most of
+    /// a fallback cycle's CPU). From the files for another /proc root, or when the dump
+    /// fails (a seccomp filter, a kernel without inet_diag).
+    fn tcp_states(&mut self) -> Option<(net_tcp::TcpStates, net_tcp::TcpStates)> {
+        if self.proc_root == Path::new("/proc") && !self.warned.contains("tcp_diag") {
+            match crate::family::tcp::sock_diag::all_state_counts() {
+                Ok([v4, v6]) => return Some((v4, v6)),
+                Err(e) => {
+                    self.warned.insert("tcp_diag");
+                    tracing::info!(
+                        "netlink sock_diag failed ({e}): TCP connection counts come from \
+                         /proc/net/tcp and tcp6 instead, which costs more CPU"
+                    );
+                }
+            }
+        }
+        let v4 = self.read("tcp", "net/tcp")?;
+        // tcp6 is absent when IPv6 is disabled: count IPv4 alone then.
+        let v6 = std::fs::read_to_string(self.proc_root.join("net/tcp6")).unwrap_or_default();
+        Some((net_tcp::parse(&v4), net_tcp::parse(&v6)))
     }
 
     /// Every process's stat. A process that exits between the directory listing and
