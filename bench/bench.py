@@ -195,6 +195,62 @@ def probe_families(example: Path) -> list[str]:
     return families
 
 
+def lost_slots() -> dict[str, dict[int, str]]:
+    """The loss counters of Sonde's probes, from probes/include/sonde_abi.h: per counter
+    map (`<family>_counters`), slot -> name of every `SONDE_*_LOST_*` slot."""
+    abi = (ROOT / "probes/include/sonde_abi.h").read_text()
+    out: dict[str, dict[int, str]] = {}
+    for m in re.finditer(r"enum sonde_(\w+)_counter \{(.*?)\}", abi, re.S):
+        slots = {
+            int(n): name
+            for name, n in re.findall(r"\b(SONDE_\w*_LOST_\w+)\s*=\s*(\d+)", m.group(2))
+        }
+        if slots:
+            out[f"{m.group(1)}_counters"] = slots
+    return out
+
+
+def sonde_losses(pid: int) -> dict[str, int]:
+    """Events Sonde's probes counted as lost so far (ring full, map full...), read from
+    the counter maps that process holds open (their ids in /proc/PID/fdinfo, their
+    per-CPU values with bpftool). Non-zero means Sonde did not see every event: its CPU
+    per event is then too low to quote. Empty when bpftool is missing."""
+    if not shutil.which("bpftool"):
+        return {}
+    wanted = lost_slots()
+    losses: dict[str, int] = {}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:bpf-map":
+                continue
+            info = (Path(f"/proc/{pid}/fdinfo") / fd.name).read_text()
+        except OSError:
+            continue  # closed meanwhile
+        m = re.search(r"^map_id:\s*(\d+)", info, re.M)
+        if not m:
+            continue
+        r = subprocess.run(["bpftool", "-j", "map", "dump", "id", m.group(1)], capture_output=True, text=True)
+        show = subprocess.run(["bpftool", "-j", "map", "show", "id", m.group(1)], capture_output=True, text=True)
+        try:
+            name = json.loads(show.stdout).get("name", "")
+            entries = json.loads(r.stdout)
+        except json.JSONDecodeError:
+            continue
+        slots = wanted.get(name)
+        if not slots:
+            continue
+        for e in entries:
+            key = int.from_bytes(bytes(int(b, 16) for b in e["key"]), "little")
+            if key not in slots:
+                continue
+            total = sum(
+                int.from_bytes(bytes(int(b, 16) for b in v["value"]), "little") for v in e["values"]
+            )
+            if total:
+                losses[slots[key]] = losses.get(slots[key], 0) + total
+    return losses
+
+
 # --------------------------------------------------------------------------------------
 # Tracers
 # --------------------------------------------------------------------------------------
@@ -365,6 +421,8 @@ class Sample:
     # load on the machine, which makes the figures noisier.
     other_cpu_s: float = 0.0
     tracer_peak_rss_kib: int | None = None
+    # Sonde's probes' loss counters at the end of the round (cumulative over its workloads).
+    sonde_lost: int = 0
 
 
 def check_prerequisites(configs: list[str], build: bool) -> None:
@@ -548,8 +606,12 @@ def measure(bench: Bench, configs: list[str], args: argparse.Namespace, sonde_bi
                             + f"  other cpu {other:.2f} s"
                         )
                     rss = peak_rss_kib(tracer.pid) if tracer.pid else None
+                    lost = sonde_losses(tracer.pid) if isinstance(tracer, Sonde) and tracer.pid else {}
+                    if lost:
+                        log(f"warning: {config} lost events in round {rnd + 1}: {lost}")
                     for s in round_samples:
                         s.tracer_peak_rss_kib = rss
+                        s.sonde_lost = sum(lost.values())
                     out = tracer.stop()
                 finally:
                     tracer._kill()  # only if it is still running: on an error or Ctrl-C

@@ -64,6 +64,7 @@ class Row:
     # Memory phase: VmRSS once idle again after the workloads.
     sonde_steady_rss_mib: float | None = None
     other_rss_mib: float | None = None
+    sonde_lost: int | None = None  # events Sonde's probes counted as lost, all rounds
     spread: float | None = None  # largest (max - min) / median of ops/s over configs
     load: str = ""
 
@@ -75,11 +76,15 @@ class Target:
     limit: float
     unit: str
     higher_is_better: bool = False
+    # Events Sonde lost in the phase: a figure measured while it dropped events shows nothing.
+    lost: int = 0
 
     def verdict(self) -> str:
         if self.measured is None:
             return "not measured"
         ok = self.measured >= self.limit if self.higher_is_better else self.measured <= self.limit
+        if self.lost:
+            return f"not shown: Sonde lost {self.lost} events"
         return "met" if ok else "NOT met"
 
 
@@ -141,6 +146,8 @@ def harness_row(
         other_added_us=paired(ss, "bpftrace", workload, added),
         sonde_rss_mib=rss(sonde),
         other_rss_mib=rss("bpftrace"),
+        # Cumulative per Sonde run (one per round): the rounds' last samples summed.
+        sonde_lost=sum({s.round: s.sonde_lost for s in ss if s.config == sonde}.values()),
         spread=max(spreads) if spreads else None,
         load=load,
     )
@@ -198,6 +205,7 @@ def memory_phase(args: argparse.Namespace, pin: int | None) -> Row:
                     time.sleep(1.0)
                     steady.append(rss_kib(sonde.pid))
                 peak = harness.peak_rss_kib(sonde.pid)
+                lost = harness.sonde_losses(sonde.pid) if sonde.pid else {}
                 sonde.stop()
             finally:
                 sonde._kill()
@@ -207,6 +215,7 @@ def memory_phase(args: argparse.Namespace, pin: int | None) -> Row:
         "-",
         sonde_rss_mib=peak / 1024,
         sonde_steady_rss_mib=statistics.median(steady) / 1024,
+        sonde_lost=sum(lost.values()),
         load=load_span(l0, loadavg()),
     )
 
@@ -252,6 +261,7 @@ def dns_phase(args: argparse.Namespace, pin: int | None) -> Row:
         sonde_cpu_us=r.cpu_us_per_query(),
         other_name="-",
         sonde_rss_mib=r.rss_kib / 1024,
+        sonde_lost=r.lost,
         spread=spread,
         load=load_span(l0, loadavg()),
     )
@@ -272,7 +282,7 @@ def print_table(rows: list[Row], started: datetime.datetime, args: argparse.Name
     )
     head = (
         f"{'family':<8} {'workload':<12} {'none/s':>9} | {'Sonde':>6} {'own us':>7} "
-        f"{'+wl us':>7} {'RSS MiB':>7} | {'vs':<13} {'ratio':>6} {'own us':>8} {'+wl us':>7} "
+        f"{'+wl us':>7} {'RSS MiB':>9} {'lost':>6} | {'vs':<13} {'ratio':>6} {'own us':>8} {'+wl us':>7} "
         f"{'RSS MiB':>7} | {'spread':>6} {'load':>9}"
     )
     print(head)
@@ -284,7 +294,7 @@ def print_table(rows: list[Row], started: datetime.datetime, args: argparse.Name
         print(
             f"{r.family:<8} {r.workload:<12} {fmt(r.base_rate, '.0f'):>9} | "
             f"{fmt(r.sonde_ratio, '.3f'):>6} {fmt(r.sonde_cpu_us, '.3f'):>7} "
-            f"{fmt(r.sonde_added_us, '+.2f'):>7} {rss:>7} | {r.other_name:<13} "
+            f"{fmt(r.sonde_added_us, '+.2f'):>7} {rss:>9} {fmt(r.sonde_lost, 'd'):>6} | {r.other_name:<13} "
             f"{fmt(r.other_ratio, '.3f'):>6} {fmt(r.other_cpu_us, '.3f'):>8} "
             f"{fmt(r.other_added_us, '+.2f'):>7} {fmt(r.other_rss_mib, '.1f'):>7} | "
             f"{fmt(None if r.spread is None else 100 * r.spread, '.0f') + ('%' if r.spread is not None else ''):>6} "
@@ -298,6 +308,8 @@ Sonde / ratio: throughput with the tracer over throughput without, median of the
 +wl us: CPU the workload itself spent more per event than in the same round without a
   tracer: the kernel programs run in its context, so this is their cost per event.
 RSS MiB: peak (VmHWM); memory: peak / steady (VmRSS once idle after the workloads).
+lost: events Sonde's probes counted as lost (a ring or map full), over every round; when
+  not 0, Sonde did not see every event and its CPU per event is too low to quote.
 fallback: own us is CPU per collection cycle (Sonde without eBPF, OTLP/HTTP export
   included) against one node-exporter scrape with its default collectors.
 spread: the largest (max - min) / median of the throughput over the rounds of any
@@ -309,7 +321,7 @@ def targets(rows: list[Row]) -> list[Target]:
     by = {(r.family, r.workload): r for r in rows}
     out: list[Target] = []
     if f := by.get(("fileio", "read1")):
-        out.append(Target("fileio: CPU added per 1-byte pread", f.sonde_added_us, 0.40, "us"))
+        out.append(Target("fileio: CPU added per 1-byte pread", f.sonde_added_us, 0.40, "us", lost=f.sonde_lost or 0))
         x = (
             f.sonde_added_us / f.other_added_us
             if f.sonde_added_us is not None and f.other_added_us
@@ -317,12 +329,12 @@ def targets(rows: list[Row]) -> list[Target]:
         )
         out.append(Target("fileio: that cost against bpftrace hist()'s", x, 0.30, "x"))
     if d := by.get(("dns", "query")):
-        out.append(Target("dns: Sonde's own CPU per query", d.sonde_cpu_us, 1.0, "us"))
-        out.append(Target("dns: query rate with Sonde / without", d.sonde_ratio, 0.97, "x", True))
+        out.append(Target("dns: Sonde's own CPU per query", d.sonde_cpu_us, 1.0, "us", lost=d.sonde_lost or 0))
+        out.append(Target("dns: query rate with Sonde / without", d.sonde_ratio, 0.97, "x", True, d.sonde_lost or 0))
     if t := by.get(("tcp", "churn")):
         out.append(Target("tcp: churn spread over rounds", t.spread, 0.10, "x"))
-        out.append(Target("tcp: Sonde's own CPU per connection", t.sonde_cpu_us, 1.0, "us"))
-        out.append(Target("tcp: throughput with Sonde / without", t.sonde_ratio, 0.95, "x", True))
+        out.append(Target("tcp: Sonde's own CPU per connection", t.sonde_cpu_us, 1.0, "us", lost=t.sonde_lost or 0))
+        out.append(Target("tcp: throughput with Sonde / without", t.sonde_ratio, 0.95, "x", True, t.sonde_lost or 0))
     if m := by.get(("memory", "every family")):
         out.append(Target("memory: peak RSS, every family on", m.sonde_rss_mib, 20.0, "MiB"))
     if b := by.get(("fallback", "one cycle")):

@@ -18,7 +18,10 @@
 //! when the kernel gave it (UDP sends run in the sender's context); otherwise any
 //! process of this host. Lookups answered by remote resolvers have no cache-hit value.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Seeded per process: keys carry names and ports remote peers choose.
+use foldhash::HashMap;
 use std::net::SocketAddr;
 
 use super::wire::{Message, Question, Transport};
@@ -143,7 +146,7 @@ impl Matcher {
             timeout_ns,
             max_open,
             max_sent,
-            open: HashMap::new(),
+            open: HashMap::default(),
             sent: VecDeque::new(),
             stats: MatcherStats::default(),
         }
