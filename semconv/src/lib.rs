@@ -8,6 +8,7 @@
 //! in `receiver` checks that no exported name escapes this crate.
 
 pub mod attr;
+pub mod containers;
 pub mod dns;
 pub mod fileio;
 pub mod host;
@@ -17,7 +18,14 @@ pub mod tcp;
 /// Every family's metrics under the default names (semconv 1.44, `sonde.*`): the set
 /// tests hold what Sonde exports and serves to. A family's semconv file adds its `ALL`
 /// here. The legacy twins (`host::v0::ALL`) are not in it.
-pub const CONTRACT: &[&[MetricDef]] = &[metric::ALL, tcp::ALL, dns::ALL, fileio::ALL, host::ALL];
+pub const CONTRACT: &[&[MetricDef]] = &[
+    metric::ALL,
+    tcp::ALL,
+    dns::ALL,
+    fileio::ALL,
+    host::ALL,
+    containers::ALL,
+];
 
 /// [`CONTRACT`] as one list.
 pub fn contract() -> Vec<MetricDef> {
@@ -64,6 +72,8 @@ pub const OBSERVED_COUNTERS: &[MetricDef] = &[
     host::SYSTEM_NETWORK_PACKET_DROPPED,
     host::SYSTEM_NETWORK_ERRORS,
     host::PROCESS_CPU_TIME,
+    containers::CONTAINER_CPU_TIME,
+    containers::CONTAINER_DISK_IO,
     host::v0::SYSTEM_CPU_TIME,
     host::v0::SYSTEM_PAGING_FAULTS,
     host::v0::SYSTEM_PAGING_OPERATIONS,

@@ -11,6 +11,7 @@
 //! [`FileFamily`] and is registered under `files`: it runs in both modes, eBPF and
 //! fallback ([`FILE_FAMILIES`], [`file_sources`]).
 
+pub mod containers;
 pub mod dns;
 pub mod fileio;
 pub mod host;
@@ -195,7 +196,9 @@ families! {
         tcp: tcp::Tcp => tcp::config::TcpProbeConfig,
         dns: dns::Dns => dns::config::DnsProbeConfig,
     }
-    files {}
+    files {
+        containers: containers::Containers => containers::config::ContainersConfig,
+    }
 }
 
 #[cfg(test)]
