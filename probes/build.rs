@@ -16,7 +16,7 @@ mod grid;
 
 /// Probe families: each is one C file and one object, so one that fails to load or
 /// attach leaves the others running.
-const FAMILIES: &[&str] = &["process", "fileio", "tcp", "dns"];
+const FAMILIES: &[&str] = &["process", "fileio", "tcp", "dns", "netio"];
 
 fn main() -> Result<()> {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);

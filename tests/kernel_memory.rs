@@ -8,26 +8,20 @@
 mod common;
 
 use sonde::collect::kernel_objects::{own_maps, possible_cpus, total, with_names, PROJECTED_CPUS};
-use sonde_probes::Family;
 
 const BUDGET: u64 = 32 * 1024 * 1024;
 
 #[test]
 fn every_family_fits_the_budget_on_64_cpus() {
     common::require_root();
-    let families: Vec<_> = Family::ALL
+    let families: Vec<_> = sonde::family::FAMILIES
         .iter()
         .map(|f| {
-            let specs = match f {
-                Family::Process => sonde::family::process::probe::PROGRAMS,
-                Family::FileIo => sonde::family::fileio::probe::PROGRAMS,
-                Family::Tcp => sonde::family::tcp::probe::PROGRAMS,
-                Family::Dns => sonde::family::dns::probe::PROGRAMS,
-            };
-            sonde::probe::load_family(*f, specs, false)
+            f.check()
                 .unwrap_or_else(|e| panic!("loading {}: {e}", f.name()))
         })
         .collect();
+    assert_eq!(families.len(), sonde_probes::Family::ALL.len());
     let maps = with_names(own_maps().expect("reading /proc/self/fdinfo"));
     for name in [
         "process_counter", // the kernel keeps 15 characters of a name
@@ -41,6 +35,8 @@ fn every_family_fits_the_budget_on_64_cpus() {
         "tcp_events",
         "tcp_hists",
         "dns_events",
+        "netio_bytes_0",
+        "netio_bytes_1",
     ] {
         assert!(
             maps.iter().any(|m| m.name == name),

@@ -287,4 +287,40 @@ struct sonde_dns_event {
 	__u8 data[SONDE_DNS_CAPTURE]; /* the start of the UDP / TCP payload */
 };
 
+/* ---- netio family ------------------------------------------------------ */
+
+/* Keys each of `netio_bytes_0` / `netio_bytes_1` holds at most: (cgroup, process name)
+ * pairs active within one collection interval, not pids. */
+#define SONDE_NETIO_MAX_KEYS 16384
+
+/*
+ * The probe adds to `netio_bytes_<g>` where g is the one __u32 in the array `netio_gen`.
+ * Userspace flips g at every collection, reads the map it retired, and at the next
+ * collection (when no program can still be writing to it) reads it once more and empties
+ * it: no entry is ever deleted while the kernel may add to it, so no byte is lost, and a
+ * map holds only the keys of the last interval or two.
+ */
+
+/* Key of `netio_bytes_<g>`: the sending or receiving task's cgroup v2 id and its
+ * process's name (the thread-group leader's comm). */
+struct sonde_netio_key {
+	__u64 cgroup_id;
+	char comm[SONDE_COMM_LEN];
+};
+
+/* Value of `netio_bytes_<g>` (shared by all CPUs, atomic adds): bytes that sendmsg and
+ * recvmsg calls on TCP and UDP sockets returned. */
+struct sonde_netio_value {
+	__u64 tx_bytes;
+	__u64 rx_bytes;
+};
+
+/* Index into the per-CPU array `netio_counters` (one __u64 per slot). */
+enum sonde_netio_counter {
+	SONDE_NETIO_UNKEYED_TX = 0,  /* bytes sent by calls whose key found no room in the map */
+	SONDE_NETIO_UNKEYED_RX = 1,  /* bytes received likewise */
+	SONDE_NETIO_LOST_KEYS = 2,   /* calls counted unkeyed: the map was full */
+	SONDE_NETIO_COUNTER_SLOTS = 3,
+};
+
 #endif /* SONDE_ABI_H */

@@ -57,6 +57,12 @@ unsafe impl aya::Pod for sonde_dns_config {}
 // SAFETY: as above.
 unsafe impl aya::Pod for sonde_dns_event {}
 
+// SAFETY: fixed-width integers and a byte array without implicit padding (pinned by
+// `pinned_netio_layouts` below); any bit pattern is valid.
+unsafe impl aya::Pod for sonde_netio_key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_netio_value {}
+
 #[cfg(test)]
 mod pinned {
     use super::*;
@@ -180,5 +186,18 @@ mod pinned {
         assert_eq!(offset_of!(sonde_dns_event, data), 72);
         assert_eq!(sonde_dns_counter::SONDE_DNS_COUNTER_SLOTS as u32, 3);
         assert_eq!(sonde_dns_direction::SONDE_DNS_EGRESS as u32, 1);
+    }
+
+    #[test]
+    fn pinned_netio_layouts() {
+        assert_eq!(SONDE_NETIO_MAX_KEYS, 16384);
+        assert_eq!(size_of::<sonde_netio_key>(), 24);
+        assert_eq!(offset_of!(sonde_netio_key, cgroup_id), 0);
+        assert_eq!(offset_of!(sonde_netio_key, comm), 8);
+        assert_eq!(size_of::<sonde_netio_value>(), 16);
+        assert_eq!(offset_of!(sonde_netio_value, tx_bytes), 0);
+        assert_eq!(offset_of!(sonde_netio_value, rx_bytes), 8);
+        assert_eq!(sonde_netio_counter::SONDE_NETIO_UNKEYED_RX as u32, 1);
+        assert_eq!(sonde_netio_counter::SONDE_NETIO_COUNTER_SLOTS as u32, 3);
     }
 }

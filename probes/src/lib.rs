@@ -18,10 +18,18 @@ pub enum Family {
     Tcp,
     /// DNS packets on the watched ports (cgroup_skb on the cgroup v2 root).
     Dns,
+    /// Bytes sent and received per process and container (sock_send_length / sock_recv_length).
+    NetIo,
 }
 
 impl Family {
-    pub const ALL: &'static [Family] = &[Family::Process, Family::FileIo, Family::Tcp, Family::Dns];
+    pub const ALL: &'static [Family] = &[
+        Family::Process,
+        Family::FileIo,
+        Family::Tcp,
+        Family::Dns,
+        Family::NetIo,
+    ];
 
     /// The family's name, as used in config keys, logs and `sonde.probe`.
     pub fn name(self) -> &'static str {
@@ -30,6 +38,7 @@ impl Family {
             Family::FileIo => "fileio",
             Family::Tcp => "tcp",
             Family::Dns => "dns",
+            Family::NetIo => "netio",
         }
     }
 
@@ -40,6 +49,7 @@ impl Family {
             Family::FileIo => FILEIO_OBJ,
             Family::Tcp => TCP_OBJ,
             Family::Dns => DNS_OBJ,
+            Family::NetIo => NETIO_OBJ,
         }
     }
 }
@@ -48,6 +58,7 @@ static PROCESS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 static FILEIO_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fileio.bpf.o"));
 static TCP_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp.bpf.o"));
 static DNS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns.bpf.o"));
+static NETIO_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netio.bpf.o"));
 
 /// Names of the programs and maps in the objects, typed so a rename breaks the build
 /// rather than a lookup at run time.
@@ -133,5 +144,13 @@ pub mod names {
         pub const MAP_CONFIG: &str = "dns_config";
         pub const MAP_COUNTERS: &str = "dns_counters";
         pub const MAP_EVENTS: &str = "dns_events";
+    }
+    pub mod netio {
+        pub const PROG_SEND: &str = "sonde_netio_send";
+        pub const PROG_RECV: &str = "sonde_netio_recv";
+        /// The two byte maps the probe writes in turn, and the one that says which.
+        pub const MAP_BYTES: [&str; 2] = ["netio_bytes_0", "netio_bytes_1"];
+        pub const MAP_GEN: &str = "netio_gen";
+        pub const MAP_COUNTERS: &str = "netio_counters";
     }
 }

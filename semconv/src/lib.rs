@@ -13,6 +13,7 @@ pub mod dns;
 pub mod fileio;
 pub mod host;
 pub mod metric;
+pub mod netio;
 pub mod tcp;
 
 /// Every family's metrics under the default names (semconv 1.44, `sonde.*`): the set
@@ -25,6 +26,7 @@ pub const CONTRACT: &[&[MetricDef]] = &[
     fileio::ALL,
     host::ALL,
     containers::ALL,
+    netio::ALL,
 ];
 
 /// [`CONTRACT`] as one list.

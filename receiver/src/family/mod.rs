@@ -15,6 +15,7 @@ pub mod containers;
 pub mod dns;
 pub mod fileio;
 pub mod host;
+pub mod netio;
 pub mod process;
 pub mod tcp;
 
@@ -195,6 +196,7 @@ families! {
         fileio: fileio::FileIo => fileio::config::FileIoProbeConfig,
         tcp: tcp::Tcp => tcp::config::TcpProbeConfig,
         dns: dns::Dns => dns::config::DnsProbeConfig,
+        netio: netio::NetIo => netio::config::NetIoConfig,
     }
     files {
         containers: containers::Containers => containers::config::ContainersConfig,
