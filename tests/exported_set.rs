@@ -27,6 +27,7 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::cgroup::busy_docker_container;
 use common::dns::{addresses, query, wait_ready, Dnsmasq};
 use common::*;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -222,12 +223,15 @@ fn check(mode: &str) {
          \x20 process:\n    executable_name_limit: 100000\n\
          \x20 fileio:\n    process_limit: 100000\n\
          \x20 tcp:\n    series_limit: 100000\n\
-         \x20 dns:\n    timeout: 300ms\n    question_name_limit: 100000\n"
+         \x20 dns:\n    timeout: 300ms\n    question_name_limit: 100000\n\
+         \x20 netio:\n    series_limit: 100000\n\
+         \x20 containers:\n    series_limit: 100000\n"
     );
     let mut sonde = Sonde::start(&rx.env(), Some(&yaml));
     sonde.wait_started();
     rx.wait_for("a first export", WAIT, |e| !e.is_empty());
     workload(resolver, silent, &zone);
+    let _container = busy_docker_container();
 
     let path = golden_path(mode);
     let got = if std::env::var_os("SONDE_BLESS").is_some() {

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cgroup::busy_docker_container;
 use common::dns::{addresses, query, wait_ready, Dnsmasq};
 use common::*;
 use sonde_semconv::{host, tcp, MetricDef};
@@ -264,6 +265,8 @@ fn contract_on_the_endpoint(v0: bool) {
     }
     let (mut sonde, addr) = start_sonde(&config, rx.env());
     let truth = workload(resolver);
+    // A container whose process sends and writes: the container.* metrics.
+    let _container = busy_docker_container();
 
     let all: Vec<MetricDef> = [semconv_contract(), host::v0::ALL.to_vec()].concat();
     let expected: Vec<MetricDef> = if v0 {

@@ -36,6 +36,7 @@ use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Metric};
 use prost::Message;
 
+pub mod cgroup;
 pub mod dns;
 
 /// Runs a system tool the test needs; panics with its stderr if it fails. Returns its
