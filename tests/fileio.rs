@@ -26,8 +26,10 @@ use common::*;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 const WAIT: Duration = Duration::from_secs(60);
-/// Large enough that every process on a busy machine gets its own series.
-const CONFIG: &str = "probes:\n  fileio:\n    process_limit: 100000\n";
+/// Large enough that every process on a busy machine gets its own series; the tests tell
+/// processes apart by pid.
+const CONFIG: &str =
+    "attributes:\n  process_pid: true\nprobes:\n  fileio:\n    process_limit: 100000\n";
 
 fn start_sonde(rx: &OtlpReceiver) -> Sonde {
     start_sonde_with(rx, &[])

@@ -58,6 +58,11 @@ fn hostwide() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn load() -> Loaded {
+    load_sized(&[])
+}
+
+/// As [`load`], with other bounds for the maps in `map_sizes` (name, max_entries).
+fn load_sized(map_sizes: &[(&str, u32)]) -> Loaded {
     require_root();
     if let Err(e) = sonde::probe::tracefs::ensure_mounted() {
         panic!("tracefs is needed for the tcp tracepoints and could not be mounted: {e}");
@@ -73,7 +78,8 @@ fn load() -> Loaded {
         ttl: Duration::ZERO,
         start_unix_nano: sonde::unix_nanos(),
     };
-    let (family, source) = sonde::family::tcp::load(series, None).expect("loading the tcp family");
+    let (family, source) =
+        sonde::family::tcp::load_sized(series, None, map_sizes).expect("loading the tcp family");
     for r in &family.reports {
         assert_eq!(
             r.state,
@@ -1372,6 +1378,66 @@ fn a_listener_without_bind_owns_its_inbound_connections() {
     let _ = child.kill();
     let _ = child.wait();
     wait_no_listener(&loaded, port);
+}
+
+/// Ports of the listener map's entries.
+fn listener_ports(loaded: &Loaded) -> std::collections::HashSet<u16> {
+    use sonde_probes::abi::{sonde_tcp_listener, sonde_tcp_listener_key};
+    let map = loaded
+        ._family
+        .ebpf
+        .map(sonde_probes::names::tcp::MAP_LISTENERS)
+        .expect("tcp_listeners");
+    let m = aya::maps::HashMap::<_, sonde_tcp_listener_key, sonde_tcp_listener>::try_from(map)
+        .expect("tcp_listeners layout");
+    m.keys().flatten().map(|k| k.port).collect()
+}
+
+/// Past the listener map's bound, every listener it could not record is counted as lost
+/// (`sonde.probe.events.lost{map_full}`), and the map empties as they close. The test's
+/// own instance has a bound of 16 instead of 4096, so no other probe on the host ever
+/// sees its map full.
+#[test]
+fn listeners_past_the_map_bound_are_counted_as_lost() {
+    const BOUND: u32 = 16;
+    const N: usize = 40;
+    let loaded = load_sized(&[(sonde_probes::names::tcp::MAP_LISTENERS, BOUND)]);
+    let src = &loaded.source;
+    let before = src.collector.read().expect("counts").lost_listeners;
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a listener"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
+    // listen(2) has returned for each: its transition has run, recorded or counted.
+    let recorded = listener_ports(&loaded);
+    assert!(recorded.len() <= BOUND as usize);
+    let missing = ports.iter().filter(|p| !recorded.contains(p)).count() as u64;
+    let lost = src.collector.read().expect("counts").lost_listeners - before;
+    assert!(
+        missing >= (N - BOUND as usize) as u64,
+        "the map holds at most {BOUND}: {missing} of ours missing"
+    );
+    // Other processes' listens while the map was full are lost too: at least ours.
+    assert!(
+        lost >= missing,
+        "every listener the map could not hold is counted: {lost} lost, {missing} missing"
+    );
+    drop(listeners);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = listener_ports(&loaded);
+        if !ports.iter().any(|p| left.contains(p)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "closed listeners left entries behind"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Connections per state in a network namespace of the test's own (so no other traffic

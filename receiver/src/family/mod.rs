@@ -100,12 +100,12 @@ pub trait Family: Sync {
 
     /// Loads its object and attaches every program (each program's outcome reported).
     fn load(&self) -> Result<LoadedFamily, LoadError> {
-        probe::load_family_needing(self.kind(), self.programs(), self.needs(), true, &[])
+        probe::load_family_needing(self.kind(), self.programs(), self.needs(), true, &[], &[])
     }
 
     /// For `sonde check`: loads (relocation and verification) without attaching.
     fn check(&self) -> Result<LoadedFamily, LoadError> {
-        probe::load_family_needing(self.kind(), self.programs(), self.needs(), false, &[])
+        probe::load_family_needing(self.kind(), self.programs(), self.needs(), false, &[], &[])
     }
 
     /// Kernel run time and run count per probe (zero unless statistics are switched on).

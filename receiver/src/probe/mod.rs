@@ -205,22 +205,28 @@ pub fn load_family_with(
     attach: bool,
     globals: &[(&str, u32)],
 ) -> Result<LoadedFamily, LoadError> {
-    load_family_needing(family, specs, &[], attach, globals)
+    load_family_needing(family, specs, &[], attach, globals, &[])
 }
 
 /// As [`load_family_with`], loading for each probe the variant its `needs` choose where
-/// the kernel lacks a feature (see [`needs`]).
+/// the kernel lacks a feature (see [`needs`]), and giving the maps in `map_sizes` (name,
+/// max_entries) another bound than the object's (tests fill a map with a small bound, so
+/// other probes on the host never see it full).
 pub fn load_family_needing(
     family: Family,
     specs: &[ProgramSpec],
     needs: &[needs::Need],
     attach: bool,
     globals: &[(&str, u32)],
+    map_sizes: &[(&str, u32)],
 ) -> Result<LoadedFamily, LoadError> {
     let mut loader = EbpfLoader::new();
     for (name, value) in globals {
         // must_exist: a renamed global is a build problem, not something to ignore.
         loader.override_global(name, value, true);
+    }
+    for (name, size) in map_sizes {
+        loader.map_max_entries(name, *size);
     }
     let mut ebpf = loader
         // aya 0.14 does not know BPF_MAP_TYPE_TASK_STORAGE (the fileio family keeps each

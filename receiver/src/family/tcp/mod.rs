@@ -112,6 +112,15 @@ pub fn load(
     series: crate::aggregate::bounded::SeriesPolicy,
     spans: Option<&crate::spans::Spans>,
 ) -> Result<(crate::probe::LoadedFamily, Option<TcpSource>), crate::probe::LoadError> {
+    load_sized(series, spans, &[])
+}
+
+/// As [`load`], with other bounds for the maps in `map_sizes` (name, max_entries).
+pub fn load_sized(
+    series: crate::aggregate::bounded::SeriesPolicy,
+    spans: Option<&crate::spans::Spans>,
+    map_sizes: &[(&str, u32)],
+) -> Result<(crate::probe::LoadedFamily, Option<TcpSource>), crate::probe::LoadError> {
     let proc_root = Path::new("/proc");
     let ino = own_netns_ino(proc_root);
     let mut loaded = crate::probe::load_family_needing(
@@ -120,6 +129,7 @@ pub fn load(
         crate::family::tcp::probe::NEEDS,
         true,
         &[(sonde_probes::names::tcp::GLOBAL_NETNS_INO, ino)],
+        map_sizes,
     )?;
     let source = super::collector(
         "tcp",
