@@ -9,6 +9,7 @@
 //!   process.
 //! - TCP without `sock:sock_send_length` / `sock_recv_length` (before 6.3): an open
 //!   connection's bytes are not counted while it is open, and exactly at its close.
+//! - `sonde check` names each degraded probe with what it loses and why.
 //!
 //! The block probe's choice between `request_queue::disk` and the older `rq->rq_disk` is
 //! CO-RE inside one program (`bpf_core_field_exists`), not a variant: this kernel has no
@@ -234,5 +235,47 @@ fn tcp_without_the_byte_tracepoints_counts_an_open_connections_bytes_at_its_clos
     for s in [&mut full, &mut at_close] {
         s.signal(libc::SIGTERM);
         assert!(s.wait_exit(WAIT).success(), "{}", s.stderr());
+    }
+}
+
+/// `sonde check` says, per probe, which run as variants or are left out, what that costs
+/// and why; the probes that need nothing switched off stay plain `ok`.
+#[test]
+fn sonde_check_says_what_is_degraded_and_why() {
+    require_root();
+    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .arg("check")
+        .env(
+            "SONDE_KERNEL_FEATURES_OFF",
+            "cgroup_skb_current_pid,sock_length_tracepoints,sys_exit_listen",
+        )
+        .output()
+        .expect("run sonde check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "sonde check failed:\n{text}");
+    let line = |probe: &str| {
+        text.lines()
+            .find(|l| l.starts_with("probe ") && l.split_whitespace().nth(1) == Some(probe))
+            .unwrap_or_else(|| panic!("no line for {probe}:\n{text}"))
+            .to_owned()
+    };
+    let egress = line("dns.egress");
+    assert!(
+        egress.contains("degraded: its variant loads")
+            && egress.contains("no process")
+            && egress.contains("bpf_get_current_pid_tgid")
+            && egress.contains("SONDE_KERNEL_FEATURES_OFF"),
+        "{egress}"
+    );
+    for probe in ["tcp.send", "tcp.recv", "tcp.listen"] {
+        let l = line(probe);
+        assert!(
+            l.contains("degraded: left out") && l.contains("SONDE_KERNEL_FEATURES_OFF"),
+            "{l}"
+        );
+    }
+    for probe in ["dns.ingress", "tcp.state", "fileio.block_issue"] {
+        let l = line(probe);
+        assert!(l.contains("ok: loads and passes the verifier"), "{l}");
     }
 }
