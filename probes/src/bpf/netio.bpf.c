@@ -89,9 +89,10 @@ static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx, bo
 
 	key.cgroup_id = bpf_get_current_cgroup_id();
 	/* The process's name, not the thread's: threads rename themselves (worker pools),
-	 * and the series is the executable's. */
-	task = (struct task_struct *)bpf_get_current_task();
-	BPF_CORE_READ_STR_INTO(&key.comm, task, group_leader, comm);
+	 * and the series is the executable's. Direct BTF loads (two 8-byte words), no
+	 * helper call: comm is always NUL-padded to its 16 bytes. */
+	task = bpf_get_current_task_btf();
+	__builtin_memcpy(key.comm, task->group_leader->comm, sizeof(key.comm));
 
 	gen = bpf_map_lookup_elem(&netio_gen, &zero_idx);
 	bytes = gen && *gen ? (void *)&netio_bytes_1 : (void *)&netio_bytes_0;
