@@ -12,7 +12,7 @@
 //! and the ledger ignores a walk's sighting of a connection it saw close during that
 //! walk, so an entry is never counted after its close.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -129,13 +129,15 @@ pub struct TcpLedger {
     /// `sonde.tcp.connection.duration` samples that became spans (inbound, outbound).
     pub duration_exemplars_in: RecentExemplars,
     pub duration_exemplars_out: RecentExemplars,
-    seen: HashMap<(u64, u64), Seen>,
+    // foldhash: every event and every walked entry looks these up (SipHash was a third
+    // of the reader's CPU under connection churn).
+    seen: foldhash::HashMap<(u64, u64), Seen>,
     generation: u64,
     /// A walk is reading the map (between `begin_walk` and `end_walk`).
     walking: bool,
     /// Connections whose close or failure was drained during the current walk: the walk
     /// may hold a sighting read before it, which must not count again.
-    closed_in_walk: HashSet<(u64, u64)>,
+    closed_in_walk: foldhash::HashSet<(u64, u64)>,
 }
 
 impl TcpLedger {
@@ -152,10 +154,10 @@ impl TcpLedger {
             rtt_live_v6: Hist::default(),
             duration_exemplars_in: RecentExemplars::default(),
             duration_exemplars_out: RecentExemplars::default(),
-            seen: HashMap::new(),
+            seen: foldhash::HashMap::default(),
             generation: 0,
             walking: false,
-            closed_in_walk: HashSet::new(),
+            closed_in_walk: foldhash::HashSet::default(),
         }
     }
 
