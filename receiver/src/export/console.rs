@@ -31,6 +31,12 @@ impl ConsoleExporter {
         }
     }
 
+    /// Series it remembers between snapshots (its viewer's and the full table's), for
+    /// tests of bounded state.
+    pub fn series(&self) -> usize {
+        self.viewer.series() + self.last.len()
+    }
+
     /// Prints one snapshot. An error (`BrokenPipe` when the reader went away, as in
     /// `sonde run | head`) is the caller's to act on: nothing more can be shown.
     pub fn submit(&mut self, snap: &Snapshot) -> std::io::Result<()> {

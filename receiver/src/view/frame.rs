@@ -182,6 +182,11 @@ impl Viewer {
         Self::default()
     }
 
+    /// Series (and question names) it remembers: bounded by the latest snapshot.
+    pub fn series(&self) -> usize {
+        self.numbers.len() + self.histograms.len() + self.recent_names.len()
+    }
+
     pub fn update(&mut self, snap: &Snapshot) -> Frame {
         let t = snap.time_unix_nano;
         let mut numbers = HashMap::new();
