@@ -227,6 +227,9 @@ fn cannot_appear_here(def: &MetricDef) -> Option<&'static str> {
         n if n == sonde_semconv::metric::SONDE_PROCESS_OOM_KILLS.name => Some(
             "needs an OOM kill; tests/process_totals.rs makes one in a memory cgroup of its own",
         ),
+        n if n == sonde_semconv::metric::SONDE_COLLECT_SKIPPED.name => Some(
+            "needs a file system whose statvfs hangs; tests/slow_statvfs.rs mounts one (FUSE)",
+        ),
         n if n == tcp::SONDE_TCP_RETRANSMITS.name => Some(
             "needs a lost segment; loopback loses none (tests/tcp.rs checks it under nftables loss)",
         ),
