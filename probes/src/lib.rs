@@ -154,3 +154,72 @@ pub mod names {
         pub const MAP_COUNTERS: &str = "netio_counters";
     }
 }
+
+/// Large structs live in maps (per-CPU scratch slots, the ring buffer's reserved record),
+/// not on the 512-byte BPF stack: this pins every program's stack depth well under it.
+#[cfg(test)]
+mod stack {
+    use super::Family;
+    use aya_obj::generated::bpf_insn;
+
+    const BPF_LDX: u8 = 0x01;
+    const BPF_ST: u8 = 0x02;
+    const BPF_STX: u8 = 0x03;
+    const ALU64_ADD_K: u8 = 0x07;
+    const ALU64_MOV_X: u8 = 0xbf;
+    const FRAME_POINTER: u8 = 10;
+
+    /// The deepest stack byte a program touches below r10: loads and stores at negative
+    /// offsets from r10, and stack addresses it takes (`rX = r10; rX += -N`, the start of
+    /// a buffer handed to a helper, which may fill N bytes from there).
+    fn stack_depth(insns: &[bpf_insn]) -> i64 {
+        let mut deepest = 0i64;
+        let mut frame_copies = [false; 11];
+        for i in insns {
+            let (dst, src) = (usize::from(i.dst_reg()), i.src_reg());
+            // An access at -off covers off bytes down to the frame (sizes do not reach
+            // below the offset), so the offset is the depth.
+            match i.code & 0x07 {
+                BPF_LDX if src == FRAME_POINTER && i.off < 0 => {
+                    deepest = deepest.max(-i64::from(i.off));
+                }
+                BPF_ST | BPF_STX if usize::from(FRAME_POINTER) == dst && i.off < 0 => {
+                    deepest = deepest.max(-i64::from(i.off));
+                }
+                _ => {}
+            }
+            if dst < frame_copies.len() {
+                if i.code == ALU64_MOV_X {
+                    frame_copies[dst] = src == FRAME_POINTER;
+                } else if i.code == ALU64_ADD_K && frame_copies[dst] && i.imm < 0 {
+                    deepest = deepest.max(-i64::from(i.imm));
+                    frame_copies[dst] = false;
+                } else if i.code & 0x07 != BPF_ST && i.code & 0x07 != BPF_STX {
+                    frame_copies[dst] = false;
+                }
+            }
+        }
+        deepest
+    }
+
+    const LIMIT: i64 = 256;
+
+    #[test]
+    fn every_program_keeps_its_stack_under_256_bytes() {
+        let mut seen = 0;
+        for family in Family::ALL {
+            let obj = aya_obj::Object::parse(family.object()).expect("the embedded object parses");
+            for f in obj.functions.values() {
+                let depth = stack_depth(&f.instructions);
+                assert!(
+                    depth <= LIMIT,
+                    "{}: {} bytes of BPF stack; keep large structs in a per-CPU scratch map",
+                    f.name,
+                    depth
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 30, "every program was read ({seen})");
+    }
+}
