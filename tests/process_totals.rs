@@ -1,9 +1,12 @@
 //! The per-executable totals the process probe keeps in the kernel: CPU of processes that
-//! ended (`sonde.process.exited.cpu.time`) and OOM kills (`sonde.process.oom_kills`).
-//! The process family is loaded in-process and its totals folded as the agent folds them.
-//! The workloads run under names of their own (a symlink to python3 named with the
-//! test's unique suffix: the kernel's comm is the name exec was given), so other
-//! processes on this shared machine cannot add to what is checked.
+//! ended (`sonde.process.exited.cpu.time`) and OOM kills (`sonde.process.oom_kills`), by
+//! executable name and container. The process family is loaded in-process and its totals
+//! folded as the agent folds them, with the host's cgroup resolver. The workloads run under
+//! names of their own (a symlink to python3 named with the test's unique suffix: the
+//! kernel's comm is the name exec was given), so other processes on this shared machine
+//! cannot add to what is checked, and in a cgroup v2 of the test's own shaped as Docker
+//! names its containers (`.../docker-<64 hex>.scope`): no runtime runs here, but the kernel
+//! and Sonde see exactly what they would see for a Docker container.
 //!
 //! Needs root (eBPF, cgroups) and python3.
 
@@ -21,6 +24,7 @@ fn load() -> (
     ProcessCollector,
 ) {
     let (rt, loaded, collector) = common::process_family(10_000);
+    let collector = collector.with_attribution(sonde::cgroup::Attribution::for_host(false));
     for r in &loaded.reports {
         assert!(
             matches!(r.state, sonde::probe::ProbeState::Attached),
@@ -67,6 +71,77 @@ fn wait_with_usage(child: std::process::Child) -> (i32, f64) {
     (status, secs(ru.ru_utime) + secs(ru.ru_stime))
 }
 
+/// A cgroup v2 shaped as Docker names a container's, under a directory of the test's own;
+/// removed on drop (after killing whatever is left in it).
+struct DockerScope {
+    parent: PathBuf,
+    dir: PathBuf,
+    id: String,
+}
+
+impl DockerScope {
+    fn new() -> Self {
+        let root = sonde::cgroup::Resolver::for_host()
+            .expect("a cgroup v2 hierarchy in /proc/self/mountinfo")
+            .root()
+            .to_path_buf();
+        let suffix = common::unique_suffix();
+        let id = format!("{suffix:0>64}");
+        let parent = root.join(format!("sonde-test-{suffix}"));
+        let dir = parent.join(format!("docker-{id}.scope"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        Self { parent, dir, id }
+    }
+
+    fn procs(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+}
+
+impl Drop for DockerScope {
+    fn drop(&mut self) {
+        empty_and_remove(&self.dir);
+        let _ = std::fs::remove_dir(&self.parent);
+    }
+}
+
+/// Kills what is left in the cgroup `dir` and removes it (retrying while the tasks die).
+fn empty_and_remove(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: kill has no memory preconditions; these are our workload's pids.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+type Key = Option<sonde::aggregate::process::ProcessKey>;
+
+/// The series of `name` in container `id`.
+fn in_container<V: Clone>(
+    points: &[sonde::aggregate::bounded::SeriesPoint<Key, V>],
+    name: &str,
+    id: &str,
+) -> Option<V> {
+    points
+        .iter()
+        .find(|p| {
+            p.key
+                .as_ref()
+                .is_some_and(|k| k.executable == name && k.container_id() == Some(id))
+        })
+        .map(|p| p.value.clone())
+}
+
 /// A job of short processes that each burn a known CPU time: the kernel's per-executable
 /// total of their CPU, taken at each exit, matches what the kernel charged them (wait4)
 /// within 5 %, though each lived far less than one collection interval.
@@ -77,14 +152,21 @@ fn cpu_of_exited_processes_is_counted_per_executable() {
     let (_rt, _loaded, mut collector) = load();
     let dir = common::TempDir::new("exitcpu");
     let (exe, name) = named_python(dir.path(), "cpu");
+    let scope = DockerScope::new();
     let mut charged = 0.0;
     let mut reported = 0.0;
     for _ in 0..N {
-        let mut child = Command::new(&exe)
-            .args(["-c", BURN, &EACH_S.to_string()])
+        // The shell joins the container's cgroup, then execs the burner (same process).
+        let script = format!(
+            "echo $$ > {} && exec {} -c \"$0\" {EACH_S}",
+            scope.procs().display(),
+            exe.display()
+        );
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", &script, BURN])
             .stdout(Stdio::piped())
             .spawn()
-            .expect("python3");
+            .expect("sh");
         let mut s = String::new();
         std::io::Read::read_to_string(child.stdout.as_mut().expect("stdout"), &mut s)
             .expect("read");
@@ -97,17 +179,15 @@ fn cpu_of_exited_processes_is_counted_per_executable() {
 
     let totals = collector.exited(sonde::unix_nanos()).expect("totals");
     let (points, _) = totals.cpu_points();
-    let ours = points
-        .iter()
-        .find(|p| p.key.as_deref() == Some(name.as_str()))
-        .unwrap_or_else(|| panic!("no series for {name}"));
-    let sonde_s = (ours.value.user_ns + ours.value.system_ns) as f64 / 1e9;
+    let ours = in_container(&points, &name, &scope.id)
+        .unwrap_or_else(|| panic!("no series for {name} in container {}", scope.id));
+    let sonde_s = (ours.user_ns + ours.system_ns) as f64 / 1e9;
     let err = (sonde_s - charged).abs() / charged;
     eprintln!(
         "{N} processes: kernel charged {charged:.4} s (their own getrusage: {reported:.4} s), \
          sonde {sonde_s:.4} s (user {:.4}, system {:.4}): {:.2} % apart",
-        ours.value.user_ns as f64 / 1e9,
-        ours.value.system_ns as f64 / 1e9,
+        ours.user_ns as f64 / 1e9,
+        ours.system_ns as f64 / 1e9,
         err * 100.0
     );
     assert!(err <= 0.05, "{sonde_s} s vs {charged} s charged");
@@ -148,21 +228,7 @@ impl MemoryCgroup {
 
 impl Drop for MemoryCgroup {
     fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let pids = std::fs::read_to_string(self.procs()).unwrap_or_default();
-            for pid in pids
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                // SAFETY: kill has no memory preconditions; these are our workload's pids.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            if std::fs::remove_dir(&self.dir).is_ok() || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        empty_and_remove(&self.dir);
     }
 }
 
@@ -174,10 +240,14 @@ fn an_oom_kill_is_counted_once_under_the_victims_name() {
     let dir = common::TempDir::new("oom");
     let (exe, name) = named_python(dir.path(), "oom");
     let cg = MemoryCgroup::new(64 << 20);
-    // The shell moves itself into the cgroup, then execs the workload (same process), which
+    let scope = DockerScope::new();
+    // The shell moves itself into the container's cgroup and the memory cgroup (on a
+    // hybrid host two hierarchies; on a pure v2 host the memory cgroup, written last, is
+    // its one cgroup: no container), then execs the workload (same process), which
     // touches 1 GiB.
     let script = format!(
-        "echo $$ > {} && exec {} -c \"x = b'x' * (1 << 30)\"",
+        "echo $$ > {} && echo $$ > {} && exec {} -c \"x = b'x' * (1 << 30)\"",
+        scope.procs().display(),
         cg.procs().display(),
         exe.display()
     );
@@ -192,17 +262,23 @@ fn an_oom_kill_is_counted_once_under_the_victims_name() {
         "the workload was not OOM-killed (wait status {status:#x})"
     );
 
+    let unified = !cg.dir.starts_with("/sys/fs/cgroup/memory");
     let count = |c: &mut ProcessCollector| {
         let t = c.exited(sonde::unix_nanos()).expect("totals");
-        t.oom_points()
-            .0
-            .iter()
-            .find(|p| p.key.as_deref() == Some(name.as_str()))
-            .map_or(0, |p| p.value)
+        let points = t.oom_points().0;
+        if unified {
+            points
+                .iter()
+                .find(|p| p.key.as_ref().is_some_and(|k| k.executable == name))
+                .map_or(0, |p| p.value)
+        } else {
+            in_container(&points, &name, &scope.id).unwrap_or(0)
+        }
     };
     assert_eq!(count(&mut collector), 1, "one OOM kill of {name}");
     // Nothing counts it again later (the victim's exit is not a second kill).
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(&mut collector), 1);
     drop(cg);
+    drop(scope);
 }

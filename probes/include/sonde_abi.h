@@ -45,6 +45,7 @@ struct sonde_exec_event {
  */
 struct sonde_proc_total_key {
 	char comm[SONDE_COMM_LEN]; /* the thread-group leader's comm (all zero: unknown) */
+	__u64 cgroup_id;           /* the task's cgroup v2 id (0: unknown) */
 };
 
 /*

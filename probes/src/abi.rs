@@ -78,7 +78,9 @@ mod pinned {
         assert_eq!(offset_of!(sonde_exec_event, ppid), 12);
         assert_eq!(offset_of!(sonde_exec_event, comm), 16);
         assert_eq!(sonde_process_counter::SONDE_PROC_COUNTER_SLOTS as u32, 7);
-        assert_eq!(size_of::<sonde_proc_total_key>(), 16);
+        assert_eq!(size_of::<sonde_proc_total_key>(), 24);
+        assert_eq!(offset_of!(sonde_proc_total_key, comm), 0);
+        assert_eq!(offset_of!(sonde_proc_total_key, cgroup_id), 16);
         assert_eq!(size_of::<sonde_proc_total>(), 24);
         assert_eq!(offset_of!(sonde_proc_total, user_ns), 0);
         assert_eq!(offset_of!(sonde_proc_total, system_ns), 8);

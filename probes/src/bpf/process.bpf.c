@@ -201,6 +201,8 @@ static __always_inline void add_thread_cpu(struct task_struct *task)
 	if (rtime == 0)
 		return;
 	leader_comm(task, &key);
+	/* The exiting task is current, still in its cgroup (cgroup_exit comes later). */
+	key.cgroup_id = bpf_get_current_cgroup_id();
 	add_totals(&key, rtime - sys, sys, 0);
 }
 
@@ -287,8 +289,13 @@ int sonde_process_oom(__u64 *ctx)
 {
 	struct sonde_proc_total_key key = {};
 
-	if (bpf_core_field_exists(((struct trace_event_raw_mark_victim *)0)->__data_loc_comm))
-		leader_comm((struct task_struct *)ctx[0], &key);
+	if (bpf_core_field_exists(((struct trace_event_raw_mark_victim *)0)->__data_loc_comm)) {
+		struct task_struct *victim = (struct task_struct *)ctx[0];
+
+		leader_comm(victim, &key);
+		/* The victim's cgroup v2 (the default hierarchy's) id, as the other probes record. */
+		key.cgroup_id = BPF_CORE_READ(victim, cgroups, dfl_cgrp, kn, id);
+	}
 	add_totals(&key, 0, 0, 1);
 	return 0;
 }

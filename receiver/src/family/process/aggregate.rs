@@ -1,6 +1,8 @@
 //! Per-executable totals the kernel keeps (`process_totals`: CPU of threads that ended,
-//! OOM kills) turned into bounded, expiring series. Pure: the collector passes each
-//! tick's map contents and the time, and deletes the kernel keys this state names idle.
+//! OOM kills, by executable name and cgroup) turned into bounded, expiring series keyed by
+//! [`ProcessKey`] (name and container). Pure: the collector passes each tick's map
+//! contents, the time and how to name a kernel key (it resolves cgroups, called only for
+//! keys whose totals changed), and deletes the kernel keys this state names idle.
 //!
 //! The kernel's values are cumulative per key for as long as the key lives in the map;
 //! each tick adds the difference to the key's series. A key unchanged for the series
@@ -10,13 +12,17 @@
 use std::collections::HashMap;
 
 use crate::aggregate::bounded::{BoundedCounter, BoundedSeries, SeriesPoint, SeriesPolicy};
+use crate::aggregate::process::ProcessKey;
 
-/// Kernel comm bytes: the key of `process_totals` (all zero: unknown).
+/// Kernel comm bytes (all zero: unknown).
 pub type Comm = [u8; 16];
 
-/// Series by executable name (`None`: unknown) and the overflow series, if any.
+/// A key of `process_totals`: comm and cgroup v2 id (0: unknown).
+pub type RawKey = (Comm, u64);
+
+/// Series by process key (`None`: unknown name) and the overflow series, if any.
 pub type Points<V> = (
-    Vec<SeriesPoint<Option<String>, V>>,
+    Vec<SeriesPoint<Option<ProcessKey>, V>>,
     Option<SeriesPoint<(), V>>,
 );
 
@@ -64,12 +70,12 @@ pub fn comm_name(comm: &Comm) -> Option<String> {
 /// Exported series of ended-thread CPU and OOM kills by executable name.
 #[derive(Debug)]
 pub struct ExitTotals {
-    seen: HashMap<Comm, Seen>,
+    seen: HashMap<RawKey, Seen>,
     overflow_seen: Totals,
     ttl_ns: u64,
     /// `None` = the unknown name (a kernel that does not name the OOM victim).
-    pub cpu: BoundedSeries<Option<String>, Cpu>,
-    pub oom_kills: BoundedCounter<Option<String>>,
+    pub cpu: BoundedSeries<Option<ProcessKey>, Cpu>,
+    pub oom_kills: BoundedCounter<Option<ProcessKey>>,
 }
 
 impl ExitTotals {
@@ -83,7 +89,7 @@ impl ExitTotals {
         }
     }
 
-    fn add(&mut self, name: Option<String>, d: Totals) {
+    fn add(&mut self, name: Option<ProcessKey>, d: Totals) {
         if d.user_ns > 0 || d.system_ns > 0 {
             let c = self.cpu.update_or_fold(name.clone(), |_| ());
             c.user_ns += d.user_ns;
@@ -93,26 +99,28 @@ impl ExitTotals {
     }
 
     /// One tick: the map's entries and the overflow slot (summed over CPUs) as read at
-    /// `now`. Returns the keys idle for the ttl, which the caller deletes from the map.
+    /// `now`; `key` names a kernel key (`None` for the unknown name). Returns the keys
+    /// idle for the ttl, which the caller deletes from the map.
     pub fn update(
         &mut self,
         now: u64,
-        entries: impl IntoIterator<Item = (Comm, Totals)>,
+        entries: impl IntoIterator<Item = (RawKey, Totals)>,
         overflow: Totals,
-    ) -> Vec<Comm> {
-        for (comm, totals) in entries {
-            let earlier = self.seen.get(&comm).map(|s| s.totals).unwrap_or_default();
-            if totals == earlier && self.seen.contains_key(&comm) {
+        mut key: impl FnMut(&RawKey) -> Option<ProcessKey>,
+    ) -> Vec<RawKey> {
+        for (raw, totals) in entries {
+            let earlier = self.seen.get(&raw).map(|s| s.totals).unwrap_or_default();
+            if totals == earlier && self.seen.contains_key(&raw) {
                 continue;
             }
             self.seen.insert(
-                comm,
+                raw,
                 Seen {
                     totals,
                     changed: now,
                 },
             );
-            self.add(comm_name(&comm), totals.since(&earlier));
+            self.add(key(&raw), totals.since(&earlier));
         }
         let d = overflow.since(&self.overflow_seen);
         self.overflow_seen = overflow;
@@ -130,7 +138,7 @@ impl ExitTotals {
             return Vec::new();
         }
         let ttl = self.ttl_ns;
-        let idle: Vec<Comm> = self
+        let idle: Vec<RawKey> = self
             .seen
             .iter()
             .filter(|(_, s)| now.saturating_sub(s.changed) >= ttl)
@@ -162,10 +170,15 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    fn comm(name: &str) -> Comm {
+    fn comm(name: &str) -> RawKey {
         let mut c = [0u8; 16];
         c[..name.len()].copy_from_slice(name.as_bytes());
-        c
+        (c, 0)
+    }
+
+    /// Names keys as the collector does without containers.
+    fn named(raw: &RawKey) -> Option<ProcessKey> {
+        comm_name(&raw.0).map(ProcessKey::named)
     }
 
     fn t(user_ns: u64, system_ns: u64, oom_kills: u64) -> Totals {
@@ -188,18 +201,19 @@ mod tests {
         x.cpu_points()
             .0
             .into_iter()
-            .find(|p| p.key.as_deref() == Some(name))
+            .find(|p| p.key.as_ref().map(|k| k.executable.as_str()) == Some(name))
             .map(|p| p.value)
     }
 
     #[test]
     fn kernel_totals_become_cumulative_series_by_name() {
         let mut x = ExitTotals::new(policy(10, 300));
-        x.update(S, [(comm("make"), t(10, 5, 0))], Totals::default());
+        x.update(S, [(comm("make"), t(10, 5, 0))], Totals::default(), named);
         x.update(
             2 * S,
             [(comm("make"), t(30, 6, 0)), (comm("java"), t(0, 0, 1))],
             Totals::default(),
+            named,
         );
         assert_eq!(
             cpu_of(&x, "make"),
@@ -215,7 +229,8 @@ mod tests {
         );
         let (oom, over) = x.oom_points();
         assert_eq!(oom.len(), 1);
-        assert_eq!((oom[0].key.as_deref(), oom[0].value), (Some("java"), 1));
+        assert_eq!(oom[0].key, Some(ProcessKey::named("java")));
+        assert_eq!(oom[0].value, 1);
         assert!(over.is_none());
     }
 
@@ -223,13 +238,23 @@ mod tests {
     fn idle_keys_are_handed_back_and_a_recreated_key_counts_from_zero() {
         let mut x = ExitTotals::new(policy(10, 60));
         assert!(x
-            .update(S, [(comm("cron"), t(100, 0, 0))], Totals::default())
+            .update(S, [(comm("cron"), t(100, 0, 0))], Totals::default(), named)
             .is_empty());
-        let idle = x.update(61 * S, [(comm("cron"), t(100, 0, 0))], Totals::default());
+        let idle = x.update(
+            61 * S,
+            [(comm("cron"), t(100, 0, 0))],
+            Totals::default(),
+            named,
+        );
         assert_eq!(idle, vec![comm("cron")], "unchanged for the ttl");
         // The caller deleted it and its series expired with it; the kernel starts the
         // name again at zero, and so does a new series with a new start.
-        x.update(62 * S, [(comm("cron"), t(7, 0, 0))], Totals::default());
+        x.update(
+            62 * S,
+            [(comm("cron"), t(7, 0, 0))],
+            Totals::default(),
+            named,
+        );
         let p = x.cpu_points().0.pop().expect("cron again");
         assert_eq!((p.value.user_ns, p.start_unix_nano), (7, 61 * S));
     }
@@ -241,8 +266,9 @@ mod tests {
             S,
             [(comm("a"), t(1, 0, 0)), (comm("b"), t(2, 0, 0))],
             t(4, 8, 1),
+            named,
         );
-        x.update(2 * S, [], t(5, 8, 1));
+        x.update(2 * S, [], t(5, 8, 1), named);
         let (points, over) = x.cpu_points();
         let total: u64 = points.iter().map(|p| p.value.user_ns).sum::<u64>()
             + over.as_ref().map_or(0, |o| o.value.user_ns);
@@ -250,14 +276,14 @@ mod tests {
         assert_eq!(over.map(|o| o.value.system_ns), Some(8));
         assert_eq!(x.oom_points().1.map(|o| o.value), Some(1));
         assert!(
-            x.update(1000 * S, [], t(5, 8, 1)).is_empty(),
+            x.update(1000 * S, [], t(5, 8, 1), named).is_empty(),
             "ttl 0 keeps keys"
         );
     }
 
     #[test]
     fn names_decode_and_zero_is_unknown() {
-        assert_eq!(comm_name(&comm("bash")).as_deref(), Some("bash"));
+        assert_eq!(comm_name(&comm("bash").0).as_deref(), Some("bash"));
         assert_eq!(comm_name(&[0; 16]), None);
         let full = [b'x'; 16];
         assert_eq!(comm_name(&full).map(|s| s.len()), Some(16));

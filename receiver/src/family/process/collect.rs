@@ -7,8 +7,10 @@ use sonde_probes::abi::{
 };
 use sonde_probes::names::process as n;
 
-use super::aggregate::{Comm, ExitTotals, Totals};
+use super::aggregate::{comm_name, ExitTotals, RawKey, Totals};
 use crate::aggregate::bounded::{BoundedCounter, SeriesPoint, SeriesPolicy};
+use crate::aggregate::process::ProcessKey;
+use crate::cgroup::Attribution;
 use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
@@ -62,6 +64,8 @@ pub struct ProcessCollector {
     totals: BpfHashMap<MapData, sonde_proc_total_key, sonde_proc_total>,
     totals_overflow: PerCpuArray<MapData, sonde_proc_total>,
     exit_totals: ExitTotals,
+    /// Names the kernel's (comm, cgroup id) keys: executable and container.
+    attribution: Attribution,
     exec: Ring<RingBuf<MapData>, ExecNames>,
     exits: Option<Ring<RingBuf<MapData>, ExitSpans>>,
 }
@@ -93,9 +97,17 @@ impl ProcessCollector {
             totals,
             totals_overflow,
             exit_totals: ExitTotals::new(series),
+            attribution: Attribution::default(),
             exec,
             exits: None,
         })
+    }
+
+    /// Resolves the cgroups of per-executable totals to containers with `attribution`
+    /// (without it, totals are keyed by executable name alone).
+    pub fn with_attribution(mut self, attribution: Attribution) -> Self {
+        self.attribution = attribution;
+        self
     }
 
     /// Starts draining the exit ring into spans (the family was loaded with process
@@ -127,10 +139,10 @@ impl ProcessCollector {
     /// snapshot's time) and deletes the kernel keys that stayed idle for the ttl.
     pub fn exited(&mut self, now: u64) -> Result<&ExitTotals, CollectError> {
         let err = |map, source| CollectError::Map { map, source };
-        let mut entries: Vec<(Comm, Totals)> = Vec::new();
+        let mut entries: Vec<(RawKey, Totals)> = Vec::new();
         for item in self.totals.iter() {
             let (k, v) = item.map_err(|e| err(n::MAP_TOTALS, e))?;
-            entries.push((comm_bytes(&k.comm), totals(&v)));
+            entries.push(((comm_bytes(&k.comm), k.cgroup_id), totals(&v)));
         }
         let overflow = self
             .totals_overflow
@@ -145,8 +157,16 @@ impl ProcessCollector {
                     oom_kills: a.oom_kills + v.oom_kills,
                 }
             });
-        for comm in self.exit_totals.update(now, entries, overflow) {
-            let mut key = sonde_proc_total_key::default();
+        let attribution = &self.attribution;
+        let name = |(comm, cgroup): &RawKey| {
+            comm_name(comm)
+                .map(|n| ProcessKey::named(n).in_container(attribution.container(*cgroup)))
+        };
+        for (comm, cgroup_id) in self.exit_totals.update(now, entries, overflow, name) {
+            let mut key = sonde_proc_total_key {
+                cgroup_id,
+                ..Default::default()
+            };
             for (d, s) in key.comm.iter_mut().zip(comm) {
                 *d = s as core::ffi::c_char;
             }
@@ -212,7 +232,7 @@ pub fn decode_exec(bytes: &[u8]) -> Option<String> {
     Some(comm_to_string(&ev.comm))
 }
 
-fn comm_bytes(comm: &[core::ffi::c_char; 16]) -> Comm {
+fn comm_bytes(comm: &[core::ffi::c_char; 16]) -> super::aggregate::Comm {
     comm.map(|c| c as u8)
 }
 

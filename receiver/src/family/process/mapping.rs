@@ -4,6 +4,7 @@ use sonde_semconv::attr::{self, exit_kind, process_state};
 use sonde_semconv::metric as m;
 
 use crate::aggregate::bounded::SeriesPoint;
+use crate::aggregate::process::ProcessKey;
 use crate::family::process::aggregate::ExitTotals;
 use crate::family::process::collect::ProcessCounts;
 use crate::family::process::procfs::ProcessStates;
@@ -71,9 +72,9 @@ pub fn lifecycle(
 }
 
 /// Process attributes of a per-executable series (none for the unknown name).
-fn exe(name: &Option<String>) -> Attributes {
-    match name {
-        Some(n) => Attributes::new().with(attr::PROCESS_EXECUTABLE_NAME, n.as_str()),
+fn exe(key: &Option<ProcessKey>) -> Attributes {
+    match key {
+        Some(k) => crate::mapping::process::with(Attributes::new(), k),
         None => Attributes::new(),
     }
 }
@@ -228,7 +229,7 @@ mod tests {
         let comm = |s: &str| {
             let mut c = [0u8; 16];
             c[..s.len()].copy_from_slice(s.as_bytes());
-            c
+            (c, 0u64)
         };
         let tot = |u, s, o| crate::family::process::aggregate::Totals {
             user_ns: u,
@@ -242,6 +243,7 @@ mod tests {
                 (comm("cc1"), tot(1, 0, 2)),
             ],
             tot(0, 0, 0),
+            |raw| crate::family::process::aggregate::comm_name(&raw.0).map(ProcessKey::named),
         );
         let ms = exited(&t);
         assert_eq!(ms[0].def.name, "sonde.process.exited.cpu.time");

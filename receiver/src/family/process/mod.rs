@@ -118,7 +118,7 @@ impl Family for Process {
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
         spans: Option<&crate::spans::Spans>,
-        _processes: &crate::cgroup::Attribution,
+        processes: &crate::cgroup::Attribution,
     ) -> Result<Started, LoadError> {
         let spans = spans.filter(|s| s.config.process);
         // The kernel writes exit records only when process spans are on (nothing is read
@@ -138,15 +138,17 @@ impl Family for Process {
             ],
         )?;
         let limit = series.with_limit(config.process.executable_name_limit);
-        let started = ProcessCollector::start(&mut loaded, limit).and_then(|c| match spans {
-            Some(s) => c.with_exit_spans(
-                &mut loaded,
-                collect::ExitSpans {
-                    sink: s.sink.clone(),
-                },
-            ),
-            None => Ok(c),
-        });
+        let started = ProcessCollector::start(&mut loaded, limit)
+            .map(|c| c.with_attribution(processes.clone()))
+            .and_then(|c| match spans {
+                Some(s) => c.with_exit_spans(
+                    &mut loaded,
+                    collect::ExitSpans {
+                        sink: s.sink.clone(),
+                    },
+                ),
+                None => Ok(c),
+            });
         let source =
             super::collector("process", started).map(|collector| ProcessSource { collector });
         Ok(Started::new(loaded, source))
