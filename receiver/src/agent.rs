@@ -517,7 +517,10 @@ impl State {
         lost.extend(procfs.lost);
         let reports = probe::with_failures(&self.probes.reports, &failed);
         lost.extend(self.probes.recursion_losses());
-        let mut metrics = family::host::merge(metrics, procfs.metrics, self.metric_names);
+        let unavailable =
+            family::unavailable_twins(self.probes.families.iter().map(|(f, _)| *f), &reports);
+        let mut metrics =
+            family::host::merge(metrics, procfs.metrics, self.metric_names, &unavailable);
         let run_stats = self.probes.run_stats();
         metrics.extend(mapping::self_telemetry::metrics(
             &SelfInputs {

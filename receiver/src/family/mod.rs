@@ -108,6 +108,13 @@ pub trait Family: Sync {
         probe::load_family_needing(self.kind(), self.programs(), self.needs(), false, &[], &[])
     }
 
+    /// Metrics its probes export that /proc also supplies (`host::merge`), each with the
+    /// probes it needs: where one of those is not attached the probe side's metric is
+    /// left out, so the /proc side's is exported instead of an empty series.
+    fn procfs_twins(&self) -> &'static [ProcfsTwin] {
+        &[]
+    }
+
     /// Kernel run time and run count per probe (zero unless statistics are switched on).
     fn run_stats(&self, loaded: &LoadedFamily) -> Vec<(&'static str, Duration, u64)> {
         loaded.run_stats(self.programs())
@@ -139,6 +146,32 @@ pub fn file_sources(config: &ProbesConfig, series: SeriesPolicy) -> Vec<Box<dyn 
         .iter()
         .filter(|f| f.enabled(config))
         .filter_map(|f| f.start(config, series))
+        .collect()
+}
+
+/// A metric a family's probes and /proc both supply, and the probes it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcfsTwin {
+    pub metric: &'static str,
+    pub probes: &'static [&'static str],
+}
+
+/// Names of the probe metrics that cannot be trusted as of `reports`: a probe they need
+/// is not attached (or has failed since).
+pub fn unavailable_twins(
+    families: impl IntoIterator<Item = &'static dyn Family>,
+    reports: &[probe::ProbeReport],
+) -> Vec<&'static str> {
+    let attached = |p: &str| {
+        reports
+            .iter()
+            .any(|r| r.probe == p && r.state == probe::ProbeState::Attached)
+    };
+    families
+        .into_iter()
+        .flat_map(|f| f.procfs_twins())
+        .filter(|t| !t.probes.iter().all(|p| attached(p)))
+        .map(|t| t.metric)
         .collect()
 }
 

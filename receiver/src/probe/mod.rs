@@ -295,7 +295,23 @@ fn load_probe(
     }
 }
 
+/// Debug builds only: probes named in `SONDE_FAIL_PROBES` (comma-separated) fail as a
+/// program that cannot attach would, so tests can make a family attach partly.
+#[cfg(debug_assertions)]
+fn forced_failure(probe: &str) -> Option<ProbeState> {
+    let names = std::env::var("SONDE_FAIL_PROBES").ok()?;
+    names.split(',').any(|p| p.trim() == probe).then(|| {
+        ProbeState::Failed(
+            "failed on purpose (SONDE_FAIL_PROBES, a debug build's test hook)".into(),
+        )
+    })
+}
+
 fn load_program(ebpf: &mut Ebpf, spec: &ProgramSpec, which: &str, attach: bool) -> ProbeState {
+    #[cfg(debug_assertions)]
+    if let Some(failed) = forced_failure(spec.probe) {
+        return failed;
+    }
     if let Attach::TracePoint { category, name } = spec.attach {
         if let Some(false) = tracefs::event_exists(category, name) {
             return ProbeState::Skipped(format!("this kernel has no {}", spec.attach));

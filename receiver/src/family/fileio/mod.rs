@@ -119,6 +119,26 @@ impl Family for FileIo {
         sonde_probes::Family::FileIo
     }
 
+    fn procfs_twins(&self) -> &'static [crate::family::ProcfsTwin] {
+        use sonde_semconv::fileio::{
+            PROCESS_DISK_IO, SYSTEM_DISK_IO, SYSTEM_DISK_OPERATIONS, SYSTEM_DISK_OPERATION_TIME,
+        };
+        const BLOCK: &[&str] = &["fileio.block_issue", "fileio.block_complete"];
+        const fn twin(metric: &'static str) -> crate::family::ProcfsTwin {
+            crate::family::ProcfsTwin {
+                metric,
+                probes: BLOCK,
+            }
+        }
+        const TWINS: &[crate::family::ProcfsTwin] = &[
+            twin(SYSTEM_DISK_IO.name),
+            twin(SYSTEM_DISK_OPERATIONS.name),
+            twin(SYSTEM_DISK_OPERATION_TIME.name),
+            twin(PROCESS_DISK_IO.name),
+        ];
+        TWINS
+    }
+
     fn programs(&self) -> &'static [ProgramSpec] {
         probe::PROGRAMS
     }

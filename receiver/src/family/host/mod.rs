@@ -292,11 +292,15 @@ impl Source for HostSource {
 /// under one name would double every sum, so one side wins. By default the probes'
 /// (exact, event-driven: "eBPF supplies what /proc cannot"); under `metric_names:
 /// hostmetrics_v0` the /proc side, whose legacy attribute names those dashboards expect.
+/// `unavailable`: probe metrics a missing probe leaves empty or stale (a family that
+/// attached only partly, `family::unavailable_twins`): the /proc side's are kept.
 pub fn merge(
-    probes: Vec<crate::model::Metric>,
+    mut probes: Vec<crate::model::Metric>,
     procfs: Vec<crate::model::Metric>,
     names: MetricNames,
+    unavailable: &[&str],
 ) -> Vec<crate::model::Metric> {
+    probes.retain(|m| !unavailable.contains(&m.def.name));
     let (first, second) = match names {
         MetricNames::Semconv => (probes, procfs),
         MetricNames::HostmetricsV0 => (procfs, probes),
@@ -449,6 +453,65 @@ mod tests {
     }
 
     #[test]
+    fn merge_keeps_the_proc_side_where_the_probes_that_feed_a_metric_did_not_attach() {
+        use crate::model::{numbers, Attributes, Number};
+        use sonde_semconv::{fileio, metric};
+        let m = |def, v: i64| numbers(def, 0, [(Attributes::new(), Number::Int(v))]);
+        let probes = vec![
+            m(fileio::SYSTEM_DISK_IO, 0),
+            m(fileio::SONDE_FILE_IO, 2),
+            m(metric::SYSTEM_PROCESS_CREATED, 3),
+        ];
+        let procfs = vec![
+            m(fileio::SYSTEM_DISK_IO, 10),
+            m(metric::SYSTEM_PROCESS_CREATED, 30),
+        ];
+        let got: Vec<_> = merge(probes, procfs, MetricNames::Semconv, &["system.disk.io"])
+            .iter()
+            .map(|x| (x.def.name, x.points[0].value.clone()))
+            .collect();
+        let v = |n: i64| crate::model::PointValue::Number(Number::Int(n));
+        assert_eq!(
+            got,
+            [
+                ("sonde.file.io", v(2)),
+                ("system.process.created", v(3)),
+                ("system.disk.io", v(10)),
+            ]
+        );
+    }
+
+    #[test]
+    fn unavailable_twins_follow_the_probe_reports() {
+        use crate::family::{unavailable_twins, FAMILIES};
+        use crate::probe::{ProbeReport, ProbeState};
+        let attached = |probe| ProbeReport::new(probe, ProbeState::Attached);
+        let mut reports: Vec<ProbeReport> = FAMILIES
+            .iter()
+            .flat_map(|f| f.programs())
+            .map(|p| attached(p.probe))
+            .collect();
+        assert!(unavailable_twins(FAMILIES.iter().copied(), &reports).is_empty());
+        for r in &mut reports {
+            if r.probe == "fileio.block_complete" || r.probe == "process.fork" {
+                r.state = ProbeState::Failed("forced".into());
+            }
+        }
+        let mut got = unavailable_twins(FAMILIES.iter().copied(), &reports);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [
+                "process.disk.io",
+                "system.disk.io",
+                "system.disk.operation_time",
+                "system.disk.operations",
+                "system.process.created"
+            ]
+        );
+    }
+
+    #[test]
     fn merge_keeps_one_series_set_per_name() {
         use crate::model::{numbers, Attributes, Number};
         use sonde_semconv::{fileio, host};
@@ -456,7 +519,7 @@ mod tests {
         let probes = || vec![m(fileio::SYSTEM_DISK_IO, 1), m(fileio::SONDE_FILE_IO, 2)];
         let procfs = || vec![m(fileio::SYSTEM_DISK_IO, 10), m(host::SYSTEM_UPTIME, 20)];
         let got = |names| {
-            merge(probes(), procfs(), names)
+            merge(probes(), procfs(), names, &[])
                 .iter()
                 .map(|x| (x.def.name, x.points[0].value.clone()))
                 .collect::<Vec<_>>()

@@ -105,6 +105,13 @@ impl Family for Process {
         sonde_probes::Family::Process
     }
 
+    fn procfs_twins(&self) -> &'static [crate::family::ProcfsTwin] {
+        &[crate::family::ProcfsTwin {
+            metric: sonde_semconv::metric::SYSTEM_PROCESS_CREATED.name,
+            probes: &["process.fork"],
+        }]
+    }
+
     fn programs(&self) -> &'static [ProgramSpec] {
         probe::PROGRAMS
     }

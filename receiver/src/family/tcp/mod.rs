@@ -162,6 +162,13 @@ impl Family for Tcp {
         sonde_probes::Family::Tcp
     }
 
+    fn procfs_twins(&self) -> &'static [crate::family::ProcfsTwin] {
+        &[crate::family::ProcfsTwin {
+            metric: sonde_semconv::tcp::SYSTEM_NETWORK_CONNECTION_COUNT.name,
+            probes: &["tcp.state"],
+        }]
+    }
+
     fn programs(&self) -> &'static [ProgramSpec] {
         probe::PROGRAMS
     }
