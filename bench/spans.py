@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Spans bench: what span support costs when nothing qualifies. The DNS bench's workload
+(queries through a local caching dnsmasq) and the TCP bench's (loopback connection churn)
+each run under `sonde run` with only their family, exporting to a local OTLP sink, twice
+side by side: `spans-off` (`spans: {enabled: false}`) and `spans-on` (the defaults: slow or
+failed lookups, failed or reset connections). The DNS workload's lookups are fast and
+succeed, so none qualifies: the difference is the cost of deciding that (issue 11's point
+6). The TCP churn's connections end with the server's reset (SO_LINGER 0, see
+workloads/tcp_churn.c), so every one qualifies and the token bucket refuses all but
+`spans.max_per_second` (100) a second: that row is the cost of a flood held to the limit.
+Prints, per workload, the median throughput and Sonde's CPU per operation under each,
+spans-on / spans-off paired by round, the trace requests the sink got and the events
+Sonde's probes lost (a loss makes its CPU per operation too low to quote).
+
+    sudo bench/spans.py                       # about 2 minutes; builds target/release/sonde
+    sudo bench/spans.py --no-build --rounds 7 --duration 3
+
+Both configurations send their metrics to the same sink (an HTTP/protobuf endpoint in this
+script that answers 200 to everything and counts trace requests), so the export work is the
+same; nothing leaves the machine. A benchmark that prints figures, not a test. Needs root,
+gcc and dnsmasq (Debian's dnsmasq-base). Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench as harness  # noqa: E402  (bench/bench.py: tracer, CPU and memory readings)
+import dns  # noqa: E402  (bench/dns.py: the resolvers and the query loop)
+import tcp  # noqa: E402,F401  (registers the tcp bench in harness.BENCHES)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ("spans-off", "spans-on")
+# Resolvers on a loopback /24 of this bench's own (dns.py's is 127.251.0), so it can run
+# while bench/dns.py does.
+dns.FWD, dns.AUTH = "127.252.0.1", "127.252.0.3"
+
+
+class Sink(http.server.BaseHTTPRequestHandler):
+    """Accepts every OTLP/HTTP request with an empty (valid) response; counts traces."""
+
+    traces = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.endswith("/v1/traces"):
+            with Sink.lock:
+                Sink.traces += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def yaml(family: str, spans: bool, endpoint: str) -> str:
+    families = harness.probe_families(ROOT / "examples/sonde.yaml")
+    lines = ["probes:"]
+    for f in families:
+        lines += [f"  {f}:", f"    enabled: {'true' if f == family else 'false'}"]
+    lines += [
+        "exporters:",
+        "  console:",
+        "    enabled: false",
+        "  otlp:",
+        f"    endpoint: {endpoint}",
+        "    protocol: http/protobuf",
+    ]
+    if not spans:
+        lines += ["spans:", "  enabled: false"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds per workload run (2)")
+    ap.add_argument("--settle", type=float, default=0.5, help="seconds after attach (0.5)")
+    ap.add_argument("--sonde", type=Path, default=ROOT / "target/release/sonde")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: Sonde loads eBPF programs and dnsmasq binds port 53")
+    if not Path(dns.DNSMASQ).exists():
+        raise SystemExit("needs dnsmasq: apt-get install dnsmasq-base")
+    if not args.no_build:
+        harness.build_sonde()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+
+    # (workload, config) -> samples of (ops/s, sonde CPU us per op)
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    load: list[float] = []
+    lost: dict[str, int] = {}
+    traces: dict[str, int] = {}
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with tempfile.TemporaryDirectory(prefix="sonde-bench-spans-") as tmp:
+        work = Path(tmp)
+        tcp_bench = harness.BENCHES["tcp"]
+        harness.compile_workloads(tcp_bench, work)
+        churn = tcp_bench.workloads[0]
+        loop = dns.build_loop(work)
+
+        def dns_run() -> tuple[int, float]:
+            qps, _, n = dns.query_loop(loop, args.duration)
+            return n, qps
+
+        def tcp_run() -> tuple[int, float]:
+            ops, rate, _ = harness.run_workload(churn.argv(work, args.duration, 1), 0)
+            return ops, rate
+
+        with dns.Resolvers(loop):
+            for family, run in (("dns", dns_run), ("tcp", tcp_run)):
+                with Sink.lock:
+                    Sink.traces = 0
+                for rnd in range(args.rounds):
+                    load.append(os.getloadavg()[0])
+                    order = CONFIGS if rnd % 2 == 0 else CONFIGS[::-1]
+                    for config in order:
+                        name = f"{family}-{config}"
+                        tracer = harness.Sonde(
+                            work,
+                            args.sonde,
+                            name,
+                            yaml(family, config == "spans-on", endpoint),
+                            family,
+                            only_family=True,
+                        )
+                        try:
+                            tracer.start()
+                            time.sleep(args.settle)
+                            cpu0 = harness.CpuSnapshot.take(tracer.pid)
+                            ops, rate = run()
+                            cpu = harness.cpu_seconds_between(
+                                cpu0, harness.CpuSnapshot.take(tracer.pid)
+                            )
+                            losses = harness.sonde_losses(tracer.pid)
+                            lost[family] = lost.get(family, 0) + sum(losses.values())
+                            tracer.stop()
+                        finally:
+                            tracer._kill()
+                        samples.setdefault((family, config), []).append(
+                            (rate, 1e6 * cpu / ops if ops else 0.0)
+                        )
+                        harness.log(
+                            f"round {rnd + 1}/{args.rounds} {name:<14} {rate:>9.0f} ops/s  "
+                            f"sonde {1e6 * cpu / max(ops, 1):.2f} us/op"
+                        )
+                # Spans leave at most a second after they are made.
+                time.sleep(1.5)
+                traces[family] = Sink.traces
+    server.shutdown()
+
+    print(
+        f"\nspans off vs on ({started}, {os.cpu_count()} CPUs, "
+        f"load average {min(load):.1f}-{max(load):.1f}; {args.rounds} rounds x "
+        f"{args.duration:g} s, alternating; medians)"
+    )
+    head = f"{'workload':<10} {'config':<10} {'ops/s':>9} {'sonde us/op':>12} | {'ops/s on/off':>12} {'us/op on/off':>13}"
+    print(head)
+    print("-" * len(head))
+    for family, what in (("dns", "queries"), ("tcp", "churn")):
+        med = {
+            c: (
+                statistics.median(r for r, _ in samples[(family, c)]),
+                statistics.median(u for _, u in samples[(family, c)]),
+            )
+            for c in CONFIGS
+        }
+        # Ratios paired by round (the rounds alternate the order), then the median.
+        pairs = list(zip(samples[(family, "spans-off")], samples[(family, "spans-on")]))
+        rate_ratio = statistics.median(on[0] / off[0] for off, on in pairs if off[0])
+        cpu_ratio = statistics.median(on[1] / off[1] for off, on in pairs if off[1])
+        for c in CONFIGS:
+            tail = f" | {rate_ratio:>12.3f} {cpu_ratio:>13.3f}" if c == "spans-on" else " |"
+            print(f"{family + ' ' + what:<10} {c:<10} {med[c][0]:>9.0f} {med[c][1]:>12.2f}{tail}")
+    for family in ("dns", "tcp"):
+        print(
+            f"{family}: trace requests the sink received {traces.get(family, 0)}; "
+            f"events sonde's probes lost {lost.get(family, 0)}"
+            + (" (CPU per op too low to quote)" if lost.get(family) else "")
+        )
+    print(
+        "dns: no lookup qualifies (0 trace requests expected); tcp: every connection is reset "
+        "by its server, so every one qualifies and all but 100/s are refused"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
