@@ -144,7 +144,7 @@ fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
     let _silent = UdpSocket::bind((silent, 53)).expect("bind the silent resolver");
 
     let rx = OtlpReceiver::start(Proto::Grpc);
-    let yaml = "collection:\n  interval: 300ms\nprobes:\n  dns:\n    timeout: 4s\n    question_names: all\n";
+    let yaml = "attributes:\n  process_pid: true\ncollection:\n  interval: 300ms\nprobes:\n  dns:\n    timeout: 4s\n    question_names: all\n";
     let mut sonde = Sonde::start(&rx.env(), Some(yaml));
     sonde.wait_started();
 

@@ -13,7 +13,9 @@ use common::*;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 const WAIT: Duration = Duration::from_secs(60);
-const CONFIG: &str = "probes:\n  tcp:\n    series_limit: 100000\n";
+/// Pids in the keys (`attributes.process_pid`): the test finds its own series by pid.
+const CONFIG: &str =
+    "attributes:\n  process_pid: true\nprobes:\n  tcp:\n    series_limit: 100000\n";
 const K: usize = 10;
 
 #[test]

@@ -78,8 +78,14 @@ fn load_sized(map_sizes: &[(&str, u32)]) -> Loaded {
         ttl: Duration::ZERO,
         start_unix_nano: sonde::unix_nanos(),
     };
-    let (family, source) =
-        sonde::family::tcp::load_sized(series, None, map_sizes).expect("loading the tcp family");
+    let (family, source) = sonde::family::tcp::load_sized(
+        series,
+        None,
+        // pids in the keys: these tests find their own connections by pid.
+        &sonde::cgroup::Attribution::new(None, true),
+        map_sizes,
+    )
+    .expect("loading the tcp family");
     for r in &family.reports {
         assert_eq!(
             r.state,
@@ -94,6 +100,11 @@ fn load_sized(map_sizes: &[(&str, u32)]) -> Loaded {
         _family: family,
         source,
     }
+}
+
+/// The pid of a series' process (the tests load with pids in the keys).
+fn pid_of(w: &Who) -> Option<u32> {
+    w.process.as_ref().and_then(|p| p.pid)
 }
 
 fn sum_where(
@@ -182,7 +193,7 @@ fn check_loopback(ip: IpAddr) {
         k
     );
     // Attribution: both ends are this process (the listener's owner for inbound).
-    let by_me = |w: &Who| w.pid == me && (outbound(w) || inbound(w));
+    let by_me = |w: &Who| pid_of(w) == Some(me) && (outbound(w) || inbound(w));
     assert_eq!(
         sum_where(l.opened.get(&(Direction::Outbound, v6)), by_me)
             + sum_where(l.opened.get(&(Direction::Inbound, v6)), by_me),
@@ -1302,7 +1313,14 @@ fn listeners_elsewhere_or_in_a_reuseport_group_keep_the_owner() {
     let owners: Vec<(u32, String, u64)> = series
         .iter()
         .filter(|p| inbound_here(&p.key))
-        .map(|p| (p.key.pid, p.key.comm.clone(), p.value))
+        .map(|p| {
+            let proc_ = p.key.process.as_ref();
+            (
+                proc_.and_then(|k| k.pid).unwrap_or(0),
+                proc_.map(|k| k.executable.clone()).unwrap_or_default(),
+                p.value,
+            )
+        })
         .collect();
     assert_eq!(
         owners.iter().map(|o| o.2).sum::<u64>(),
@@ -1368,7 +1386,7 @@ fn a_listener_without_bind_owns_its_inbound_connections() {
     let owners: Vec<(u32, u64)> = series
         .iter()
         .filter(|p| inbound_here(&p.key))
-        .map(|p| (p.key.pid, p.value))
+        .map(|p| (pid_of(&p.key).unwrap_or(0), p.value))
         .collect();
     assert_eq!(
         owners,

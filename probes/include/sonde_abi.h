@@ -106,8 +106,10 @@ struct sonde_io_stats {
 };
 
 /*
- * Key of `fileio_procs` and `block_procs`: bytes per process, file system / device and
- * direction. A process is (tgid, start_ns); exec_id makes each exec of it a new entry.
+ * Key of `fileio_procs` and `block_procs`: bytes per process, cgroup, file system / device
+ * and direction. A process is (tgid, start_ns); exec_id makes each exec of it a new entry.
+ * The cgroup (v2 id, bpf_get_current_cgroup_id) is in the key so a task moved into a
+ * container's cgroup counts there from its next call on.
  */
 struct sonde_io_proc_key {
 	__u32 tgid;
@@ -115,6 +117,7 @@ struct sonde_io_proc_key {
 	__u32 direction;
 	__u32 exec_id;   /* low 32 bits of the task's self_exec_id: moves at every exec */
 	__u64 start_ns;  /* the thread group leader's start_boottime (ns since boot, as /proc's starttime) */
+	__u64 cgroup_id;
 };
 
 /* Value of `fileio_procs` and `block_procs` (shared by all CPUs, atomic adds). */
@@ -204,6 +207,8 @@ struct sonde_tcp_conn {
 	char comm[SONDE_COMM_LEN];
 	__u32 srtt_us;          /* smoothed RTT as of the last refresh (tcp_sock srtt_us >> 3); 0 = none yet */
 	__u32 _pad;
+	__u64 cgroup_id;        /* with tgid: the owner's cgroup v2 id (connect(2), listen(2) or
+				 * the first send/receive); 0 until known */
 };
 
 /*
@@ -223,6 +228,7 @@ struct sonde_tcp_listener {
 	__u32 tgid;
 	__u32 refs;
 	char comm[SONDE_COMM_LEN];
+	__u64 cgroup_id;        /* the listening task's cgroup v2 id at listen(2) */
 };
 
 enum sonde_tcp_event_kind {
@@ -285,6 +291,8 @@ struct sonde_dns_event {
 	__u16 captured;         /* bytes of `data` that hold payload */
 	__u16 _pad1;
 	char comm[SONDE_COMM_LEN]; /* with tgid */
+	__u64 cgroup_id;        /* cgroup v2 id of the socket the packet leaves or reaches
+				 * (bpf_skb_cgroup_id, both ways); 0 = unknown */
 	__u8 data[SONDE_DNS_CAPTURE]; /* the start of the UDP / TCP payload */
 };
 

@@ -186,6 +186,9 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction, enum w
 		if (who >= WHO_FULL)
 			bpf_get_current_comm(e->comm, sizeof(e->comm));
 	}
+	/* The socket's cgroup (the hook sets skb->sk to the socket, in softirq too): it
+	 * tells apart containers whose addresses overlap, and names the client's container. */
+	e->cgroup_id = bpf_skb_cgroup_id(skb);
 
 	__u64 n = skb->len - payload;
 	if (n > SONDE_DNS_CAPTURE)

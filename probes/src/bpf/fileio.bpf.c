@@ -188,7 +188,9 @@ static __always_inline int add_stats(void *map, __u32 dev, __u32 dir, __u64 byte
  * the new executable (exec from any thread makes that thread the leader with the
  * leader's start time, and kills every other thread before the count moves). Userspace
  * deletes an entry only once nothing can add to it any more: its process is gone, or it
- * has an entry of a later exec.
+ * has an entry of a later exec. The cgroup (one bpf_get_current_cgroup_id per call; `task`
+ * is the current task) is in the key too: a task moved into a container's cgroup counts
+ * there from its next call on.
  */
 static __always_inline int add_proc(void *map, struct task_struct *task, __u32 dev, __u32 dir,
 				    __u64 bytes)
@@ -199,6 +201,7 @@ static __always_inline int add_proc(void *map, struct task_struct *task, __u32 d
 		.direction = dir,
 		.exec_id = (__u32)task->self_exec_id,
 		.start_ns = task->group_leader->start_boottime,
+		.cgroup_id = bpf_get_current_cgroup_id(),
 	};
 	struct sonde_io_proc_value *v = bpf_map_lookup_elem(map, &key);
 

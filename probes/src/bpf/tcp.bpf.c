@@ -267,6 +267,7 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 
 	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	read_peer(sk, family, c);
 	c->tgid = bpf_get_current_pid_tgid() >> 32;
+	c->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
 	read_totals(sk, c);
 	c->base_acked = c->bytes_acked;
@@ -331,6 +332,7 @@ static __always_inline void listener_open(struct sock *sk, __u16 family)
 	}
 	/* listen(2): process context, so the current task owns the listener. */
 	o.tgid = bpf_get_current_pid_tgid() >> 32;
+	o.cgroup_id = bpf_get_current_cgroup_id();
 	o.refs = 1;
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
 	if (!bpf_map_update_elem(&tcp_listeners, &k, &o, BPF_NOEXIST))
@@ -456,6 +458,7 @@ int sonde_tcp_state(__u64 *ctx)
 			/* connect(2): process context. */
 			n->direction = SONDE_TCP_DIR_OUTBOUND;
 			n->tgid = bpf_get_current_pid_tgid() >> 32;
+			n->cgroup_id = bpf_get_current_cgroup_id();
 			bpf_get_current_comm(n->comm, sizeof(n->comm));
 			read_peer(sk, family, n);
 		} else {
@@ -472,7 +475,9 @@ int sonde_tcp_state(__u64 *ctx)
 			}
 			n->direction = SONDE_TCP_DIR_INBOUND;
 			if (o) {
+				/* softirq: the listener's owner, recorded at listen(2). */
 				n->tgid = o->tgid;
+				n->cgroup_id = o->cgroup_id;
 				__builtin_memcpy(n->comm, o->comm, sizeof(n->comm));
 			}
 		}
@@ -542,6 +547,7 @@ static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx)
 		/* An inbound connection whose listener predates the probe: the first task
 		 * to send or receive on it owns it. */
 		c->tgid = bpf_get_current_pid_tgid() >> 32;
+		c->cgroup_id = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(c->comm, sizeof(c->comm));
 	}
 	read_totals(sk, c);

@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use sonde_semconv::dns as sc;
 
 use crate::aggregate::bounded::{BoundedCounter, BoundedSeries, SeriesPolicy, SeriesSnapshot};
-use crate::family::dns::matcher::{Event, Lookup, Outcome, Process, Query};
+use crate::aggregate::process::ProcessKey;
+use crate::family::dns::matcher::{Event, Lookup, Outcome, Query};
 use crate::family::dns::privacy::NamePrivacy;
 use crate::model::Exemplar;
 use crate::spans::RecentExemplars;
@@ -31,7 +32,7 @@ pub enum NamePolicy {
 pub struct QueryKey {
     pub qtype: String,
     pub server: IpAddr,
-    pub process: Option<Process>,
+    pub process: Option<ProcessKey>,
 }
 
 /// (`error.type`, resolver) of `sonde.dns.failures`.
@@ -159,7 +160,7 @@ impl DnsStats {
             QueryKey {
                 qtype: sc::qtype_name(q.question.qtype).into_owned(),
                 server: q.server.ip(),
-                process: q.process.clone(),
+                process: q.process.as_ref().map(|p| p.key.clone()),
             },
             1,
         );

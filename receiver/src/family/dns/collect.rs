@@ -41,6 +41,8 @@ pub struct DnsSettings {
     pub series: crate::aggregate::bounded::SeriesPolicy,
     /// Where slow and failed lookups go as spans.
     pub spans: Option<DnsSpans>,
+    /// Keys of per-process series (`sonde.dns.queries`).
+    pub processes: crate::cgroup::Attribution,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,7 @@ struct Shared {
     unparsed: u64,
     scratch: Vec<Event>,
     spans: Option<DnsSpans>,
+    processes: crate::cgroup::Attribution,
 }
 
 impl Shared {
@@ -98,7 +101,7 @@ impl Shared {
 
 impl Sink for Shared {
     fn record(&mut self, bytes: &[u8]) {
-        match decode(bytes) {
+        match decode(bytes, &self.processes) {
             Some(p) => self.matcher.packet(p, &mut self.scratch),
             None => self.unparsed += 1,
         }
@@ -166,6 +169,7 @@ impl DnsCollector {
             unparsed: 0,
             scratch: Vec::new(),
             spans: settings.spans.clone(),
+            processes: settings.processes.clone(),
         };
         let ring = Ring::start_bpf(ring, shared, POLL_EVERY)?;
         Ok(Self { counters, ring })
@@ -226,8 +230,8 @@ pub fn monotonic_now_ns() -> u64 {
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// One ring-buffer record as a parsed packet; `None` for a short record or a payload
-/// that is not a DNS message with a question.
-pub fn decode(bytes: &[u8]) -> Option<Packet> {
+/// that is not a DNS message with a question. `processes` keys the sender.
+pub fn decode(bytes: &[u8], processes: &crate::cgroup::Attribution) -> Option<Packet> {
     if bytes.len() < std::mem::size_of::<sonde_dns_event>() {
         return None;
     }
@@ -258,14 +262,21 @@ pub fn decode(bytes: &[u8]) -> Option<Packet> {
     };
     let process = (ev.tgid != 0).then(|| Process {
         pid: ev.tgid,
-        executable: match comm_to_string(&ev.comm) {
-            // The egress variant for kernels whose cgroup_skb programs cannot read the
-            // name (before 6.16): the process usually still runs when the batch is read.
-            name if name.is_empty() => std::fs::read_to_string(format!("/proc/{}/comm", ev.tgid))
-                .map(|c| c.trim_end_matches('\n').to_owned())
-                .unwrap_or_default(),
-            name => name,
-        },
+        key: processes.key(
+            ev.tgid,
+            match comm_to_string(&ev.comm) {
+                // The egress variant for kernels whose cgroup_skb programs cannot read
+                // the name (before 6.16): the process usually still runs when the batch
+                // is read.
+                name if name.is_empty() => {
+                    std::fs::read_to_string(format!("/proc/{}/comm", ev.tgid))
+                        .map(|c| c.trim_end_matches('\n').to_owned())
+                        .unwrap_or_default()
+                }
+                name => name,
+            },
+            ev.cgroup_id,
+        ),
     });
     Some(Packet {
         ktime_ns: ev.ktime_ns,
@@ -274,6 +285,7 @@ pub fn decode(bytes: &[u8]) -> Option<Packet> {
         src,
         dst,
         process,
+        cgroup_id: ev.cgroup_id,
         msg,
     })
 }
@@ -281,6 +293,7 @@ pub fn decode(bytes: &[u8]) -> Option<Packet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroup::Attribution;
 
     fn record(ev: &sonde_dns_event) -> Vec<u8> {
         // SAFETY: sonde_dns_event is plain old data; viewing it as bytes is sound.
@@ -316,7 +329,7 @@ mod tests {
         ];
         ev.data[..msg.len()].copy_from_slice(msg);
         ev.captured = msg.len() as u16;
-        let p = decode(&record(&ev)).expect("a packet");
+        let p = decode(&record(&ev), &Attribution::default()).expect("a packet");
         assert_eq!(p.src, "127.0.0.1:40000".parse().expect("addr"));
         assert_eq!(p.dst, "127.0.0.53:53".parse().expect("addr"));
         assert_eq!(p.direction, Direction::Egress);
@@ -325,20 +338,31 @@ mod tests {
             p.process,
             Some(Process {
                 pid: 42,
-                executable: "dig".into()
+                key: crate::aggregate::process::ProcessKey::named("dig"),
             })
         );
 
         let mut cut = ev;
         cut.captured = 15;
-        assert_eq!(decode(&record(&cut)), None, "question cut short");
+        assert_eq!(
+            decode(&record(&cut), &Attribution::default()),
+            None,
+            "question cut short"
+        );
         let mut bad = ev;
         bad.family = 9;
-        assert_eq!(decode(&record(&bad)), None);
+        assert_eq!(decode(&record(&bad), &Attribution::default()), None);
         let mut huge = ev;
         huge.captured = u16::MAX;
-        assert!(decode(&record(&huge)).is_some(), "captured is clamped");
-        assert_eq!(decode(&record(&ev)[..100]), None, "short record");
+        assert!(
+            decode(&record(&huge), &Attribution::default()).is_some(),
+            "captured is clamped"
+        );
+        assert_eq!(
+            decode(&record(&ev)[..100], &Attribution::default()),
+            None,
+            "short record"
+        );
 
         let mut v6 = ev;
         v6.family = 6;
@@ -353,7 +377,7 @@ mod tests {
         v6.data[..2].copy_from_slice(&(msg.len() as u16).to_be_bytes());
         v6.data[2..2 + msg.len()].copy_from_slice(msg);
         v6.captured = (msg.len() + 2) as u16;
-        let p = decode(&record(&v6)).expect("an IPv6 TCP packet");
+        let p = decode(&record(&v6), &Attribution::default()).expect("an IPv6 TCP packet");
         assert_eq!(p.dst, "[fd00::53]:53".parse().expect("addr"));
         assert_eq!(p.transport, Transport::Tcp);
         assert_eq!(p.direction, Direction::Ingress);

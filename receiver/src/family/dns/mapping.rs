@@ -16,8 +16,7 @@ fn query_attrs(k: &QueryKey) -> Attributes {
         .with(attr::SONDE_DNS_QUESTION_TYPE, k.qtype.as_str())
         .with(attr::NETWORK_PEER_ADDRESS, k.server.to_string());
     if let Some(p) = &k.process {
-        a.insert(attr::PROCESS_PID, i64::from(p.pid));
-        a.insert(attr::PROCESS_EXECUTABLE_NAME, p.executable.as_str());
+        crate::mapping::process::insert(&mut a, p);
     }
     a
 }
@@ -149,7 +148,7 @@ mod tests {
             question: question.clone(),
             process: Some(Process {
                 pid: 42,
-                executable: "curl".into(),
+                key: crate::aggregate::process::ProcessKey::named("curl"),
             }),
         }));
         for (outcome, ns, hit) in [
@@ -191,7 +190,11 @@ mod tests {
             q.get("network.peer.address"),
             Some(&Value::Str("127.0.0.2".into()))
         );
-        assert_eq!(q.get("process.pid"), Some(&Value::Int(42)));
+        assert_eq!(
+            q.get("process.executable.name"),
+            Some(&Value::Str("curl".into()))
+        );
+        assert_eq!(q.get("process.pid"), None, "pids are opt-in");
         let failures: Vec<_> = ms[2]
             .points
             .iter()

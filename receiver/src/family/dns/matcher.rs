@@ -7,7 +7,15 @@
 //! the egress copy over loopback, but a packet between network namespaces crosses a
 //! veth pair), so the first copy of a query opens the lookup and later copies of it are
 //! ignored while it is open; the first copy of a response closes it and later copies
-//! find nothing open. Latency is the response's
+//! find nothing open.
+//!
+//! **Containers with overlapping addresses** (two network namespaces using the same
+//! client address and port) are told apart by the cgroup of the socket each packet left
+//! or reached: a query on egress and a response on ingress are the client's socket, the
+//! other two copies the server's. A lookup remembers the client's and the server's
+//! cgroup as it sees them, and a packet matches it only if its own side agrees (an
+//! unknown cgroup, 0, agrees with anything), so two containers' lookups with the same
+//! addresses, id and question never close each other. Latency is the response's
 //! kernel timestamp minus the query's. A lookup with no response within the timeout
 //! ends with `error.type=timeout` when [`Matcher::expire`] passes its deadline.
 //!
@@ -25,6 +33,7 @@ use foldhash::HashMap;
 use std::net::SocketAddr;
 
 use super::wire::{Message, Question, Transport};
+use crate::aggregate::process::ProcessKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -44,13 +53,35 @@ pub struct Packet {
     pub dst: SocketAddr,
     /// The sending thread group, where the kernel gave it (UDP egress).
     pub process: Option<Process>,
+    /// cgroup v2 id of the local socket the packet left or reached; 0 = unknown.
+    pub cgroup_id: u64,
     pub msg: Message,
 }
 
+/// A thread group that sent a packet.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Process {
+    /// The thread group id: tells the resolver's own upstream queries apart (cache hits)
+    /// and goes on spans.
     pub pid: u32,
-    pub executable: String,
+    /// Its per-process series key (executable name, container; pid if configured).
+    pub key: ProcessKey,
+}
+
+/// Which end of a lookup a packet's local socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Server,
+}
+
+impl Packet {
+    fn side(&self) -> Side {
+        match (self.msg.response, self.direction) {
+            (false, Direction::Egress) | (true, Direction::Ingress) => Side::Client,
+            (false, Direction::Ingress) | (true, Direction::Egress) => Side::Server,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -65,6 +96,36 @@ struct Key {
 struct Open {
     start_ns: u64,
     process: Option<Process>,
+    /// The client's and the server's socket cgroup, as far as seen (0 = not yet).
+    client_cgroup: u64,
+    server_cgroup: u64,
+}
+
+impl Open {
+    /// Whether a packet whose socket is on `side` in cgroup `cg` belongs to this lookup,
+    /// remembering `cg` when this side's cgroup was not known yet.
+    fn claim(&mut self, side: Side, cg: u64) -> bool {
+        let mine = match side {
+            Side::Client => &mut self.client_cgroup,
+            Side::Server => &mut self.server_cgroup,
+        };
+        if cg == 0 || *mine == cg {
+            return true;
+        }
+        if *mine == 0 {
+            *mine = cg;
+            return true;
+        }
+        false
+    }
+
+    fn agrees(&self, side: Side, cg: u64) -> bool {
+        let mine = match side {
+            Side::Client => self.client_cgroup,
+            Side::Server => self.server_cgroup,
+        };
+        cg == 0 || mine == 0 || mine == cg
+    }
 }
 
 /// A query the host sent, remembered to tell cache hits from misses.
@@ -132,7 +193,11 @@ pub struct Matcher {
     timeout_ns: u64,
     max_open: usize,
     max_sent: usize,
-    open: HashMap<Key, Open>,
+    /// Open lookups per key: almost always one; more only when containers with
+    /// overlapping addresses ask the same question with the same id at once.
+    open: HashMap<Key, Vec<Open>>,
+    /// Lookups in `open`.
+    open_count: usize,
     /// Queries this host sent, oldest first, kept for one timeout.
     sent: VecDeque<Sent>,
     stats: MatcherStats,
@@ -147,6 +212,7 @@ impl Matcher {
             max_open,
             max_sent,
             open: HashMap::default(),
+            open_count: 0,
             sent: VecDeque::new(),
             stats: MatcherStats::default(),
         }
@@ -157,7 +223,7 @@ impl Matcher {
     }
 
     pub fn open_lookups(&self) -> usize {
-        self.open.len()
+        self.open_count
     }
 
     /// Feeds one packet; pushes what it produced to `out`.
@@ -170,16 +236,19 @@ impl Matcher {
     }
 
     fn query(&mut self, p: Packet, out: &mut Vec<Event>) {
+        let side = p.side();
         let key = Key {
             client: p.src,
             server: p.dst,
             id: p.msg.id,
             question: p.msg.question,
         };
-        if self.open.contains_key(&key) {
-            return; // another copy (or a retransmission) of an open query
+        if let Some(opens) = self.open.get_mut(&key) {
+            if opens.iter_mut().any(|o| o.claim(side, p.cgroup_id)) {
+                return; // another copy (or a retransmission) of an open query
+            }
         }
-        if self.open.len() >= self.max_open {
+        if self.open_count >= self.max_open {
             self.stats.dropped_open += 1;
             return;
         }
@@ -199,23 +268,40 @@ impl Matcher {
             question: key.question.clone(),
             process: p.process.clone(),
         }));
-        self.open.insert(
-            key,
-            Open {
-                start_ns: p.ktime_ns,
-                process: p.process,
-            },
-        );
+        let (client_cgroup, server_cgroup) = match side {
+            Side::Client => (p.cgroup_id, 0),
+            Side::Server => (0, p.cgroup_id),
+        };
+        self.open.entry(key).or_default().push(Open {
+            start_ns: p.ktime_ns,
+            process: p.process,
+            client_cgroup,
+            server_cgroup,
+        });
+        self.open_count += 1;
+    }
+
+    /// Takes the open lookup of `key` that a packet on `side` in cgroup `cg` answers.
+    fn take(&mut self, key: &Key, side: Side, cg: u64) -> Option<Open> {
+        let opens = self.open.get_mut(key)?;
+        let i = opens.iter().position(|o| o.agrees(side, cg))?;
+        let open = opens.swap_remove(i);
+        if opens.is_empty() {
+            self.open.remove(key);
+        }
+        self.open_count -= 1;
+        Some(open)
     }
 
     fn response(&mut self, p: Packet, out: &mut Vec<Event>) {
+        let side = p.side();
         let key = Key {
             client: p.dst,
             server: p.src,
             id: p.msg.id,
             question: p.msg.question,
         };
-        let Some(open) = self.open.remove(&key) else {
+        let Some(open) = self.take(&key, side, p.cgroup_id) else {
             self.stats.unmatched_responses += 1;
             return;
         };
@@ -259,7 +345,7 @@ impl Matcher {
         let mut expired: Vec<Key> = self
             .open
             .iter()
-            .filter(|(_, o)| o.start_ns <= deadline)
+            .filter(|(_, o)| o.iter().any(|o| o.start_ns <= deadline))
             .map(|(k, _)| k.clone())
             .collect();
         // Stable output order for the same input.
@@ -272,10 +358,20 @@ impl Matcher {
             ))
         });
         for key in expired {
-            if let Some(open) = self.open.remove(&key) {
+            let Some(opens) = self.open.get_mut(&key) else {
+                continue;
+            };
+            let (late, keep): (Vec<Open>, Vec<Open>) =
+                opens.drain(..).partition(|o| o.start_ns <= deadline);
+            *opens = keep;
+            if opens.is_empty() {
+                self.open.remove(&key);
+            }
+            self.open_count -= late.len();
+            for open in late {
                 out.push(Event::Lookup(Lookup {
                     server: key.server,
-                    question: key.question,
+                    question: key.question.clone(),
                     process: open.process,
                     outcome: Outcome::Timeout,
                     start_ns: open.start_ns,
@@ -309,7 +405,7 @@ mod tests {
     fn proc_(pid: u32) -> Option<Process> {
         Some(Process {
             pid,
-            executable: format!("p{pid}"),
+            key: ProcessKey::named(format!("p{pid}")),
         })
     }
 
@@ -332,6 +428,7 @@ mod tests {
             src: sa(src),
             dst: sa(dst),
             process: pid.and_then(proc_),
+            cgroup_id: 0,
             msg: Message {
                 id,
                 response,
@@ -602,5 +699,98 @@ mod tests {
         assert_eq!(m.open_lookups(), 0);
         assert!(m.sent.is_empty(), "remembered queries age out");
         assert_eq!(lookups(&out).len(), 2);
+    }
+
+    fn in_cgroup(mut p: Packet, cgroup_id: u64) -> Packet {
+        p.cgroup_id = cgroup_id;
+        p
+    }
+
+    fn pids(events: &[Event]) -> Vec<(Option<u32>, Option<u64>)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Lookup(l) => Some((
+                    l.process.as_ref().map(|p| p.pid),
+                    l.duration_ns.map(|d| d / MS),
+                )),
+                Event::Query(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn containers_with_overlapping_addresses_never_cross_match() {
+        // Two containers (socket cgroups 11 and 22), each in its own network namespace
+        // with the same address, ask the same question with the same id and port.
+        let mut m = Matcher::new(5_000 * MS, 1000, 1000);
+        let mut out = Vec::new();
+        for p in [
+            in_cgroup(
+                pkt(10, E, CLIENT, UPSTREAM, 1, "a.test", false, 0, Some(100)),
+                11,
+            ),
+            in_cgroup(
+                pkt(20, E, CLIENT, UPSTREAM, 1, "a.test", false, 0, Some(200)),
+                22,
+            ),
+            in_cgroup(pkt(25, I, UPSTREAM, CLIENT, 1, "a.test", true, 0, None), 22),
+            in_cgroup(pkt(40, I, UPSTREAM, CLIENT, 1, "a.test", true, 0, None), 11),
+        ] {
+            m.packet(p, &mut out);
+        }
+        assert_eq!(queries(&out), 2, "the second container's query is its own");
+        assert_eq!(
+            pids(&out),
+            vec![(Some(200), Some(5)), (Some(100), Some(30))],
+            "each response closes its own container's lookup"
+        );
+        assert_eq!(m.open_lookups(), 0);
+        assert_eq!(m.stats().unmatched_responses, 0);
+
+        // A resolver in a container of this host: the four copies of one lookup carry
+        // the client's cgroup (query out, response in) and the server's (query in,
+        // response out), and still make one lookup.
+        let mut m = Matcher::new(5_000 * MS, 1000, 1000);
+        let mut out = Vec::new();
+        for p in [
+            in_cgroup(
+                pkt(10, E, CLIENT, FWD, 7, "b.test", false, 0, Some(100)),
+                11,
+            ),
+            in_cgroup(pkt(10, I, CLIENT, FWD, 7, "b.test", false, 0, None), 33),
+            in_cgroup(pkt(12, E, FWD, CLIENT, 7, "b.test", true, 0, Some(300)), 33),
+            in_cgroup(pkt(12, I, FWD, CLIENT, 7, "b.test", true, 0, None), 11),
+        ] {
+            m.packet(p, &mut out);
+        }
+        assert_eq!(queries(&out), 1);
+        assert_eq!(pids(&out), vec![(Some(100), Some(2))]);
+        assert_eq!(
+            m.stats().unmatched_responses,
+            1,
+            "the response's second copy"
+        );
+
+        // Both containers time out: each is its own timeout.
+        let mut m = Matcher::new(5_000 * MS, 1000, 1000);
+        let mut out = Vec::new();
+        m.packet(
+            in_cgroup(
+                pkt(10, E, CLIENT, UPSTREAM, 1, "t.test", false, 0, Some(100)),
+                11,
+            ),
+            &mut out,
+        );
+        m.packet(
+            in_cgroup(
+                pkt(20, E, CLIENT, UPSTREAM, 1, "t.test", false, 0, Some(200)),
+                22,
+            ),
+            &mut out,
+        );
+        m.expire(6_000 * MS, &mut out);
+        assert_eq!(pids(&out), vec![(Some(100), None), (Some(200), None)]);
+        assert_eq!(m.open_lookups(), 0);
     }
 }

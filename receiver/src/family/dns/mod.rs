@@ -112,7 +112,7 @@ impl Family for Dns {
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
         spans: Option<&crate::spans::Spans>,
-        _processes: &crate::cgroup::Attribution,
+        processes: &crate::cgroup::Attribution,
     ) -> Result<Started, LoadError> {
         let settings = DnsSettings {
             ports: config.dns.ports.clone(),
@@ -131,6 +131,7 @@ impl Family for Dns {
                     },
                 })
             }),
+            processes: processes.clone(),
         };
         let mut loaded = self.load()?;
         let source = super::collector("DNS", DnsCollector::start(&mut loaded, &settings))

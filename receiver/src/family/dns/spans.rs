@@ -54,8 +54,9 @@ pub fn span(
         a.insert(attr::DNS_QUESTION_NAME, name);
     }
     if let Some(p) = &l.process {
+        // A span is one event: its pid always, with the series key's other attributes.
+        crate::mapping::process::insert(&mut a, &p.key);
         a.insert(attr::PROCESS_PID, i64::from(p.pid));
-        a.insert(attr::PROCESS_EXECUTABLE_NAME, p.executable.as_str());
     }
     if let Some(hit) = l.cache_hit {
         a.insert(attr::SONDE_DNS_CACHE_HIT, hit);
@@ -109,7 +110,7 @@ mod tests {
             },
             process: Some(Process {
                 pid: 42,
-                executable: "curl".into(),
+                key: crate::aggregate::process::ProcessKey::named("curl"),
             }),
             outcome,
             start_ns: 1_000 * MS,

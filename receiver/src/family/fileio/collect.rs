@@ -16,6 +16,8 @@ use sonde_probes::abi::{
 use sonde_probes::names::fileio as n;
 
 use crate::aggregate::bounded::{BoundedCounter, SeriesPolicy, SeriesSnapshot};
+use crate::aggregate::process::ProcessKey;
+use crate::cgroup::Attribution;
 pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
 use crate::family::host::collect::process::parse_stat;
@@ -73,11 +75,10 @@ pub struct IoKey {
     pub direction: u32,
 }
 
-/// One per-process series: who, where, which way.
+/// One per-process series: who (executable name, container), where, which way.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProcSeries {
-    pub pid: u32,
-    pub comm: String,
+    pub process: ProcessKey,
     /// 0 where the metric has no device/file-system attribute (process.disk.io).
     pub dev: u32,
     pub direction: u32,
@@ -86,9 +87,9 @@ pub struct ProcSeries {
 /// Per-process series and per-(dev, direction) overflow series, both cumulative.
 pub type ProcSnapshot = SeriesSnapshot<ProcSeries, u64, IoKey>;
 
-/// A kernel per-process entry: (tgid, dev, direction, exec_id, start_ns), as in
-/// `sonde_io_proc_key`.
-pub type ProcEntry = (u32, u32, u32, u32, u64);
+/// A kernel per-process entry: (tgid, dev, direction, exec_id, start_ns, cgroup_id), as
+/// in `sonde_io_proc_key`.
+pub type ProcEntry = (u32, u32, u32, u32, u64, u64);
 
 /// Cumulative bytes per process series, bounded and expiring (`aggregate::bounded`):
 /// series past the limit add to an overflow per (dev, direction), so totals per file
@@ -154,14 +155,14 @@ pub fn finished_entries(
     // The latest exec seen per process (tgid, start). Exec counts only grow; the low 32
     // bits wrap after 4 billion execs of one process, which no process lives to see.
     let mut latest: HashMap<(u32, u64), u32> = HashMap::new();
-    for &(tgid, _, _, exec_id, start) in entries {
+    for &(tgid, _, _, exec_id, start, _) in entries {
         let l = latest.entry((tgid, start)).or_insert(exec_id);
         *l = (*l).max(exec_id);
     }
     let mut alive: HashMap<(u32, u64), bool> = HashMap::new();
     entries
         .iter()
-        .map(|&(tgid, _, _, exec_id, start)| {
+        .map(|&(tgid, _, _, exec_id, start, _)| {
             let live = *alive
                 .entry((tgid, start))
                 .or_insert_with(|| start_of(tgid) == Some(start_ticks(start, ticks_per_second)));
@@ -187,6 +188,7 @@ pub struct FileIoCollector {
     block_stats: StatsMap,
     block_procs: ProcMap,
     counters: PerCpuArray<MapData, u64>,
+    processes: Attribution,
     pub file_totals: ProcTotals,
     pub block_totals: ProcTotals,
 }
@@ -200,13 +202,18 @@ impl std::fmt::Debug for FileIoCollector {
 impl FileIoCollector {
     /// Takes the family's maps. `series` bounds the per-process series of each metric
     /// (limit with overflow, expiry).
-    pub fn new(loaded: &mut LoadedFamily, series: SeriesPolicy) -> Result<Self, CollectError> {
+    pub fn new(
+        loaded: &mut LoadedFamily,
+        series: SeriesPolicy,
+        processes: Attribution,
+    ) -> Result<Self, CollectError> {
         Ok(Self {
             file_stats: take_map(loaded, n::MAP_FILE_STATS)?,
             file_procs: take_map(loaded, n::MAP_FILE_PROCS)?,
             block_stats: take_map(loaded, n::MAP_BLOCK_STATS)?,
             block_procs: take_map(loaded, n::MAP_BLOCK_PROCS)?,
             counters: take_map(loaded, n::MAP_COUNTERS)?,
+            processes,
             file_totals: ProcTotals::new(series),
             block_totals: ProcTotals::new(series),
         })
@@ -230,6 +237,7 @@ impl FileIoCollector {
             n::MAP_FILE_PROCS,
             &mut self.file_totals,
             false,
+            &self.processes,
             proc_root,
         )?;
         fold_procs(
@@ -237,6 +245,7 @@ impl FileIoCollector {
             n::MAP_BLOCK_PROCS,
             &mut self.block_totals,
             true,
+            &self.processes,
             proc_root,
         )
     }
@@ -277,6 +286,7 @@ fn fold_procs(
     name: &'static str,
     totals: &mut ProcTotals,
     fold_dev: bool,
+    processes: &Attribution,
     proc_root: &Path,
 ) -> Result<(), CollectError> {
     let keys = map
@@ -285,7 +295,16 @@ fn fold_procs(
         .map_err(|source| CollectError::Map { map: name, source })?;
     let entries: Vec<ProcEntry> = keys
         .iter()
-        .map(|k| (k.tgid, k.dev, k.direction, k.exec_id, k.start_ns))
+        .map(|k| {
+            (
+                k.tgid,
+                k.dev,
+                k.direction,
+                k.exec_id,
+                k.start_ns,
+                k.cgroup_id,
+            )
+        })
         .collect();
     // Liveness first, then the read: an entry judged finished can no longer grow, so the
     // value read after the check is its last, and deleting it loses nothing.
@@ -306,8 +325,7 @@ fn fold_procs(
         totals.update(
             entry,
             ProcSeries {
-                pid: k.tgid,
-                comm: comm_to_string(&v.comm),
+                process: processes.key(k.tgid, comm_to_string(&v.comm), k.cgroup_id),
                 dev: if fold_dev { 0 } else { k.dev },
                 direction: k.direction,
             },
@@ -342,8 +360,7 @@ mod tests {
 
     fn series(pid: u32, dev: u32) -> ProcSeries {
         ProcSeries {
-            pid,
-            comm: format!("p{pid}"),
+            process: ProcessKey::named(format!("p{pid}")),
             dev,
             direction: 0,
         }
@@ -352,10 +369,10 @@ mod tests {
     #[test]
     fn cumulative_kernel_values_become_exact_series_and_overflow_keeps_dev_and_direction() {
         let mut t = ProcTotals::new(policy(1));
-        t.update((1, 7, 0, 0, 0), series(1, 7), 100);
-        t.update((2, 7, 0, 0, 0), series(2, 7), 50);
-        t.update((1, 7, 0, 0, 0), series(1, 7), 150);
-        t.update((2, 7, 0, 0, 0), series(2, 7), 80);
+        t.update((1, 7, 0, 0, 0, 0), series(1, 7), 100);
+        t.update((2, 7, 0, 0, 0, 0), series(2, 7), 50);
+        t.update((1, 7, 0, 0, 0, 0), series(1, 7), 150);
+        t.update((2, 7, 0, 0, 0, 0), series(2, 7), 80);
         let (s, o) = t.snapshot();
         assert_eq!(values(&s), vec![(series(1, 7), 150)]);
         assert_eq!(
@@ -373,13 +390,13 @@ mod tests {
     #[test]
     fn a_forgotten_entry_that_comes_back_counts_from_zero_and_totals_stay_monotonic() {
         let mut t = ProcTotals::new(policy(10));
-        t.update((1, 7, 0, 0, 0), series(1, 7), 100);
-        t.forget((1, 7, 0, 0, 0));
+        t.update((1, 7, 0, 0, 0, 0), series(1, 7), 100);
+        t.forget((1, 7, 0, 0, 0, 0));
         // Same pid reused by a new process with the same comm: adds, never resets.
-        t.update((1, 7, 0, 0, 0), series(1, 7), 30);
+        t.update((1, 7, 0, 0, 0, 0), series(1, 7), 30);
         assert_eq!(values(&t.snapshot().0), vec![(series(1, 7), 130)]);
         // A value below the last one means the entry was recreated: all of it is new.
-        t.update((1, 7, 0, 0, 0), series(1, 7), 10);
+        t.update((1, 7, 0, 0, 0, 0), series(1, 7), 10);
         assert_eq!(values(&t.snapshot().0), vec![(series(1, 7), 140)]);
     }
 
@@ -388,11 +405,12 @@ mod tests {
         const HZ: u64 = 100;
         let s = 5_000_000_000; // started 5 s after boot: 500 ticks
         let entries = [
-            (10, 7, 0, 3, s),             // pid 10, before its exec
-            (10, 7, 1, 4, s),             // pid 10 after exec: the live one
-            (11, 7, 0, 0, s),             // pid 11: exited
-            (12, 7, 0, 0, s),             // pid 12: reused by a process started later
-            (13, 7, 0, 0, s + 9_999_999), // same tick as 500
+            (10, 7, 0, 3, s, 0),             // pid 10, before its exec
+            (10, 7, 1, 4, s, 0),             // pid 10 after exec: the live one
+            (10, 7, 1, 4, s, 9),             // ... also counted after a move to cgroup 9
+            (11, 7, 0, 0, s, 0),             // pid 11: exited
+            (12, 7, 0, 0, s, 0),             // pid 12: reused by a process started later
+            (13, 7, 0, 0, s + 9_999_999, 0), // same tick as 500
         ];
         let start_of = |pid: u32| match pid {
             10 | 13 => Some(500),
@@ -401,7 +419,7 @@ mod tests {
         };
         assert_eq!(
             finished_entries(&entries, HZ, start_of),
-            vec![true, false, true, true, false]
+            vec![true, false, false, true, true, false]
         );
         assert_eq!(start_ticks(s, HZ), 500);
         assert_eq!(

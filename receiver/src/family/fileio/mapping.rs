@@ -133,10 +133,10 @@ fn process_points(
     let mut out = CounterPoints::default();
     for p in series {
         let s = &p.key;
-        let mut a = Attributes::new()
-            .with(attr::DISK_IO_DIRECTION, direction(s.direction))
-            .with(attr::PROCESS_PID, i64::from(s.pid))
-            .with(attr::PROCESS_EXECUTABLE_NAME, s.comm.as_str());
+        let mut a = crate::mapping::process::with(
+            Attributes::new().with(attr::DISK_IO_DIRECTION, direction(s.direction)),
+            &s.process,
+        );
         if let Some((key, value)) = place(s.dev) {
             a.insert(key, value);
         }
@@ -279,8 +279,7 @@ mod tests {
             )],
             file_procs: vec![SeriesPoint {
                 key: ProcSeries {
-                    pid: 42,
-                    comm: "dd".into(),
+                    process: crate::aggregate::process::ProcessKey::named("dd"),
                     dev: dev_t(0, 45),
                     direction: 1,
                 },
@@ -329,7 +328,9 @@ mod tests {
         assert_eq!(io.len(), 2);
         assert!(io
             .iter()
-            .any(|p| p.attributes.get("process.pid") == Some(&Value::Int(42))
+            .any(|p| p.attributes.get("process.executable.name")
+                == Some(&Value::Str("dd".into()))
+                && p.attributes.get("process.pid").is_none()
                 && p.value == PointValue::Number(Number::Int(4096))));
         assert!(io.iter().any(|p| p.attributes.get("otel.metric.overflow")
             == Some(&Value::Bool(true))

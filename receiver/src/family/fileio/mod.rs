@@ -152,7 +152,7 @@ impl Family for FileIo {
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
         _spans: Option<&crate::spans::Spans>,
-        _processes: &crate::cgroup::Attribution,
+        processes: &crate::cgroup::Attribution,
     ) -> Result<Started, LoadError> {
         let pseudo = u32::from(config.fileio.pseudo_filesystems);
         let mut loaded = crate::probe::load_family_with(
@@ -162,8 +162,11 @@ impl Family for FileIo {
             &[(sonde_probes::names::fileio::GLOBAL_PSEUDO_FS, pseudo)],
         )?;
         let limit = series.with_limit(config.fileio.process_limit);
-        let source = super::collector("fileio", FileIoCollector::new(&mut loaded, limit))
-            .map(FileIoSource::new);
+        let source = super::collector(
+            "fileio",
+            FileIoCollector::new(&mut loaded, limit, processes.clone()),
+        )
+        .map(FileIoSource::new);
         Ok(Started::new(loaded, source))
     }
 }

@@ -25,6 +25,8 @@ use sonde_probes::abi::{
 use sonde_probes::names::tcp as n;
 
 use crate::aggregate::bounded::{BoundedCounter, SeriesPolicy};
+use crate::aggregate::process::ProcessKey;
+use crate::cgroup::Attribution;
 use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
 use crate::collect::{sum_slot, take_map};
@@ -45,11 +47,11 @@ pub enum PortAttr {
     Server(u16),
 }
 
-/// Who a series belongs to: process and peer.
+/// Who a series belongs to: process (executable name and container; `None` when the
+/// kernel did not know the owner) and peer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Who {
-    pub pid: u32,
-    pub comm: String,
+    pub process: Option<ProcessKey>,
     pub peer: IpAddr,
     pub port: PortAttr,
 }
@@ -82,15 +84,14 @@ pub fn direction(d: u16) -> Direction {
 }
 
 /// Process and peer of a kernel connection record.
-pub fn who(c: &sonde_tcp_conn) -> Who {
+pub fn who(c: &sonde_tcp_conn, processes: &Attribution) -> Who {
     let port = if direction(c.direction) == Direction::Inbound {
         PortAttr::Server(c.lport)
     } else {
         PortAttr::Peer(c.rport)
     };
     Who {
-        pid: c.tgid,
-        comm: comm_to_string(&c.comm),
+        process: (c.tgid != 0).then(|| processes.key(c.tgid, comm_to_string(&c.comm), c.cgroup_id)),
         peer: decode_addr(c.family, &c.raddr),
         port,
     }
@@ -114,6 +115,7 @@ pub const FORGET_AFTER_WALKS: u64 = 64;
 #[derive(Debug, Clone)]
 pub struct TcpLedger {
     policy: SeriesPolicy,
+    processes: Attribution,
     /// (direction, is_ipv6)
     pub opened: BTreeMap<(Direction, bool), BoundedCounter<Who>>,
     pub closed: BTreeMap<(Direction, bool), BoundedCounter<Who>>,
@@ -141,9 +143,10 @@ pub struct TcpLedger {
 }
 
 impl TcpLedger {
-    pub fn new(policy: SeriesPolicy) -> Self {
+    pub fn new(policy: SeriesPolicy, processes: Attribution) -> Self {
         Self {
             policy,
+            processes,
             opened: BTreeMap::new(),
             closed: BTreeMap::new(),
             failed: BTreeMap::new(),
@@ -212,7 +215,7 @@ impl TcpLedger {
             // Read before its close was drained: the close already counted it all.
             return;
         }
-        let w = who(c);
+        let w = who(c, &self.processes);
         self.account(sk, c, &w, false);
         if c.srtt_us > 0 && (c.opened != 0 || direction(c.direction) == Direction::Unknown) {
             let h = if c.family == AF_INET6 {
@@ -261,7 +264,7 @@ impl TcpLedger {
 
     pub fn event(&mut self, e: &sonde_tcp_event) {
         let c = &e.conn;
-        let w = who(c);
+        let w = who(c, &self.processes);
         let key = (direction(c.direction), c.family == AF_INET6);
         let limit = self.policy;
         match e.kind {
@@ -507,6 +510,7 @@ impl TcpCollector {
     pub fn start(
         loaded: &mut LoadedFamily,
         series: SeriesPolicy,
+        processes: Attribution,
         table: impl Fn() -> std::io::Result<HashMap<StateKey, i64>>,
         spans: Option<TcpSpans>,
     ) -> Result<Self, CollectError> {
@@ -519,7 +523,7 @@ impl TcpCollector {
             events: Ring::start_bpf(
                 ring,
                 TcpSink {
-                    ledger: TcpLedger::new(series),
+                    ledger: TcpLedger::new(series, processes),
                     spans,
                     notable: Vec::new(),
                 },
@@ -739,10 +743,11 @@ mod tests {
     #[test]
     fn inbound_peers_fold_to_the_server_port_and_outbound_keep_the_peer_port() {
         let c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_INBOUND);
-        assert_eq!(who(&c).port, PortAttr::Server(8080));
-        assert_eq!(who(&c).comm, "srv");
+        let none = Attribution::default();
+        assert_eq!(who(&c, &none).port, PortAttr::Server(8080));
+        assert_eq!(who(&c, &none).process, Some(ProcessKey::named("srv")));
         let c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
-        assert_eq!(who(&c).port, PortAttr::Peer(40000));
+        assert_eq!(who(&c, &none).port, PortAttr::Peer(40000));
     }
 
     fn states(pairs: &[((bool, usize), i64)]) -> HashMap<(bool, usize), i64> {
@@ -802,7 +807,7 @@ mod tests {
 
     #[test]
     fn bytes_add_up_to_the_close_totals_across_walks() {
-        let mut l = TcpLedger::new(policy(10));
+        let mut l = TcpLedger::new(policy(10), Attribution::default());
         let mut c = conn(2, &[127, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
         c.bytes_acked = 100;
         c.bytes_received = 10;
@@ -833,7 +838,7 @@ mod tests {
 
     #[test]
     fn adopted_connections_count_only_what_happens_after_adoption() {
-        let mut l = TcpLedger::new(policy(10));
+        let mut l = TcpLedger::new(policy(10), Attribution::default());
         let mut c = conn(2, &[127, 0, 0, 1], dir::SONDE_TCP_DIR_UNKNOWN);
         c.base_acked = 1000;
         c.bytes_acked = 1000;
@@ -845,7 +850,7 @@ mod tests {
 
     #[test]
     fn peers_past_the_limit_fold_into_overflow_and_totals_stay_exact() {
-        let mut l = TcpLedger::new(policy(2));
+        let mut l = TcpLedger::new(policy(2), Attribution::default());
         for i in 0..5u8 {
             let c = conn(2, &[10, 0, 0, i], dir::SONDE_TCP_DIR_OUTBOUND);
             let ev = sonde_tcp_event {
@@ -864,7 +869,7 @@ mod tests {
 
     #[test]
     fn entries_missing_from_many_walks_are_forgotten() {
-        let mut l = TcpLedger::new(policy(2));
+        let mut l = TcpLedger::new(policy(2), Attribution::default());
         let c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
         l.live(9, &c);
         for _ in 0..FORGET_AFTER_WALKS {
@@ -887,7 +892,7 @@ mod tests {
 
     #[test]
     fn a_close_drained_after_some_walks_counts_once() {
-        let mut l = TcpLedger::new(policy(2));
+        let mut l = TcpLedger::new(policy(2), Attribution::default());
         let mut c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
         c.bytes_acked = 100;
         l.live(9, &c);
@@ -903,7 +908,7 @@ mod tests {
 
     #[test]
     fn a_sighting_read_before_a_close_drained_during_the_walk_counts_once() {
-        let mut l = TcpLedger::new(policy(2));
+        let mut l = TcpLedger::new(policy(2), Attribution::default());
         let mut c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
         c.bytes_acked = 100;
         l.live(9, &c);
@@ -933,7 +938,7 @@ mod tests {
 
     #[test]
     fn every_walk_samples_the_srtt_of_each_open_connection() {
-        let mut l = TcpLedger::new(policy(10));
+        let mut l = TcpLedger::new(policy(10), Attribution::default());
         let mut a = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
         a.opened = 1;
         a.srtt_us = 36_000;

@@ -60,9 +60,8 @@ pub(super) fn net_type(v6: bool) -> &'static str {
 }
 
 fn who_attrs(mut a: Attributes, w: &Who) -> Attributes {
-    if w.pid != 0 {
-        a.insert(attr::PROCESS_PID, i64::from(w.pid));
-        a.insert(attr::PROCESS_EXECUTABLE_NAME, w.comm.as_str());
+    if let Some(p) = &w.process {
+        crate::mapping::process::insert(&mut a, p);
     }
     a.insert(attr::NETWORK_PEER_ADDRESS, w.peer.to_string());
     match w.port {
@@ -274,11 +273,14 @@ mod tests {
 
     #[test]
     fn metrics_carry_contract_names_direction_peer_and_overflow() {
-        let mut l = TcpLedger::new(crate::aggregate::bounded::SeriesPolicy {
-            limit: 1,
-            ttl: std::time::Duration::ZERO,
-            start_unix_nano: 0,
-        });
+        let mut l = TcpLedger::new(
+            crate::aggregate::bounded::SeriesPolicy {
+                limit: 1,
+                ttl: std::time::Duration::ZERO,
+                start_unix_nano: 0,
+            },
+            crate::cgroup::Attribution::default(),
+        );
         l.event(&event(
             kind::SONDE_TCP_EV_OPEN,
             dir::SONDE_TCP_DIR_INBOUND,

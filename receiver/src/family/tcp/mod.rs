@@ -111,14 +111,16 @@ pub fn own_netns_ino(proc_root: &Path) -> u32 {
 pub fn load(
     series: crate::aggregate::bounded::SeriesPolicy,
     spans: Option<&crate::spans::Spans>,
+    processes: &crate::cgroup::Attribution,
 ) -> Result<(crate::probe::LoadedFamily, Option<TcpSource>), crate::probe::LoadError> {
-    load_sized(series, spans, &[])
+    load_sized(series, spans, processes, &[])
 }
 
 /// As [`load`], with other bounds for the maps in `map_sizes` (name, max_entries).
 pub fn load_sized(
     series: crate::aggregate::bounded::SeriesPolicy,
     spans: Option<&crate::spans::Spans>,
+    processes: &crate::cgroup::Attribution,
     map_sizes: &[(&str, u32)],
 ) -> Result<(crate::probe::LoadedFamily, Option<TcpSource>), crate::probe::LoadError> {
     let proc_root = Path::new("/proc");
@@ -136,6 +138,7 @@ pub fn load_sized(
         TcpCollector::start(
             &mut loaded,
             series,
+            processes.clone(),
             sock_diag::tcp_state_counts,
             spans.filter(|s| s.config.tcp).map(|s| TcpSpans {
                 sink: s.sink.clone(),
@@ -186,9 +189,9 @@ impl Family for Tcp {
         config: &ProbesConfig,
         series: crate::aggregate::bounded::SeriesPolicy,
         spans: Option<&crate::spans::Spans>,
-        _processes: &crate::cgroup::Attribution,
+        processes: &crate::cgroup::Attribution,
     ) -> Result<Started, LoadError> {
-        let (loaded, source) = load(series.with_limit(config.tcp.series_limit), spans)?;
+        let (loaded, source) = load(series.with_limit(config.tcp.series_limit), spans, processes)?;
         Ok(Started::new(loaded, source))
     }
 }
