@@ -11,12 +11,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use common::cgroup::{hex, random_bytes, run_in, Made};
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -170,107 +170,17 @@ fn short_lived_processes_share_one_series_per_executable_and_a_late_program_gets
 
 // ---- fake containers ------------------------------------------------------------------
 
-/// Directories this test made (cgroups, kubelet log entries), removed deepest first on
-/// drop, even when the test fails; tasks still in a cgroup are moved to the root first.
-struct Made {
-    cgroup_root: PathBuf,
-    dirs: Vec<PathBuf>,
-    files: Vec<PathBuf>,
-}
-
-impl Made {
-    fn new(cgroup_root: PathBuf) -> Self {
-        Self {
-            cgroup_root,
-            dirs: Vec::new(),
-            files: Vec::new(),
-        }
-    }
-
-    /// Makes every missing component of `path`, remembering the ones made here.
-    fn mkdirs(&mut self, path: &Path) {
-        let mut missing = Vec::new();
-        let mut p = path.to_path_buf();
-        while !p.exists() {
-            missing.push(p.clone());
-            if !p.pop() {
-                break;
-            }
-        }
-        for d in missing.into_iter().rev() {
-            std::fs::create_dir(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-            self.dirs.push(d);
-        }
-    }
-
-    fn file(&mut self, path: &Path) {
-        std::fs::write(path, b"").unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-        self.files.push(path.to_path_buf());
-    }
-}
-
-impl Drop for Made {
-    fn drop(&mut self) {
-        for f in &self.files {
-            let _ = std::fs::remove_file(f);
-        }
-        for d in self.dirs.iter().rev() {
-            if d.starts_with(&self.cgroup_root) {
-                if let Ok(pids) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                    for pid in pids.lines() {
-                        let _ = std::fs::write(self.cgroup_root.join("cgroup.procs"), pid);
-                    }
-                }
-            }
-            // rmdir, not a recursive removal: a directory someone else also uses stays.
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// A workload killed on drop.
-struct Workload(Child);
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("read /dev/urandom");
-    b
-}
-
-/// Starts `exe -c script` waiting on its stdin, moves it into `cgroup` (as a runtime
-/// moves a container's first task before it runs), then lets it run.
-fn run_in(cgroup: &Path, exe: &Path, script: &str) -> Workload {
-    let child = Command::new(exe)
-        .args(["-c", &format!("read -r go; {script}")])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn a workload");
-    let pid = child.id().to_string();
-    let w = Workload(child);
-    std::fs::write(cgroup.join("cgroup.procs"), &pid)
-        .unwrap_or_else(|e| panic!("move {pid} into {}: {e}", cgroup.display()));
-    let mut w = w;
-    let stdin = w.0.stdin.as_mut().expect("stdin");
-    stdin.write_all(b"go\n").expect("start the workload");
-    w
-}
-
 #[test]
 fn the_same_executable_in_two_containers_and_a_service_gets_three_exact_series() {
     require_root();
+    // Running before the containers start: their cgroups are new to its resolver.
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let yaml = "collection:\n  interval: 300ms\n\
+                probes:\n  tcp:\n    series_limit: 100000\n  fileio:\n    process_limit: 100000\n\
+                \x20 dns:\n    enabled: false\n";
+    let mut sonde = Sonde::start(&rx.env(), Some(yaml));
+    sonde.wait_started();
+    rx.wait_for("a first export", WAIT, |e| !e.is_empty());
     let root = sonde::probe::cgroup::cgroup2_root().expect("a cgroup v2 hierarchy");
     let mut made = Made::new(root.clone());
     let docker_id = hex(&random_bytes::<32>());
@@ -305,17 +215,6 @@ fn the_same_executable_in_two_containers_and_a_service_gets_three_exact_series()
     for d in [&docker, &cri, &service] {
         made.mkdirs(d);
     }
-
-    let rx = OtlpReceiver::start(Proto::Grpc);
-    let yaml = "collection:\n  interval: 300ms\n\
-                probes:\n  tcp:\n    series_limit: 100000\n  fileio:\n    process_limit: 100000\n\
-                \x20 dns:\n    enabled: false\n";
-    let mut sonde = Sonde::start(&rx.env(), Some(yaml));
-    sonde.wait_started();
-    rx.wait_for("a first export", WAIT, |e| !e.is_empty());
-    // The resolver rescans the cgroup tree on an unknown id at most once a second: after
-    // a second, the first event of these cgroups finds them in a fresh scan.
-    std::thread::sleep(Duration::from_millis(1100));
 
     let dir = TempDir::new("containers");
     let (exe, name) = unique_exe(dir.path(), "ct", "/bin/bash");

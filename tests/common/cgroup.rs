@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sonde::family::containers::collect::Hierarchies;
@@ -22,11 +22,7 @@ pub struct FakeContainer {
 }
 
 fn random_id() -> String {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("/dev/urandom");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex(&random_bytes::<32>())
 }
 
 impl FakeContainer {
@@ -214,4 +210,104 @@ impl Drop for FakeContainer {
             let _ = std::fs::remove_dir(p);
         }
     }
+}
+
+// ---- cgroups of any runtime's path shape (the v2 hierarchy only) ----------------------
+
+/// Directories a test made (cgroups, kubelet log entries), removed deepest first on
+/// drop, even when the test fails; tasks still in a cgroup are moved to the root first.
+pub struct Made {
+    cgroup_root: PathBuf,
+    dirs: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl Made {
+    pub fn new(cgroup_root: PathBuf) -> Self {
+        Self {
+            cgroup_root,
+            dirs: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Makes every missing component of `path`, remembering the ones made here.
+    pub fn mkdirs(&mut self, path: &Path) {
+        let mut missing = Vec::new();
+        let mut p = path.to_path_buf();
+        while !p.exists() {
+            missing.push(p.clone());
+            if !p.pop() {
+                break;
+            }
+        }
+        for d in missing.into_iter().rev() {
+            std::fs::create_dir(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+            self.dirs.push(d);
+        }
+    }
+
+    pub fn file(&mut self, path: &Path) {
+        std::fs::write(path, b"").unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        self.files.push(path.to_path_buf());
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        for d in self.dirs.iter().rev() {
+            if d.starts_with(&self.cgroup_root) {
+                if let Ok(pids) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    for pid in pids.lines() {
+                        let _ = std::fs::write(self.cgroup_root.join("cgroup.procs"), pid);
+                    }
+                }
+            }
+            // rmdir, not a recursive removal: a directory someone else also uses stays.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// A workload killed on drop.
+pub struct Workload(pub Child);
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("read /dev/urandom");
+    b
+}
+
+/// Starts `exe -c script` waiting on its stdin, moves it into `cgroup` (as a runtime
+/// moves a container's first task before it runs), then lets it run.
+pub fn run_in(cgroup: &Path, exe: &Path, script: &str) -> Workload {
+    let child = Command::new(exe)
+        .args(["-c", &format!("read -r go; {script}")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn a workload");
+    let pid = child.id().to_string();
+    let w = Workload(child);
+    std::fs::write(cgroup.join("cgroup.procs"), &pid)
+        .unwrap_or_else(|e| panic!("move {pid} into {}: {e}", cgroup.display()));
+    let mut w = w;
+    let stdin = w.0.stdin.as_mut().expect("stdin");
+    stdin.write_all(b"go\n").expect("start the workload");
+    w
 }

@@ -5,9 +5,14 @@
 //! The id a probe reads (`bpf_get_current_cgroup_id`, `bpf_sk_cgroup_id`) is the inode
 //! number of the cgroup's directory in the v2 hierarchy, so the resolver walks that tree
 //! (found in /proc/self/mountinfo: `/sys/fs/cgroup` on pure v2 hosts,
-//! `/sys/fs/cgroup/unified` on hybrid ones) and keeps inode -> path. A miss rescans, at
-//! most once per `min_rescan`; a cgroup removed since is still known for one more scan,
-//! so events drained just after a container ends keep their container.
+//! `/sys/fs/cgroup/unified` on hybrid ones) and keeps inode -> path. A miss rescans when
+//! the tree changed since the last scan (the root's `cgroup.stat` counts descendants, so
+//! a new container's cgroup is found by the first event from it, however recent the last
+//! scan: an event keyed without its container would stay in the wrong series), at most
+//! once per `MIN_CHANGED_RESCAN`, and otherwise at most once per `min_rescan`. An id
+//! missing from a scan of an unchanged tree is remembered as unknown (another cgroup
+//! namespace, or gone) until the next scan. A cgroup removed since is still known for
+//! one more scan, so events drained just after a container ends keep their container.
 
 pub mod attribution;
 pub mod k8s;
@@ -43,6 +48,9 @@ pub struct Cgroup {
 const MAX_DEPTH: usize = 32;
 /// Ids remembered as unknown between two scans (bounds memory under a flood of ids).
 const MAX_MISSES: usize = 65_536;
+/// Rescans of a tree that changed are at most this frequent (bounds the cost when
+/// containers churn; a walk of a thousand cgroups takes about a millisecond).
+const MIN_CHANGED_RESCAN: Duration = Duration::from_millis(10);
 
 /// cgroup id -> cgroup, cached by inode, refreshed on a miss.
 #[derive(Debug)]
@@ -55,6 +63,8 @@ pub struct Resolver {
     previous: HashMap<u64, Arc<Cgroup>>,
     misses: HashSet<u64>,
     last_scan: Option<Instant>,
+    /// The root's `cgroup.stat` at the last scan (`None` where it cannot be read).
+    last_stat: Option<String>,
     scans: u64,
 }
 
@@ -72,6 +82,7 @@ impl Resolver {
             previous: HashMap::new(),
             misses: HashSet::new(),
             last_scan: None,
+            last_stat: None,
             scans: 0,
         }
     }
@@ -111,19 +122,31 @@ impl Resolver {
         if self.misses.contains(&id) {
             return None;
         }
-        let due = self
-            .last_scan
-            .is_none_or(|t| t.elapsed() >= self.min_rescan);
-        if due {
-            self.rescan();
+        let since = self.last_scan.map(|t| t.elapsed());
+        let stat = self.stat();
+        let changed = stat.is_some() && stat != self.last_stat;
+        let scan = match since {
+            None => true,
+            Some(t) if changed => t >= MIN_CHANGED_RESCAN.min(self.min_rescan),
+            Some(t) => t >= self.min_rescan,
+        };
+        if scan {
+            self.rescan_with(stat);
             if let Some(c) = self.current.get(&id).or_else(|| self.previous.get(&id)) {
                 return Some(c.clone());
             }
         }
-        if self.misses.len() < MAX_MISSES {
+        // Unknown for sure only if the tree it was looked up in is current; otherwise the
+        // next event from it tries again.
+        if (scan || !changed) && self.misses.len() < MAX_MISSES {
             self.misses.insert(id);
         }
         None
+    }
+
+    /// The root's descendant counts: they move whenever a cgroup is made or removed.
+    fn stat(&self) -> Option<String> {
+        std::fs::read_to_string(self.root.join("cgroup.stat")).ok()
     }
 
     /// The container of `id`, if its cgroup is one.
@@ -133,6 +156,11 @@ impl Resolver {
 
     /// Walks the tree now (also done on a miss).
     pub fn rescan(&mut self) {
+        let stat = self.stat();
+        self.rescan_with(stat);
+    }
+
+    fn rescan_with(&mut self, stat: Option<String>) {
         let k8s = KubeletIndex::read(&self.log_root);
         let mut found: HashMap<u64, Arc<Cgroup>> = HashMap::new();
         // Containers interned by id, so every cgroup of one container shares one value.
@@ -178,6 +206,7 @@ impl Resolver {
         previous.retain(|id, _| !self.current.contains_key(id));
         self.previous = previous;
         self.misses.clear();
+        self.last_stat = stat;
         self.last_scan = Some(Instant::now());
         self.scans += 1;
     }
@@ -305,6 +334,33 @@ mod tests {
         assert_eq!(r.resolve(u64::MAX), None);
         assert_eq!(r.resolve(u64::MAX - 1), None);
         assert_eq!(r.scans(), 1);
+    }
+
+    #[test]
+    fn a_new_cgroup_is_found_by_its_first_event_however_recent_the_last_scan() {
+        let cg = Scratch::new("changed");
+        let logs = Scratch::new("changed-logs");
+        let stat = cg.0.join("cgroup.stat");
+        std::fs::write(&stat, "nr_descendants 0\nnr_dying_descendants 0\n").expect("stat");
+        let mut r = Resolver::new(cg.0.clone(), logs.0.clone(), Duration::from_secs(3600));
+        assert_eq!(r.resolve(u64::MAX), None);
+        assert_eq!(r.scans(), 1);
+        // A container starts: the kernel's counts move with its cgroup.
+        let id = cg.mkdir(&format!("/system.slice/docker-{ID}.scope"));
+        std::fs::write(&stat, "nr_descendants 2\nnr_dying_descendants 0\n").expect("stat");
+        std::thread::sleep(MIN_CHANGED_RESCAN);
+        assert_eq!(
+            r.container(id).map(|c| c.id.clone()).as_deref(),
+            Some(ID),
+            "rescanned at once: the tree changed"
+        );
+        assert_eq!(r.scans(), 2);
+        assert_eq!(r.resolve(u64::MAX - 1), None);
+        assert_eq!(
+            r.scans(),
+            2,
+            "an unchanged tree is not walked again for an unknown id"
+        );
     }
 
     #[test]
