@@ -719,13 +719,21 @@ mod tests {
             .collect()
     }
 
+    /// A matcher fed `packets`, and what it produced.
+    fn feed(packets: Vec<Packet>) -> (Matcher, Vec<Event>) {
+        let mut m = Matcher::new(5_000 * MS, 1000, 1000);
+        let mut out = Vec::new();
+        for p in packets {
+            m.packet(p, &mut out);
+        }
+        (m, out)
+    }
+
     #[test]
     fn containers_with_overlapping_addresses_never_cross_match() {
         // Two containers (socket cgroups 11 and 22), each in its own network namespace
         // with the same address, ask the same question with the same id and port.
-        let mut m = Matcher::new(5_000 * MS, 1000, 1000);
-        let mut out = Vec::new();
-        for p in [
+        let (m, out) = feed(vec![
             in_cgroup(
                 pkt(10, E, CLIENT, UPSTREAM, 1, "a.test", false, 0, Some(100)),
                 11,
@@ -736,9 +744,7 @@ mod tests {
             ),
             in_cgroup(pkt(25, I, UPSTREAM, CLIENT, 1, "a.test", true, 0, None), 22),
             in_cgroup(pkt(40, I, UPSTREAM, CLIENT, 1, "a.test", true, 0, None), 11),
-        ] {
-            m.packet(p, &mut out);
-        }
+        ]);
         assert_eq!(queries(&out), 2, "the second container's query is its own");
         assert_eq!(
             pids(&out),
@@ -751,9 +757,7 @@ mod tests {
         // A resolver in a container of this host: the four copies of one lookup carry
         // the client's cgroup (query out, response in) and the server's (query in,
         // response out), and still make one lookup.
-        let mut m = Matcher::new(5_000 * MS, 1000, 1000);
-        let mut out = Vec::new();
-        for p in [
+        let (m, out) = feed(vec![
             in_cgroup(
                 pkt(10, E, CLIENT, FWD, 7, "b.test", false, 0, Some(100)),
                 11,
@@ -761,9 +765,7 @@ mod tests {
             in_cgroup(pkt(10, I, CLIENT, FWD, 7, "b.test", false, 0, None), 33),
             in_cgroup(pkt(12, E, FWD, CLIENT, 7, "b.test", true, 0, Some(300)), 33),
             in_cgroup(pkt(12, I, FWD, CLIENT, 7, "b.test", true, 0, None), 11),
-        ] {
-            m.packet(p, &mut out);
-        }
+        ]);
         assert_eq!(queries(&out), 1);
         assert_eq!(pids(&out), vec![(Some(100), Some(2))]);
         assert_eq!(
