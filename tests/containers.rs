@@ -359,3 +359,41 @@ fn without_the_sock_tracepoints_netio_reports_itself_skipped_and_exports_nothing
     // The other families run on.
     assert!(latest(&e, "sonde.process.exec", &[]).is_some());
 }
+
+/// Hybrid hosts with a runtime on the cgroupfs driver keep a container in the v1
+/// hierarchies only: its CPU comes from v1 cpuacct (`cpuacct.usage_user` / `_sys`) and
+/// its memory from v1 memory. Its tasks stay in the v2 root, so the probes' per-process
+/// series carry no container.id for it (README says so).
+#[test]
+fn a_v1_only_container_gets_its_cpu_from_cpuacct_and_its_memory() {
+    require_root();
+    let Some(container) = FakeContainer::docker_cgroupfs_v1() else {
+        panic!("this test needs cgroup v1 hierarchies (the hybrid lab machines have them)");
+    };
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let sonde = start_sonde(&rx);
+    let mut x = Exchange::start(1.0, "-");
+    container.enter(x.client.id());
+    let burned = x.go();
+    let cid = ("container.id", container.id.as_str());
+    let cli = x.client_name.clone();
+    rx.wait_for("the v1 container's CPU and memory", WAIT, |e| {
+        latest(e, "container.cpu.time", &[cid]).is_some_and(|c| (c - burned).abs() <= 0.05 * burned)
+            && latest(e, "container.memory.usage", &[cid]).is_some_and(|m| m > 0.0)
+            && io(
+                e,
+                "process.network.io",
+                ("process.executable.name", &cli),
+                "transmit",
+            ) == Some(client_tx())
+    });
+    assert!(
+        num_points(&rx.exports(), "container.network.io")
+            .iter()
+            .all(|p| p.attrs.get("container.id").map(String::as_str) != Some(cid.1)),
+        "no v2 cgroup, no network bytes by container"
+    );
+    drop(x);
+    drop(container);
+    drop(sonde);
+}

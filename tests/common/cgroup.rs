@@ -17,7 +17,8 @@ pub struct FakeContainer {
     pub id: String,
     /// The container's directory in each hierarchy, v2 first.
     dirs: Vec<PathBuf>,
-    /// `system.slice` directories this guard made (removed after, if nobody else uses them).
+    /// Parent directories (`system.slice`, `docker`) this guard made (removed after, if
+    /// nobody else uses them).
     made_parents: Vec<PathBuf>,
 }
 
@@ -33,19 +34,30 @@ impl FakeContainer {
             .into_iter()
             .flatten()
             .collect();
+        Self::make(roots, "system.slice", |id| format!("docker-{id}.scope"))
+    }
+
+    /// A Docker container with the cgroupfs driver on a v1 host: `/docker/<id>` in the v1
+    /// cpuacct and memory hierarchies, nothing in v2 (None where the host has no v1).
+    pub fn docker_cgroupfs_v1() -> Option<Self> {
+        let h = Hierarchies::read().expect("/proc/self/mountinfo");
+        let roots: Vec<PathBuf> = [h.cpuacct, h.memory].into_iter().flatten().collect();
+        (!roots.is_empty()).then(|| Self::make(roots, "docker", |id| id.to_owned()))
+    }
+
+    fn make(roots: Vec<PathBuf>, parent: &str, name: impl Fn(&str) -> String) -> Self {
         assert!(!roots.is_empty(), "no cgroup hierarchy is mounted");
-        let id = random_id();
         let mut c = Self {
-            id,
+            id: random_id(),
             dirs: Vec::new(),
             made_parents: Vec::new(),
         };
         for root in roots {
-            let parent = root.join("system.slice");
+            let parent = root.join(parent);
             if !parent.exists() && std::fs::create_dir(&parent).is_ok() {
                 c.made_parents.push(parent.clone());
             }
-            let dir = parent.join(format!("docker-{}.scope", c.id));
+            let dir = parent.join(name(&c.id));
             std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
             c.dirs.push(dir);
         }
