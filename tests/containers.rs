@@ -50,8 +50,8 @@ print(got, n, flush=True)
 /// Waits for a line on stdin (the test moves it into a container meanwhile), then sends
 /// `n_tcp` bytes over TCP and reads the answer, sends `count` datagrams of `size` bytes
 /// and reads the answer, writes 64 KiB with O_DIRECT through dd (a child: it inherits the
-/// cgroup) if given a path, burns `burn` s of CPU, and prints the CPU time it and its
-/// children used since the line, and what it read.
+/// cgroup) if given a path, burns `burn` s of CPU, and prints the CPU time it had used
+/// when the line came, and what it read.
 const CLIENT: &str = r#"
 import os, socket, subprocess, sys, time
 tport, uport, n_tcp, m_tcp, count, size, r_udp = map(int, sys.argv[1:8])
@@ -81,7 +81,7 @@ end = time.process_time() + burn
 x = 0
 while time.process_time() < end:
     x += 1
-print(cpu() - t0, got, len(d), flush=True)
+print(t0, got, len(d), flush=True)
 "#;
 
 struct Sizes {
@@ -126,6 +126,8 @@ struct Exchange {
     client_out: BufReader<ChildStdout>,
     server_name: String,
     client_name: String,
+    /// Reaped by `go` through wait4: its pid may belong to another process since.
+    client_reaped: bool,
     _dir: TempDir,
 }
 
@@ -157,12 +159,14 @@ impl Exchange {
             client_out,
             server_name,
             client_name,
+            client_reaped: false,
             _dir: dir,
         }
     }
 
-    /// Lets the client run; returns the CPU seconds it (and its children) used, after
-    /// checking both ends got every byte.
+    /// Lets the client run; returns the CPU seconds it (and its children) used from the
+    /// go to its exit (its rusage at exit, from wait4, less what it had used before),
+    /// after checking both ends got every byte.
     fn go(&mut self) -> f64 {
         let mut stdin = self.client_in.take().expect("not started twice");
         stdin.write_all(b"go\n").expect("start the client");
@@ -176,17 +180,29 @@ impl Exchange {
             "server read"
         );
         assert_eq!(c[1..], [SIZES.m_tcp.to_string(), SIZES.r_udp.to_string()]);
-        assert!(self.client.wait().expect("client").success());
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value to be overwritten.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = self.client.id() as i32;
+        // SAFETY: the pointers are to live locals; the pid is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+        self.client_reaped = true;
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
         assert!(self.server.wait().expect("server").success());
-        c[0].parse().expect("cpu seconds")
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let before: f64 = c[0].parse().expect("cpu seconds");
+        secs(ru.ru_utime) + secs(ru.ru_stime) - before
     }
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        let _ = self.client.kill();
+        if !self.client_reaped {
+            let _ = self.client.kill();
+            let _ = self.client.wait();
+        }
         let _ = self.server.kill();
-        let _ = self.client.wait();
         let _ = self.server.wait();
     }
 }
@@ -361,7 +377,8 @@ fn without_the_sock_tracepoints_netio_reports_itself_skipped_and_exports_nothing
 }
 
 /// Hybrid hosts with a runtime on the cgroupfs driver keep a container in the v1
-/// hierarchies only: its CPU comes from v1 cpuacct (`cpuacct.usage_user` / `_sys`) and
+/// hierarchies only: its CPU comes from v1 cpuacct (`cpuacct.usage`, split by
+/// `cpuacct.usage_user` / `_sys`) and
 /// its memory from v1 memory. Its tasks stay in the v2 root, so the probes' per-process
 /// series carry no container.id for it (README says so).
 #[test]

@@ -160,6 +160,7 @@ pub fn read_all(h: &Hierarchies, dev_names: &mut DeviceNames) -> Vec<Reading> {
                 .or_else(|| {
                     let d = dir(&h.cpuacct, &cpuacct, id)?;
                     stat::cpu_v1(
+                        &read(d.join("cpuacct.usage"))?,
                         &read(d.join("cpuacct.usage_user"))?,
                         &read(d.join("cpuacct.usage_sys"))?,
                     )
@@ -323,6 +324,7 @@ mod tests {
             &format!("{a}/init.scope/cpu.stat"),
             "user_usec 1\nsystem_usec 1\n",
         );
+        cpuacct.file(&format!("{a}/cpuacct.usage"), "999\n");
         cpuacct.file(&format!("{a}/cpuacct.usage_user"), "999\n");
         cpuacct.file(&format!("{a}/cpuacct.usage_sys"), "999\n");
         memory.file(&format!("{a}/memory.usage_in_bytes"), "4096\n");
@@ -332,6 +334,7 @@ mod tests {
             "7:99 Read 512\n7:99 Write 1024\nTotal 1536\n",
         );
         // B: docker with the cgroupfs driver on v1: no v2 directory at all.
+        cpuacct.file(&format!("docker/{B}/cpuacct.usage"), "33\n");
         cpuacct.file(&format!("docker/{B}/cpuacct.usage_user"), "10\n");
         cpuacct.file(&format!("docker/{B}/cpuacct.usage_sys"), "20\n");
         // Not containers.
@@ -375,8 +378,8 @@ mod tests {
                 Reading {
                     id: B.into(),
                     cpu: Some(Cpu {
-                        user_ns: 10,
-                        system_ns: 20
+                        user_ns: 11,
+                        system_ns: 22
                     }),
                     memory: None,
                     disk: vec![],

@@ -53,11 +53,20 @@ pub fn cpu_v2(cpu_stat: &str) -> Option<Cpu> {
     })
 }
 
-/// v1 cpuacct: `cpuacct.usage_user` and `cpuacct.usage_sys`, in ns.
-pub fn cpu_v1(usage_user: &str, usage_sys: &str) -> Option<Cpu> {
+/// v1 cpuacct. `cpuacct.usage` is the exact run time (ns); `cpuacct.usage_user` and
+/// `cpuacct.usage_sys` come from scheduler ticks (a sample: a few percent off over a
+/// second on a busy CPU), so they only split the exact total, as the kernel splits a
+/// process's run time for /proc and as v2's `cpu.stat` does.
+pub fn cpu_v1(usage: &str, usage_user: &str, usage_sys: &str) -> Option<Cpu> {
+    let total = single(usage)?;
+    let (user, sys) = (single(usage_user)?, single(usage_sys)?);
+    let user_ns = match user.checked_add(sys) {
+        Some(0) | None => 0,
+        Some(ticks) => (u128::from(total) * u128::from(user) / u128::from(ticks)) as u64,
+    };
     Some(Cpu {
-        user_ns: single(usage_user)?,
-        system_ns: single(usage_sys)?,
+        user_ns,
+        system_ns: total - user_ns,
     })
 }
 
@@ -166,14 +175,37 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(cpu_v2(text), *want, "{text:?}");
         }
-        assert_eq!(
-            cpu_v1("1234567\n", "89\n"),
-            Some(Cpu {
-                user_ns: 1_234_567,
-                system_ns: 89
-            })
-        );
-        assert_eq!(cpu_v1("x", "1"), None);
+        // The exact total, split as the tick samples say.
+        // ((cpuacct.usage, .usage_user, .usage_sys), split).
+        type Case<'a> = ((&'a str, &'a str, &'a str), Option<Cpu>);
+        let v1: &[Case] = &[
+            (
+                ("1000000000\n", "750000000\n", "250000000\n"),
+                Some(Cpu {
+                    user_ns: 750_000_000,
+                    system_ns: 250_000_000,
+                }),
+            ),
+            (
+                ("1030000000", "884000000", "104000000"),
+                Some(Cpu {
+                    user_ns: 921_578_947,
+                    system_ns: 108_421_053,
+                }),
+            ),
+            (
+                ("5000", "0", "0"),
+                Some(Cpu {
+                    user_ns: 0,
+                    system_ns: 5000,
+                }),
+            ),
+            (("x", "1", "1"), None),
+            (("1", "1", ""), None),
+        ];
+        for ((usage, user, sys), want) in v1 {
+            assert_eq!(cpu_v1(usage, user, sys), *want, "{usage} {user} {sys}");
+        }
     }
 
     #[test]
