@@ -540,3 +540,50 @@ fn check_into_a_closed_pipe_exits_without_a_panic() {
         out.status
     );
 }
+
+#[test]
+fn run_into_a_closed_pipe_releases_the_probes_and_exits_zero() {
+    require_root();
+    // `sonde run | head -3`: the console's reader goes away after the banner.
+    let dir = TempDir::new("epipe");
+    let stderr_path = dir.path().join("stderr");
+    let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sonde"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .arg("run")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
+        .env("SONDE_LOG", "sonde=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn sonde run");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut banner = [0u8; 16];
+    std::io::Read::read_exact(&mut out, &mut banner).expect("the banner");
+    drop(out);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "sonde run went on writing into a closed pipe:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    let closed = log.find("stdout closed").expect("the reason is logged");
+    let detached = log
+        .find("probes detached")
+        .expect("the probes are released");
+    assert!(closed < detached, "{log}");
+}
