@@ -54,7 +54,14 @@ where
                     // Stop asked, or the handle dropped: a last snapshot for the caller.
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
                 }
+                let began = Instant::now();
                 let snap = Arc::new(snapshot(&mut source));
+                // What a tick costs, for bench/tick_connections.py and for a reader of
+                // debug logs wondering why exports lag.
+                tracing::debug!(
+                    took_us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    "snapshot taken"
+                );
                 // A slow snapshot delays the next tick rather than bunching ticks up.
                 next = (next + interval).max(Instant::now());
                 match out.try_send(snap) {

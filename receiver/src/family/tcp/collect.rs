@@ -143,6 +143,16 @@ pub struct TcpLedger {
 }
 
 impl TcpLedger {
+    /// A copy of the attributed counts without the per-connection baselines (as many as
+    /// the kernel map's 65 536 entries), which the mapping does not read: the copy a
+    /// snapshot takes while the drain task waits for the lock.
+    pub fn counts(&mut self) -> Self {
+        let seen = std::mem::take(&mut self.seen);
+        let copy = self.clone();
+        self.seen = seen;
+        copy
+    }
+
     pub fn new(policy: SeriesPolicy, processes: Attribution) -> Self {
         Self {
             policy,
@@ -658,7 +668,7 @@ impl TcpCollector {
     pub fn ledger(&self, now: u64) -> TcpLedger {
         self.events.with(|s| {
             s.ledger.tick(now);
-            s.ledger.clone()
+            s.ledger.counts()
         })
     }
 
