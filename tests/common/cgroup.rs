@@ -72,11 +72,12 @@ impl FakeContainer {
         }
     }
 
-    /// Runs `program` with `args` inside the container (moved in before it execs) and
-    /// waits for it.
-    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+    /// Starts `program` with `args` inside the container (moved in before it execs: one
+    /// process), stdout and stderr piped.
+    pub fn spawn(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Child {
         let mut child = Command::new("/bin/sh")
-            .args(["-c", "read _ && exec \"$@\"", "sh", program])
+            .args(["-c", "read _ && exec \"$@\"", "sh"])
+            .arg(program)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -86,8 +87,12 @@ impl FakeContainer {
         self.enter(child.id());
         let mut stdin = child.stdin.take().expect("stdin");
         stdin.write_all(b"go\n").expect("release the command");
-        drop(stdin);
-        let out = child.wait_with_output().expect("wait");
+        child
+    }
+
+    /// Runs `program` with `args` inside the container and waits for it.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        let out = self.spawn(program, args).wait_with_output().expect("wait");
         assert!(
             out.status.success(),
             "{program} {args:?} in the container: {}",
@@ -111,6 +116,24 @@ impl FakeContainer {
             .expect("throttle rule");
         }
         name
+    }
+
+    /// Limits the container's memory to `bytes`: v1 `memory.limit_in_bytes` in its memory
+    /// hierarchy (hybrid hosts), else v2 `memory.max`. Past it the kernel's OOM killer
+    /// picks a victim inside the container.
+    pub fn limit_memory(&self, bytes: u64) {
+        let h = Hierarchies::read().expect("/proc/self/mountinfo");
+        let (dir, file) = match h.memory.as_deref().and_then(|m| self.dir_under(m)) {
+            Some(d) => (d, "memory.limit_in_bytes"),
+            None => (
+                h.v2.as_deref()
+                    .and_then(|v2| self.dir_under(v2))
+                    .expect("the container's v2 cgroup"),
+                "memory.max",
+            ),
+        };
+        std::fs::write(dir.join(file), bytes.to_string())
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
     }
 
     /// The container's directory in the hierarchy mounted at `root`, if it has one.
@@ -161,6 +184,22 @@ pub fn busy_docker_container() -> FakeContainer {
     c.run("python3", &["-c", &send]);
     server.join().expect("server");
     c
+}
+
+/// A process that outgrows the container's memory limit (64 MiB here) and is killed by the
+/// OOM killer: one `sonde.process.oom_kills` under python3's name and the container's id.
+pub fn oom_kill_in(c: &FakeContainer) {
+    c.limit_memory(64 << 20);
+    let status = c
+        .spawn("python3", &["-c", "x = b'x' * (1 << 30)"])
+        .wait()
+        .expect("wait");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "not OOM-killed: {status}"
+    );
 }
 
 /// The disk holding `path` (the whole disk when it is on a partition): its
