@@ -78,26 +78,15 @@ impl Space {
     }
 }
 
-/// statvfs(3) on a mount point. Can block on an unresponsive network file system; only
-/// device-backed types reach here.
+/// statvfs(3) on a mount point, through rustix (no unsafe here). Can block on an
+/// unresponsive network or FUSE file system: [`BoundedStatvfs`] bounds the wait.
 pub fn statvfs(path: &str) -> std::io::Result<Space> {
-    let c = std::ffi::CString::new(path)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut buf = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated string and `buf` points to writable memory
-    // of the right size; statvfs fills it completely on success.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), buf.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: rc == 0, so statvfs initialised the struct.
-    let s = unsafe { buf.assume_init() };
+    let s = rustix::fs::statvfs(path)?;
     let frsize = if s.f_frsize > 0 {
         s.f_frsize
     } else {
         s.f_bsize
     };
-    // fsblkcnt_t and c_ulong are u64 on the 64-bit targets Sonde supports.
     Ok(Space::from_blocks(
         frsize, s.f_blocks, s.f_bfree, s.f_bavail,
     ))
