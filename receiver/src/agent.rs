@@ -142,6 +142,9 @@ impl Probes {
                 );
             }
         }
+        // Every loader's BTF parse is freed by now: hand those pages back before the
+        // collection loop starts, or they stay resident for the agent's life.
+        probe::heap::release_freed();
         for r in &probes.reports {
             match (&r.state, &r.degraded) {
                 (ProbeState::Attached, None) => tracing::info!(probe = r.probe, "attached"),

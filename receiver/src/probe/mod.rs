@@ -7,6 +7,7 @@
 //! process dies, since nothing is pinned).
 
 pub mod cgroup;
+pub mod heap;
 pub mod needs;
 pub mod support;
 pub mod tracefs;
@@ -220,23 +221,29 @@ pub fn load_family_needing(
     globals: &[(&str, u32)],
     map_sizes: &[(&str, u32)],
 ) -> Result<LoadedFamily, LoadError> {
-    let mut loader = EbpfLoader::new();
-    for (name, value) in globals {
-        // must_exist: a renamed global is a build problem, not something to ignore.
-        loader.override_global(name, value, true);
-    }
-    for (name, size) in map_sizes {
-        loader.map_max_entries(name, *size);
-    }
-    let mut ebpf = loader
-        // aya 0.14 does not know BPF_MAP_TYPE_TASK_STORAGE (the fileio family keeps each
-        // call's start time there); the kernel does, so let it through unparsed.
-        .allow_unsupported_maps()
-        .load(family.object())
-        .map_err(|source| LoadError::Load {
-            family: family.name(),
-            source: Box::new(source),
-        })?;
+    // The loader holds its own parse of the kernel's BTF (~15 MiB: aya 0.14's
+    // `EbpfLoader::new` always parses it, so a parse shared through `.btf()` would only
+    // add a second one); the block drops it as soon as relocation is done, before the
+    // programs are verified.
+    let mut ebpf = {
+        let mut loader = EbpfLoader::new();
+        for (name, value) in globals {
+            // must_exist: a renamed global is a build problem, not something to ignore.
+            loader.override_global(name, value, true);
+        }
+        for (name, size) in map_sizes {
+            loader.map_max_entries(name, *size);
+        }
+        loader
+            // aya 0.14 does not know BPF_MAP_TYPE_TASK_STORAGE (the fileio family keeps
+            // each call's start time there); the kernel does, so let it through unparsed.
+            .allow_unsupported_maps()
+            .load(family.object())
+            .map_err(|source| LoadError::Load {
+                family: family.name(),
+                source: Box::new(source),
+            })?
+    };
     let off = needs::features_off();
     let mut reports = Vec::with_capacity(specs.len());
     let mut programs = Vec::with_capacity(specs.len());
