@@ -85,10 +85,12 @@ fn short_lived_processes_share_one_series_per_executable_and_a_late_program_gets
     const CHURN: usize = 300;
     const LATE: usize = 10;
     let rx = OtlpReceiver::start(Proto::Grpc);
-    // A limit far below 300 (one series per pid would overflow at once) and a ttl short
-    // enough that the first executable's series expires while the test watches.
+    // A limit below 300 (one series per pid would overflow) but with room for what else
+    // runs on the host (the limit counts every process's series, not only this test's),
+    // and a ttl short enough that the first executable's series expires while the test
+    // watches.
     let yaml = "collection:\n  interval: 500ms\n  series_ttl: 2s\n\
-                probes:\n  tcp:\n    series_limit: 16\n  fileio:\n    enabled: false\n\
+                probes:\n  tcp:\n    series_limit: 200\n  fileio:\n    enabled: false\n\
                 \x20 dns:\n    enabled: false\n";
     let mut sonde = Sonde::start(&rx.env(), Some(yaml));
     sonde.wait_started();
