@@ -7,6 +7,8 @@
 //! distinct process series seen over the run is in the thousands. The test process's RSS
 //! is printed and held to a small growth (no timing is involved).
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::PipeWriter;
 use std::os::fd::AsRawFd;
@@ -83,12 +85,7 @@ impl Drop for Batch {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .expect("status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    common::rss_kib(std::process::id() as i32)
 }
 
 #[test]

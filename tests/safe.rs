@@ -509,15 +509,6 @@ fn malformed_dns(i: usize) -> Vec<u8> {
     m
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// Issue 13 point 6: a flood of malformed DNS queries to port 53 (to a socket of the
 /// test's own and to its resolver) while Sonde runs: Sonde stays up, its memory stays
 /// bounded, none of the garbage counts as a query, and well-formed queries sent

@@ -960,3 +960,13 @@ pub fn prometheus_addr(sonde: &mut Sonde) -> SocketAddr {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in the log:\n{log}"))
 }
+
+/// Resident memory of a process, from /proc/<pid>/status.
+pub fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
