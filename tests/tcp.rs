@@ -1233,16 +1233,8 @@ impl ForeignListener {
             }
             None => std::process::Command::new("/usr/bin/python3"),
         };
-        let mut child = cmd
-            .args(["-c", SCRIPT, &port])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start python3 (Debian's python3 package)");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("read the listener's ready line");
+        cmd.args(["-c", SCRIPT, &port]);
+        let (child, line) = spawn_listener(cmd, "its ready line");
         assert_eq!(line.trim(), "ready", "the foreign listener did not start");
         Self(child)
     }
@@ -1348,16 +1340,9 @@ fn a_listener_without_bind_owns_its_inbound_connections() {
         s.listen(128)\n\
         print(os.getpid(),s.getsockname()[1],flush=True)\n\
         sys.stdin.read()\n";
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", SCRIPT])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start python3 (Debian's python3 package)");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-        .expect("read the listener's pid and port");
+    let mut cmd = std::process::Command::new("/usr/bin/python3");
+    cmd.args(["-c", SCRIPT]);
+    let (mut child, line) = spawn_listener(cmd, "its pid and port");
     let mut f = line
         .split_whitespace()
         .map(|w| w.parse::<u32>().expect("a number"));
@@ -1517,4 +1502,19 @@ fn state_counts_are_seeded_from_and_agree_with_the_kernels_table() {
     })
     .join()
     .expect("the test's thread");
+}
+
+/// Starts a python3 listener that reports on its first stdout line and lives until its
+/// stdin closes; returns it and that line.
+fn spawn_listener(mut cmd: std::process::Command, what: &str) -> (std::process::Child, String) {
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start python3 (Debian's python3 package)");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .unwrap_or_else(|e| panic!("read the listener's {what}: {e}"));
+    (child, line)
 }

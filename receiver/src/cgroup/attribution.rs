@@ -51,10 +51,15 @@ impl Attribution {
     /// The series key of thread group `tgid` running `executable` in cgroup `cgroup_id`.
     pub fn key(&self, tgid: u32, executable: String, cgroup_id: u64) -> ProcessKey {
         ProcessKey {
-            executable,
-            container: self.container(cgroup_id),
             pid: self.pid.then_some(tgid),
+            ..self.key_without_pid(executable, cgroup_id)
         }
+    }
+
+    /// The series key of `executable` in cgroup `cgroup_id` for kernel tables that keep
+    /// no pid (a key per pid would churn): never `process.pid`.
+    pub fn key_without_pid(&self, executable: impl Into<String>, cgroup_id: u64) -> ProcessKey {
+        ProcessKey::named(executable).in_container(self.container(cgroup_id))
     }
 }
 

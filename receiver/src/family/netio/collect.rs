@@ -115,8 +115,7 @@ impl NetIoCollector {
     }
 
     fn key(&self, k: &sonde_netio_key) -> crate::aggregate::process::ProcessKey {
-        // The kernel keeps no pid here (a key per pid would churn): never process.pid.
-        crate::aggregate::process::ProcessKey::named(comm_to_string(&k.comm))
-            .in_container(self.attribution.container(k.cgroup_id))
+        self.attribution
+            .key_without_pid(comm_to_string(&k.comm), k.cgroup_id)
     }
 }

@@ -9,7 +9,6 @@ use sonde_probes::names::process as n;
 
 use super::aggregate::{comm_name, ExitTotals, RawKey, Totals};
 use crate::aggregate::bounded::{BoundedCounter, SeriesPoint, SeriesPolicy};
-use crate::aggregate::process::ProcessKey;
 use crate::cgroup::Attribution;
 use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
@@ -159,8 +158,7 @@ impl ProcessCollector {
             });
         let attribution = &self.attribution;
         let name = |(comm, cgroup): &RawKey| {
-            comm_name(comm)
-                .map(|n| ProcessKey::named(n).in_container(attribution.container(*cgroup)))
+            comm_name(comm).map(|n| attribution.key_without_pid(n, *cgroup))
         };
         for (comm, cgroup_id) in self.exit_totals.update(now, entries, overflow, name) {
             let mut key = sonde_proc_total_key {
