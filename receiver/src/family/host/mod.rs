@@ -553,7 +553,21 @@ mod tests {
         let mut src = HostSource::new(&cfg, MetricNames::Semconv, false);
         let mut out = Output::default();
         src.collect(1, &mut out);
-        src.collect(1, &mut out);
+        // Utilization needs /proc/stat to have moved between two samples (its counters
+        // advance once per clock tick): sample again until it has, for a few seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            out = Output::default();
+            src.collect(1, &mut out);
+            let moved = out
+                .metrics
+                .iter()
+                .any(|m| m.def.name == "system.cpu.utilization");
+            if moved || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let names: Vec<&str> = out.metrics.iter().map(|m| m.def.name).collect();
         for want in [
             "system.cpu.time",
