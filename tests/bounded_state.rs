@@ -96,7 +96,12 @@ fn ten_thousand_short_lived_processes_leave_the_exporters_state_flat() {
         top_processes: TOP_N,
     };
     let start = sonde::unix_nanos();
-    let mut host = HostSource::new(&cfg, MetricNames::Semconv, false);
+    let mut host = HostSource::new(
+        &cfg,
+        MetricNames::Semconv,
+        false,
+        &sonde::cgroup::Attribution::for_host(false),
+    );
     let mut delta = DeltaConverter::new(Temporality::Delta, start);
     let mut full = ConsoleExporter::new(ConsoleDetail::Full);
     let mut summary = ConsoleExporter::new(ConsoleDetail::Summary);

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cgroup::FakeContainer;
 use common::dns::{addresses, wait_ready, Dnsmasq};
 use common::{bpf_ids_of, bpftool_ids, require_root, unique_exe, unique_suffix, TempDir};
 
@@ -229,8 +230,8 @@ fn cpu_after(line: &str, name: &str) -> Option<f64> {
         .find_map(|t| t.strip_suffix('%')?.parse().ok())
 }
 
-/// `sonde top` as a person runs it, in tmux: the workload shows up in the process, TCP and
-/// DNS panels with its rates; `q` restores the terminal and releases every BPF program.
+/// `sonde top` as a person runs it, in tmux: the workload shows up in the process panel
+/// with its container, and in the TCP and DNS panels with its rates; `q` restores the terminal and releases every BPF program.
 #[test]
 fn top_in_tmux_shows_a_workload_and_quits_cleanly() {
     require_root();
@@ -262,20 +263,16 @@ fn top_in_tmux_shows_a_workload_and_quits_cleanly() {
     );
 
     let (exe, name) = unique_exe(dir.path(), "stw", "/usr/bin/python3");
-    let mut workload = Reaped(
-        Command::new(&exe)
-            .args(["-c", WORKLOAD, &resolver.to_string(), &zone])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the workload (python3)"),
-    );
+    // In a Docker-shaped cgroup: its row names the container as `docker ps` would.
+    let container = FakeContainer::docker();
+    let short_id = &container.id[..12];
+    let mut workload =
+        Reaped(container.spawn(&exe, &["-c", WORKLOAD, &resolver.to_string(), &zone]));
     let pane = tmux.wait_for(
         "the workload in the process, TCP and DNS panels",
         Duration::from_secs(30),
         |p| {
-            let cpu = line_with(p, &[&name, "%"]).and_then(|l| cpu_after(l, &name));
+            let cpu = line_with(p, &[&name, short_id, "%"]).and_then(|l| cpu_after(l, short_id));
             let tcp = line_with(p, &["127.0.0.1:", &name]);
             let dns = line_with(p, &["clients", &name]);
             cpu.is_some_and(|c| c > 0.0)

@@ -103,7 +103,12 @@ impl Probes {
         }
     }
 
-    fn load(config: &Config, start: u64, spans: Option<&Spans>) -> Result<Self, String> {
+    fn load(
+        config: &Config,
+        start: u64,
+        spans: Option<&Spans>,
+        processes: &sonde::cgroup::Attribution,
+    ) -> Result<Self, String> {
         let series = |limit| SeriesPolicy {
             limit,
             ttl: config.series_ttl,
@@ -130,14 +135,12 @@ impl Probes {
                 ),
             }
         }
-        // One cgroup resolver for every family: one cache, one rescan budget.
-        let processes = sonde::cgroup::Attribution::for_host(config.process_pid);
         // Each family loads on its own: one that fails leaves the others running.
         for f in family::FAMILIES {
             if f.enabled(&config.probes) {
                 probes.add(
                     *f,
-                    f.start(&config.probes, series(0), spans, &processes)
+                    f.start(&config.probes, series(0), spans, processes)
                         .map_err(|e| e.to_string()),
                 );
             }
@@ -239,13 +242,16 @@ impl Collection {
             )),
             config: config.spans.clone(),
         });
-        let probes = load_probes(config, start, spans.as_ref());
+        // One cgroup resolver for every family and the host's top processes: one cache,
+        // one rescan budget.
+        let processes = sonde::cgroup::Attribution::for_host(config.process_pid);
+        let probes = load_probes(config, start, spans.as_ref(), &processes);
         let mode = if probes.attached() {
             sonde_mode::EBPF
         } else {
             sonde_mode::FALLBACK
         };
-        let mut sources = family::host::sources(config, &probes.reports);
+        let mut sources = family::host::sources(config, &probes.reports, &processes);
         // Families that only read files run in both modes.
         sources.extend(family::file_sources(
             &config.probes,
@@ -297,14 +303,19 @@ impl Collection {
     }
 }
 
-fn load_probes(config: &Config, start: u64, spans: Option<&Spans>) -> Probes {
+fn load_probes(
+    config: &Config,
+    start: u64,
+    spans: Option<&Spans>,
+    processes: &sonde::cgroup::Attribution,
+) -> Probes {
     if !config.ebpf_enabled {
         tracing::warn!(
             "eBPF is off (collection.ebpf_enabled: false): collecting from /proc and /sys only"
         );
         Probes::none()
     } else {
-        match Probes::load(config, start, spans) {
+        match Probes::load(config, start, spans, processes) {
             Ok(p) if p.attached() => p,
             Ok(p) => {
                 let why: Vec<String> = p

@@ -306,6 +306,7 @@ fn draw_processes(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
     let body = rows.iter().map(|p| {
         Row::new(vec![
             p.name.clone(),
+            p.container.clone().unwrap_or_default(),
             match p.pids.as_slice() {
                 [] => String::new(),
                 [pid] => pid.to_string(),
@@ -321,6 +322,7 @@ fn draw_processes(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
         body,
         [
             Constraint::Fill(1),
+            Constraint::Length(16),
             Constraint::Length(9),
             Constraint::Length(8),
             Constraint::Length(11),
@@ -329,7 +331,13 @@ fn draw_processes(f: &mut ratatui::Frame<'_>, area: Rect, app: &App) {
         ],
     )
     .header(header(&[
-        "NAME", "PID", "CPU", "MEMORY", "FILE I/O", "TCP I/O",
+        "NAME",
+        "CONTAINER",
+        "PID",
+        "CPU",
+        "MEMORY",
+        "FILE I/O",
+        "TCP I/O",
     ]))
     .block(block(app, Panel::Processes, title));
     f.render_widget(table, area);
@@ -484,6 +492,7 @@ mod tests {
     fn frame() -> Frame {
         let proc = |name: &str, pid, cpu, mem| ProcessRow {
             name: name.to_owned(),
+            container: (name == "burner").then(|| "3f4e5a6b7c8d".to_owned()),
             pids: vec![pid],
             cpu: Some(cpu),
             memory: Some(mem),
@@ -555,6 +564,7 @@ mod tests {
             "cpu 50% of 2",
             "probes 20/25 (ebpf)",
             "95.0%",
+            "CONTAINER",
             "127.0.0.1:8080",
             "opened 12/s",
             "queries 5.0/s",
@@ -566,6 +576,11 @@ mod tests {
         assert!(
             row_of(&text, "burner") < row_of(&text, "bigmem"),
             "by cpu:\n{text}"
+        );
+        assert_eq!(
+            row_of(&text, "3f4e5a6b7c8d"),
+            row_of(&text, "burner"),
+            "the container on its process's row:\n{text}"
         );
 
         press(&mut app, KeyCode::Char('s'));

@@ -86,6 +86,9 @@ impl Host {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProcessRow {
     pub name: String,
+    /// Its container: `<namespace>/<pod>/<container>` where the kubelet names it,
+    /// otherwise the first 12 digits of `container.id` (as `docker ps` shows it).
+    pub container: Option<String>,
     /// Process ids of this name among the host source's top processes.
     pub pids: Vec<i64>,
     /// CPU in cores (1.0 is one core busy for the whole interval).
@@ -453,20 +456,41 @@ fn host(c: &Ctx<'_>) -> Host {
     }
 }
 
+/// How a row names a container (see [`ProcessRow::container`]).
+pub fn container_label(a: &Attributes) -> Option<String> {
+    let id = text(a, attr::CONTAINER_ID)?;
+    match (
+        text(a, attr::K8S_NAMESPACE_NAME),
+        text(a, attr::K8S_POD_NAME),
+        text(a, attr::K8S_CONTAINER_NAME),
+    ) {
+        (Some(ns), Some(pod), Some(c)) => Some(format!("{ns}/{pod}/{c}")),
+        (Some(ns), Some(pod), None) => Some(format!("{ns}/{pod}")),
+        _ => Some(id.chars().take(12).collect()),
+    }
+}
+
 fn processes(c: &Ctx<'_>) -> Vec<ProcessRow> {
-    let mut rows: HashMap<String, ProcessRow> = HashMap::new();
+    // One row per executable name and container: the same program on the host and in a
+    // container are two rows.
+    let mut rows: HashMap<(String, Option<String>), ProcessRow> = HashMap::new();
     fn row<'m>(
-        rows: &'m mut HashMap<String, ProcessRow>,
+        rows: &'m mut HashMap<(String, Option<String>), ProcessRow>,
         a: &Attributes,
     ) -> Option<&'m mut ProcessRow> {
         if overflow(a) {
             return None;
         }
         let name = text(a, attr::PROCESS_EXECUTABLE_NAME)?;
-        Some(rows.entry(name.to_owned()).or_insert_with(|| ProcessRow {
-            name: name.to_owned(),
-            ..ProcessRow::default()
-        }))
+        let id = text(a, attr::CONTAINER_ID).map(str::to_owned);
+        Some(
+            rows.entry((name.to_owned(), id))
+                .or_insert_with(|| ProcessRow {
+                    name: name.to_owned(),
+                    container: container_label(a),
+                    ..ProcessRow::default()
+                }),
+        )
     }
     let add = |slot: &mut Option<f64>, v: Option<f64>| {
         if let Some(v) = v {
@@ -502,7 +526,7 @@ fn processes(c: &Ctx<'_>) -> Vec<ProcessRow> {
     for r in &mut out {
         r.pids.sort_unstable();
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.container.cmp(&b.container)));
     out
 }
 
@@ -951,6 +975,62 @@ mod tests {
         assert_eq!(f.dns.p50, None);
         let burner = &f.processes[0];
         assert_eq!((burner.cpu, burner.memory), (None, Some(1048576.0)));
+    }
+
+    #[test]
+    fn one_name_on_the_host_and_in_two_containers_is_three_rows() {
+        let docker = "3f4e5a6b7c8d".to_owned() + &"0".repeat(52);
+        let pod = "9".repeat(64);
+        let at = |t: u64, k: f64| {
+            let who = |extra: &[(&'static str, Value)]| {
+                let mut a = Attributes::new()
+                    .with(attr::PROCESS_EXECUTABLE_NAME, "nginx")
+                    .with(attr::CPU_MODE, cpu_mode::USER);
+                for (k, v) in extra {
+                    a.insert(k, v.clone());
+                }
+                a
+            };
+            Snapshot {
+                time_unix_nano: t * S,
+                metrics: vec![numbers(
+                    h::PROCESS_CPU_TIME,
+                    0,
+                    [
+                        (who(&[]), Number::Double(0.125 * k)),
+                        (
+                            who(&[(attr::CONTAINER_ID, s(&docker))]),
+                            Number::Double(0.5 * k),
+                        ),
+                        (
+                            who(&[
+                                (attr::CONTAINER_ID, s(&pod)),
+                                (attr::K8S_NAMESPACE_NAME, s("shop")),
+                                (attr::K8S_POD_NAME, s("web-1")),
+                                (attr::K8S_CONTAINER_NAME, s("nginx")),
+                            ]),
+                            Number::Double(0.25 * k),
+                        ),
+                    ],
+                )],
+            }
+        };
+        let mut v = Viewer::new();
+        v.update(&at(10, 10.0));
+        let f = v.update(&at(11, 11.0));
+        let rows: Vec<(Option<&str>, Option<f64>)> = f
+            .processes
+            .iter()
+            .map(|p| (p.container.as_deref(), p.cpu))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (None, Some(0.125)),
+                (Some("3f4e5a6b7c8d"), Some(0.5)),
+                (Some("shop/web-1/nginx"), Some(0.25)),
+            ]
+        );
     }
 
     #[test]

@@ -284,14 +284,14 @@ pub fn summary(f: &Frame) -> String {
     if !procs.is_empty() {
         let _ = writeln!(
             out,
-            "processes  {:<24} {:>8} {:>11} {:>13} {:>13}",
+            "processes  {:<32} {:>8} {:>11} {:>13} {:>13}",
             "(top by cpu)", "cpu", "memory", "file i/o", "tcp i/o"
         );
         for p in &procs {
             let _ = writeln!(
                 out,
-                "  {:<32} {:>8} {:>11} {:>13} {:>13}",
-                fit(&process_label(p), 32),
+                "  {:<40} {:>8} {:>11} {:>13} {:>13}",
+                fit(&process_label(p), 40),
                 or_dash(p.cpu, cpu),
                 or_dash(p.memory, bytes),
                 or_dash(p.file_io, byte_rate),
@@ -365,12 +365,17 @@ pub fn summary(f: &Frame) -> String {
     out
 }
 
-/// `name [pid]`, or `name [3 pids]` when several processes share the name.
+/// `name [pid]`, or `name [3 pids]` when several processes share the name, then its
+/// container where it runs in one.
 pub fn process_label(p: &ProcessRow) -> String {
-    match p.pids.as_slice() {
+    let who = match p.pids.as_slice() {
         [] => p.name.clone(),
         [pid] => format!("{} [{pid}]", p.name),
         pids => format!("{} [{} pids]", p.name, pids.len()),
+    };
+    match &p.container {
+        Some(c) => format!("{who} {c}"),
+        None => who,
     }
 }
 
@@ -433,6 +438,8 @@ mod tests {
             processes: (0..processes)
                 .map(|i| ProcessRow {
                     name: format!("p{i:02}"),
+                    // Every fourth in a container.
+                    container: (i % 4 == 3).then(|| format!("{i:012}")),
                     pids: vec![i as i64],
                     // Every third process idle: it must not get a row.
                     cpu: Some(if i % 3 == 0 { 0.0 } else { i as f64 / 100.0 }),
@@ -468,7 +475,10 @@ mod tests {
         let text = summary(&busy_frame(300));
         let lines = text.lines().count();
         assert!(lines <= 40, "{lines} lines:\n{text}");
-        assert!(text.contains("p299 [299]"), "busiest first:\n{text}");
+        assert!(
+            text.contains("p299 [299] 000000000299"),
+            "busiest first, with its container:\n{text}"
+        );
         assert!(!text.contains("p297 "), "idle row shown:\n{text}");
         assert!(text.contains("10.0.0.49:443"), "busiest peer:\n{text}");
         assert!(!text.contains("storage"), "empty section shown:\n{text}");

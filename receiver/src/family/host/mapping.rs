@@ -18,6 +18,10 @@ use sonde_semconv::attr::{network_transport, network_type};
 use sonde_semconv::host::{self as h, v0};
 use sonde_semconv::{fileio, metric, tcp, MetricDef};
 
+use std::sync::Arc;
+
+use crate::aggregate::process::ProcessKey;
+use crate::cgroup::Container;
 use crate::family::host::collect::diskstats::DiskStats;
 use crate::family::host::collect::filesystem::{Mount, Space};
 use crate::family::host::collect::loadavg::LoadAvg;
@@ -52,6 +56,8 @@ pub struct ProcSeries {
     /// Its CPU ticks since it got its own series (what the overflow series has not
     /// already counted) and when that was.
     pub cpu: OwnCpu,
+    /// Its container, from its cgroup (`None` outside one, or where it cannot be read).
+    pub container: Option<Arc<Container>>,
 }
 
 /// CPU ticks a top process reports under its own series: all of its life when it went
@@ -768,10 +774,15 @@ fn processes(p: Pick, i: &Inputs<'_>, facts: HostFacts, start: u64) -> Vec<Metri
         p.val(attr::cpu_mode::SYSTEM, v0::process_cpu_state::SYSTEM),
     );
     let dir = p.key(attr::DISK_IO_DIRECTION, v0::attr::DIRECTION);
+    // Like every per-process series (mapping::process), plus the pid: each of these
+    // describes one process.
     let who = |s: &ProcSeries| {
-        Attributes::new()
-            .with(attr::PROCESS_PID, i64::from(s.stat.pid))
-            .with(attr::PROCESS_EXECUTABLE_NAME, s.stat.comm.as_str())
+        let key = ProcessKey {
+            executable: s.stat.comm.clone(),
+            container: s.container.clone(),
+            pid: Some(s.stat.pid),
+        };
+        crate::mapping::process::with(Attributes::new(), &key)
     };
     // Counters of a process start when it started; gauges-like sums at the agent's start.
     let mut cpu = Vec::new();
@@ -923,6 +934,7 @@ mod tests {
                 stime: s.processes.as_ref().expect("procs")[0].stime,
                 start_unix_nano: 7,
             },
+            container: None,
         }];
         let inputs = Inputs {
             sample: &s,
@@ -1156,6 +1168,52 @@ mod tests {
                 PointValue::Histogram(_) | PointValue::Exponential(_) => f64::NAN,
             })
             .unwrap_or_else(|| panic!("{}: no {key}={val}", m.def.name))
+    }
+
+    #[test]
+    fn a_top_process_in_a_container_carries_its_container_and_pod() {
+        let s = sample();
+        let stat = s.processes.as_ref().expect("procs")[0].clone();
+        let id = "d".repeat(64);
+        let container = Arc::new(Container {
+            id: id.clone(),
+            runtime: crate::cgroup::Runtime::Containerd,
+            k8s: Some(crate::cgroup::K8sNames {
+                namespace: "shop".into(),
+                pod: "cart-7d9".into(),
+                container: Some("cart".into()),
+            }),
+        });
+        let top = vec![ProcSeries {
+            stat,
+            io: None,
+            fds: None,
+            start_unix_nano: 7,
+            cpu: OwnCpu::default(),
+            container: Some(container),
+        }];
+        let inputs = Inputs {
+            sample: &s,
+            prev_stat: None,
+            top: &top,
+            overflow: None,
+        };
+        let opts = Options {
+            names: MetricNames::Semconv,
+            per_cpu: false,
+        };
+        let out = metrics(&inputs, facts(), opts, 42);
+        let cpu = out
+            .iter()
+            .find(|m| m.def.name == h::PROCESS_CPU_TIME.name)
+            .expect("process.cpu.time");
+        for p in &cpu.points {
+            let a = &p.attributes;
+            assert_eq!(a.get(attr::CONTAINER_ID), Some(&Value::from(id.as_str())));
+            assert_eq!(a.get(attr::K8S_POD_NAME), Some(&Value::from("cart-7d9")));
+            assert_eq!(a.get(attr::K8S_CONTAINER_NAME), Some(&Value::from("cart")));
+            assert!(a.get(attr::PROCESS_PID).is_some(), "top-N keeps the pid");
+        }
     }
 
     #[test]

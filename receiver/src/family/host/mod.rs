@@ -12,7 +12,11 @@ pub mod config;
 pub mod mapping;
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::cgroup::{Attribution, Container};
 use crate::config::HostConfig;
 use crate::family::host::collect::process::ProcStat;
 use crate::family::host::collect::stat::Stat;
@@ -44,6 +48,28 @@ pub struct HostSource {
     own_cpu: HashMap<u32, CpuBase>,
     /// When the previous sample was taken (Unix ns).
     prev_sample: u64,
+    /// Names the top processes' containers (`None` without cgroup v2).
+    containers: Option<Containers>,
+}
+
+/// A process's cgroup v2 path (/proc/PID/cgroup) -> its directory's inode, which is the
+/// cgroup id the probes record -> the container the families' shared resolver knows it
+/// as, so the top processes carry the same `container.id` and Kubernetes names as every
+/// other per-process series.
+#[derive(Debug)]
+struct Containers {
+    /// The v2 hierarchy's mount point (the paths in /proc/PID/cgroup are under it).
+    root: PathBuf,
+    attribution: Attribution,
+}
+
+impl Containers {
+    fn of(&self, reader: &HostReader, pid: u32) -> Option<Arc<Container>> {
+        let path = reader.process_cgroup(pid)?;
+        let dir = self.root.join(path.trim_start_matches('/'));
+        let id = std::fs::metadata(dir).ok()?.ino();
+        self.attribution.container(id)
+    }
 }
 
 /// Where a top process's own CPU series begins: ticks already reported elsewhere (by
@@ -59,14 +85,26 @@ struct CpuBase {
 impl HostSource {
     /// `tcp_from_probe`: the TCP probe exports `system.network.connection.count` and
     /// wins the merge, so /proc/net/tcp need not be read at all.
-    pub fn new(config: &HostConfig, names: MetricNames, tcp_from_probe: bool) -> Self {
+    /// `processes`: the cgroup resolver the families share, to name the top processes'
+    /// containers.
+    pub fn new(
+        config: &HostConfig,
+        names: MetricNames,
+        tcp_from_probe: bool,
+        processes: &Attribution,
+    ) -> Self {
         let reader = HostReader::default();
         let reader = if tcp_from_probe && names == MetricNames::Semconv {
             reader.without_tcp_states()
         } else {
             reader
         };
-        Self::with_reader(reader, config, names, host_facts())
+        let mut source = Self::with_reader(reader, config, names, host_facts());
+        source.containers = crate::probe::cgroup::cgroup2_root().map(|root| Containers {
+            root,
+            attribution: processes.clone(),
+        });
+        source
     }
 
     pub fn with_reader(
@@ -89,13 +127,18 @@ impl HostSource {
             overflow_stime: 0,
             own_cpu: HashMap::new(),
             prev_sample: 0,
+            containers: None,
         }
     }
 }
 
 /// Sources that need no probe, in both modes. The host source (fallback metrics,
 /// issue 6) includes system.process.count; without it the process-state source keeps it.
-pub fn sources(config: &crate::config::Config, probes: &[ProbeReport]) -> Vec<Box<dyn Source>> {
+pub fn sources(
+    config: &crate::config::Config,
+    probes: &[ProbeReport],
+    processes: &Attribution,
+) -> Vec<Box<dyn Source>> {
     if config.host.enabled {
         let tcp_from_probe = probes
             .iter()
@@ -104,6 +147,7 @@ pub fn sources(config: &crate::config::Config, probes: &[ProbeReport]) -> Vec<Bo
             &config.host,
             config.metric_names,
             tcp_from_probe,
+            processes,
         ))]
     } else {
         vec![Box::new(
@@ -222,6 +266,10 @@ impl HostSource {
                         stime: p.stime.saturating_sub(base.stime),
                         start_unix_nano: base.start_unix_nano,
                     },
+                    container: self
+                        .containers
+                        .as_ref()
+                        .and_then(|c| c.of(&self.reader, p.pid)),
                 });
                 continue;
             }
@@ -550,7 +598,12 @@ mod tests {
             per_cpu: true,
             top_processes: 3,
         };
-        let mut src = HostSource::new(&cfg, MetricNames::Semconv, false);
+        let mut src = HostSource::new(
+            &cfg,
+            MetricNames::Semconv,
+            false,
+            &Attribution::for_host(false),
+        );
         let mut out = Output::default();
         src.collect(1, &mut out);
         // Utilization needs /proc/stat to have moved between two samples (its counters

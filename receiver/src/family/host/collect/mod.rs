@@ -203,6 +203,13 @@ impl HostReader {
         process::parse_io(&t)
     }
 
+    /// The cgroup v2 path of a process (relative to the v2 root), where readable.
+    pub fn process_cgroup(&self, pid: u32) -> Option<String> {
+        let t =
+            std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")).ok()?;
+        process::parse_cgroup_v2_path(&t).map(str::to_owned)
+    }
+
     /// Open descriptors of a process, where readable.
     pub fn process_fds(&self, pid: u32) -> Option<u64> {
         let d = std::fs::read_dir(self.proc_root.join(pid.to_string()).join("fd")).ok()?;

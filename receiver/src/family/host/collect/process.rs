@@ -1,5 +1,6 @@
 //! Per-process files: /proc/PID/stat (state, CPU, memory, threads), /proc/PID/status
-//! (the name, unescaped), /proc/PID/io (storage bytes).
+//! (the name, unescaped), /proc/PID/io (storage bytes), /proc/PID/cgroup (its cgroup v2
+//! path, which names its container).
 
 /// What /proc/PID/stat says about one process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,14 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         vsize_bytes: n(23)?,
         rss_pages: n(24)?,
     })
+}
+
+/// The cgroup v2 path of /proc/PID/cgroup: the `0::` line, on pure v2 and hybrid hosts
+/// alike (v1 hierarchies have their own numbered lines). `None` on a v1-only host.
+pub fn parse_cgroup_v2_path(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .filter(|p| p.starts_with('/'))
 }
 
 /// The `Name:` of /proc/PID/status, where the kernel escapes `\n` and `\\` (so a
@@ -132,6 +141,23 @@ mod tests {
         assert_eq!(parse_stat(""), None, "read after the process exited");
         assert_eq!(parse_stat("4242 (bash) Z 1 4242"), None);
         assert_eq!(parse_stat("4242 )x( S"), None);
+    }
+
+    #[test]
+    fn cgroup_v2_line_on_pure_v2_hybrid_and_v1_only_hosts() {
+        let docker = format!("/system.slice/docker-{}.scope", "a".repeat(64));
+        let cases: [(String, Option<&str>); 4] = [
+            (format!("0::{docker}\n"), Some(docker.as_str())),
+            (
+                format!("12:memory:/user.slice\n1:name=systemd:/x\n0::{docker}\n"),
+                Some(docker.as_str()),
+            ),
+            ("12:memory:/\n1:name=systemd:/init.scope\n".into(), None),
+            ("0::\n".into(), None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_cgroup_v2_path(&text), want, "{text:?}");
+        }
     }
 
     #[test]
