@@ -155,3 +155,48 @@ fn an_oom_kill_is_counted_once_under_the_victims_name() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(&mut collector), 1);
 }
+
+/// Issue 12: `sonde.process.exec` is keyed by executable name and container like the other
+/// per-process series. One executable (a symlink to /bin/true under a unique name) is run
+/// 3 times in one Docker-shaped container, 5 times in another and twice outside any: each
+/// container's series counts exactly its own execs, and the host's series has no
+/// container.id.
+#[test]
+fn exec_counts_are_exact_per_container() {
+    let (_rt, _loaded, collector) = load();
+    let dir = common::TempDir::new("exec");
+    let name = format!("ex{}", common::unique_suffix());
+    assert!(name.len() <= 15, "{name} would be truncated in comm");
+    let exe = dir.path().join(&name);
+    std::os::unix::fs::symlink("/bin/true", &exe).expect("symlink /bin/true");
+    let exe = exe.to_str().expect("utf-8 path");
+    let (a, b) = (FakeContainer::docker(), FakeContainer::docker());
+    for (container, n) in [(&a, 3), (&b, 5)] {
+        for _ in 0..n {
+            container.run(exe, &[]);
+        }
+    }
+    for _ in 0..2 {
+        let status = std::process::Command::new(exe).status().expect("run");
+        assert!(status.success());
+    }
+
+    let (series, _) = collector.exec_names(sonde::unix_nanos());
+    let count = |id: Option<&str>| {
+        series
+            .iter()
+            .filter(|p| p.key.executable == name && p.key.container_id() == id)
+            .map(|p| p.value)
+            .sum::<u64>()
+    };
+    let ours: Vec<_> = series
+        .iter()
+        .filter(|p| p.key.executable == name)
+        .map(|p| (p.key.container_id().map(|c| c[..12].to_owned()), p.value))
+        .collect();
+    eprintln!("{name}: {ours:?}");
+    assert_eq!(count(Some(&a.id)), 3, "execs in container {}", a.id);
+    assert_eq!(count(Some(&b.id)), 5, "execs in container {}", b.id);
+    assert_eq!(count(None), 2, "execs outside any container");
+    assert_eq!(ours.len(), 3, "one series per container and one outside");
+}

@@ -37,6 +37,7 @@ struct sonde_exec_event {
 	__u32 pid;      /* thread-group id of the process after exec */
 	__u32 ppid;     /* thread-group id of the real parent */
 	char comm[SONDE_COMM_LEN]; /* basename of the executable, as the kernel sets comm */
+	__u64 cgroup_id; /* the task's cgroup v2 id (bpf_get_current_cgroup_id) */
 };
 
 /*

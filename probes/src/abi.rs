@@ -72,11 +72,12 @@ mod pinned {
     /// must be changed on purpose, together with every reader of old records.
     #[test]
     fn pinned_layouts() {
-        assert_eq!(size_of::<sonde_exec_event>(), 32);
+        assert_eq!(size_of::<sonde_exec_event>(), 40);
         assert_eq!(offset_of!(sonde_exec_event, ktime_ns), 0);
         assert_eq!(offset_of!(sonde_exec_event, pid), 8);
         assert_eq!(offset_of!(sonde_exec_event, ppid), 12);
         assert_eq!(offset_of!(sonde_exec_event, comm), 16);
+        assert_eq!(offset_of!(sonde_exec_event, cgroup_id), 32);
         assert_eq!(sonde_process_counter::SONDE_PROC_COUNTER_SLOTS as u32, 7);
         assert_eq!(size_of::<sonde_proc_total_key>(), 24);
         assert_eq!(offset_of!(sonde_proc_total_key, comm), 0);

@@ -101,6 +101,7 @@ int sonde_process_exec(void *ctx)
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	/* By this tracepoint the kernel has set comm to the new executable's basename. */
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->cgroup_id = bpf_get_current_cgroup_id();
 	/*
 	 * Waking the reader for every record cost ~40 us of agent CPU per exec (a context
 	 * switch each). Userspace drains at every snapshot and on a short timer anyway, so

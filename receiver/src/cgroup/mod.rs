@@ -21,6 +21,7 @@ pub mod path;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,11 @@ pub struct Resolver {
     /// The root's `cgroup.stat` at the last scan (`None` where it cannot be read).
     last_stat: Option<String>,
     scans: u64,
+    /// Bumped by every scan: what a lookup answered holds until then, so holders of an
+    /// [`Attribution`] keep answers in a cache of their own and take the lock only when
+    /// this moved (see [`Resolver::lookup`]).
+    generation: Arc<AtomicU64>,
+    lookups: u64,
 }
 
 /// One resolver shared by every family.
@@ -84,6 +90,8 @@ impl Resolver {
             last_scan: None,
             last_stat: None,
             scans: 0,
+            generation: Arc::new(AtomicU64::new(0)),
+            lookups: 0,
         }
     }
 
@@ -110,17 +118,36 @@ impl Resolver {
         self.scans
     }
 
+    /// Lookups so far (each one took the lock of a shared resolver).
+    pub fn lookups(&self) -> u64 {
+        self.lookups
+    }
+
+    /// Counts the scans; read without the lock (see [`Resolver::lookup`]).
+    pub fn generation(&self) -> Arc<AtomicU64> {
+        self.generation.clone()
+    }
+
     /// The cgroup of `id`; `None` for 0 (the probe could not read it) or an id not in
     /// the tree (removed before the last scan, or in another cgroup namespace).
     pub fn resolve(&mut self, id: u64) -> Option<Arc<Cgroup>> {
+        self.lookup(id).0
+    }
+
+    /// [`Resolver::resolve`], and whether the answer stands until the next scan (the
+    /// generation moves): a cgroup found, or an id the current tree does not hold. An id
+    /// missed while a rescan was held back (the tree changed too recently, or too many
+    /// unknown ids) is asked again by its next event.
+    pub fn lookup(&mut self, id: u64) -> (Option<Arc<Cgroup>>, bool) {
+        self.lookups += 1;
         if id == 0 {
-            return None;
+            return (None, true);
         }
         if let Some(c) = self.current.get(&id).or_else(|| self.previous.get(&id)) {
-            return Some(c.clone());
+            return (Some(c.clone()), true);
         }
         if self.misses.contains(&id) {
-            return None;
+            return (None, true);
         }
         let since = self.last_scan.map(|t| t.elapsed());
         let stat = self.stat();
@@ -133,15 +160,16 @@ impl Resolver {
         if scan {
             self.rescan_with(stat);
             if let Some(c) = self.current.get(&id).or_else(|| self.previous.get(&id)) {
-                return Some(c.clone());
+                return (Some(c.clone()), true);
             }
         }
         // Unknown for sure only if the tree it was looked up in is current; otherwise the
         // next event from it tries again.
-        if (scan || !changed) && self.misses.len() < MAX_MISSES {
+        let settled = (scan || !changed) && self.misses.len() < MAX_MISSES;
+        if settled {
             self.misses.insert(id);
         }
-        None
+        (None, settled)
     }
 
     /// The root's descendant counts: they move whenever a cgroup is made or removed.
@@ -209,6 +237,7 @@ impl Resolver {
         self.last_stat = stat;
         self.last_scan = Some(Instant::now());
         self.scans += 1;
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 

@@ -101,7 +101,7 @@ impl Shared {
 
 impl Sink for Shared {
     fn record(&mut self, bytes: &[u8]) {
-        match decode(bytes, &self.processes) {
+        match decode(bytes, &mut self.processes) {
             Some(p) => self.matcher.packet(p, &mut self.scratch),
             None => self.unparsed += 1,
         }
@@ -231,7 +231,7 @@ const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// One ring-buffer record as a parsed packet; `None` for a short record or a payload
 /// that is not a DNS message with a question. `processes` keys the sender.
-pub fn decode(bytes: &[u8], processes: &crate::cgroup::Attribution) -> Option<Packet> {
+pub fn decode(bytes: &[u8], processes: &mut crate::cgroup::Attribution) -> Option<Packet> {
     if bytes.len() < std::mem::size_of::<sonde_dns_event>() {
         return None;
     }
@@ -329,7 +329,7 @@ mod tests {
         ];
         ev.data[..msg.len()].copy_from_slice(msg);
         ev.captured = msg.len() as u16;
-        let p = decode(&record(&ev), &Attribution::default()).expect("a packet");
+        let p = decode(&record(&ev), &mut Attribution::default()).expect("a packet");
         assert_eq!(p.src, "127.0.0.1:40000".parse().expect("addr"));
         assert_eq!(p.dst, "127.0.0.53:53".parse().expect("addr"));
         assert_eq!(p.direction, Direction::Egress);
@@ -345,21 +345,21 @@ mod tests {
         let mut cut = ev;
         cut.captured = 15;
         assert_eq!(
-            decode(&record(&cut), &Attribution::default()),
+            decode(&record(&cut), &mut Attribution::default()),
             None,
             "question cut short"
         );
         let mut bad = ev;
         bad.family = 9;
-        assert_eq!(decode(&record(&bad), &Attribution::default()), None);
+        assert_eq!(decode(&record(&bad), &mut Attribution::default()), None);
         let mut huge = ev;
         huge.captured = u16::MAX;
         assert!(
-            decode(&record(&huge), &Attribution::default()).is_some(),
+            decode(&record(&huge), &mut Attribution::default()).is_some(),
             "captured is clamped"
         );
         assert_eq!(
-            decode(&record(&ev)[..100], &Attribution::default()),
+            decode(&record(&ev)[..100], &mut Attribution::default()),
             None,
             "short record"
         );
@@ -377,7 +377,7 @@ mod tests {
         v6.data[..2].copy_from_slice(&(msg.len() as u16).to_be_bytes());
         v6.data[2..2 + msg.len()].copy_from_slice(msg);
         v6.captured = (msg.len() + 2) as u16;
-        let p = decode(&record(&v6), &Attribution::default()).expect("an IPv6 TCP packet");
+        let p = decode(&record(&v6), &mut Attribution::default()).expect("an IPv6 TCP packet");
         assert_eq!(p.dst, "[fd00::53]:53".parse().expect("addr"));
         assert_eq!(p.transport, Transport::Tcp);
         assert_eq!(p.direction, Direction::Ingress);

@@ -237,7 +237,7 @@ impl FileIoCollector {
             n::MAP_FILE_PROCS,
             &mut self.file_totals,
             false,
-            &self.processes,
+            &mut self.processes,
             proc_root,
         )?;
         fold_procs(
@@ -245,7 +245,7 @@ impl FileIoCollector {
             n::MAP_BLOCK_PROCS,
             &mut self.block_totals,
             true,
-            &self.processes,
+            &mut self.processes,
             proc_root,
         )
     }
@@ -286,7 +286,7 @@ fn fold_procs(
     name: &'static str,
     totals: &mut ProcTotals,
     fold_dev: bool,
-    processes: &Attribution,
+    processes: &mut Attribution,
     proc_root: &Path,
 ) -> Result<(), CollectError> {
     let keys = map

@@ -64,7 +64,7 @@ struct Containers {
 }
 
 impl Containers {
-    fn of(&self, reader: &HostReader, pid: u32) -> Option<Arc<Container>> {
+    fn of(&mut self, reader: &HostReader, pid: u32) -> Option<Arc<Container>> {
         let path = reader.process_cgroup(pid)?;
         let dir = self.root.join(path.trim_start_matches('/'));
         let id = std::fs::metadata(dir).ok()?.ino();
@@ -268,7 +268,7 @@ impl HostSource {
                     },
                     container: self
                         .containers
-                        .as_ref()
+                        .as_mut()
                         .and_then(|c| c.of(&self.reader, p.pid)),
                 });
                 continue;

@@ -114,7 +114,7 @@ impl NetIoCollector {
         })
     }
 
-    fn key(&self, k: &sonde_netio_key) -> crate::aggregate::process::ProcessKey {
+    fn key(&mut self, k: &sonde_netio_key) -> crate::aggregate::process::ProcessKey {
         self.attribution
             .key_without_pid(comm_to_string(&k.comm), k.cgroup_id)
     }

@@ -9,6 +9,7 @@ use sonde_probes::names::process as n;
 
 use super::aggregate::{comm_name, ExitTotals, RawKey, Totals};
 use crate::aggregate::bounded::{BoundedCounter, SeriesPoint, SeriesPolicy};
+use crate::aggregate::process::ProcessKey;
 use crate::cgroup::Attribution;
 use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
@@ -28,15 +29,19 @@ pub struct ProcessCounts {
     pub lost_exits: u64,
 }
 
-/// Exec counts by executable name, fed by the exec ring (see `collect::ring`: drained by
-/// a task when the kernel wakes it or a short timer fires, and at every snapshot, so
-/// counts are exact as of the snapshot).
-struct ExecNames(BoundedCounter<String>);
+/// Exec counts by executable name and container, fed by the exec ring (see
+/// `collect::ring`: drained by a task when the kernel wakes it or a short timer fires, and
+/// at every snapshot, so counts are exact as of the snapshot).
+struct ExecNames {
+    counts: BoundedCounter<ProcessKey>,
+    attribution: Attribution,
+}
 
 impl Sink for ExecNames {
     fn record(&mut self, bytes: &[u8]) {
-        if let Some(name) = decode_exec(bytes) {
-            self.0.add(name, 1);
+        if let Some((name, cgroup_id)) = decode_exec(bytes) {
+            let key = self.attribution.key_without_pid(name, cgroup_id);
+            self.counts.add(key, 1);
         }
     }
 }
@@ -90,7 +95,11 @@ impl ProcessCollector {
         let totals = take_map(loaded, n::MAP_TOTALS)?;
         let totals_overflow = take_map(loaded, n::MAP_TOTALS_OVERFLOW)?;
         let ring: RingBuf<MapData> = take_map(loaded, n::MAP_EVENTS)?;
-        let exec = Ring::start_bpf(ring, ExecNames(BoundedCounter::new(series)), DRAIN_PERIOD)?;
+        let names = ExecNames {
+            counts: BoundedCounter::new(series),
+            attribution: Attribution::default(),
+        };
+        let exec = Ring::start_bpf(ring, names, DRAIN_PERIOD)?;
         Ok(Self {
             counters,
             totals,
@@ -102,9 +111,11 @@ impl ProcessCollector {
         })
     }
 
-    /// Resolves the cgroups of per-executable totals to containers with `attribution`
-    /// (without it, totals are keyed by executable name alone).
+    /// Resolves the cgroups of execs and per-executable totals to containers with
+    /// `attribution` (without it, both are keyed by executable name alone).
     pub fn with_attribution(mut self, attribution: Attribution) -> Self {
+        let for_exec = attribution.clone();
+        self.exec.with(|names| names.attribution = for_exec);
         self.attribution = attribution;
         self
     }
@@ -156,7 +167,7 @@ impl ProcessCollector {
                     oom_kills: a.oom_kills + v.oom_kills,
                 }
             });
-        let attribution = &self.attribution;
+        let attribution = &mut self.attribution;
         let name = |(comm, cgroup): &RawKey| {
             comm_name(comm).map(|n| attribution.key_without_pid(n, *cgroup))
         };
@@ -176,16 +187,16 @@ impl ProcessCollector {
         Ok(&self.exit_totals)
     }
 
-    /// Exec counts by name (bounded, expiring) and the overflow series, after draining
-    /// whatever the ring holds now; `now` is the snapshot's time.
-    pub fn exec_names(&self, now: u64) -> (Vec<SeriesPoint<String>>, Option<SeriesPoint<()>>) {
+    /// Exec counts by executable and container (bounded, expiring) and the overflow
+    /// series, after draining whatever the ring holds now; `now` is the snapshot's time.
+    pub fn exec_names(&self, now: u64) -> (Vec<SeriesPoint<ProcessKey>>, Option<SeriesPoint<()>>) {
         self.exec.drain_now();
         if let Some(exits) = &self.exits {
             exits.drain_now();
         }
         self.exec.with(|names| {
-            names.0.tick(now);
-            let (names, mut overflow) = names.0.snapshot();
+            names.counts.tick(now);
+            let (names, mut overflow) = names.counts.snapshot();
             (names, overflow.pop())
         })
     }
@@ -217,8 +228,8 @@ pub fn decode_exit(bytes: &[u8]) -> Option<sonde_exit_event> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<sonde_exit_event>()) })
 }
 
-/// The executable name of one ring-buffer record; `None` for a short record.
-pub fn decode_exec(bytes: &[u8]) -> Option<String> {
+/// The executable name and cgroup id of one ring-buffer record; `None` for a short record.
+pub fn decode_exec(bytes: &[u8]) -> Option<(String, u64)> {
     if bytes.len() < std::mem::size_of::<sonde_exec_event>() {
         return None;
     }
@@ -227,7 +238,7 @@ pub fn decode_exec(bytes: &[u8]) -> Option<String> {
     // not being promised to the reader.
     let ev: sonde_exec_event =
         unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<sonde_exec_event>()) };
-    Some(comm_to_string(&ev.comm))
+    Some((comm_to_string(&ev.comm), ev.cgroup_id))
 }
 
 fn comm_bytes(comm: &[core::ffi::c_char; 16]) -> super::aggregate::Comm {
@@ -260,6 +271,7 @@ mod tests {
     fn exec_record_decodes_its_name() {
         let mut ev = sonde_exec_event {
             pid: 7,
+            cgroup_id: 99,
             ..Default::default()
         };
         for (dst, src) in ev.comm.iter_mut().zip(b"my exe\0junk") {
@@ -272,7 +284,7 @@ mod tests {
                 std::mem::size_of::<sonde_exec_event>(),
             )
         };
-        assert_eq!(decode_exec(bytes).as_deref(), Some("my exe"));
+        assert_eq!(decode_exec(bytes), Some(("my exe".to_owned(), 99)));
         assert_eq!(decode_exec(&bytes[..10]), None);
     }
 

@@ -17,7 +17,7 @@ fn int(v: u64) -> Number {
 /// The eBPF-sourced process metrics.
 pub fn lifecycle(
     counts: &ProcessCounts,
-    exec_names: &[SeriesPoint<String>],
+    exec_names: &[SeriesPoint<ProcessKey>],
     exec_overflow: Option<&SeriesPoint<()>>,
     start: u64,
 ) -> Vec<Metric> {
@@ -30,7 +30,7 @@ pub fn lifecycle(
         .iter()
         .map(|p| {
             point(
-                Attributes::new().with(attr::PROCESS_EXECUTABLE_NAME, p.key.as_str()),
+                crate::mapping::process::with(Attributes::new(), &p.key),
                 p.value,
                 p.start_unix_nano,
             )
@@ -168,16 +168,27 @@ mod tests {
             lost_exits: 0,
         };
         let bash = SeriesPoint {
-            key: "bash".to_owned(),
+            key: ProcessKey::named("bash"),
             value: 3,
             start_unix_nano: 50,
+        };
+        let in_container = SeriesPoint {
+            key: ProcessKey::named("bash").in_container(Some(std::sync::Arc::new(
+                crate::cgroup::Container {
+                    id: "a".repeat(64),
+                    runtime: crate::cgroup::Runtime::Docker,
+                    k8s: None,
+                },
+            ))),
+            value: 2,
+            start_unix_nano: 60,
         };
         let overflow = SeriesPoint {
             key: (),
             value: 1,
             start_unix_nano: 42,
         };
-        let ms = lifecycle(&counts, &[bash], Some(&overflow), 42);
+        let ms = lifecycle(&counts, &[bash, in_container], Some(&overflow), 42);
         let names: Vec<&str> = ms.iter().map(|m| m.def.name).collect();
         assert_eq!(
             names,
@@ -195,8 +206,14 @@ mod tests {
             exec[0].attributes.get("process.executable.name"),
             Some(&Value::Str("bash".into()))
         );
+        assert_eq!(exec[0].attributes.get("container.id"), None);
         assert_eq!(
-            exec[1].attributes.get("otel.metric.overflow"),
+            exec[1].attributes.get("container.id"),
+            Some(&Value::Str("a".repeat(64)))
+        );
+        assert_eq!(exec[1].value, PointValue::Number(Number::Int(2)));
+        assert_eq!(
+            exec[2].attributes.get("otel.metric.overflow"),
             Some(&Value::Bool(true))
         );
         let kinds: Vec<_> = ms[2]

@@ -84,7 +84,7 @@ pub fn direction(d: u16) -> Direction {
 }
 
 /// Process and peer of a kernel connection record.
-pub fn who(c: &sonde_tcp_conn, processes: &Attribution) -> Who {
+pub fn who(c: &sonde_tcp_conn, processes: &mut Attribution) -> Who {
     let port = if direction(c.direction) == Direction::Inbound {
         PortAttr::Server(c.lport)
     } else {
@@ -225,7 +225,7 @@ impl TcpLedger {
             // Read before its close was drained: the close already counted it all.
             return;
         }
-        let w = who(c, &self.processes);
+        let w = who(c, &mut self.processes);
         self.account(sk, c, &w, false);
         if c.srtt_us > 0 && (c.opened != 0 || direction(c.direction) == Direction::Unknown) {
             let h = if c.family == AF_INET6 {
@@ -274,7 +274,7 @@ impl TcpLedger {
 
     pub fn event(&mut self, e: &sonde_tcp_event) {
         let c = &e.conn;
-        let w = who(c, &self.processes);
+        let w = who(c, &mut self.processes);
         let key = (direction(c.direction), c.family == AF_INET6);
         let limit = self.policy;
         match e.kind {
@@ -753,11 +753,11 @@ mod tests {
     #[test]
     fn inbound_peers_fold_to_the_server_port_and_outbound_keep_the_peer_port() {
         let c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_INBOUND);
-        let none = Attribution::default();
-        assert_eq!(who(&c, &none).port, PortAttr::Server(8080));
-        assert_eq!(who(&c, &none).process, Some(ProcessKey::named("srv")));
+        let mut none = Attribution::default();
+        assert_eq!(who(&c, &mut none).port, PortAttr::Server(8080));
+        assert_eq!(who(&c, &mut none).process, Some(ProcessKey::named("srv")));
         let c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
-        assert_eq!(who(&c, &none).port, PortAttr::Peer(40000));
+        assert_eq!(who(&c, &mut none).port, PortAttr::Peer(40000));
     }
 
     fn states(pairs: &[((bool, usize), i64)]) -> HashMap<(bool, usize), i64> {
