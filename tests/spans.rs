@@ -57,6 +57,54 @@ fn responder(sock: UdpSocket, until: Instant) {
     }
 }
 
+/// Starts [`responder`] on a free loopback port for a minute; Sonde's config that
+/// watches that port, with spans of every kind at up to 1000 a second.
+fn start_responder() -> (u16, String) {
+    let server = UdpSocket::bind("127.0.0.1:0").expect("bind responder");
+    let port = server.local_addr().expect("addr").port();
+    let until = Instant::now() + Duration::from_secs(60);
+    std::thread::spawn(move || responder(server, until));
+    let config = format!(
+        "collection: {{interval: 1s}}\nprobes:\n  dns: {{ports: [{port}], question_names: all}}\n\
+         spans: {{max_per_second: 1000}}\n"
+    );
+    (port, config)
+}
+
+/// A symlink to `target` in `dir` under a unique name starting with `prefix`: a process
+/// exec'd through it has that name as comm.
+fn named_link(dir: &std::path::Path, prefix: &str, target: &str) -> (std::path::PathBuf, String) {
+    let name = format!("{prefix}{}", common::unique_suffix());
+    assert!(name.len() <= 15, "{name} would be truncated in comm");
+    let path = dir.join(&name);
+    std::os::unix::fs::symlink(target, &path).expect("symlink");
+    (path, name)
+}
+
+/// What `found` picks out of the spans received, once it does (within 20 s; else the
+/// test fails showing what arrived and Sonde's log).
+fn wait_for_spans<T>(
+    rx: &OtlpReceiver,
+    sonde: &Sonde,
+    what: &str,
+    found: impl Fn(&[Span]) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans = rx.spans();
+        if let Some(t) = found(&spans) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not arrive; got {:?}\n{}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            sonde.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn attr(s: &Span, key: &str) -> Option<String> {
     s.attributes
         .iter()
@@ -74,15 +122,7 @@ fn attr(s: &Span, key: &str) -> Option<String> {
 fn spans_for_slow_and_failed_lookups_and_refused_connects(proto: Proto) {
     require_root();
     let rx = OtlpReceiver::start(proto);
-    let server = UdpSocket::bind("127.0.0.1:0").expect("bind responder");
-    let port = server.local_addr().expect("addr").port();
-    let until = Instant::now() + Duration::from_secs(60);
-    std::thread::spawn(move || responder(server, until));
-
-    let config = format!(
-        "collection: {{interval: 1s}}\nprobes:\n  dns: {{ports: [{port}], question_names: all}}\n\
-         spans: {{max_per_second: 1000}}\n"
-    );
+    let (port, config) = start_responder();
     let mut sonde = Sonde::start(&rx.env(), Some(&config));
     sonde.wait_started();
 
@@ -110,24 +150,14 @@ fn spans_for_slow_and_failed_lookups_and_refused_connects(proto: Proto) {
     assert!(refused.is_err(), "port {closed} should refuse");
 
     let wanted = |s: &Span, name: &str| attr(s, "dns.question.name").as_deref() == Some(name);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let spans = loop {
-        let spans = rx.spans();
+    let spans = wait_for_spans(&rx, &sonde, "DNS and TCP spans", |spans| {
         let have = |n: &str| spans.iter().any(|s| wanted(s, n));
         let refused_seen = spans.iter().any(|s| {
             s.name == "TCP connect" && attr(s, "network.peer.port") == Some(closed.to_string())
         });
-        if have(&format!("slow{tag}.test")) && have(&format!("missing{tag}.test")) && refused_seen {
-            break spans;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "spans did not arrive; got {:?}\n{}",
-            spans.iter().map(|s| &s.name).collect::<Vec<_>>(),
-            sonde.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        (have(&format!("slow{tag}.test")) && have(&format!("missing{tag}.test")) && refused_seen)
+            .then(|| spans.to_vec())
+    });
 
     let slow = spans
         .iter()
@@ -339,7 +369,7 @@ fn a_burst_of_failures_is_held_to_the_rate_limit_and_counted() {
 
 /// A process killed by SIGKILL and one that exits 3 become ERROR spans; one that ran
 /// longer than `spans.process.longer_than` becomes a span without error; a quick success
-/// does not. Start and end are the kernel's (fork to the last thread's exit).
+/// does not. Start and end are the kernel's (exec to the last thread's exit).
 #[test]
 fn failed_killed_and_long_processes_become_spans() {
     require_root();
@@ -349,14 +379,7 @@ fn failed_killed_and_long_processes_become_spans() {
     let mut sonde = Sonde::start(&rx.env(), Some(config));
     sonde.wait_started();
     let dir = common::TempDir::new("procspans");
-    // Symlinks under unique names: comm is the name exec was given.
-    let named = |prefix: &str, target: &str| {
-        let name = format!("{prefix}{}", common::unique_suffix());
-        assert!(name.len() <= 15);
-        let path = dir.path().join(&name);
-        std::os::unix::fs::symlink(target, &path).expect("symlink");
-        (path, name)
-    };
+    let named = |prefix: &str, target: &str| named_link(dir.path(), prefix, target);
     let (sleep, killed_name) = named("kill", "/bin/sleep");
     let (sh, failed_name) = named("fail", "/bin/sh");
     let (long, long_name) = named("long", "/bin/sleep");
@@ -385,21 +408,10 @@ fn failed_killed_and_long_processes_become_spans() {
     std::process::Command::new(&quick).status().expect("true");
 
     let exe = |s: &Span| attr(s, "process.executable.name");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let spans = loop {
-        let spans = rx.spans();
+    let spans = wait_for_spans(&rx, &sonde, "process spans", |spans| {
         let has = |n: &str| spans.iter().any(|s| exe(s).as_deref() == Some(n));
-        if has(&killed_name) && has(&failed_name) && has(&long_name) {
-            break spans;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process spans did not arrive; got {:?}\n{}",
-            spans.iter().map(|s| &s.name).collect::<Vec<_>>(),
-            sonde.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        (has(&killed_name) && has(&failed_name) && has(&long_name)).then(|| spans.to_vec())
+    });
     let find = |n: &str| {
         spans
             .iter()
@@ -422,7 +434,7 @@ fn failed_killed_and_long_processes_become_spans() {
     let took = Duration::from_nanos(k.end_time_unix_nano - k.start_time_unix_nano);
     assert!(
         took >= Duration::from_millis(200) && took <= lived,
-        "from fork to death: {took:?} (the test saw {lived:?})"
+        "from exec to death: {took:?} (the test saw {lived:?} from before the fork)"
     );
 
     let f = find(&failed_name);
@@ -498,21 +510,14 @@ fn a_reset_connection_is_an_exemplar_on_the_duration_histogram() {
     );
     drop(client);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let reset = loop {
-        let found = rx.spans().into_iter().find(|s| {
-            s.name == "TCP connection" && attr(s, "network.peer.port") == Some(port.to_string())
-        });
-        if let Some(s) = found {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no span for the reset connection\n{}",
-            sonde.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let reset = wait_for_spans(&rx, &sonde, "the reset connection's span", |spans| {
+        spans
+            .iter()
+            .find(|s| {
+                s.name == "TCP connection" && attr(s, "network.peer.port") == Some(port.to_string())
+            })
+            .cloned()
+    });
     assert_eq!(attr(&reset, "error.type").as_deref(), Some("reset"));
 
     let outbound_exemplars = |e: &[common::Export]| -> Vec<_> {
@@ -586,6 +591,115 @@ fn a_reset_connection_is_an_exemplar_on_the_duration_histogram() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+    sonde.signal(libc::SIGTERM);
+    sonde.wait_exit(Duration::from_secs(20));
+}
+
+/// A process's span runs from its last exec to its exit: one that waits WAIT before
+/// exec'ing a program that fails starts after the wait, not at its fork. Inside a
+/// (fake, docker-shaped) container made after Sonde started, that span, a refused
+/// connect's and a failed lookup's carry the container's id.
+#[test]
+fn spans_start_at_exec_and_carry_the_container() {
+    const WAIT: Duration = Duration::from_millis(600);
+    require_root();
+    let rx = OtlpReceiver::start(Proto::Http);
+    let (port, config) = start_responder();
+    let mut sonde = Sonde::start(&rx.env(), Some(&config));
+    sonde.wait_started();
+
+    let container = common::cgroup::FakeContainer::docker();
+    let dir = common::TempDir::new("execspans");
+    let (late, late_name) = named_link(dir.path(), "late", "/bin/sh");
+    let (client, client_name) = named_link(dir.path(), "cli", "/bin/bash");
+
+    // Forked (and moved into the container) now, exec'd after WAIT, fails at once.
+    let forked = sonde::unix_nanos();
+    let out = container
+        .spawn(
+            "/bin/sh",
+            &[
+                "-c",
+                &format!("sleep {} && exec \"$0\" -c 'exit 3'", WAIT.as_secs_f64()),
+                late.to_str().expect("utf-8 path"),
+            ],
+        )
+        .wait_with_output()
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // A refused connect and an NXDOMAIN lookup from inside the container (bash's
+    // /dev/tcp and /dev/udp; the socket stays open while the answer arrives).
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let tag = common::unique_suffix();
+    let missing = format!("missing{tag}.test");
+    let q: String = query(9, &missing)
+        .iter()
+        .map(|b| format!("\\x{b:02x}"))
+        .collect();
+    let script = format!(
+        ": </dev/tcp/127.0.0.1/{closed}; exec 3<>/dev/udp/127.0.0.1/{port}; \
+         printf '{q}' >&3; sleep 0.5"
+    );
+    let out = container
+        .spawn(&client, &["-c", &script])
+        .wait_with_output()
+        .expect("wait");
+    assert!(out.status.success(), "{out:?}");
+
+    let exe = |s: &Span| attr(s, "process.executable.name");
+    let (process, connect, lookup) = wait_for_spans(&rx, &sonde, "spans", |spans| {
+        let process = spans
+            .iter()
+            .find(|s| exe(s).as_deref() == Some(late_name.as_str()))
+            .cloned();
+        let connect = spans
+            .iter()
+            .find(|s| {
+                s.name == "TCP connect" && attr(s, "network.peer.port") == Some(closed.to_string())
+            })
+            .cloned();
+        let lookup = spans
+            .iter()
+            .find(|s| attr(s, "dns.question.name").as_deref() == Some(missing.as_str()))
+            .cloned();
+        Some((process?, connect?, lookup?))
+    });
+
+    assert_eq!(attr(&process, "process.exit.code").as_deref(), Some("3"));
+    assert_eq!(
+        attr(&process, "sonde.process.span.start").as_deref(),
+        Some("exec")
+    );
+    // Kernel times converted with one offset measured at Sonde's start: allow a few
+    // milliseconds of drift between the monotonic and the wall clock.
+    let earliest = forked + WAIT.as_nanos() as u64 - 5_000_000;
+    assert!(
+        process.start_time_unix_nano >= earliest,
+        "the span starts at the exec, {} ms after the fork (at least {} ms expected)",
+        (process.start_time_unix_nano as i64 - forked as i64) / 1_000_000,
+        WAIT.as_millis()
+    );
+    assert!(process.end_time_unix_nano >= process.start_time_unix_nano);
+
+    for (what, s) in [
+        ("process", &process),
+        ("refused connect", &connect),
+        ("lookup", &lookup),
+    ] {
+        assert_eq!(
+            attr(s, "container.id").as_deref(),
+            Some(container.id.as_str()),
+            "{what} span: {:?}",
+            s.attributes
+        );
+    }
+    assert_eq!(attr(&connect, "error.type").as_deref(), Some("refused"));
+    assert_eq!(exe(&connect).as_deref(), Some(client_name.as_str()));
+    assert_eq!(attr(&lookup, "error.type").as_deref(), Some("nxdomain"));
     sonde.signal(libc::SIGTERM);
     sonde.wait_exit(Duration::from_secs(20));
 }

@@ -28,7 +28,8 @@ enum sonde_process_counter {
 	SONDE_PROC_EXIT_SIGNAL = 4,  /* a thread group was killed by a signal */
 	SONDE_PROC_LOST_RINGBUF = 5, /* exec events that did not fit in `process_events` */
 	SONDE_PROC_LOST_EXITS = 6,   /* exit events (for spans) that did not fit in `process_exits` */
-	SONDE_PROC_COUNTER_SLOTS = 7,
+	SONDE_PROC_LOST_EXEC_STARTS = 7, /* execs not remembered: `process_execs` was full */
+	SONDE_PROC_COUNTER_SLOTS = 8,
 };
 
 /* Ring buffer `process_events`: one record per successful exec. */
@@ -59,18 +60,26 @@ struct sonde_proc_total {
 	__u64 oom_kills; /* oom:mark_victim: times a process was chosen by the OOM killer */
 };
 
+/* Where a process span starts (`sonde_exit_event.started`). */
+enum sonde_exit_start {
+	SONDE_EXIT_FROM_FORK = 0, /* the leader's start_time: no exec seen (none, or before the
+				     agent started, or `process_execs` was full) */
+	SONDE_EXIT_FROM_EXEC = 1, /* the process's last exec */
+};
+
 /*
  * Ring buffer `process_exits`: one record per process (thread group) that ended with a
  * failure code or a signal, or ran longer than the configured span threshold; written
  * only when process spans are on.
  */
 struct sonde_exit_event {
-	__u64 start_ns; /* the group leader's start_time (CLOCK_MONOTONIC, at fork) */
-	__u64 end_ns;   /* bpf_ktime_get_ns() when the group's last thread exited */
-	__u32 pid;      /* thread-group id */
-	__u32 ppid;     /* thread-group id of the real parent */
-	__u32 status;   /* as wait(2) reports it: low 7 bits signal, bits 8..15 exit code */
-	__u32 _pad;
+	__u64 start_ns;  /* the last exec, else the group leader's start_time (CLOCK_MONOTONIC) */
+	__u64 end_ns;    /* bpf_ktime_get_ns() when the group's last thread exited */
+	__u64 cgroup_id; /* cgroup v2 id of the group's last thread (0: unknown) */
+	__u32 pid;       /* thread-group id */
+	__u32 ppid;      /* thread-group id of the real parent */
+	__u32 status;    /* as wait(2) reports it: low 7 bits signal, bits 8..15 exit code */
+	__u32 started;   /* enum sonde_exit_start: what start_ns is */
 	char comm[SONDE_COMM_LEN]; /* the group leader's comm */
 };
 

@@ -78,7 +78,7 @@ mod pinned {
         assert_eq!(offset_of!(sonde_exec_event, ppid), 12);
         assert_eq!(offset_of!(sonde_exec_event, comm), 16);
         assert_eq!(offset_of!(sonde_exec_event, cgroup_id), 32);
-        assert_eq!(sonde_process_counter::SONDE_PROC_COUNTER_SLOTS as u32, 7);
+        assert_eq!(sonde_process_counter::SONDE_PROC_COUNTER_SLOTS as u32, 8);
         assert_eq!(size_of::<sonde_proc_total_key>(), 24);
         assert_eq!(offset_of!(sonde_proc_total_key, comm), 0);
         assert_eq!(offset_of!(sonde_proc_total_key, cgroup_id), 16);
@@ -86,13 +86,15 @@ mod pinned {
         assert_eq!(offset_of!(sonde_proc_total, user_ns), 0);
         assert_eq!(offset_of!(sonde_proc_total, system_ns), 8);
         assert_eq!(offset_of!(sonde_proc_total, oom_kills), 16);
-        assert_eq!(size_of::<sonde_exit_event>(), 48);
+        assert_eq!(size_of::<sonde_exit_event>(), 56);
         assert_eq!(offset_of!(sonde_exit_event, start_ns), 0);
         assert_eq!(offset_of!(sonde_exit_event, end_ns), 8);
-        assert_eq!(offset_of!(sonde_exit_event, pid), 16);
-        assert_eq!(offset_of!(sonde_exit_event, ppid), 20);
-        assert_eq!(offset_of!(sonde_exit_event, status), 24);
-        assert_eq!(offset_of!(sonde_exit_event, comm), 32);
+        assert_eq!(offset_of!(sonde_exit_event, cgroup_id), 16);
+        assert_eq!(offset_of!(sonde_exit_event, pid), 24);
+        assert_eq!(offset_of!(sonde_exit_event, ppid), 28);
+        assert_eq!(offset_of!(sonde_exit_event, status), 32);
+        assert_eq!(offset_of!(sonde_exit_event, started), 36);
+        assert_eq!(offset_of!(sonde_exit_event, comm), 40);
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub mod names {
         pub const MAP_TOTALS: &str = "process_totals";
         pub const MAP_TOTALS_OVERFLOW: &str = "process_totals_overflow";
         pub const MAP_EXITS: &str = "process_exits";
+        pub const MAP_EXECS: &str = "process_execs";
         pub const GLOBAL_EXIT_SPANS: &str = "sonde_exit_spans";
         pub const GLOBAL_EXIT_SPAN_MIN_MS: &str = "sonde_exit_span_min_ms";
     }

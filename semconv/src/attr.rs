@@ -32,6 +32,8 @@ pub const PROCESS_PARENT_PID: &str = "process.parent_pid";
 pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
 /// The signal that ended a process (semconv has `process.exit.code` only).
 pub const SONDE_PROCESS_EXIT_SIGNAL: &str = "sonde.process.exit.signal";
+/// Where a process span starts: its last exec, or its fork when no exec was seen.
+pub const SONDE_PROCESS_SPAN_START: &str = "sonde.process.span.start";
 
 // Container and Kubernetes names on per-process series (datapoint attributes: one Sonde
 // reports for many containers).
@@ -53,6 +55,14 @@ pub mod exit_kind {
     pub const SUCCESS: &str = "success";
     pub const FAILURE: &str = "failure";
     pub const SIGNAL: &str = "signal";
+}
+
+/// Values of [`SONDE_PROCESS_SPAN_START`].
+pub mod span_start {
+    /// The process's last exec(2).
+    pub const EXEC: &str = "exec";
+    /// Its fork: it never exec'd, or exec'd before the agent started.
+    pub const FORK: &str = "fork";
 }
 
 /// Marks the series that holds everything past a cardinality limit (OTel SDK spec).

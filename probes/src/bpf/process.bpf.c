@@ -54,6 +54,29 @@ struct {
 	__uint(max_entries, PROCESS_EXITS_BYTES);
 } process_exits SEC(".maps");
 
+/*
+ * The last exec of each live process, while process spans are on: where its span starts
+ * ("from exec to exit"). Keyed by thread-group id, checked against the leader's start
+ * time (a reused pid is another process), deleted at the group's exit. A plain hash
+ * rather than task storage keeps the family on 5.8 kernels; not preallocated, so it pins
+ * memory only for processes that exec'd while spans were on. When full, an exec is not
+ * remembered (counted) and that process's span starts at its fork.
+ */
+#define PROCESS_EXECS_MAX 16384
+
+struct exec_start {
+	__u64 leader_start_ns; /* the group leader's start_time when it exec'd */
+	__u64 exec_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PROCESS_EXECS_MAX);
+	__type(key, __u32);
+	__type(value, struct exec_start);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} process_execs SEC(".maps");
+
 /* Set by userspace at load: 1 = write `process_exits` (process spans are on). */
 const volatile __u32 sonde_exit_spans = 0;
 /* With spans on: processes that ran longer than this (ms) qualify too; 0 = off. */
@@ -90,6 +113,19 @@ int sonde_process_exec(void *ctx)
 	struct sonde_exec_event *e;
 
 	bump(SONDE_PROC_EXEC);
+
+	if (sonde_exit_spans) {
+		/* By this tracepoint de_thread() has made the exec'ing thread the leader, with the
+		 * group's tgid and start_time. */
+		struct exec_start s = {
+			.leader_start_ns = BPF_CORE_READ(task, start_time),
+			.exec_ns = bpf_ktime_get_ns(),
+		};
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+		if (bpf_map_update_elem(&process_execs, &tgid, &s, BPF_ANY))
+			bump(SONDE_PROC_LOST_EXEC_STARTS);
+	}
 
 	e = bpf_ringbuf_reserve(&process_events, sizeof(*e), 0);
 	if (!e) {
@@ -207,14 +243,27 @@ static __always_inline void add_thread_cpu(struct task_struct *task)
 	add_totals(&key, rtime - sys, sys, 0);
 }
 
-/* A span candidate: failed, killed, or (when configured) long-running. */
+/*
+ * A span candidate: failed, killed, or (when configured) long-running, timed from its
+ * last exec (else from its fork). Every group exit forgets the group's exec.
+ */
 static __always_inline void emit_exit(struct task_struct *task, int code)
 {
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	__u64 start = BPF_CORE_READ(leader, start_time);
 	__u64 now = bpf_ktime_get_ns();
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u32 started = SONDE_EXIT_FROM_FORK;
 	struct sonde_exit_event *e;
+	struct exec_start *x = bpf_map_lookup_elem(&process_execs, &tgid);
 
+	if (x) {
+		if (x->leader_start_ns == start) {
+			start = x->exec_ns;
+			started = SONDE_EXIT_FROM_EXEC;
+		}
+		bpf_map_delete_elem(&process_execs, &tgid);
+	}
 	if (code == 0 && (sonde_exit_span_min_ms == 0 ||
 			  now - start <= (__u64)sonde_exit_span_min_ms * 1000000ULL))
 		return;
@@ -225,10 +274,12 @@ static __always_inline void emit_exit(struct task_struct *task, int code)
 	}
 	e->start_ns = start;
 	e->end_ns = now;
-	e->pid = BPF_CORE_READ(task, tgid);
+	/* The exiting task is current, still in its cgroup (cgroup_exit comes later). */
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->pid = tgid;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->status = code;
-	e->_pad = 0;
+	e->started = started;
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), &leader->comm);
 	/* Low rate, and the reader drains on a timer: wake it only when a burst fills it. */

@@ -3,6 +3,7 @@
 use sonde_semconv::attr;
 
 use crate::aggregate::process::ProcessKey;
+use crate::cgroup::Container;
 use crate::model::Attributes;
 
 /// Adds `process.executable.name`, `container.id` and the Kubernetes names where known,
@@ -12,9 +13,14 @@ pub fn insert(a: &mut Attributes, k: &ProcessKey) {
     if let Some(pid) = k.pid {
         a.insert(attr::PROCESS_PID, i64::from(pid));
     }
-    let Some(c) = k.container.as_deref() else {
-        return;
-    };
+    if let Some(c) = k.container.as_deref() {
+        insert_container(a, c);
+    }
+}
+
+/// Adds `container.id` and the Kubernetes names where known (for an event whose cgroup
+/// is known but not its process).
+pub fn insert_container(a: &mut Attributes, c: &Container) {
     a.insert(attr::CONTAINER_ID, c.id.as_str());
     if let Some(names) = &c.k8s {
         a.insert(attr::K8S_NAMESPACE_NAME, names.namespace.as_str());

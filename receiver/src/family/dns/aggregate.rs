@@ -252,6 +252,7 @@ mod tests {
                 qclass: 1,
             },
             process: None,
+            client_cgroup: 0,
             outcome,
             start_ns: 0,
             duration_ns: ms.map(|m| m * 1_000_000),

@@ -82,10 +82,18 @@ impl Shared {
                 (Some(s), Event::Lookup(l)) if super::spans::qualifies(&s.rule, l) => {
                     let end = super::spans::end_ns(&s.rule, l);
                     let stats = &self.stats;
+                    let processes = &mut self.processes;
                     s.sink
                         .offer(end, |ctx| {
                             let name = stats.span_name(&l.question.name);
-                            super::spans::span(&s.rule, l, name, &s.sink.clock, ctx)
+                            // Resolved only for spans the rate limit let through, and
+                            // only where the process's key does not carry it.
+                            let container = l
+                                .process
+                                .is_none()
+                                .then(|| processes.container(l.client_cgroup))
+                                .flatten();
+                            super::spans::span(&s.rule, l, name, container, &s.sink.clock, ctx)
                         })
                         .and_then(|ctx| {
                             let d = l.duration_ns?;

@@ -164,6 +164,7 @@ mod tests {
                 server,
                 question: question.clone(),
                 process: None,
+                client_cgroup: 0,
                 outcome,
                 start_ns: 0,
                 duration_ns: ns,

@@ -163,6 +163,9 @@ pub struct Lookup {
     pub server: SocketAddr,
     pub question: Question,
     pub process: Option<Process>,
+    /// cgroup v2 id of the client's socket (0 = not seen): its container when the
+    /// process is not known.
+    pub client_cgroup: u64,
     pub outcome: Outcome,
     /// The query's kernel timestamp (CLOCK_MONOTONIC ns): where a span starts.
     pub start_ns: u64,
@@ -331,6 +334,7 @@ impl Matcher {
             server: key.server,
             question: key.question,
             process: open.process,
+            client_cgroup: open.client_cgroup,
             outcome: Outcome::Answered { rcode: p.msg.rcode },
             start_ns: open.start_ns,
             duration_ns: Some(p.ktime_ns.saturating_sub(open.start_ns)),
@@ -373,6 +377,7 @@ impl Matcher {
                     server: key.server,
                     question: key.question.clone(),
                     process: open.process,
+                    client_cgroup: open.client_cgroup,
                     outcome: Outcome::Timeout,
                     start_ns: open.start_ns,
                     duration_ns: None,

@@ -2,9 +2,12 @@
 //! [`qualifies`] on every finished lookup (integer comparisons, nothing allocated) and
 //! builds a span only for the few that pass and that the rate limit lets through.
 
+use std::sync::Arc;
+
 use sonde_semconv::{attr, dns as sc};
 
 use super::matcher::{Lookup, Outcome};
+use crate::cgroup::Container;
 use crate::model::Attributes;
 use crate::spans::clock::MonotonicToWall;
 use crate::spans::{Span, SpanContext, SpanKind, Status};
@@ -37,10 +40,13 @@ pub fn qualifies(rule: &DnsSpanRule, l: &Lookup) -> bool {
 
 /// The span of a lookup: `DNS <qtype>`, CLIENT, from the query's to the response's
 /// kernel time (a timeout ends at the timeout), ERROR with the error type on failure.
+/// `client_container` is the container of the client's socket, for a lookup whose
+/// process the kernel could not name (the process's key carries it otherwise).
 pub fn span(
     rule: &DnsSpanRule,
     l: &Lookup,
     name: Option<String>,
+    client_container: Option<Arc<Container>>,
     clock: &MonotonicToWall,
     context: SpanContext,
 ) -> Span {
@@ -57,6 +63,8 @@ pub fn span(
         // A span is one event: its pid always, with the series key's other attributes.
         crate::mapping::process::insert(&mut a, &p.key);
         a.insert(attr::PROCESS_PID, i64::from(p.pid));
+    } else if let Some(c) = client_container.as_deref() {
+        crate::mapping::process::insert_container(&mut a, c);
     }
     if let Some(hit) = l.cache_hit {
         a.insert(attr::SONDE_DNS_CACHE_HIT, hit);
@@ -112,6 +120,7 @@ mod tests {
                 pid: 42,
                 key: crate::aggregate::process::ProcessKey::named("curl"),
             }),
+            client_cgroup: 0,
             outcome,
             start_ns: 1_000 * MS,
             duration_ns: duration_ms.map(|d| d * MS),
@@ -146,6 +155,7 @@ mod tests {
             &RULE,
             &lookup(OK, Some(250)),
             Some("slow.test".to_owned()),
+            None,
             &clock,
             ctx,
         );
@@ -171,7 +181,7 @@ mod tests {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
-        let s = span(&RULE, &lookup(NXDOMAIN, Some(3)), None, &clock, ctx);
+        let s = span(&RULE, &lookup(NXDOMAIN, Some(3)), None, None, &clock, ctx);
         assert!(matches!(s.status, Status::Error { .. }));
         assert_eq!(
             s.attributes.get(attr::ERROR_TYPE),
@@ -182,7 +192,14 @@ mod tests {
             None,
             "policy off or a private name"
         );
-        let t = span(&RULE, &lookup(Outcome::Timeout, None), None, &clock, ctx);
+        let t = span(
+            &RULE,
+            &lookup(Outcome::Timeout, None),
+            None,
+            None,
+            &clock,
+            ctx,
+        );
         assert_eq!(
             t.end_unix_nano - t.start_unix_nano,
             5_000 * MS,
@@ -192,5 +209,27 @@ mod tests {
             t.attributes.get(attr::ERROR_TYPE),
             Some(&Value::from("timeout"))
         );
+    }
+
+    #[test]
+    fn a_lookup_of_an_unknown_process_carries_its_sockets_container() {
+        let clock = MonotonicToWall::from_offset(0);
+        let ctx = SpanContext {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+        };
+        let c = Arc::new(Container {
+            id: "e".repeat(64),
+            runtime: crate::cgroup::Runtime::Docker,
+            k8s: None,
+        });
+        let mut l = lookup(NXDOMAIN, Some(3));
+        l.process = None;
+        let s = span(&RULE, &l, None, Some(c), &clock, ctx);
+        assert_eq!(
+            s.attributes.get(attr::CONTAINER_ID),
+            Some(&Value::from("e".repeat(64)))
+        );
+        assert_eq!(s.attributes.get(attr::PROCESS_PID), None);
     }
 }

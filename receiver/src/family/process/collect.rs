@@ -27,6 +27,8 @@ pub struct ProcessCounts {
     pub lost_ringbuf: u64,
     /// Exit events for spans that did not fit in `process_exits`.
     pub lost_exits: u64,
+    /// Execs not remembered for spans (`process_execs` full): those spans start at fork.
+    pub lost_exec_starts: u64,
 }
 
 /// Exec counts by executable name and container, fed by the exec ring (see
@@ -51,13 +53,17 @@ impl Sink for ExecNames {
 #[derive(Debug)]
 pub struct ExitSpans {
     pub sink: std::sync::Arc<crate::spans::sink::SpanSink>,
+    /// Names the exiting task's container.
+    pub attribution: Attribution,
 }
 
 impl Sink for ExitSpans {
     fn record(&mut self, bytes: &[u8]) {
         if let Some(e) = decode_exit(bytes) {
             self.sink.offer(e.end_ns, |ctx| {
-                super::spans::span(&e, &self.sink.clock, ctx)
+                // Resolved only for spans the rate limit let through.
+                let container = self.attribution.container(e.cgroup_id);
+                super::spans::span(&e, container, &self.sink.clock, ctx)
             });
         }
     }
@@ -142,6 +148,7 @@ impl ProcessCollector {
             exit_signal: get(slot::SONDE_PROC_EXIT_SIGNAL)?,
             lost_ringbuf: get(slot::SONDE_PROC_LOST_RINGBUF)?,
             lost_exits: get(slot::SONDE_PROC_LOST_EXITS)?,
+            lost_exec_starts: get(slot::SONDE_PROC_LOST_EXEC_STARTS)?,
         })
     }
 

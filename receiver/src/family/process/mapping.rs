@@ -166,6 +166,7 @@ mod tests {
             exit_signal: 1,
             lost_ringbuf: 0,
             lost_exits: 0,
+            lost_exec_starts: 0,
         };
         let bash = SeriesPoint {
             key: ProcessKey::named("bash"),

@@ -47,6 +47,11 @@ impl Source for ProcessSource {
                 ));
                 out.lost
                     .push(("process.exit", loss_reason::RINGBUF_FULL, counts.lost_exits));
+                out.lost.push((
+                    "process.exec",
+                    loss_reason::MAP_FULL,
+                    counts.lost_exec_starts,
+                ));
             }
             Err(e) => tracing::warn!("reading the process probe's counters failed: {e}"),
         }
@@ -152,6 +157,7 @@ impl Family for Process {
                     &mut loaded,
                     collect::ExitSpans {
                         sink: s.sink.clone(),
+                        attribution: processes.clone(),
                     },
                 ),
                 None => Ok(c),

@@ -3,10 +3,14 @@
 //! reach the `process_exits` ring, and only when process spans are on), so nothing is
 //! read or allocated for the others; this module is pure.
 
-use sonde_probes::abi::sonde_exit_event;
+use std::sync::Arc;
+
+use sonde_probes::abi::{sonde_exit_event, sonde_exit_start};
 use sonde_semconv::attr;
 
 use super::collect::comm_to_string;
+use crate::aggregate::process::ProcessKey;
+use crate::cgroup::Container;
 use crate::model::Attributes;
 use crate::spans::clock::MonotonicToWall;
 use crate::spans::{Span, SpanContext, SpanKind, Status};
@@ -76,15 +80,32 @@ pub fn signal_name(signal: u8) -> String {
     }
 }
 
-/// The span of one process's life: `process <executable>`, INTERNAL, from the process's
-/// start (the kernel's start_time of its leader, at fork) to its last thread's exit;
-/// ERROR when it failed or was killed.
-pub fn span(e: &sonde_exit_event, clock: &MonotonicToWall, context: SpanContext) -> Span {
+/// The span of one process's life: `process <executable>`, INTERNAL, from its last exec
+/// (its fork when the kernel saw no exec: `sonde.process.span.start` says which) to its
+/// last thread's exit, in `container` (the exiting task's); ERROR when it failed or was
+/// killed.
+pub fn span(
+    e: &sonde_exit_event,
+    container: Option<Arc<Container>>,
+    clock: &MonotonicToWall,
+    context: SpanContext,
+) -> Span {
     let exe = comm_to_string(&e.comm);
-    let mut a = Attributes::new()
-        .with(attr::PROCESS_PID, i64::from(e.pid))
+    let who = ProcessKey {
+        // A span is one event: its pid always.
+        pid: Some(e.pid),
+        ..ProcessKey::named(exe.as_str()).in_container(container)
+    };
+    let mut a = crate::mapping::process::with(Attributes::new(), &who)
         .with(attr::PROCESS_PARENT_PID, i64::from(e.ppid))
-        .with(attr::PROCESS_EXECUTABLE_NAME, exe.as_str());
+        .with(
+            attr::SONDE_PROCESS_SPAN_START,
+            if e.started == sonde_exit_start::SONDE_EXIT_FROM_EXEC as u32 {
+                attr::span_start::EXEC
+            } else {
+                attr::span_start::FORK
+            },
+        );
     let status = match ended(e.status) {
         Ended::Exited { code: 0 } => {
             a.insert(attr::PROCESS_EXIT_CODE, 0i64);
@@ -186,7 +207,7 @@ mod tests {
         let clock = MonotonicToWall::from_offset(1_000);
         let get = |s: &Span, k| s.attributes.get(k).cloned();
 
-        let killed = span(&event(9, 30), &clock, ctx());
+        let killed = span(&event(9, 30), None, &clock, ctx());
         assert_eq!(killed.name, "process backup.sh");
         assert_eq!(killed.kind, SpanKind::Internal);
         assert_eq!(killed.start_unix_nano, 5_000 * MS + 1_000);
@@ -202,13 +223,43 @@ mod tests {
             matches!(&killed.status, Status::Error { description } if description.contains("SIGKILL"))
         );
 
-        let failed = span(&event(2 << 8, 1), &clock, ctx());
+        let failed = span(&event(2 << 8, 1), None, &clock, ctx());
         assert_eq!(get(&failed, attr::PROCESS_EXIT_CODE), Some(Value::Int(2)));
         assert_eq!(get(&failed, attr::ERROR_TYPE), Some(Value::from("2")));
 
-        let long = span(&event(0, 3_600_000), &clock, ctx());
+        let long = span(&event(0, 3_600_000), None, &clock, ctx());
         assert_eq!(long.status, Status::Unset);
         assert_eq!(get(&long, attr::ERROR_TYPE), None);
         assert_eq!(get(&long, attr::PROCESS_EXIT_CODE), Some(Value::Int(0)));
+        assert_eq!(
+            get(&long, attr::SONDE_PROCESS_SPAN_START),
+            Some(Value::from(attr::span_start::FORK))
+        );
+        assert_eq!(get(&long, attr::CONTAINER_ID), None);
+    }
+
+    #[test]
+    fn a_span_from_exec_in_a_container() {
+        let clock = MonotonicToWall::from_offset(0);
+        let mut e = event(1 << 8, 20);
+        e.started = sonde_exit_start::SONDE_EXIT_FROM_EXEC as u32;
+        let c = Arc::new(Container {
+            id: "c".repeat(64),
+            runtime: crate::cgroup::Runtime::Docker,
+            k8s: None,
+        });
+        let s = span(&e, Some(c), &clock, ctx());
+        let get = |k| s.attributes.get(k).cloned();
+        assert_eq!(
+            get(attr::SONDE_PROCESS_SPAN_START),
+            Some(Value::from(attr::span_start::EXEC))
+        );
+        assert_eq!(get(attr::CONTAINER_ID), Some(Value::from("c".repeat(64))));
+        assert_eq!(get(attr::PROCESS_PID), Some(Value::Int(4242)));
+        assert_eq!(
+            get(attr::PROCESS_EXECUTABLE_NAME),
+            Some(Value::from("backup.sh"))
+        );
+        assert_eq!(s.end_unix_nano - s.start_unix_nano, 20 * MS);
     }
 }

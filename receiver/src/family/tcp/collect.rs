@@ -467,10 +467,11 @@ impl Sink for TcpSink {
     fn end_batch(&mut self) {
         if let Some(s) = &self.spans {
             for ev in self.notable.drain(..) {
-                let Some(ctx) = s
-                    .sink
-                    .offer(ev.end_ns, |ctx| super::spans::span(&ev, &s.sink.clock, ctx))
-                else {
+                let Some(ctx) = s.sink.offer(ev.end_ns, |ctx| {
+                    // Resolved only for spans the rate limit let through.
+                    let container = self.ledger.processes.container(ev.conn.cgroup_id);
+                    super::spans::span(&ev, container, &s.sink.clock, ctx)
+                }) else {
                     continue;
                 };
                 // A closed connection's duration is a sample of the kernel's duration

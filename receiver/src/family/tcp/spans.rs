@@ -6,11 +6,14 @@
 //! ended with an error (ECONNRESET: the peer reset it), and, when configured, one that
 //! lived longer than a threshold.
 
+use std::sync::Arc;
+
 use sonde_probes::abi::{sonde_tcp_event, sonde_tcp_event_kind as kind};
 use sonde_semconv::attr;
 
 use super::collect::{decode_addr, direction, Direction};
 use super::mapping::{direction_name, error_type, net_type};
+use crate::cgroup::Container;
 use crate::family::process::collect::comm_to_string;
 use crate::model::Attributes;
 use crate::spans::clock::MonotonicToWall;
@@ -49,8 +52,14 @@ pub fn duration_sample(e: &sonde_tcp_event) -> Option<f64> {
         .then(|| e.end_ns.saturating_sub(e.conn.start_ns) as f64 / 1e9)
 }
 
-/// The span of a connection, from its first SYN to its close or failure.
-pub fn span(e: &sonde_tcp_event, clock: &MonotonicToWall, context: SpanContext) -> Span {
+/// The span of a connection, from its first SYN to its close or failure; `container` is
+/// that of the cgroup the kernel recorded for its owner.
+pub fn span(
+    e: &sonde_tcp_event,
+    container: Option<Arc<Container>>,
+    clock: &MonotonicToWall,
+    context: SpanContext,
+) -> Span {
     let c = &e.conn;
     let d = direction(c.direction);
     let failed_connect = is(e, kind::SONDE_TCP_EV_FAIL);
@@ -80,6 +89,9 @@ pub fn span(e: &sonde_tcp_event, clock: &MonotonicToWall, context: SpanContext) 
     if c.tgid != 0 {
         a.insert(attr::PROCESS_PID, i64::from(c.tgid));
         a.insert(attr::PROCESS_EXECUTABLE_NAME, comm_to_string(&c.comm));
+    }
+    if let Some(c) = container.as_deref() {
+        crate::mapping::process::insert_container(&mut a, c);
     }
     if c.srtt_us != 0 {
         a.insert(attr::SONDE_TCP_SRTT, f64_attr(f64::from(c.srtt_us) / 1e6));
@@ -234,8 +246,14 @@ mod tests {
             trace_id: [1; 16],
             span_id: [2; 8],
         };
+        let container = Arc::new(Container {
+            id: "d".repeat(64),
+            runtime: crate::cgroup::Runtime::Docker,
+            k8s: None,
+        });
         let s = span(
             &event(kind::SONDE_TCP_EV_FAIL, dir::SONDE_TCP_DIR_OUTBOUND, 111, 3),
+            Some(container),
             &clock,
             ctx,
         );
@@ -249,6 +267,11 @@ mod tests {
             Some(Value::from("127.0.0.9"))
         );
         assert_eq!(get(&s, attr::NETWORK_PEER_PORT), Some(Value::Int(443)));
+        assert_eq!(
+            get(&s, attr::CONTAINER_ID),
+            Some(Value::from("d".repeat(64)))
+        );
+        assert_eq!(get(&s, attr::PROCESS_PID), Some(Value::Int(7)));
 
         let r = span(
             &event(
@@ -257,6 +280,7 @@ mod tests {
                 104,
                 50,
             ),
+            None,
             &clock,
             ctx,
         );
@@ -267,5 +291,6 @@ mod tests {
         assert_eq!(get(&r, attr::ERROR_TYPE), Some(Value::from("reset")));
         assert_eq!(get(&r, attr::SONDE_TCP_BYTES_SENT), Some(Value::Int(1_000)));
         assert_eq!(get(&r, attr::SONDE_TCP_SRTT), Some(Value::from("0.036000")));
+        assert_eq!(get(&r, attr::CONTAINER_ID), None);
     }
 }
