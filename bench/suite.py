@@ -213,6 +213,7 @@ def memory_phase(args: argparse.Namespace, pin: int | None) -> Row:
                     time.sleep(1.0)
                     steady.append(rss_kib(sonde.pid))
                 peak = harness.peak_rss_kib(sonde.pid)
+                harness.log("memory: steady RSS by mapping (KiB): " + smaps_breakdown(sonde.pid))
                 lost = harness.sonde_losses(sonde.pid) if sonde.pid else {}
                 sonde.stop()
             finally:
@@ -226,6 +227,34 @@ def memory_phase(args: argparse.Namespace, pin: int | None) -> Row:
         sonde_lost=sum(lost.values()),
         load=load_span(l0, loadavg()),
     )
+
+
+def smaps_breakdown(pid: int | None) -> str:
+    """Resident KiB per kind of mapping: the binary's own pages, shared libraries, heap and
+    other anonymous memory (thread stacks, malloc arenas), BPF ring buffers (the kernel's
+    ring pages, whose data area is mapped twice) and the rest; threads."""
+    kinds: dict[str, int] = {}
+    exe = os.readlink(f"/proc/{pid}/exe")
+    kind = "other"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+            name = head[5] if len(head) > 5 else ""
+            kind = (
+                "binary" if name == exe
+                else "libs" if name.startswith("/")
+                else "bpf-ring" if name == "anon_inode:bpf-map"
+                else "anon" if name in ("", "[heap]", "[stack]")
+                else "other"
+            )
+        elif head[0] == "Rss:":
+            kinds[kind] = kinds.get(kind, 0) + int(head[1])
+    threads = next(
+        line.split()[1]
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("Threads:")
+    )
+    return " ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + f"; threads {threads}"
 
 
 def rss_kib(pid: int | None) -> int:

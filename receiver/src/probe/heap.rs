@@ -1,8 +1,9 @@
-//! The heap after loading the probes. Loading allocates and frees far more than the agent
-//! keeps: each family's loader parses the kernel's BTF (~15 MiB) and drops it. glibc's
-//! malloc keeps such freed pages resident unless told to return them.
+//! The heap after loading the probes. Loading allocates and frees more than the agent
+//! keeps (object parses, verifier logs, and the whole kernel BTF where aya has to parse it:
+//! see `probe::btf`). glibc's malloc keeps such freed pages resident unless told to return
+//! them.
 
-/// Gives the kernel back the heap pages freed so far (the loaders' BTF parses). Call once
+/// Gives the kernel back the heap pages freed so far (what loading freed). Call once
 /// every family is loaded, before the collection loop starts.
 pub fn release_freed() {
     #[cfg(target_env = "gnu")]

@@ -6,6 +6,7 @@
 //! [`LoadedFamily`] values and released when they are dropped (or by the kernel when the
 //! process dies, since nothing is pinned).
 
+pub mod btf;
 pub mod cgroup;
 pub mod heap;
 pub mod needs;
@@ -221,12 +222,30 @@ pub fn load_family_needing(
     globals: &[(&str, u32)],
     map_sizes: &[(&str, u32)],
 ) -> Result<LoadedFamily, LoadError> {
-    // The loader holds its own parse of the kernel's BTF (~15 MiB: aya 0.14's
-    // `EbpfLoader::new` always parses it, so a parse shared through `.btf()` would only
-    // add a second one); the block drops it as soon as relocation is done, before the
-    // programs are verified.
+    // aya 0.14's `EbpfLoader::new` parses the whole kernel BTF (~15 MiB, the agent's
+    // peak): where it can, the loader is made where that BTF is out of sight and given a
+    // copy cut down to this object's relocations (`btf`); otherwise aya parses it, and the
+    // block drops that parse as soon as relocation is done, before verification.
+    let minimal = btf::for_object(family.object())
+        .map_err(|e| {
+            tracing::debug!(
+                family = family.name(),
+                "the kernel's whole BTF is used: {e}"
+            )
+        })
+        .ok()
+        .flatten();
     let mut ebpf = {
-        let mut loader = EbpfLoader::new();
+        let mut loader = match &minimal {
+            Some(cut) => match btf::loader_without_kernel_btf() {
+                Some(mut loader) => {
+                    loader.btf(Some(cut));
+                    loader
+                }
+                None => EbpfLoader::new(),
+            },
+            None => EbpfLoader::new(),
+        };
         for (name, value) in globals {
             // must_exist: a renamed global is a build problem, not something to ignore.
             loader.override_global(name, value, true);
@@ -244,6 +263,7 @@ pub fn load_family_needing(
                 source: Box::new(source),
             })?
     };
+    drop(minimal);
     let off = needs::features_off();
     let mut reports = Vec::with_capacity(specs.len());
     let mut programs = Vec::with_capacity(specs.len());
