@@ -200,3 +200,50 @@ fn exec_counts_are_exact_per_container() {
     assert_eq!(count(None), 2, "execs outside any container");
     assert_eq!(ours.len(), 3, "one series per container and one outside");
 }
+
+/// Issue 12: a container that ended before the family read its kernel map (once per
+/// interval) still names what it did. The burner's exec is drained from the ring while
+/// it runs (so the resolver has seen its cgroup); the cgroup is removed as soon as it
+/// exits, two more containers come and go (each new cgroup makes the resolver walk the
+/// tree again: the first container is gone from two walks), and only then are the
+/// per-executable totals read: the exited CPU is still under the first container's id.
+#[test]
+fn a_container_removed_before_its_totals_are_read_keeps_its_id() {
+    let (_rt, _loaded, mut collector) = load();
+    let dir = common::TempDir::new("gone");
+    let (exe, name) = named_python(dir.path(), "gone");
+    let gone = FakeContainer::docker();
+    let gone_id = gone.id.clone();
+    let child = gone.spawn(&exe, &["-c", BURN, "0.6"]);
+    // This test does not run the runtime the drain tasks live on: drain as they would,
+    // while the burner runs (at least 0.6 s: the CPU time it burns).
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(100));
+        collector.exec_names(sonde::unix_nanos());
+    }
+    let (status, cpu) = wait_with_usage(child);
+    assert_eq!(status, 0, "the burner failed");
+    drop(gone);
+    for _ in 0..2 {
+        let next = FakeContainer::docker();
+        next.run("true", &[]);
+        collector.exec_names(sonde::unix_nanos());
+    }
+    let totals = collector.exited(sonde::unix_nanos()).expect("totals");
+    let (points, _) = totals.cpu_points();
+    let ours = in_container(&points, &name, &gone_id).unwrap_or_else(|| {
+        let mine: Vec<_> = points
+            .iter()
+            .filter(|p| p.key.as_ref().is_some_and(|k| k.executable == name))
+            .map(|p| {
+                p.key
+                    .as_ref()
+                    .and_then(|k| k.container_id().map(str::to_owned))
+            })
+            .collect();
+        panic!("{name}: no series in the removed container {gone_id}; series: {mine:?}")
+    });
+    let sonde_s = (ours.user_ns + ours.system_ns) as f64 / 1e9;
+    eprintln!("{name} in a removed container: sonde {sonde_s:.3} s, kernel charged {cpu:.3} s");
+    assert!(sonde_s > 0.5 * cpu, "{sonde_s} s of {cpu} s");
+}

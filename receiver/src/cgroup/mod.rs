@@ -11,14 +11,17 @@
 //! scan: an event keyed without its container would stay in the wrong series), at most
 //! once per `MIN_CHANGED_RESCAN`, and otherwise at most once per `min_rescan`. An id
 //! missing from a scan of an unchanged tree is remembered as unknown (another cgroup
-//! namespace, or gone) until the next scan. A cgroup removed since is still known for
-//! one more scan, so events drained just after a container ends keep their container.
+//! namespace, or gone) until the next scan. A cgroup a scan saw and a later one did not is
+//! kept as removed for `KEEP_REMOVED` (at most `MAX_REMOVED` of them, the oldest evicted
+//! first and counted): families that read their kernel maps once per interval (file and
+//! network bytes, CPU of exited threads) find a container that ended in that interval.
+//! Ids are never reused (64-bit kernfs ids), so a removed cgroup's answer cannot go stale.
 
 pub mod attribution;
 pub mod k8s;
 pub mod path;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +55,12 @@ const MAX_MISSES: usize = 65_536;
 /// Rescans of a tree that changed are at most this frequent (bounds the cost when
 /// containers churn; a walk of a thousand cgroups takes about a millisecond).
 const MIN_CHANGED_RESCAN: Duration = Duration::from_millis(10);
+/// How long a removed cgroup stays known: longer than any collection interval, so a
+/// family reading its maps at the next tick still names the container.
+const KEEP_REMOVED: Duration = Duration::from_secs(600);
+/// Removed cgroups kept at most (about 200 bytes each): under faster container churn the
+/// oldest go first, counted in [`Resolver::evicted`].
+const MAX_REMOVED: usize = 4096;
 
 /// cgroup id -> cgroup, cached by inode, refreshed on a miss.
 #[derive(Debug)]
@@ -61,7 +70,14 @@ pub struct Resolver {
     log_root: PathBuf,
     min_rescan: Duration,
     current: HashMap<u64, Arc<Cgroup>>,
-    previous: HashMap<u64, Arc<Cgroup>>,
+    /// Cgroups gone from the tree, oldest first in `removed_order` (when each was found
+    /// gone).
+    removed: HashMap<u64, Arc<Cgroup>>,
+    removed_order: VecDeque<(Instant, u64)>,
+    keep_removed: Duration,
+    max_removed: usize,
+    /// Removed cgroups forgotten before `keep_removed` because `max_removed` were kept.
+    evicted: u64,
     misses: HashSet<u64>,
     last_scan: Option<Instant>,
     /// The root's `cgroup.stat` at the last scan (`None` where it cannot be read).
@@ -85,7 +101,11 @@ impl Resolver {
             log_root,
             min_rescan,
             current: HashMap::new(),
-            previous: HashMap::new(),
+            removed: HashMap::new(),
+            removed_order: VecDeque::new(),
+            keep_removed: KEEP_REMOVED,
+            max_removed: MAX_REMOVED,
+            evicted: 0,
             misses: HashSet::new(),
             last_scan: None,
             last_stat: None,
@@ -103,6 +123,21 @@ impl Resolver {
             PathBuf::from("/var/log"),
             Duration::from_secs(1),
         ))
+    }
+
+    /// Keeps at most `max` removed cgroups, each for `keep` (tests shrink both).
+    pub fn keeping_removed(self, max: usize, keep: Duration) -> Self {
+        Self {
+            max_removed: max,
+            keep_removed: keep,
+            ..self
+        }
+    }
+
+    /// Removed cgroups forgotten early because too many were kept: events read after
+    /// that from their containers carry no container.id.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     pub fn shared(self) -> SharedResolver {
@@ -143,7 +178,7 @@ impl Resolver {
         if id == 0 {
             return (None, true);
         }
-        if let Some(c) = self.current.get(&id).or_else(|| self.previous.get(&id)) {
+        if let Some(c) = self.current.get(&id).or_else(|| self.removed.get(&id)) {
             return (Some(c.clone()), true);
         }
         if self.misses.contains(&id) {
@@ -159,7 +194,7 @@ impl Resolver {
         };
         if scan {
             self.rescan_with(stat);
-            if let Some(c) = self.current.get(&id).or_else(|| self.previous.get(&id)) {
+            if let Some(c) = self.current.get(&id).or_else(|| self.removed.get(&id)) {
                 return (Some(c.clone()), true);
             }
         }
@@ -229,13 +264,44 @@ impl Resolver {
                 }
             }
         }
-        // Cgroups removed since the last scan stay known for one more scan.
-        let mut previous = std::mem::replace(&mut self.current, found);
-        previous.retain(|id, _| !self.current.contains_key(id));
-        self.previous = previous;
+        let now = Instant::now();
+        let before = std::mem::replace(&mut self.current, found);
+        for (id, c) in before {
+            if !self.current.contains_key(&id) && self.removed.insert(id, c).is_none() {
+                self.removed_order.push_back((now, id));
+            }
+        }
+        let evicted_before = self.evicted;
+        while let Some(&(at, id)) = self.removed_order.front() {
+            let full = self.removed_order.len() > self.max_removed;
+            if !full && now.duration_since(at) < self.keep_removed {
+                break;
+            }
+            self.removed_order.pop_front();
+            self.removed.remove(&id);
+            self.evicted += u64::from(full);
+        }
+        if self.evicted > evicted_before {
+            let level_warn = evicted_before == 0;
+            if level_warn {
+                tracing::warn!(
+                    "more than {} containers ended within {:?}: the oldest are forgotten \
+                     early, and their events read later carry no container.id",
+                    self.max_removed,
+                    self.keep_removed
+                );
+            }
+            tracing::debug!(
+                evicted = self.evicted - evicted_before,
+                total = self.evicted,
+                "removed cgroups forgotten early: more than {} containers ended within {:?}",
+                self.max_removed,
+                self.keep_removed
+            );
+        }
         self.misses.clear();
         self.last_stat = stat;
-        self.last_scan = Some(Instant::now());
+        self.last_scan = Some(now);
         self.scans += 1;
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -320,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn resolves_by_inode_rescans_on_a_miss_and_remembers_removed_cgroups_one_scan() {
+    fn resolves_by_inode_rescans_on_a_miss_and_remembers_removed_cgroups() {
         let cg = Scratch::new("tree");
         let logs = Scratch::new("logs");
         let svc = cg.mkdir("/system.slice/cron.service");
@@ -348,11 +414,54 @@ mod tests {
 
         std::fs::remove_dir(cg.0.join(format!("system.slice/docker-{ID}.scope/init.scope")))
             .expect("rmdir");
-        r.rescan();
-        assert!(r.resolve(inner).is_some(), "kept one scan after removal");
-        r.rescan();
-        assert!(r.resolve(inner).is_none(), "forgotten after the next");
+        for _ in 0..3 {
+            r.rescan();
+            assert_eq!(
+                r.container(inner).map(|c| c.id.clone()).as_deref(),
+                Some(ID),
+                "a removed cgroup stays known across scans"
+            );
+        }
         assert_eq!(r.resolve(0), None);
+        assert_eq!(r.evicted(), 0);
+    }
+
+    /// A container that ended before a family read its kernel map (once per interval)
+    /// still names its events, within the bounds on removed cgroups: the oldest are
+    /// forgotten first when too many ended (counted), and all after `keep`.
+    #[test]
+    fn removed_cgroups_are_kept_bounded_and_evictions_counted() {
+        let cg = Scratch::new("removed");
+        let logs = Scratch::new("removed-logs");
+        let mut r = Resolver::new(cg.0.clone(), logs.0.clone(), Duration::ZERO)
+            .keeping_removed(2, Duration::from_secs(3600));
+        let ids: Vec<(String, u64)> = (0..3)
+            .map(|i| {
+                let id = format!("{i}").repeat(64);
+                let ino = cg.mkdir(&format!("/system.slice/docker-{id}.scope"));
+                (id, ino)
+            })
+            .collect();
+        r.rescan();
+        for (id, _) in &ids {
+            std::fs::remove_dir(cg.0.join(format!("system.slice/docker-{id}.scope")))
+                .expect("rmdir");
+            r.rescan(); // one ends per scan: the first is the oldest
+        }
+        let named = |r: &mut Resolver, ino: u64| r.container(ino).map(|c| c.id.clone());
+        assert_eq!(named(&mut r, ids[0].1), None, "the oldest went first");
+        assert_eq!(named(&mut r, ids[1].1), Some(ids[1].0.clone()));
+        assert_eq!(named(&mut r, ids[2].1), Some(ids[2].0.clone()));
+        assert_eq!(r.evicted(), 1);
+
+        let mut r = Resolver::new(cg.0.clone(), logs.0.clone(), Duration::ZERO)
+            .keeping_removed(100, Duration::ZERO);
+        let late = cg.mkdir(&format!("/system.slice/docker-{ID}.scope"));
+        r.rescan();
+        std::fs::remove_dir(cg.0.join(format!("system.slice/docker-{ID}.scope"))).expect("rmdir");
+        r.rescan();
+        assert_eq!(r.resolve(late), None, "kept no longer than asked");
+        assert_eq!(r.evicted(), 0, "ageing out is no eviction");
     }
 
     #[test]
