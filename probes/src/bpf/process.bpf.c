@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "sonde_abi.h"
+#include "sonde_ring.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -138,15 +139,9 @@ int sonde_process_exec(void *ctx)
 	/* By this tracepoint the kernel has set comm to the new executable's basename. */
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	/*
-	 * Waking the reader for every record cost ~40 us of agent CPU per exec (a context
-	 * switch each). Userspace drains at every snapshot and on a short timer anyway, so
-	 * wake it only when the ring is a quarter full and a burst could otherwise overflow.
-	 */
-	bpf_ringbuf_submit(e, bpf_ringbuf_query(&process_events, BPF_RB_AVAIL_DATA) >
-					  PROCESS_RING_BYTES / 4
-				      ? BPF_RB_FORCE_WAKEUP
-				      : BPF_RB_NO_WAKEUP);
+	/* Userspace drains at every snapshot and on a short timer: wake it only per quarter
+	 * of the ring, so that a burst cannot overflow it (sonde_ring.h). */
+	sonde_ring_submit(&process_events, e, sizeof(*e), PROCESS_RING_BYTES / 4);
 	return 0;
 }
 
@@ -283,10 +278,7 @@ static __always_inline void emit_exit(struct task_struct *task, int code)
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), &leader->comm);
 	/* Low rate, and the reader drains on a timer: wake it only when a burst fills it. */
-	bpf_ringbuf_submit(e, bpf_ringbuf_query(&process_exits, BPF_RB_AVAIL_DATA) >
-					  PROCESS_EXITS_BYTES / 4
-				      ? BPF_RB_FORCE_WAKEUP
-				      : BPF_RB_NO_WAKEUP);
+	sonde_ring_submit(&process_exits, e, sizeof(*e), PROCESS_EXITS_BYTES / 4);
 }
 
 /*

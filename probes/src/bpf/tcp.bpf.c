@@ -29,6 +29,7 @@
 #include <bpf/bpf_core_read.h>
 #include "sonde_abi.h"
 #include "sonde_hist.h"
+#include "sonde_ring.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -137,7 +138,7 @@ static __always_inline struct sonde_tcp_conn *scratch(__u32 slot)
 	return c;
 }
 
-/* A quarter of the ring: plenty of room left while the reader wakes up. */
+/* A wake-up per quarter of the ring (sonde_ring.h): room left while the reader wakes. */
 #define RING_WAKE_BYTES (128 * 1024)
 
 static __always_inline void bump(__u32 slot)
@@ -293,11 +294,9 @@ static __always_inline void emit(__u64 key, struct sonde_tcp_conn *c, __u32 kind
 	e->kind = kind;
 	e->err = err;
 	e->end_ns = bpf_ktime_get_ns();
-	/* Wake the reader only once a backlog builds up: under connection churn a wakeup
-	 * per event costs more than the event. Userspace also drains on a short timer. */
-	bpf_ringbuf_submit(e, bpf_ringbuf_query(&tcp_events, BPF_RB_AVAIL_DATA) >= RING_WAKE_BYTES ?
-				      BPF_RB_FORCE_WAKEUP :
-				      BPF_RB_NO_WAKEUP);
+	/* Under connection churn a wake-up per event costs more than the event; userspace
+	 * also drains on a short timer. */
+	sonde_ring_submit(&tcp_events, e, sizeof(*e), RING_WAKE_BYTES);
 }
 
 /* The socket's network namespace, local port and bound local address: with the family,
