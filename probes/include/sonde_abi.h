@@ -212,7 +212,7 @@ struct sonde_tcp_conn {
 	__u16 direction;        /* enum sonde_tcp_direction */
 	__u16 lport;            /* host order */
 	__u16 rport;            /* host order */
-	__u32 opened;           /* 1 once counted as opened */
+	__u32 opened;           /* 1 once established */
 	__u8 raddr[16];         /* IPv4 in the first 4 bytes */
 	char comm[SONDE_COMM_LEN];
 	__u32 srtt_us;          /* smoothed RTT as of the last refresh (tcp_sock srtt_us >> 3); 0 = none yet */
@@ -241,13 +241,14 @@ struct sonde_tcp_listener {
 	__u64 cgroup_id;        /* the listening task's cgroup v2 id at listen(2) */
 };
 
+/* Opens send no record: userspace counts a connection as opened when its walk of
+ * `tcp_conns` first finds it established, or at its close (0 is no kind). */
 enum sonde_tcp_event_kind {
-	SONDE_TCP_EV_OPEN = 0,
 	SONDE_TCP_EV_CLOSE = 1,
 	SONDE_TCP_EV_FAIL = 2,
 };
 
-/* Ring buffer `tcp_events`: opens, closes (with final totals) and failed connects. */
+/* Ring buffer `tcp_events`: closes (with final totals) and failed connects. */
 struct sonde_tcp_event {
 	__u64 sk;               /* with conn.start_ns, identifies the connection */
 	struct sonde_tcp_conn conn;

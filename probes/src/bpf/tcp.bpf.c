@@ -41,6 +41,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * userspace before load to its own, the namespace /proc/net/tcp seeds the count from. */
 const volatile __u32 sonde_netns_ino = 0;
 
+/* That namespace's `struct net`, once a socket has shown it: its address is fixed for
+ * its life, and Sonde's own namespace outlives Sonde, so every later transition compares
+ * one pointer instead of following it to the inode (a read saved per transition). */
+__u64 sonde_netns_net = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SONDE_TCP_COUNTER_SLOTS);
@@ -115,10 +120,8 @@ struct {
  */
 enum scratch_slot {
 	SCRATCH_STATE_NEW = 0,     /* sonde_tcp_state: a connection's first entry */
-	SCRATCH_STATE_DONE = 1,    /* sonde_tcp_state: a finished connection */
-	SCRATCH_DESTROY_DONE = 2,  /* sonde_tcp_destroy: a finished connection */
-	SCRATCH_ADOPT = 3,         /* classic tracepoint programs: an adopted connection */
-	SCRATCH_SLOTS = 4,
+	SCRATCH_ADOPT = 1,         /* classic tracepoint programs: an adopted connection */
+	SCRATCH_SLOTS = 2,
 };
 
 struct {
@@ -281,22 +284,20 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 
 	return bpf_map_lookup_elem(&tcp_conns, &key);
 }
 
-static __always_inline void emit(__u64 key, struct sonde_tcp_conn *c, __u32 kind, __s32 err)
+/* Whether the socket is in the namespace `tcp_states` counts (see sonde_netns_net). */
+static __always_inline int in_counted_netns(struct sock *sk)
 {
-	struct sonde_tcp_event *e = bpf_ringbuf_reserve(&tcp_events, sizeof(*e), 0);
+	__u64 net;
 
-	if (!e) {
-		bump(SONDE_TCP_LOST_RINGBUF);
-		return;
-	}
-	e->sk = key;
-	__builtin_memcpy(&e->conn, c, sizeof(*c));
-	e->kind = kind;
-	e->err = err;
-	e->end_ns = bpf_ktime_get_ns();
-	/* Under connection churn a wake-up per event costs more than the event; userspace
-	 * also drains on a short timer. */
-	sonde_ring_submit(&tcp_events, e, sizeof(*e), RING_WAKE_BYTES);
+	if (!sonde_netns_ino)
+		return 1;
+	net = (__u64)BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	if (sonde_netns_net)
+		return net == sonde_netns_net;
+	if (BPF_CORE_READ((struct net *)net, ns.inum) != sonde_netns_ino)
+		return 0;
+	sonde_netns_net = net;
+	return 1;
 }
 
 /* The socket's network namespace, local port and bound local address: with the family,
@@ -364,38 +365,58 @@ static __always_inline void listener_close(struct sock *sk, __u16 family)
  * the event is emitted: once userspace has the event, the entry must be gone from its
  * walk of live connections, or its bytes would count twice. */
 static __always_inline void conn_finish(struct sock *sk, __u64 key, struct sonde_tcp_conn *c,
-					int old, __u64 now, __u32 slot)
+					int old)
 {
-	struct sonde_tcp_conn *done = scratch(slot);
+	struct sonde_tcp_event *e;
+	__u64 now = bpf_ktime_get_ns(), start;
+	__u32 opened, srtt_us;
+	__u16 direction, family;
+	int failed;
 
-	if (!done)
-		return;
 	read_totals(sk, c);
-	__builtin_memcpy(done, c, sizeof(*done));
-	if (bpf_map_delete_elem(&tcp_conns, &key))
-		return; /* another CPU finished it first */
-	c = done;
-	if (old == TCP_SYN_SENT && !c->opened) {
-		bump(SONDE_TCP_FAILED);
-		emit(key, c, SONDE_TCP_EV_FAIL, BPF_CORE_READ(sk, sk_err));
+	/* What the histograms need, kept: the entry's memory may be reused once deleted. */
+	opened = c->opened;
+	direction = c->direction;
+	family = c->family;
+	start = c->start_ns;
+	srtt_us = c->srtt_us;
+	failed = old == TCP_SYN_SENT && !opened;
+	/* The record is written straight into the ring and committed after the delete. */
+	e = bpf_ringbuf_reserve(&tcp_events, sizeof(*e), 0);
+	if (e)
+		__builtin_memcpy(&e->conn, c, sizeof(*c));
+	if (bpf_map_delete_elem(&tcp_conns, &key)) {
+		/* Another CPU finished it first. */
+		if (e)
+			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		return;
 	}
-	if (c->opened) {
-		bump(SONDE_TCP_CLOSED);
-		hist_add(c->direction == SONDE_TCP_DIR_INBOUND ? SONDE_TCP_HIST_DURATION_IN :
-								 SONDE_TCP_HIST_DURATION_OUT,
-			 now - c->start_ns);
+	if (failed) {
+		bump(SONDE_TCP_FAILED);
+	} else {
+		if (opened) {
+			bump(SONDE_TCP_CLOSED);
+			hist_add(direction == SONDE_TCP_DIR_INBOUND ? SONDE_TCP_HIST_DURATION_IN :
+								      SONDE_TCP_HIST_DURATION_OUT,
+				 now - start);
+		}
+		if ((opened || direction == SONDE_TCP_DIR_UNKNOWN) && srtt_us)
+			hist_add(family == AF_INET6 ? SONDE_TCP_HIST_RTT_V6 : SONDE_TCP_HIST_RTT_V4,
+				 (__u64)srtt_us * 1000);
 	}
-	if (c->opened || c->direction == SONDE_TCP_DIR_UNKNOWN) {
-		struct tcp_sock *tp = (struct tcp_sock *)sk;
-		__u64 srtt_ns = (__u64)(BPF_CORE_READ(tp, srtt_us) >> 3) * 1000;
-
-		if (srtt_ns)
-			hist_add(c->family == AF_INET6 ? SONDE_TCP_HIST_RTT_V6 : SONDE_TCP_HIST_RTT_V4,
-				 srtt_ns);
+	if (!e) {
+		bump(SONDE_TCP_LOST_RINGBUF);
+		return;
 	}
-	/* sk_err says how it ended: ECONNRESET when the peer reset it (worth a span). */
-	emit(key, c, SONDE_TCP_EV_CLOSE, BPF_CORE_READ(sk, sk_err));
+	e->sk = key;
+	e->kind = failed ? SONDE_TCP_EV_FAIL : SONDE_TCP_EV_CLOSE;
+	/* sk_err says how it ended: the connect's error for a failure, ECONNRESET when the
+	 * peer reset the connection (worth a span). */
+	e->err = BPF_CORE_READ(sk, sk_err);
+	e->end_ns = now;
+	/* Under connection churn a wake-up per event costs more than the event; userspace
+	 * also drains on a short timer. */
+	sonde_ring_submit(&tcp_events, e, sizeof(*e), RING_WAKE_BYTES);
 }
 
 /*
@@ -410,15 +431,13 @@ int sonde_tcp_state(__u64 *ctx)
 	int old = (int)ctx[1], new = (int)ctx[2];
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	struct sonde_tcp_conn *c;
-	__u64 now = bpf_ktime_get_ns();
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 
-	if (!sonde_netns_ino ||
-	    BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) == sonde_netns_ino) {
+	if (in_counted_netns(sk)) {
 		/* A new server-side child is cloned from its listener, so its first
 		 * transition reads LISTEN -> SYN_RECV: the listener is still listening. */
 		if (!(old == TCP_LISTEN && new == TCP_SYN_RECV))
@@ -450,7 +469,7 @@ int sonde_tcp_state(__u64 *ctx)
 			bump(SONDE_TCP_LOST_CONNS);
 			return 0;
 		}
-		n->start_ns = now;
+		n->start_ns = bpf_ktime_get_ns();
 		n->family = family;
 		n->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		if (new == TCP_SYN_SENT) {
@@ -495,12 +514,13 @@ int sonde_tcp_state(__u64 *ctx)
 		/* A client's port is chosen after its SYN_SENT transition. */
 		c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		read_peer(sk, family, c);
+		/* No record: userspace counts the open when its walk finds the entry
+		 * established, or at the close (half the ring traffic under churn). */
 		bump(SONDE_TCP_OPENED);
-		emit(key, c, SONDE_TCP_EV_OPEN, 0);
 		return 0;
 	}
 	if (new == TCP_CLOSE && c)
-		conn_finish(sk, key, c, old, now, SCRATCH_STATE_DONE);
+		conn_finish(sk, key, c, old);
 	return 0;
 }
 
@@ -522,8 +542,7 @@ int sonde_tcp_destroy(__u64 *ctx)
 	conn_finish(sk, key, c,
 		    c->opened				       ? TCP_ESTABLISHED :
 		    c->direction == SONDE_TCP_DIR_OUTBOUND ? TCP_SYN_SENT :
-							     TCP_SYN_RECV,
-		    bpf_ktime_get_ns(), SCRATCH_DESTROY_DONE);
+							     TCP_SYN_RECV);
 	return 0;
 }
 

@@ -103,6 +103,8 @@ struct Seen {
     acked: u64,
     received: u64,
     retrans: u64,
+    /// Counted in `opened` already.
+    opened: bool,
     /// Tick generation of the last sighting, to forget entries whose close was lost.
     generation: u64,
 }
@@ -180,7 +182,12 @@ impl TcpLedger {
         self.walking = true;
     }
 
-    /// Adds what the connection did since it was last seen.
+    /// Adds what the connection did since it was last seen, and counts it as opened the
+    /// first time it is seen established: the kernel sends no record for an open (two
+    /// ring records per connection instead of four), so an open is counted by the first
+    /// walk that finds the connection established or, for one that closed before any
+    /// walk, by its close. Both happen before the snapshot that follows the open, so the
+    /// count is as timely as a drained event was.
     fn account(&mut self, sk: u64, c: &sonde_tcp_conn, who: &Who, last_sighting: bool) {
         let id = (sk, c.start_ns);
         if last_sighting && self.walking {
@@ -190,6 +197,7 @@ impl TcpLedger {
             acked: c.base_acked,
             received: c.base_received,
             retrans: u64::from(c.base_retrans),
+            opened: false,
             generation: 0,
         };
         let prev = if last_sighting {
@@ -202,8 +210,16 @@ impl TcpLedger {
             acked: c.bytes_acked.max(prev.acked),
             received: c.bytes_received.max(prev.received),
             retrans: u64::from(c.total_retrans).max(prev.retrans),
+            opened: prev.opened || c.opened != 0,
             generation: self.generation,
         };
+        if now.opened && !prev.opened {
+            let limit = self.policy;
+            self.opened
+                .entry((direction(c.direction), c.family == AF_INET6))
+                .or_insert_with(|| BoundedCounter::new(limit))
+                .add(who.clone(), 1);
+        }
         let add = |counter: &mut BoundedCounter<Who>, d: u64| {
             if d > 0 {
                 counter.add(who.clone(), d);
@@ -278,11 +294,6 @@ impl TcpLedger {
         let key = (direction(c.direction), c.family == AF_INET6);
         let limit = self.policy;
         match e.kind {
-            k if k == kind::SONDE_TCP_EV_OPEN as u32 => self
-                .opened
-                .entry(key)
-                .or_insert_with(|| BoundedCounter::new(limit))
-                .add(w, 1),
             k if k == kind::SONDE_TCP_EV_CLOSE as u32 => {
                 self.account(e.sk, c, &w, true);
                 if c.opened != 0 {
@@ -863,19 +874,65 @@ mod tests {
     fn peers_past_the_limit_fold_into_overflow_and_totals_stay_exact() {
         let mut l = TcpLedger::new(policy(2), Attribution::default());
         for i in 0..5u8 {
-            let c = conn(2, &[10, 0, 0, i], dir::SONDE_TCP_DIR_OUTBOUND);
-            let ev = sonde_tcp_event {
-                sk: u64::from(i),
-                conn: c,
-                kind: kind::SONDE_TCP_EV_OPEN as u32,
-                err: 0,
-                ..Default::default()
-            };
-            l.event(&ev);
+            let mut c = conn(2, &[10, 0, 0, i], dir::SONDE_TCP_DIR_OUTBOUND);
+            c.opened = 1;
+            l.live(u64::from(i), &c);
         }
         let (series, overflow) = l.opened[&(Direction::Outbound, false)].snapshot();
         assert_eq!(series.len(), 2);
         assert_eq!(overflow[0].value, 3);
+    }
+
+    #[test]
+    fn a_connection_counts_as_opened_once_whether_a_walk_or_its_close_sees_it_first() {
+        let opened = |l: &TcpLedger| {
+            l.opened
+                .get(&(Direction::Outbound, false))
+                .map_or(0, |c| c.total())
+        };
+        let mut l = TcpLedger::new(policy(10), Attribution::default());
+        let mut c = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        // In its handshake at the first walk: not opened yet.
+        l.live(1, &c);
+        l.end_walk();
+        assert_eq!(opened(&l), 0);
+        // Established at the next two walks and at its close: one open.
+        c.opened = 1;
+        for _ in 0..2 {
+            l.live(1, &c);
+            l.end_walk();
+        }
+        assert_eq!(opened(&l), 1);
+        l.event(&close(1, c));
+        assert_eq!(opened(&l), 1, "the close does not count it again");
+        assert_eq!(l.closed[&(Direction::Outbound, false)].total(), 1);
+        // Opened and closed between two walks: its close counts the open.
+        let mut short = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        short.start_ns = 99;
+        short.opened = 1;
+        l.event(&close(1, short));
+        assert_eq!(opened(&l), 2);
+        // A connect that failed was never opened.
+        let failed = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        l.event(&sonde_tcp_event {
+            sk: 3,
+            conn: failed,
+            kind: kind::SONDE_TCP_EV_FAIL as u32,
+            err: 111,
+            ..Default::default()
+        });
+        assert_eq!(opened(&l), 2);
+        // A walk that read the entry before its close was drained during that walk
+        // hands nothing over: the close counted the open.
+        let mut raced = conn(2, &[10, 0, 0, 1], dir::SONDE_TCP_DIR_OUTBOUND);
+        raced.start_ns = 500;
+        raced.opened = 1;
+        l.begin_walk();
+        l.event(&close(4, raced));
+        l.live(4, &raced);
+        l.end_walk();
+        assert_eq!(opened(&l), 3);
+        assert!(l.seen.is_empty());
     }
 
     #[test]

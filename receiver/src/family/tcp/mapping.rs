@@ -281,18 +281,11 @@ mod tests {
             },
             crate::cgroup::Attribution::default(),
         );
-        l.event(&event(
-            kind::SONDE_TCP_EV_OPEN,
-            dir::SONDE_TCP_DIR_INBOUND,
-            [10, 0, 0, 1],
-            0,
-        ));
-        l.event(&event(
-            kind::SONDE_TCP_EV_OPEN,
-            dir::SONDE_TCP_DIR_INBOUND,
-            [10, 0, 0, 2],
-            0,
-        ));
+        // Two established connections found by a walk: opened, the second in overflow.
+        for (sk, peer) in [(1, [10, 0, 0, 1]), (2, [10, 0, 0, 2])] {
+            let e = event(kind::SONDE_TCP_EV_CLOSE, dir::SONDE_TCP_DIR_INBOUND, peer, 0);
+            l.live(sk, &e.conn);
+        }
         l.event(&event(
             kind::SONDE_TCP_EV_FAIL,
             dir::SONDE_TCP_DIR_OUTBOUND,

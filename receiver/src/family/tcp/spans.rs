@@ -191,12 +191,10 @@ mod tests {
         let hour = TcpSpanRule {
             longer_than_ns: Some(3_600_000 * MS),
         };
-        let open = kind::SONDE_TCP_EV_OPEN;
         let close = kind::SONDE_TCP_EV_CLOSE;
         let fail = kind::SONDE_TCP_EV_FAIL;
         let out = dir::SONDE_TCP_DIR_OUTBOUND;
         for (name, rule, e, want) in [
-            ("an open", off, event(open, out, 0, 0), false),
             ("a clean close", off, event(close, out, 0, 10), false),
             ("a refused connect", off, event(fail, out, 111, 1), true),
             ("a reset", off, event(close, out, 104, 10), true),
