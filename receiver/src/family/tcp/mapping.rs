@@ -283,7 +283,12 @@ mod tests {
         );
         // Two established connections found by a walk: opened, the second in overflow.
         for (sk, peer) in [(1, [10, 0, 0, 1]), (2, [10, 0, 0, 2])] {
-            let e = event(kind::SONDE_TCP_EV_CLOSE, dir::SONDE_TCP_DIR_INBOUND, peer, 0);
+            let e = event(
+                kind::SONDE_TCP_EV_CLOSE,
+                dir::SONDE_TCP_DIR_INBOUND,
+                peer,
+                0,
+            );
             l.live(sk, &e.conn);
         }
         l.event(&event(
