@@ -846,15 +846,20 @@ def main() -> int:
         p.error("name a bench (see --list)")
     if args.rounds < 1 or args.duration <= 0 or args.workers < 1:
         p.error("--rounds and --workers must be >= 1 and --duration > 0")
-    # SIGTERM as Ctrl-C: unwinds, so a running tracer is stopped on the way out.
+    return guarded("bench", lambda: run(args))
+
+
+def guarded(prog: str, body: Callable[[], int]) -> int:
+    """Runs a command's body: SIGTERM unwinds as Ctrl-C does (so a running tracer is
+    stopped on the way out); a BenchError is printed as the command's error."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return run(args)
+        return body()
     except BenchError as e:
-        print(f"bench: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

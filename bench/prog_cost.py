@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -140,19 +139,15 @@ def main() -> int:
     p.add_argument("--pin", type=int, default=(os.cpu_count() or 1) - 1, help="the workload's CPU (the last)")
     p.add_argument("--sonde", type=Path, default=harness.ROOT / "target/release/sonde", help="sonde binary")
     args = p.parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
+
+    def body() -> int:
         harness.check_prerequisites(["bpftrace"], build=False)
         if not os.access(args.sonde, os.X_OK):
             raise harness.BenchError(f"{args.sonde} missing: cargo build --release -p sonde")
         run(args)
         return 0
-    except harness.BenchError as e:
-        print(f"prog_cost: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("prog_cost: interrupted", file=sys.stderr)
-        return 130
+
+    return harness.guarded("prog_cost", body)
 
 
 if __name__ == "__main__":
