@@ -16,6 +16,7 @@
 // Every event of a family lands in one of these maps: foldhash (seeded per process), not
 // SipHash, which was a tenth of the DNS reader's CPU.
 use foldhash::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::time::Duration;
 
@@ -116,12 +117,15 @@ where
     /// slot is taken, created empty if needed and marked changed: the caller updates it.
     pub fn update_or_fold(&mut self, key: K, fold: impl FnOnce(&K) -> O) -> &mut V {
         let start = self.now;
-        let slot = if self.series.contains_key(&key) || self.series.len() < self.limit {
-            self.series.entry(key).or_insert_with(|| Slot::new(start))
-        } else {
-            self.overflow
-                .entry(fold(&key))
-                .or_insert_with(|| Slot::new(start))
+        let full = self.series.len() >= self.limit;
+        // One hash of the key on the common path (a live series).
+        let slot = match self.series.entry(key) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) if !full => v.insert(Slot::new(start)),
+            Entry::Vacant(v) => self
+                .overflow
+                .entry(fold(v.key()))
+                .or_insert_with(|| Slot::new(start)),
         };
         slot.dirty = true;
         &mut slot.value

@@ -10,7 +10,9 @@
 //! `aggregate::bounded`); the rest fold into one overflow series, so memory stays bounded
 //! and the sum over series stays exact.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use sonde_semconv::dns as sc;
 
@@ -30,9 +32,10 @@ pub enum NamePolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueryKey {
-    pub qtype: String,
+    /// Borrowed for the types semconv names, so a key costs no allocation.
+    pub qtype: Cow<'static, str>,
     pub server: IpAddr,
-    pub process: Option<ProcessKey>,
+    pub process: Option<Arc<ProcessKey>>,
 }
 
 /// (`error.type`, resolver) of `sonde.dns.failures`.
@@ -41,9 +44,9 @@ pub type FailureKey = (&'static str, IpAddr);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LookupKey {
     /// `None` under `Off`, or past the top-N limit (then `name_folded`).
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
     pub name_folded: bool,
-    pub qtype: String,
+    pub qtype: Cow<'static, str>,
     /// `error.type`; `None` on success.
     pub error: Option<&'static str>,
     pub server: IpAddr,
@@ -94,7 +97,7 @@ pub struct DnsStats {
     policy: NamePolicy,
     privacy: NamePrivacy,
     /// Lookups per name that has its own series under `TopN` (limit n).
-    kept_names: BoundedCounter<String>,
+    kept_names: BoundedCounter<Arc<str>>,
     queries: BoundedCounter<QueryKey>,
     failures: BoundedCounter<FailureKey>,
     cache_hits: BoundedCounter<IpAddr>,
@@ -158,7 +161,7 @@ impl DnsStats {
     fn query(&mut self, q: &Query) {
         self.queries.add(
             QueryKey {
-                qtype: sc::qtype_name(q.question.qtype).into_owned(),
+                qtype: sc::qtype_name(q.question.qtype),
                 server: q.server.ip(),
                 process: q.process.as_ref().map(|p| p.key.clone()),
             },
@@ -185,7 +188,7 @@ impl DnsStats {
         let key = LookupKey {
             name,
             name_folded,
-            qtype: sc::qtype_name(l.question.qtype).into_owned(),
+            qtype: sc::qtype_name(l.question.qtype),
             error,
             server: l.server.ip(),
             cache_hit: l.cache_hit,
@@ -196,11 +199,11 @@ impl DnsStats {
             .record_with(seconds, exemplar);
     }
 
-    fn name(&mut self, name: &str) -> (Option<String>, bool) {
+    fn name(&mut self, name: &Arc<str>) -> (Option<Arc<str>>, bool) {
         if self.policy == NamePolicy::Off {
             return (None, false);
         }
-        let Some(name) = self.privacy.exported(name) else {
+        let Some(name) = self.privacy.exported_shared(name) else {
             return (None, false);
         };
         match self.policy {
@@ -247,7 +250,7 @@ mod tests {
         Event::Lookup(Lookup {
             server: SocketAddr::from(([127, 0, 0, 2], 53)),
             question: Question {
-                name: name.to_owned(),
+                name: name.into(),
                 qtype: 1,
                 qclass: 1,
             },
@@ -363,7 +366,13 @@ mod tests {
             .durations()
             .0
             .into_iter()
-            .map(|p| (p.key.name, p.key.name_folded, p.value.count))
+            .map(|p| {
+                (
+                    p.key.name.map(|n| n.to_string()),
+                    p.key.name_folded,
+                    p.value.count,
+                )
+            })
             .collect();
         let hash = |n: &str| privacy.exported(n);
         let mut want = vec![

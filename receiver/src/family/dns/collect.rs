@@ -70,7 +70,7 @@ struct Shared {
     unparsed: u64,
     scratch: Vec<Event>,
     spans: Option<DnsSpans>,
-    processes: crate::cgroup::Attribution,
+    decoder: Decoder,
 }
 
 impl Shared {
@@ -82,7 +82,7 @@ impl Shared {
                 (Some(s), Event::Lookup(l)) if super::spans::qualifies(&s.rule, l) => {
                     let end = super::spans::end_ns(&s.rule, l);
                     let stats = &self.stats;
-                    let processes = &mut self.processes;
+                    let processes = &mut self.decoder.processes;
                     s.sink
                         .offer(end, |ctx| {
                             let name = stats.span_name(&l.question.name);
@@ -109,7 +109,7 @@ impl Shared {
 
 impl Sink for Shared {
     fn record(&mut self, bytes: &[u8]) {
-        match decode(bytes, &mut self.processes) {
+        match self.decoder.decode(bytes) {
             Some(p) => self.matcher.packet(p, &mut self.scratch),
             None => self.unparsed += 1,
         }
@@ -117,6 +117,7 @@ impl Sink for Shared {
 
     fn end_batch(&mut self) {
         self.fold();
+        self.decoder.end_batch();
     }
 }
 
@@ -177,7 +178,7 @@ impl DnsCollector {
             unparsed: 0,
             scratch: Vec::new(),
             spans: settings.spans.clone(),
-            processes: settings.processes.clone(),
+            decoder: Decoder::new(settings.processes.clone()),
         };
         let ring = Ring::start_bpf(ring, shared, POLL_EVERY)?;
         Ok(Self { counters, ring })
@@ -237,65 +238,130 @@ pub fn monotonic_now_ns() -> u64 {
 /// ring is a quarter full (see dns.bpf.c), so at low rates this is the drain.
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
-/// One ring-buffer record as a parsed packet; `None` for a short record or a payload
-/// that is not a DNS message with a question. `processes` keys the sender.
-pub fn decode(bytes: &[u8], processes: &mut crate::cgroup::Attribution) -> Option<Packet> {
-    if bytes.len() < std::mem::size_of::<sonde_dns_event>() {
-        return None;
-    }
-    // SAFETY: the length was checked above and sonde_dns_event is plain old data (any
-    // bit pattern is valid); read_unaligned does not rely on the ring's alignment.
-    let ev: sonde_dns_event =
-        unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<sonde_dns_event>()) };
-    let transport = match ev.protocol {
-        17 => Transport::Udp,
-        6 => Transport::Tcp,
-        _ => return None,
-    };
-    let addr = |raw: &[u8; 16]| -> Option<IpAddr> {
-        match ev.family {
-            4 => Some(IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))),
-            6 => Some(IpAddr::V6(Ipv6Addr::from(*raw))),
-            _ => None,
+/// Senders remembered per batch: a batch holds the packets of a few processes (a client
+/// and its resolver), and each gets its key once instead of once per packet.
+const SENDERS: usize = 16;
+
+/// Turns ring-buffer records into parsed packets without allocating per record: the
+/// question name is parsed into one reused buffer and shared through [`wire::Names`],
+/// and the key of each sender is made once per batch ([`Decoder::end_batch`] forgets
+/// them, so a container that appears later is resolved by the next batch).
+#[derive(Debug)]
+pub struct Decoder {
+    processes: crate::cgroup::Attribution,
+    names: wire::Names,
+    name: String,
+    senders: Vec<Sender>,
+    /// The slot the next new sender replaces once `senders` is full.
+    next: usize,
+}
+
+#[derive(Debug)]
+struct Sender {
+    tgid: u32,
+    comm: [core::ffi::c_char; 16],
+    cgroup_id: u64,
+    process: Process,
+}
+
+impl Decoder {
+    /// `processes` keys the senders.
+    pub fn new(processes: crate::cgroup::Attribution) -> Self {
+        Self {
+            processes,
+            names: wire::Names::default(),
+            name: String::with_capacity(wire::MAX_NAME_TEXT_LEN),
+            senders: Vec::with_capacity(SENDERS),
+            next: 0,
         }
-    };
-    let src = SocketAddr::new(addr(&ev.saddr)?, ev.sport);
-    let dst = SocketAddr::new(addr(&ev.daddr)?, ev.dport);
-    let captured = usize::from(ev.captured).min(ev.data.len());
-    let msg = wire::parse(&ev.data[..captured], transport).ok()?;
-    let direction = if ev.direction == sonde_dns_direction::SONDE_DNS_EGRESS as u8 {
-        Direction::Egress
-    } else {
-        Direction::Ingress
-    };
-    let process = (ev.tgid != 0).then(|| Process {
-        pid: ev.tgid,
-        key: processes.key(
-            ev.tgid,
-            match comm_to_string(&ev.comm) {
-                // The egress variant for kernels whose cgroup_skb programs cannot read
-                // the name (before 6.16): the process usually still runs when the batch
-                // is read.
-                name if name.is_empty() => {
-                    std::fs::read_to_string(format!("/proc/{}/comm", ev.tgid))
-                        .map(|c| c.trim_end_matches('\n').to_owned())
-                        .unwrap_or_default()
-                }
-                name => name,
-            },
-            ev.cgroup_id,
-        ),
-    });
-    Some(Packet {
-        ktime_ns: ev.ktime_ns,
-        direction,
-        transport,
-        src,
-        dst,
-        process,
-        cgroup_id: ev.cgroup_id,
-        msg,
-    })
+    }
+
+    /// Called after each batch of records.
+    pub fn end_batch(&mut self) {
+        self.senders.clear();
+        self.next = 0;
+    }
+
+    /// One ring-buffer record as a parsed packet; `None` for a short record or a payload
+    /// that is not a DNS message with a question.
+    pub fn decode(&mut self, bytes: &[u8]) -> Option<Packet> {
+        if bytes.len() < std::mem::size_of::<sonde_dns_event>() {
+            return None;
+        }
+        // SAFETY: the length was checked above and sonde_dns_event is plain old data
+        // (any bit pattern is valid); read_unaligned does not rely on the ring's alignment.
+        let ev: sonde_dns_event =
+            unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<sonde_dns_event>()) };
+        let transport = match ev.protocol {
+            17 => Transport::Udp,
+            6 => Transport::Tcp,
+            _ => return None,
+        };
+        let addr = |raw: &[u8; 16]| -> Option<IpAddr> {
+            match ev.family {
+                4 => Some(IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))),
+                6 => Some(IpAddr::V6(Ipv6Addr::from(*raw))),
+                _ => None,
+            }
+        };
+        let src = SocketAddr::new(addr(&ev.saddr)?, ev.sport);
+        let dst = SocketAddr::new(addr(&ev.daddr)?, ev.dport);
+        let captured = usize::from(ev.captured).min(ev.data.len());
+        let head = wire::parse_into(&ev.data[..captured], transport, &mut self.name).ok()?;
+        let msg = head.with_name(self.names.intern(&self.name));
+        let direction = if ev.direction == sonde_dns_direction::SONDE_DNS_EGRESS as u8 {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        };
+        let process = (ev.tgid != 0).then(|| self.sender(&ev));
+        Some(Packet {
+            ktime_ns: ev.ktime_ns,
+            direction,
+            transport,
+            src,
+            dst,
+            process,
+            cgroup_id: ev.cgroup_id,
+            msg,
+        })
+    }
+
+    /// The sending process of a record with a tgid: remembered for the batch.
+    fn sender(&mut self, ev: &sonde_dns_event) -> Process {
+        let known = self
+            .senders
+            .iter()
+            .find(|s| s.tgid == ev.tgid && s.cgroup_id == ev.cgroup_id && s.comm == ev.comm);
+        if let Some(s) = known {
+            return s.process.clone();
+        }
+        let name = match comm_to_string(&ev.comm) {
+            // The egress variant for kernels whose cgroup_skb programs cannot read the
+            // name (before 6.16): the process usually still runs when the batch is read.
+            name if name.is_empty() => std::fs::read_to_string(format!("/proc/{}/comm", ev.tgid))
+                .map(|c| c.trim_end_matches('\n').to_owned())
+                .unwrap_or_default(),
+            name => name,
+        };
+        let process = Process {
+            pid: ev.tgid,
+            key: Arc::new(self.processes.key(ev.tgid, name, ev.cgroup_id)),
+        };
+        let sender = Sender {
+            tgid: ev.tgid,
+            comm: ev.comm,
+            cgroup_id: ev.cgroup_id,
+            process: process.clone(),
+        };
+        if self.senders.len() < SENDERS {
+            self.senders.push(sender);
+        } else {
+            self.senders[self.next] = sender;
+            self.next = (self.next + 1) % SENDERS;
+        }
+        process
+    }
 }
 
 #[cfg(test)]
@@ -337,40 +403,30 @@ mod tests {
         ];
         ev.data[..msg.len()].copy_from_slice(msg);
         ev.captured = msg.len() as u16;
-        let p = decode(&record(&ev), &mut Attribution::default()).expect("a packet");
+        let mut d = Decoder::new(Attribution::default());
+        let p = d.decode(&record(&ev)).expect("a packet");
         assert_eq!(p.src, "127.0.0.1:40000".parse().expect("addr"));
         assert_eq!(p.dst, "127.0.0.53:53".parse().expect("addr"));
         assert_eq!(p.direction, Direction::Egress);
-        assert_eq!(p.msg.question.name, "a.test");
+        assert_eq!(&*p.msg.question.name, "a.test");
         assert_eq!(
             p.process,
             Some(Process {
                 pid: 42,
-                key: crate::aggregate::process::ProcessKey::named("dig"),
+                key: crate::aggregate::process::ProcessKey::named("dig").into(),
             })
         );
 
         let mut cut = ev;
         cut.captured = 15;
-        assert_eq!(
-            decode(&record(&cut), &mut Attribution::default()),
-            None,
-            "question cut short"
-        );
+        assert_eq!(d.decode(&record(&cut)), None, "question cut short");
         let mut bad = ev;
         bad.family = 9;
-        assert_eq!(decode(&record(&bad), &mut Attribution::default()), None);
+        assert_eq!(d.decode(&record(&bad)), None);
         let mut huge = ev;
         huge.captured = u16::MAX;
-        assert!(
-            decode(&record(&huge), &mut Attribution::default()).is_some(),
-            "captured is clamped"
-        );
-        assert_eq!(
-            decode(&record(&ev)[..100], &mut Attribution::default()),
-            None,
-            "short record"
-        );
+        assert!(d.decode(&record(&huge)).is_some(), "captured is clamped");
+        assert_eq!(d.decode(&record(&ev)[..100]), None, "short record");
 
         let mut v6 = ev;
         v6.family = 6;
@@ -385,11 +441,61 @@ mod tests {
         v6.data[..2].copy_from_slice(&(msg.len() as u16).to_be_bytes());
         v6.data[2..2 + msg.len()].copy_from_slice(msg);
         v6.captured = (msg.len() + 2) as u16;
-        let p = decode(&record(&v6), &mut Attribution::default()).expect("an IPv6 TCP packet");
+        let p = d.decode(&record(&v6)).expect("an IPv6 TCP packet");
         assert_eq!(p.dst, "[fd00::53]:53".parse().expect("addr"));
         assert_eq!(p.transport, Transport::Tcp);
         assert_eq!(p.direction, Direction::Ingress);
         assert_eq!(p.process, None, "no process outside UDP egress");
-        assert_eq!(p.msg.question.name, "a.test");
+        assert_eq!(&*p.msg.question.name, "a.test");
+    }
+
+    #[test]
+    fn a_sender_gets_one_key_per_batch() {
+        let mut ev = sonde_dns_event {
+            tgid: 42,
+            sport: 40000,
+            dport: 53,
+            family: 4,
+            protocol: 17,
+            direction: sonde_dns_direction::SONDE_DNS_EGRESS as u8,
+            cgroup_id: 7,
+            ..Default::default()
+        };
+        for (d, s) in ev.comm.iter_mut().zip(b"dig\0") {
+            *d = *s as core::ffi::c_char;
+        }
+        let msg = crate::family::dns::wire::tests::encode(1, 0x0100, "a.test", 1);
+        ev.data[..msg.len()].copy_from_slice(&msg);
+        ev.captured = msg.len() as u16;
+        let mut other = ev;
+        for (d, s) in other.comm.iter_mut().zip(b"curl\0") {
+            *d = *s as core::ffi::c_char;
+        }
+        let mut d = Decoder::new(Attribution::default());
+        let key = |d: &mut Decoder, ev: &sonde_dns_event| {
+            d.decode(&record(ev))
+                .and_then(|p| p.process)
+                .expect("a sender")
+                .key
+        };
+        let first = key(&mut d, &ev);
+        assert!(
+            Arc::ptr_eq(&first, &key(&mut d, &ev)),
+            "shared within a batch"
+        );
+        assert_eq!(key(&mut d, &other).executable, "curl");
+        let mut elsewhere = ev;
+        elsewhere.cgroup_id = 8;
+        assert!(!Arc::ptr_eq(&first, &key(&mut d, &elsewhere)), "per cgroup");
+        // More senders than the batch remembers: each still gets its own name.
+        for pid in 0..2 * SENDERS as u32 {
+            let mut e = ev;
+            e.tgid = 1000 + pid;
+            assert_eq!(key(&mut d, &e).executable, "dig");
+        }
+        d.end_batch();
+        let next = key(&mut d, &ev);
+        assert!(!Arc::ptr_eq(&first, &next), "made again in the next batch");
+        assert_eq!(first, next);
     }
 }

@@ -13,7 +13,7 @@ fn overflow() -> Attributes {
 
 fn query_attrs(k: &QueryKey) -> Attributes {
     let mut a = Attributes::new()
-        .with(attr::SONDE_DNS_QUESTION_TYPE, k.qtype.as_str())
+        .with(attr::SONDE_DNS_QUESTION_TYPE, k.qtype.as_ref())
         .with(attr::NETWORK_PEER_ADDRESS, k.server.to_string());
     if let Some(p) = &k.process {
         crate::mapping::process::insert(&mut a, p);
@@ -23,10 +23,10 @@ fn query_attrs(k: &QueryKey) -> Attributes {
 
 fn lookup_attrs(k: &LookupKey) -> Attributes {
     let mut a = Attributes::new()
-        .with(attr::SONDE_DNS_QUESTION_TYPE, k.qtype.as_str())
+        .with(attr::SONDE_DNS_QUESTION_TYPE, k.qtype.as_ref())
         .with(attr::NETWORK_PEER_ADDRESS, k.server.to_string());
     if let Some(n) = &k.name {
-        a.insert(attr::DNS_QUESTION_NAME, n.as_str());
+        a.insert(attr::DNS_QUESTION_NAME, n.as_ref());
     }
     if k.name_folded {
         a.insert(attr::OTEL_METRIC_OVERFLOW, true);
@@ -148,7 +148,7 @@ mod tests {
             question: question.clone(),
             process: Some(Process {
                 pid: 42,
-                key: crate::aggregate::process::ProcessKey::named("curl"),
+                key: crate::aggregate::process::ProcessKey::named("curl").into(),
             }),
         }));
         for (outcome, ns, hit) in [

@@ -26,7 +26,9 @@
 //! when the kernel gave it (UDP sends run in the sender's context); otherwise any
 //! process of this host. Lookups answered by remote resolvers have no cache-hit value.
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 // Seeded per process: keys carry names and ports remote peers choose.
 use foldhash::HashMap;
@@ -64,8 +66,9 @@ pub struct Process {
     /// The thread group id: tells the resolver's own upstream queries apart (cache hits)
     /// and goes on spans.
     pub pid: u32,
-    /// Its per-process series key (executable name, container; pid if configured).
-    pub key: ProcessKey,
+    /// Its per-process series key (executable name, container; pid if configured),
+    /// shared by every packet of the process the reader decodes in one batch.
+    pub key: Arc<ProcessKey>,
 }
 
 /// Which end of a lookup a packet's local socket is.
@@ -125,6 +128,47 @@ impl Open {
             Side::Server => self.server_cgroup,
         };
         cg == 0 || mine == 0 || mine == cg
+    }
+}
+
+/// The open lookups of one key: almost always one, so the first is held inline and a
+/// lookup costs no allocation of its own.
+#[derive(Debug, Clone)]
+struct Opens {
+    first: Open,
+    /// More only when containers with overlapping addresses ask the same question with
+    /// the same id at once.
+    rest: Vec<Open>,
+}
+
+impl Opens {
+    fn new(open: Open) -> Self {
+        Self {
+            first: open,
+            rest: Vec::new(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Open> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Open> {
+        std::iter::once(&mut self.first).chain(&mut self.rest)
+    }
+
+    fn push(&mut self, open: Open) {
+        self.rest.push(open);
+    }
+
+    /// Removes the `i`th open lookup of several (with one, the caller forgets the key).
+    fn remove(&mut self, i: usize) -> Option<Open> {
+        if i == 0 {
+            let last = self.rest.pop()?;
+            Some(std::mem::replace(&mut self.first, last))
+        } else {
+            (i <= self.rest.len()).then(|| self.rest.swap_remove(i - 1))
+        }
     }
 }
 
@@ -198,11 +242,21 @@ pub struct Matcher {
     max_sent: usize,
     /// Open lookups per key: almost always one; more only when containers with
     /// overlapping addresses ask the same question with the same id at once.
-    open: HashMap<Key, Vec<Open>>,
+    open: HashMap<Key, Opens>,
     /// Lookups in `open`.
     open_count: usize,
     /// Queries this host sent, oldest first, kept for one timeout.
     sent: VecDeque<Sent>,
+    /// The newest query each sender (`None`: sent with no known process) has in
+    /// `sent`, at most `max_sent` senders; those past it raise `newest_floor` instead,
+    /// which every sender then counts as its own. A response whose resolver sent nothing
+    /// since the client's query is a hit without a walk of `sent`: a busy forwarder
+    /// answering from its cache would otherwise walk every query of the last
+    /// millisecond for each response.
+    newest_sent: HashMap<Option<u32>, u64>,
+    newest_floor: u64,
+    /// The newest query of any sender.
+    newest_any: u64,
     stats: MatcherStats,
 }
 
@@ -217,6 +271,9 @@ impl Matcher {
             open: HashMap::default(),
             open_count: 0,
             sent: VecDeque::new(),
+            newest_sent: HashMap::default(),
+            newest_floor: 0,
+            newest_any: 0,
             stats: MatcherStats::default(),
         }
     }
@@ -246,8 +303,10 @@ impl Matcher {
             id: p.msg.id,
             question: p.msg.question,
         };
-        if let Some(opens) = self.open.get_mut(&key) {
-            if opens.iter_mut().any(|o| o.claim(side, p.cgroup_id)) {
+        // One hash of the key for the lookup and the insertion.
+        let mut entry = self.open.entry(key);
+        if let Entry::Occupied(o) = &mut entry {
+            if o.get_mut().iter_mut().any(|o| o.claim(side, p.cgroup_id)) {
                 return; // another copy (or a retransmission) of an open query
             }
         }
@@ -255,16 +314,27 @@ impl Matcher {
             self.stats.dropped_open += 1;
             return;
         }
+        let key = entry.key();
         if p.direction == Direction::Egress {
             if self.sent.len() >= self.max_sent {
                 self.sent.pop_front();
             }
+            let pid = p.process.as_ref().map(|p| p.pid);
             self.sent.push_back(Sent {
                 ktime_ns: p.ktime_ns,
                 server: key.server,
-                pid: p.process.as_ref().map(|p| p.pid),
+                pid,
                 question: key.question.clone(),
             });
+            self.newest_any = self.newest_any.max(p.ktime_ns);
+            let senders = self.newest_sent.len();
+            match self.newest_sent.get_mut(&pid) {
+                Some(t) => *t = (*t).max(p.ktime_ns),
+                None if senders < self.max_sent => {
+                    self.newest_sent.insert(pid, p.ktime_ns);
+                }
+                None => self.newest_floor = self.newest_floor.max(p.ktime_ns),
+            }
         }
         out.push(Event::Query(Query {
             server: key.server,
@@ -275,25 +345,38 @@ impl Matcher {
             Side::Client => (p.cgroup_id, 0),
             Side::Server => (0, p.cgroup_id),
         };
-        self.open.entry(key).or_default().push(Open {
+        let open = Open {
             start_ns: p.ktime_ns,
             process: p.process,
             client_cgroup,
             server_cgroup,
-        });
+        };
+        match entry {
+            Entry::Occupied(mut o) => o.get_mut().push(open),
+            Entry::Vacant(v) => {
+                v.insert(Opens::new(open));
+            }
+        }
         self.open_count += 1;
     }
 
     /// Takes the open lookup of `key` that a packet on `side` in cgroup `cg` answers.
-    fn take(&mut self, key: &Key, side: Side, cg: u64) -> Option<Open> {
-        let opens = self.open.get_mut(key)?;
-        let i = opens.iter().position(|o| o.agrees(side, cg))?;
-        let open = opens.swap_remove(i);
-        if opens.is_empty() {
-            self.open.remove(key);
-        }
+    /// Takes the open lookup of `key` that a packet on `side` in cgroup `cg` answers,
+    /// with the key as the query stored it.
+    fn take(&mut self, key: Key, side: Side, cg: u64) -> Option<(Key, Open)> {
+        let Entry::Occupied(mut entry) = self.open.entry(key) else {
+            return None;
+        };
+        let i = entry.get().iter().position(|o| o.agrees(side, cg))?;
+        let taken = if entry.get().rest.is_empty() {
+            let (key, opens) = entry.remove_entry();
+            (key, opens.first)
+        } else {
+            let key = entry.key().clone();
+            (key, entry.get_mut().remove(i)?)
+        };
         self.open_count -= 1;
-        Some(open)
+        Some(taken)
     }
 
     fn response(&mut self, p: Packet, out: &mut Vec<Event>) {
@@ -304,12 +387,20 @@ impl Matcher {
             id: p.msg.id,
             question: p.msg.question,
         };
-        let Some(open) = self.take(&key, side, p.cgroup_id) else {
+        let Some((key, open)) = self.take(key, side, p.cgroup_id) else {
             self.stats.unmatched_responses += 1;
             return;
         };
         let cache_hit = (p.direction == Direction::Egress).then(|| {
             let resolver = p.process.as_ref().map(|p| p.pid);
+            // The walk below looks only at queries newer than the client's.
+            let newest = match resolver {
+                Some(_) => self.newest_of(resolver).max(self.newest_of(None)),
+                None => self.newest_any,
+            };
+            if newest <= open.start_ns {
+                return true;
+            }
             // Newest first, back to just before the client's query: the work is the
             // queries sent while this one was open, not the whole remembered window.
             // The slack covers records of different CPUs arriving slightly out of
@@ -342,6 +433,15 @@ impl Matcher {
         }));
     }
 
+    /// The newest query `pid` may have in `sent` (an upper bound).
+    fn newest_of(&self, pid: Option<u32>) -> u64 {
+        self.newest_sent
+            .get(&pid)
+            .copied()
+            .unwrap_or(0)
+            .max(self.newest_floor)
+    }
+
     /// Ends every lookup open for longer than the timeout at `now_ns` (the kernel's
     /// monotonic clock) as a timeout, and forgets queries older than one timeout.
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<Event>) {
@@ -362,14 +462,21 @@ impl Matcher {
             ))
         });
         for key in expired {
-            let Some(opens) = self.open.get_mut(&key) else {
+            let Some(opens) = self.open.remove(&key) else {
                 continue;
             };
-            let (late, keep): (Vec<Open>, Vec<Open>) =
-                opens.drain(..).partition(|o| o.start_ns <= deadline);
-            *opens = keep;
-            if opens.is_empty() {
-                self.open.remove(&key);
+            let (late, keep): (Vec<Open>, Vec<Open>) = std::iter::once(opens.first)
+                .chain(opens.rest)
+                .partition(|o| o.start_ns <= deadline);
+            let mut keep = keep.into_iter();
+            if let Some(first) = keep.next() {
+                self.open.insert(
+                    key.clone(),
+                    Opens {
+                        first,
+                        rest: keep.collect(),
+                    },
+                );
             }
             self.open_count -= late.len();
             for open in late {
@@ -388,6 +495,12 @@ impl Matcher {
         // A remembered query matters only to lookups that can still be open.
         while self.sent.front().is_some_and(|s| s.ktime_ns <= deadline) {
             self.sent.pop_front();
+        }
+        // Every lookup still open started after the deadline, so a sender whose newest
+        // query is older can be forgotten (it reads as 0, which is as good).
+        self.newest_sent.retain(|_, t| *t > deadline);
+        if self.newest_floor <= deadline {
+            self.newest_floor = 0;
         }
     }
 }
@@ -410,7 +523,7 @@ mod tests {
     fn proc_(pid: u32) -> Option<Process> {
         Some(Process {
             pid,
-            key: ProcessKey::named(format!("p{pid}")),
+            key: ProcessKey::named(format!("p{pid}")).into(),
         })
     }
 
@@ -440,7 +553,7 @@ mod tests {
                 opcode: 0,
                 rcode,
                 question: Question {
-                    name: name.to_owned(),
+                    name: name.into(),
                     qtype: 1,
                     qclass: 1,
                 },
@@ -455,7 +568,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 Event::Lookup(l) => Some((
-                    l.question.name.clone(),
+                    l.question.name.to_string(),
                     l.outcome,
                     l.duration_ns.map(|d| d / MS),
                     l.cache_hit,
@@ -614,6 +727,17 @@ mod tests {
                 vec![("g.test", ANS, Some(2), Some(false))],
             ),
             (
+                "an upstream query of no known process counts for a known resolver",
+                vec![
+                    pkt(10, E, CLIENT, FWD, 9, "k.test", false, 0, Some(100)),
+                    pkt(11, E, FWD_OUT, UPSTREAM, 5, "k.test", false, 0, None),
+                    pkt(12, E, FWD, CLIENT, 9, "k.test", true, 0, Some(200)),
+                ],
+                None,
+                2,
+                vec![("k.test", ANS, Some(2), Some(false))],
+            ),
+            (
                 "nxdomain and servfail keep their rcode",
                 vec![
                     pkt(10, E, CLIENT, UPSTREAM, 1, "nx.test", false, 0, Some(1)),
@@ -685,6 +809,39 @@ mod tests {
                 .collect();
             assert_eq!(lookups(&out), want, "{what}");
         }
+    }
+
+    #[test]
+    fn senders_past_the_bound_still_make_misses() {
+        // One remembered sender: the resolver's upstream query does not get its own
+        // newest-query entry, and the floor it raises must still send the response to
+        // the walk, which finds it.
+        let mut m = Matcher::new(5_000 * MS, 1000, 1);
+        let mut out = Vec::new();
+        for p in [
+            pkt(10, E, CLIENT, FWD, 9, "m.test", false, 0, Some(100)),
+            pkt(11, E, FWD_OUT, UPSTREAM, 5, "m.test", false, 0, Some(200)),
+            pkt(12, E, FWD, CLIENT, 9, "m.test", true, 0, Some(200)),
+        ] {
+            m.packet(p, &mut out);
+        }
+        assert_eq!(
+            lookups(&out),
+            [("m.test".to_owned(), ANS, Some(2), Some(false))]
+        );
+        // Past the timeout the floor is forgotten with the queries it stood for.
+        m.expire(6_000 * MS, &mut out);
+        out.clear();
+        for p in [
+            pkt(6_010, E, CLIENT, FWD, 10, "m.test", false, 0, Some(100)),
+            pkt(6_011, E, FWD, CLIENT, 10, "m.test", true, 0, Some(200)),
+        ] {
+            m.packet(p, &mut out);
+        }
+        assert_eq!(
+            lookups(&out),
+            [("m.test".to_owned(), ANS, Some(1), Some(true))]
+        );
     }
 
     #[test]

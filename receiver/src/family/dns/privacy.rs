@@ -12,7 +12,8 @@
 //! Names are compared and hashed lower-cased without a trailing dot (DNS is
 //! case-insensitive); unredacted names are exported as they were asked.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 /// Prefix of a redacted name, so a reader can tell it from a real one.
 pub const REDACTED_PREFIX: &str = "h:";
@@ -82,29 +83,51 @@ impl NamePrivacy {
     /// The name as it may be exported: `None` when it must not be, else the name
     /// (normalized) or its keyed hash.
     pub fn exported(&self, name: &str) -> Option<String> {
-        let original = name;
-        let name = normalize(name);
-        let hidden = self.never_export.iter().any(|s| {
-            name == *s
-                || (name.len() > s.len()
-                    && name.ends_with(s.as_str())
-                    && name.as_bytes()[name.len() - s.len() - 1] == b'.')
-        });
-        if hidden || self.hide_all {
+        if self.hidden(name) {
             return None;
         }
         Some(match &self.key {
             // Exported as the resolver saw it (as before the policy existed).
-            None => original.to_owned(),
-            Some(key) => {
-                let tag = ring::hmac::sign(key, name.as_bytes());
-                let hex: String = tag.as_ref()[..8]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                format!("{REDACTED_PREFIX}{hex}")
-            }
+            None => name.to_owned(),
+            Some(key) => self.hashed(key, name),
         })
+    }
+
+    /// As [`Self::exported`] for a shared name: an unredacted name is handed back as
+    /// the same shared copy, so the reader allocates nothing per lookup.
+    pub fn exported_shared(&self, name: &Arc<str>) -> Option<Arc<str>> {
+        if self.hidden(name) {
+            return None;
+        }
+        Some(match &self.key {
+            None => name.clone(),
+            Some(key) => self.hashed(key, name).into(),
+        })
+    }
+
+    /// Whether `name` must not leave the agent: under a never-export suffix (compared
+    /// as [`normalize`] would, without making the normalized copy).
+    fn hidden(&self, name: &str) -> bool {
+        if self.hide_all {
+            return true;
+        }
+        let name = name.trim_end_matches('.').as_bytes();
+        self.never_export.iter().any(|s| {
+            let s = s.as_bytes();
+            name.len() >= s.len()
+                && name[name.len() - s.len()..].eq_ignore_ascii_case(s)
+                && (name.len() == s.len() || name[name.len() - s.len() - 1] == b'.')
+        })
+    }
+
+    fn hashed(&self, key: &ring::hmac::Key, name: &str) -> String {
+        let tag = ring::hmac::sign(key, normalize(name).as_bytes());
+        let mut out = String::with_capacity(REDACTED_PREFIX.len() + 16);
+        out.push_str(REDACTED_PREFIX);
+        for b in &tag.as_ref()[..8] {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
     }
 }
 

@@ -118,7 +118,7 @@ mod tests {
             },
             process: Some(Process {
                 pid: 42,
-                key: crate::aggregate::process::ProcessKey::named("curl"),
+                key: crate::aggregate::process::ProcessKey::named("curl").into(),
             }),
             client_cgroup: 0,
             outcome,

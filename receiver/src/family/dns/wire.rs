@@ -5,12 +5,14 @@
 //! Pure and defensive: it reads untrusted bytes from any process on the host (or the
 //! network), so every index is checked, compression pointers must point strictly
 //! backwards and are followed at most [`MAX_POINTERS`] times, a name is at most
-//! [`MAX_NAME_WIRE_LEN`] bytes on the wire, and the only allocation is the name's text,
-//! bounded by [`MAX_NAME_TEXT_LEN`]. No input panics (proptest in `tests` checks it, on
+//! [`MAX_NAME_WIRE_LEN`] bytes on the wire, and the name's text (bounded by
+//! [`MAX_NAME_TEXT_LEN`]) goes into the caller's buffer ([`parse_into`]), so the reader
+//! allocates nothing per packet: [`Names`] hands out one shared copy of each name. No input panics (proptest in `tests` checks it, on
 //! arbitrary bytes and on mutations of real packets in `corpus/`, captured from a real
 //! resolver by `scripts/dns-corpus.py`).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// The fixed DNS header.
 pub const HEADER_LEN: usize = 12;
@@ -31,10 +33,11 @@ pub enum Transport {
 
 /// The first question of a message. `name` is in presentation format, lower-cased
 /// (DNS names compare case-insensitively, RFC 4343), without the trailing dot except
-/// for the root, which is `.`.
+/// for the root, which is `.`. Shared: a lookup's name is cloned into the matcher, the
+/// events and the series keys (see [`Names`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Question {
-    pub name: String,
+    pub name: Arc<str>,
     pub qtype: u16,
     pub qclass: u16,
 }
@@ -71,8 +74,48 @@ pub enum ParseError {
     NameTooLong,
 }
 
+/// A message's header and its first question's type and class: what [`parse_into`]
+/// returns besides the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub id: u16,
+    pub response: bool,
+    pub opcode: u8,
+    pub rcode: u8,
+    pub qtype: u16,
+    pub qclass: u16,
+}
+
+impl Head {
+    pub fn with_name(self, name: Arc<str>) -> Message {
+        Message {
+            id: self.id,
+            response: self.response,
+            opcode: self.opcode,
+            rcode: self.rcode,
+            question: Question {
+                name,
+                qtype: self.qtype,
+                qclass: self.qclass,
+            },
+        }
+    }
+}
+
 /// Parses the header and first question of one message as the probe captured it.
 pub fn parse(bytes: &[u8], transport: Transport) -> Result<Message, ParseError> {
+    let mut name = String::new();
+    let head = parse_into(bytes, transport, &mut name)?;
+    Ok(head.with_name(name.into()))
+}
+
+/// As [`parse`], with the question's name written into `name` (cleared first): the
+/// reader passes the same buffer for every packet.
+pub fn parse_into(
+    bytes: &[u8],
+    transport: Transport,
+    name: &mut String,
+) -> Result<Head, ParseError> {
     let msg = match transport {
         Transport::Udp => bytes,
         Transport::Tcp => {
@@ -90,25 +133,22 @@ pub fn parse(bytes: &[u8], transport: Transport) -> Result<Message, ParseError> 
     if be16(4) == 0 {
         return Err(ParseError::NoQuestion);
     }
-    let (name, end) = read_name(msg, HEADER_LEN)?;
+    let end = read_name(msg, HEADER_LEN, name)?;
     let fixed = msg.get(end..end + 4).ok_or(ParseError::Truncated)?;
-    Ok(Message {
+    Ok(Head {
         id,
         response: flags & 0x8000 != 0,
         opcode: ((flags >> 11) & 0xf) as u8,
         rcode: (flags & 0xf) as u8,
-        question: Question {
-            name,
-            qtype: u16::from_be_bytes([fixed[0], fixed[1]]),
-            qclass: u16::from_be_bytes([fixed[2], fixed[3]]),
-        },
+        qtype: u16::from_be_bytes([fixed[0], fixed[1]]),
+        qclass: u16::from_be_bytes([fixed[2], fixed[3]]),
     })
 }
 
-/// Reads the name at `start`; returns its text and the offset just after it in the
-/// message (after the first pointer, if any).
-fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), ParseError> {
-    let mut text = String::new();
+/// Reads the name at `start` into `text` (cleared first); returns the offset just after
+/// it in the message (after the first pointer, if any).
+fn read_name(msg: &[u8], start: usize, text: &mut String) -> Result<usize, ParseError> {
+    text.clear();
     let mut pos = start;
     // Pointers must go strictly below the lowest offset read so far: this alone forbids
     // loops; the pointer budget also bounds the work on long backward chains.
@@ -146,7 +186,7 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), ParseError> {
             if text.is_empty() {
                 text.push('.');
             }
-            return Ok((text, end.unwrap_or(pos + 1)));
+            return Ok(end.unwrap_or(pos + 1));
         }
         let label = msg
             .get(pos + 1..pos + 1 + len)
@@ -154,7 +194,7 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), ParseError> {
         if !text.is_empty() {
             text.push('.');
         }
-        push_label(&mut text, label);
+        push_label(text, label);
         pos += 1 + len;
     }
 }
@@ -176,8 +216,43 @@ fn push_label(text: &mut String, label: &[u8]) {
     }
 }
 
+/// Names already seen, each held once: a reader hands out a clone of the shared copy
+/// instead of allocating the name of every packet. Bounded: past [`Names::MAX`] distinct
+/// names (a scan of random names) it starts over, which costs one allocation per name
+/// until the set refills, never more memory.
+#[derive(Debug, Default)]
+pub struct Names {
+    // Seeded per process: names are chosen by whoever sends DNS packets.
+    set: foldhash::HashSet<Arc<str>>,
+}
+
+impl Names {
+    pub const MAX: usize = 4096;
+
+    /// The shared copy of `name`.
+    pub fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.set.get(name) {
+            return n.clone();
+        }
+        if self.set.len() >= Self::MAX {
+            self.set.clear();
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.set.insert(n.clone());
+        n
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -327,7 +402,7 @@ mod tests {
                     m.id,
                     m.response,
                     m.rcode,
-                    m.question.name.clone(),
+                    m.question.name.to_string(),
                     m.question.qtype,
                 )
             });
@@ -348,7 +423,9 @@ mod tests {
         let mut buf = vec![3, b'c', b'o', b'm', 0]; // 0..5: "com"
         buf.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0xc0, 0]); // 5: example -> 0
         buf.extend_from_slice(&[3, b'w', b'w', b'w', 0xc0, 5]); // 15: www -> 5
-        assert_eq!(read_name(&buf, 15), Ok(("www.example.com".to_owned(), 21)));
+        let mut text = String::new();
+        assert_eq!(read_name(&buf, 15, &mut text), Ok(21));
+        assert_eq!(text, "www.example.com");
 
         // MAX_POINTERS + 1 pointers each one step back.
         let mut chain = vec![0u8];
@@ -357,11 +434,12 @@ mod tests {
             chain.extend_from_slice(&[0xc0, target as u8]);
         }
         let last = chain.len() - 2;
-        assert_eq!(read_name(&chain, last), Err(ParseError::TooManyPointers));
         assert_eq!(
-            read_name(&chain, last - 2).map(|(n, _)| n),
-            Ok(".".to_owned())
+            read_name(&chain, last, &mut text),
+            Err(ParseError::TooManyPointers)
         );
+        assert_eq!(read_name(&chain, last - 2, &mut text), Ok(chain.len() - 2));
+        assert_eq!(text, ".", "the buffer is cleared for each name");
     }
 
     fn valid_message() -> impl Strategy<Value = (Vec<u8>, Transport)> {
@@ -425,11 +503,38 @@ mod tests {
             assert!(
                 n.ends_with("corpus.test")
                     || n.ends_with("in-addr.arpa")
-                    || n == "mixed.case.example",
+                    || &**n == "mixed.case.example",
                 "{file}: {n}"
             );
             assert_eq!(m.response, file.contains("response"), "{file}");
         }
+    }
+
+    #[test]
+    fn one_buffer_serves_every_message() {
+        let mut buf = String::new();
+        for (file, bytes, transport) in corpus() {
+            let head = parse_into(bytes, *transport, &mut buf).expect(file);
+            let whole = parse(bytes, *transport).expect(file);
+            assert_eq!(head.with_name(buf.as_str().into()), whole, "{file}");
+        }
+        // A refused message leaves no stale name to be read as this one's.
+        assert!(parse_into(&header(0), Transport::Udp, &mut buf).is_err());
+        let q = encode(1, 0x0100, "x", 1);
+        parse_into(&q, Transport::Udp, &mut buf).expect("valid");
+        assert_eq!(buf, "x");
+    }
+
+    #[test]
+    fn names_are_shared_and_bounded() {
+        let mut names = Names::default();
+        let a = names.intern("a.test");
+        assert!(Arc::ptr_eq(&a, &names.intern("a.test")), "one copy");
+        for i in 0..Names::MAX + 10 {
+            names.intern(&format!("n{i}.test"));
+        }
+        assert!(names.len() <= Names::MAX, "{}", names.len());
+        assert_eq!(&*names.intern("a.test"), "a.test");
     }
 
     proptest! {
@@ -500,7 +605,7 @@ mod tests {
             prop_assume!(name.len() < 250);
             let m = parse(&encode(id, 0x0100, &name, qtype), Transport::Udp).expect("valid");
             prop_assert_eq!(m.id, id);
-            prop_assert_eq!(m.question.name, name);
+            prop_assert_eq!(&*m.question.name, name.as_str());
             prop_assert_eq!(m.question.qtype, qtype);
         }
     }
