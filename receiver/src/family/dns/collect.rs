@@ -380,8 +380,15 @@ mod tests {
         .to_vec()
     }
 
-    #[test]
-    fn a_record_decodes_to_a_packet_and_junk_does_not() {
+    fn set_comm(ev: &mut sonde_dns_event, comm: &[u8]) {
+        ev.comm = [0; 16];
+        for (d, s) in ev.comm.iter_mut().zip(comm) {
+            *d = *s as core::ffi::c_char;
+        }
+    }
+
+    /// `dig`'s (tgid 42) UDP query for a.test, as the egress probe records it.
+    fn dig_query() -> (sonde_dns_event, &'static [u8]) {
         let mut ev = sonde_dns_event {
             ktime_ns: 5,
             tgid: 42,
@@ -394,15 +401,19 @@ mod tests {
         };
         ev.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         ev.daddr[..4].copy_from_slice(&[127, 0, 0, 53]);
-        for (d, s) in ev.comm.iter_mut().zip(b"dig\0") {
-            *d = *s as core::ffi::c_char;
-        }
+        set_comm(&mut ev, b"dig");
         let msg: &[u8] = &[
             0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 4, b't', b'e', b's', b't', 0, 0, 1,
             0, 1,
         ];
         ev.data[..msg.len()].copy_from_slice(msg);
         ev.captured = msg.len() as u16;
+        (ev, msg)
+    }
+
+    #[test]
+    fn a_record_decodes_to_a_packet_and_junk_does_not() {
+        let (ev, msg) = dig_query();
         let mut d = Decoder::new(Attribution::default());
         let p = d.decode(&record(&ev)).expect("a packet");
         assert_eq!(p.src, "127.0.0.1:40000".parse().expect("addr"));
@@ -451,26 +462,10 @@ mod tests {
 
     #[test]
     fn a_sender_gets_one_key_per_batch() {
-        let mut ev = sonde_dns_event {
-            tgid: 42,
-            sport: 40000,
-            dport: 53,
-            family: 4,
-            protocol: 17,
-            direction: sonde_dns_direction::SONDE_DNS_EGRESS as u8,
-            cgroup_id: 7,
-            ..Default::default()
-        };
-        for (d, s) in ev.comm.iter_mut().zip(b"dig\0") {
-            *d = *s as core::ffi::c_char;
-        }
-        let msg = crate::family::dns::wire::tests::encode(1, 0x0100, "a.test", 1);
-        ev.data[..msg.len()].copy_from_slice(&msg);
-        ev.captured = msg.len() as u16;
+        let (mut ev, _) = dig_query();
+        ev.cgroup_id = 7;
         let mut other = ev;
-        for (d, s) in other.comm.iter_mut().zip(b"curl\0") {
-            *d = *s as core::ffi::c_char;
-        }
+        set_comm(&mut other, b"curl");
         let mut d = Decoder::new(Attribution::default());
         let key = |d: &mut Decoder, ev: &sonde_dns_event| {
             d.decode(&record(ev))

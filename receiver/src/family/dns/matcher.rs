@@ -817,31 +817,32 @@ mod tests {
         // newest-query entry, and the floor it raises must still send the response to
         // the walk, which finds it.
         let mut m = Matcher::new(5_000 * MS, 1000, 1);
-        let mut out = Vec::new();
-        for p in [
-            pkt(10, E, CLIENT, FWD, 9, "m.test", false, 0, Some(100)),
-            pkt(11, E, FWD_OUT, UPSTREAM, 5, "m.test", false, 0, Some(200)),
-            pkt(12, E, FWD, CLIENT, 9, "m.test", true, 0, Some(200)),
-        ] {
-            m.packet(p, &mut out);
-        }
-        assert_eq!(
-            lookups(&out),
-            [("m.test".to_owned(), ANS, Some(2), Some(false))]
+        let feed = |m: &mut Matcher, packets: Vec<Packet>| {
+            let mut out = Vec::new();
+            for p in packets {
+                m.packet(p, &mut out);
+            }
+            lookups(&out)
+        };
+        let miss = feed(
+            &mut m,
+            vec![
+                pkt(10, E, CLIENT, FWD, 9, "m.test", false, 0, Some(100)),
+                pkt(11, E, FWD_OUT, UPSTREAM, 5, "m.test", false, 0, Some(200)),
+                pkt(12, E, FWD, CLIENT, 9, "m.test", true, 0, Some(200)),
+            ],
         );
+        assert_eq!(miss, [("m.test".to_owned(), ANS, Some(2), Some(false))]);
         // Past the timeout the floor is forgotten with the queries it stood for.
-        m.expire(6_000 * MS, &mut out);
-        out.clear();
-        for p in [
-            pkt(6_010, E, CLIENT, FWD, 10, "m.test", false, 0, Some(100)),
-            pkt(6_011, E, FWD, CLIENT, 10, "m.test", true, 0, Some(200)),
-        ] {
-            m.packet(p, &mut out);
-        }
-        assert_eq!(
-            lookups(&out),
-            [("m.test".to_owned(), ANS, Some(1), Some(true))]
+        m.expire(6_000 * MS, &mut Vec::new());
+        let hit = feed(
+            &mut m,
+            vec![
+                pkt(6_010, E, CLIENT, FWD, 10, "m.test", false, 0, Some(100)),
+                pkt(6_011, E, FWD, CLIENT, 10, "m.test", true, 0, Some(200)),
+            ],
         );
+        assert_eq!(hit, [("m.test".to_owned(), ANS, Some(1), Some(true))]);
     }
 
     #[test]
