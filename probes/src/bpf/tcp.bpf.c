@@ -207,12 +207,12 @@ static __always_inline int peer_fin_received(struct sock *sk, unsigned long flag
 	return (BPF_CORE_READ(cb, tcp_flags) & TCPHDR_FIN) != 0;
 }
 
-static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *c)
+/* `state`: the socket's sk_state, which the state-change program has as an argument. */
+static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *c, int state)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
 	__u64 received = BPF_CORE_READ(tp, bytes_received);
-	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags); /* sk_flags */
 
 	if (c->direction == SONDE_TCP_DIR_OUTBOUND && acked > 0)
@@ -273,7 +273,7 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 
 	c->tgid = bpf_get_current_pid_tgid() >> 32;
 	c->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
-	read_totals(sk, c);
+	read_totals(sk, c, state);
 	c->base_acked = c->bytes_acked;
 	c->base_received = c->bytes_received;
 	c->base_retrans = c->total_retrans;
@@ -363,9 +363,10 @@ static __always_inline void listener_close(struct sock *sk, __u16 family)
 /* The connection's last transition (CLOSE) or, if that was missed, its destruction:
  * final totals, histograms, and the close or failure event. The entry is deleted before
  * the event is emitted: once userspace has the event, the entry must be gone from its
- * walk of live connections, or its bytes would count twice. */
+ * walk of live connections, or its bytes would count twice. `old`: the state it leaves
+ * (a SYN_SENT that never opened is a failed connect); `state`: its sk_state now. */
 static __always_inline void conn_finish(struct sock *sk, __u64 key, struct sonde_tcp_conn *c,
-					int old)
+					int old, int state)
 {
 	struct sonde_tcp_event *e;
 	__u64 now = bpf_ktime_get_ns(), start;
@@ -373,7 +374,7 @@ static __always_inline void conn_finish(struct sock *sk, __u64 key, struct sonde
 	__u16 direction, family;
 	int failed;
 
-	read_totals(sk, c);
+	read_totals(sk, c, state);
 	/* What the histograms need, kept: the entry's memory may be reused once deleted. */
 	opened = c->opened;
 	direction = c->direction;
@@ -506,8 +507,9 @@ int sonde_tcp_state(__u64 *ctx)
 		return 0;
 	}
 
-	c = bpf_map_lookup_elem(&tcp_conns, &key);
+	/* The other transitions (FIN_WAIT1, CLOSE_WAIT...) change nothing in the entry. */
 	if (new == TCP_ESTABLISHED) {
+		c = bpf_map_lookup_elem(&tcp_conns, &key);
 		if (!c || c->opened)
 			return 0;
 		c->opened = 1;
@@ -519,8 +521,12 @@ int sonde_tcp_state(__u64 *ctx)
 		bump(SONDE_TCP_OPENED);
 		return 0;
 	}
-	if (new == TCP_CLOSE && c)
-		conn_finish(sk, key, c, old);
+	if (new == TCP_CLOSE) {
+		c = bpf_map_lookup_elem(&tcp_conns, &key);
+		/* sk_state still reads `old` here. */
+		if (c)
+			conn_finish(sk, key, c, old, old);
+	}
 	return 0;
 }
 
@@ -542,7 +548,8 @@ int sonde_tcp_destroy(__u64 *ctx)
 	conn_finish(sk, key, c,
 		    c->opened				       ? TCP_ESTABLISHED :
 		    c->direction == SONDE_TCP_DIR_OUTBOUND ? TCP_SYN_SENT :
-							     TCP_SYN_RECV);
+							     TCP_SYN_RECV,
+		    BPF_CORE_READ(sk, __sk_common.skc_state));
 	return 0;
 }
 
@@ -568,7 +575,7 @@ static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx)
 		c->cgroup_id = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(c->comm, sizeof(c->comm));
 	}
-	read_totals(sk, c);
+	read_totals(sk, c, BPF_CORE_READ(sk, __sk_common.skc_state));
 	return 0;
 }
 
@@ -612,7 +619,7 @@ int sonde_tcp_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 
 	if (!c)
 		return 0; /* a connection from before the probe: counted from its next send */
-	read_totals(sk, c);
+	read_totals(sk, c, BPF_CORE_READ(sk, __sk_common.skc_state));
 	return 0;
 }
 
