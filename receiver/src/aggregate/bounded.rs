@@ -226,6 +226,21 @@ impl<K: Eq + Hash + Clone + Ord> BoundedSeries<K, u64, ()> {
     pub fn add(&mut self, key: K, n: u64) {
         self.add_or_fold(key, n, |_| ());
     }
+
+    /// [`add`](Self::add) for a borrowed key: one lookup, and the key is cloned only when
+    /// its series is new (per-event paths that add one key to several counters).
+    pub fn add_ref(&mut self, key: &K, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.series.get_mut(key) {
+            Some(slot) => {
+                slot.value += n;
+                slot.dirty = true;
+            }
+            None => self.add(key.clone(), n),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +278,18 @@ mod tests {
             "c and d past the limit of 2"
         );
         assert_eq!(c.total(), 16);
+    }
+
+    #[test]
+    fn adding_a_borrowed_key_counts_as_adding_it() {
+        let mut owned = BoundedCounter::new(policy(2, 0));
+        let mut borrowed = BoundedCounter::new(policy(2, 0));
+        for (k, n) in [("a", 1), ("b", 2), ("c", 3), ("a", 4), ("b", 0), ("d", 5)] {
+            owned.add(k.to_string(), n);
+            borrowed.add_ref(&k.to_string(), n);
+        }
+        assert_eq!(owned.snapshot(), borrowed.snapshot());
+        assert_eq!(borrowed.total(), 15);
     }
 
     #[test]

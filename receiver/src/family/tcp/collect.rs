@@ -218,16 +218,11 @@ impl TcpLedger {
             self.opened
                 .entry((direction(c.direction), c.family == AF_INET6))
                 .or_insert_with(|| BoundedCounter::new(limit))
-                .add(who.clone(), 1);
+                .add_ref(who, 1);
         }
-        let add = |counter: &mut BoundedCounter<Who>, d: u64| {
-            if d > 0 {
-                counter.add(who.clone(), d);
-            }
-        };
-        add(&mut self.transmitted, now.acked - prev.acked);
-        add(&mut self.received, now.received - prev.received);
-        add(&mut self.retransmits, now.retrans - prev.retrans);
+        self.transmitted.add_ref(who, now.acked - prev.acked);
+        self.received.add_ref(who, now.received - prev.received);
+        self.retransmits.add_ref(who, now.retrans - prev.retrans);
         if !last_sighting {
             self.seen.insert(id, now);
         }
