@@ -41,6 +41,42 @@ fn inc(now: u64, before: Option<u64>) -> u64 {
     }
 }
 
+/// A CPU reading taken as the series will count it, and what it adds to the series.
+struct CpuStep {
+    reading: Cpu,
+    added: Cpu,
+}
+
+/// The CPU a cgroup used since reading `before`. Only the total is exact and monotonic
+/// on v1: cpuacct's user/system split comes from scheduler ticks and wobbles, so a mode
+/// may read lower than before while the total grew. Each mode is held to at least what
+/// was counted before, within the exact total, so both counters stay monotonic and add
+/// up to `cpuacct.usage` (v2's `cpu.stat` modes never go down: nothing is moved there).
+/// A total that went down belongs to a new cgroup under the same id: all of it is new.
+fn cpu_since(now: Cpu, before: Option<Cpu>) -> CpuStep {
+    let total = now.user_ns.saturating_add(now.system_ns);
+    match before {
+        Some(b) if total >= b.user_ns.saturating_add(b.system_ns) => {
+            let user = now.user_ns.clamp(b.user_ns, total - b.system_ns);
+            let reading = Cpu {
+                user_ns: user,
+                system_ns: total - user,
+            };
+            CpuStep {
+                reading,
+                added: Cpu {
+                    user_ns: reading.user_ns - b.user_ns,
+                    system_ns: reading.system_ns - b.system_ns,
+                },
+            }
+        }
+        _ => CpuStep {
+            reading: now,
+            added: now,
+        },
+    }
+}
+
 /// What exporting needs: live series, the overflow series, and the tick they are of.
 pub type Snapshot = (
     Vec<SeriesPoint<String, Usage>>,
@@ -58,18 +94,16 @@ impl Containers {
     /// Folds the readings taken at `now` (Unix ns) into the series and ticks them.
     pub fn update(&mut self, now: u64, readings: Vec<Reading>) {
         let mut last = HashMap::with_capacity(readings.len());
-        for r in readings {
+        for mut r in readings {
             let before = self.last.remove(&r.id);
             let before = before.as_ref();
             let u = self.series.update_or_fold(r.id.clone(), |_| ());
             if let Some(c) = r.cpu {
-                let b = before.and_then(|b| b.cpu);
                 u.has_cpu = true;
-                // User and system reset together (one cgroup), so judge them together.
-                let reset = b.is_some_and(|b| c.user_ns < b.user_ns || c.system_ns < b.system_ns);
-                let b = if reset { None } else { b };
-                u.cpu.user_ns += inc(c.user_ns, b.map(|b| b.user_ns));
-                u.cpu.system_ns += inc(c.system_ns, b.map(|b| b.system_ns));
+                let c = cpu_since(c, before.and_then(|b| b.cpu));
+                u.cpu.user_ns += c.added.user_ns;
+                u.cpu.system_ns += c.added.system_ns;
+                r.cpu = Some(c.reading);
             }
             for d in &r.disk {
                 let b = before.and_then(|b| b.disk.iter().find(|x| x.device == d.device));
@@ -185,6 +219,26 @@ mod tests {
             table(&c, 150 * S),
             vec![("a".into(), 100, 8, Some(100), 11, 100)]
         );
+    }
+
+    #[test]
+    fn a_wobbling_v1_split_keeps_both_modes_monotonic_and_the_total_exact() {
+        let mut c = Containers::new(policy(10, 0));
+        // (user, system) as cpu_v1 splits cpuacct.usage by tick counts: the split moves
+        // while the exact total only grows.
+        let steps = [
+            ((300, 700), (300, 700)),
+            ((280, 760), (300, 740)), // user read lower: held, system takes the rest
+            ((350, 790), (350, 790)), // both above what was counted
+            ((100, 1_200), (350, 950)), // a big swing: still the total, still monotonic
+        ];
+        for (i, ((user, sys), want)) in steps.into_iter().enumerate() {
+            let now = (110 + i as u64) * S;
+            c.update(now, vec![reading("a", user, sys, 1, 0)]);
+            let row = table(&c, now).remove(0);
+            assert_eq!((row.1, row.2), want, "step {i}");
+            assert_eq!(row.1 + row.2, user + sys, "the total is the file's");
+        }
     }
 
     #[test]
