@@ -446,7 +446,11 @@ async fn run(config: Config, plan: privilege::Plan) -> anyhow::Result<()> {
     let (handover, mut snapshots) = tokio::sync::mpsc::channel(sonde::tick::HANDOVER_CAPACITY);
     let ticker = sonde::tick::spawn(
         collection,
-        |c: &mut Collection| c.snapshot(),
+        |c: &mut Collection| {
+            let snapshot = c.snapshot();
+            probe::heap::release_freed();
+            snapshot
+        },
         config.interval,
         handover,
     )

@@ -62,6 +62,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    sonde::probe::heap::configure();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
