@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sonde needs on Debian/Ubuntu (skips what is there).
-# Build: clang + libbpf headers (the C probes), libclang (bindgen derives the Rust mirror
-# of the probes' shared layouts). Tests: bpftool (kernel object checks), iproute2 and
-# nftables (network namespaces, loss injection), dnsmasq (DNS tests' own resolvers),
-# prometheus-node-exporter (an independent reader for fallback metrics), e2fsprogs and
+# Build: clang + libbpf headers (the C probes), llvm (llvm-strip drops their DWARF),
+# libclang (bindgen derives the Rust mirror of the probes' shared layouts). Tests: bpftool
+# (kernel object checks), iproute2 and nftables (network namespaces, loss injection),
+# dnsmasq (DNS tests' own resolvers), prometheus-node-exporter (an independent reader for
+# fallback metrics), e2fsprogs and
 # util-linux (loop-device file systems), fuse3, tmux (`sonde top` driven as a person would),
 # prometheus (a real Prometheus scrapes the endpoint in tests; promtool lints what it serves
 # and checks deploy/prometheus), docker-compose (parses docker-compose.yml without a daemon),
