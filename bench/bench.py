@@ -513,8 +513,15 @@ def sonde_yaml(families: list[str], only: str | None) -> str:
 
 
 def make_tracers(
-    configs: list[str], bench: Bench, work: Path, sonde: Path, families: list[str]
+    configs: list[str],
+    bench: Bench,
+    work: Path,
+    sonde: Path,
+    families: list[str],
+    sonde_b: Path | None = None,
 ) -> dict[str, Callable[[], Tracer]]:
+    """Every configuration by name; with `sonde_b` (a second build, e.g. an older commit)
+    also `sonde-b` and `sonde-b-<family>`, the same runs with that binary."""
     known: dict[str, Callable[[], Tracer]] = {
         "baseline": lambda: Tracer(work),
         "sonde": lambda: Sonde(
@@ -530,6 +537,18 @@ def make_tracers(
         ),
         "bpftrace": lambda: Bpftrace(work, bench.bpftrace),
     }
+    if sonde_b is not None:
+        known["sonde-b"] = lambda: Sonde(
+            work, sonde_b, "sonde-b", sonde_yaml(families, None), bench.family, only_family=False
+        )
+        known[f"sonde-b-{bench.family}"] = lambda: Sonde(
+            work,
+            sonde_b,
+            f"sonde-b-{bench.family}",
+            sonde_yaml(families, bench.family),
+            bench.family,
+            only_family=True,
+        )
     unknown = [c for c in configs if c not in known]
     if unknown:
         raise BenchError(f"unknown configuration(s) {unknown}; known: {list(known)}")
@@ -580,7 +599,8 @@ def measure(bench: Bench, configs: list[str], args: argparse.Namespace, sonde_bi
     with tempfile.TemporaryDirectory(prefix="sonde-bench-") as tmp:
         work = Path(tmp)
         compile_workloads(bench, work)
-        tracers = make_tracers(configs, bench, work, sonde_bin, families)
+        sonde_b = Path(args.sonde_b) if getattr(args, "sonde_b", None) else None
+        tracers = make_tracers(configs, bench, work, sonde_bin, families, sonde_b)
         n_runs = args.rounds * len(configs) * len(bench.workloads)
         log(
             f"{bench.name}: {args.rounds} rounds x {len(configs)} configs x "
@@ -647,7 +667,16 @@ def measure(bench: Bench, configs: list[str], args: argparse.Namespace, sonde_bi
 def run(args: argparse.Namespace) -> int:
     bench = select_workloads(BENCHES[args.bench], args.workloads)
     configs = args.configs or ["baseline", "sonde", f"sonde-{bench.family}", "bpftrace"]
+    if args.sonde_b and not args.configs:
+        configs[2:2] = ["sonde-b", f"sonde-b-{bench.family}"]
     sonde_bin = prepare_sonde(args, configs)
+    if args.sonde_b:
+        if not os.access(args.sonde_b, os.X_OK):
+            raise BenchError(f"{args.sonde_b} (--sonde-b) is not an executable")
+        # Not this tree's commit: say which binary it is.
+        version = subprocess.run([args.sonde_b, "--version"], capture_output=True, text=True)
+        args.sonde_b_revision = f"{version.stdout.strip() or 'sonde'} ({args.sonde_b})"
+        log(f"sonde-b: {args.sonde_b_revision}")
     m = measure(bench, configs, args, sonde_bin)
     report(bench, configs, m.samples, args, m.started, m.attached)
     if args.json:
@@ -714,6 +743,9 @@ def report(
 ) -> None:
     m = machine()
     revision = getattr(args, "sonde_revision", None)
+    revision_b = getattr(args, "sonde_b_revision", None)
+    if revision_b:
+        revision = f"{revision}\nsonde-b: {revision_b}"
     print(
         f"\n{bench.name}: {bench.summary}\n"
         f"{started:%Y-%m-%d %H:%M} UTC, {m['cpus']} CPUs ({m['cpu']}), Linux {m['kernel']}, "
@@ -787,6 +819,8 @@ def config_descriptions(bench: Bench) -> dict[str, str]:
         "sonde": "sonde run, every probe family at its defaults, no exporter",
         f"sonde-{bench.family}": f"sonde run, only the {bench.family} family, no exporter",
         "bpftrace": f"bpftrace program equivalent to the {bench.family} family ({bench.bpftrace_note})",
+        "sonde-b": "as sonde, with the --sonde-b binary",
+        f"sonde-b-{bench.family}": f"as sonde-{bench.family}, with the --sonde-b binary",
     }
 
 
@@ -835,6 +869,11 @@ def main() -> int:
         "tracers stay free to run anywhere",
     )
     p.add_argument("--sonde", help="use this sonde binary instead of building target/release/sonde")
+    p.add_argument(
+        "--sonde-b",
+        help="a second sonde binary (e.g. a build of an older commit) run side by side as "
+        "configurations sonde-b and sonde-b-<family> (added to the default configurations)",
+    )
     p.add_argument("--no-build", action="store_true", help="do not run cargo build first")
     p.add_argument("--json", help="also write every sample to this file")
     args = p.parse_args()
