@@ -33,7 +33,12 @@ pub struct Attribution {
 impl Clone for Attribution {
     /// The same resolver and setting; a cache of its own, empty.
     fn clone(&self) -> Self {
-        Self::new(self.resolver.as_ref().map(|(r, _)| r.clone()), self.pid)
+        Self {
+            resolver: self.resolver.clone(),
+            pid: self.pid,
+            local: foldhash::HashMap::default(),
+            generation: 0,
+        }
     }
 }
 
