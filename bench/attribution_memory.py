@@ -3,13 +3,14 @@
 the default series limits) while 10^5 short-lived processes, each with an executable name of
 its own and a TCP peer of its own, and then thousands of Docker-shaped container cgroups, each
 with a short process of its own, come and go (bench/workloads/attr_churn.c). After every step
-it prints Sonde's VmRSS and VmHWM, the series its Prometheus endpoint exports (all, those
+it prints Sonde's VmRSS and VmHWM (and VmRSS split into anonymous memory and shared pages:
+the BPF maps and ring buffers Sonde has mapped), the series its Prometheus endpoint exports (all, those
 keyed by an executable name, by a container, and the otel.metric.overflow series) and what
 the overflow series of a few per-key counters hold. Then it waits past the series ttl and
 prints the same once more: the churned keys' series have expired.
 
-    sudo bench/attribution_memory.py                          # about 6-8 minutes
-    sudo bench/attribution_memory.py --processes 20000 --containers 2000 --ttl 10s
+    sudo bench/attribution_memory.py                          # about 5 minutes
+    sudo bench/attribution_memory.py --processes 20000 --containers 2000 --ttl 10
 
 A benchmark that prints figures, not a test. Standard library only; needs cc and root (eBPF,
 cgroups). The cgroups are made under <cgroup v2 root>/sonde-bench-<pid>.slice and removed,
@@ -72,7 +73,7 @@ def status(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM"):
+        if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
             out[k] = int(v.split()[0])
     return out
 
@@ -100,14 +101,17 @@ def scrape(port: int) -> dict[str, float]:
             "overflow": overflow, **sums}
 
 
-HEADER = (f"{'phase':<11} {'done':>7} {'per s':>6} {'VmRSS':>8} {'VmHWM':>8} {'series':>7}"
+HEADER = (f"{'phase':<11} {'done':>7} {'per s':>6} {'VmRSS':>8} {'VmHWM':>8} {'anon':>8}"
+          f" {'shared':>8} {'series':>7}"
           f" {'by exe':>7} {'by ctr':>7} {'ovfl':>5} " + " ".join(f"{k:>11}" for k in OVERFLOW_OF)
           + f" {'load1':>6}")
 
 
 def row(phase: str, done: int, rate: str, pid: int, port: int) -> None:
     s, m = status(pid), scrape(port)
-    print(f"{phase:<11} {done:>7} {rate:>6} {s['VmRSS']:>6}Ki {s['VmHWM']:>6}Ki {m['series']:>7}"
+    shared = s["RssFile"] + s["RssShmem"]
+    print(f"{phase:<11} {done:>7} {rate:>6} {s['VmRSS']:>6}Ki {s['VmHWM']:>6}Ki"
+          f" {s['RssAnon']:>6}Ki {shared:>6}Ki {m['series']:>7}"
           f" {m['process']:>7} {m['container']:>7} {m['overflow']:>5} "
           + " ".join(f"{m[k]:>11.0f}" for k in OVERFLOW_OF)
           + f" {os.getloadavg()[0]:>6.2f}", flush=True)
@@ -188,14 +192,13 @@ def main() -> int:
                 return out.stdout.split()[-1]
 
             for done, n in steps(args.processes, args.step):
-                rate = drive(["procs", str(links), str(done), str(n), str(free_port()),
-                              str(sink)])
+                rate = drive(["procs", str(links), str(done), str(n), "0", str(sink)])
                 time.sleep(args.interval + 0.5)  # a snapshot that includes the step
                 row("processes", done + n, rate, sonde.pid, port)
             for done, n in steps(args.containers, args.container_step):
                 # Container indexes go on from the processes', so peers stay distinct.
                 rate = drive(["containers", str(parent), str(args.processes + done), str(n),
-                              str(free_port()), str(sink), str(args.live)])
+                              "0", str(sink), str(args.live)])
                 time.sleep(args.interval + 0.5)
                 row("containers", done + n, rate, sonde.pid, port)
             time.sleep(args.ttl + 2 * args.interval + 1)

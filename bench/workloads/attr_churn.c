@@ -19,7 +19,7 @@
  *       connects to that address at PORT (the driver listens on every address), writes
  *       one byte and closes; appends one byte to FILE; exits 0.
  *
- * The driver of both modes listens on PORT (all addresses: the 127.0.0.0/8 route is
+ * The driver of both modes listens on PORT (0: a port the kernel picks; all addresses: the 127.0.0.0/8 route is
  * local, so only loopback traffic reaches it) and reads every connection to its end, so
  * each address is a distinct peer on both sides. Up to 4 children run at once. Prints one
  * line: "<processes> <seconds> <processes per second>". Exits non-zero on any failure.
@@ -105,7 +105,8 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-static void listen_on(int port)
+/* Listens on `port` (0: one the kernel picks) on every address; returns the port. */
+static int listen_on(int port)
 {
 	static int l;
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
@@ -121,6 +122,12 @@ static void listen_on(int port)
 		fprintf(stderr, "pthread_create failed\n");
 		exit(1);
 	}
+	socklen_t len = sizeof(sa);
+	if (getsockname(l, (struct sockaddr *)&sa, &len) < 0) {
+		perror("getsockname");
+		exit(1);
+	}
+	return ntohs(sa.sin_port);
 }
 
 /* Waits for one child; returns its slot in `pids`, or exits on a failed child. */
@@ -162,7 +169,7 @@ int main(int argc, char **argv)
 			argv[0], argv[0]);
 		return 2;
 	}
-	const char *dir = argv[2], *port = argv[5], *file = argv[6];
+	const char *dir = argv[2], *file = argv[6];
 	long first = atol(argv[3]), count = atol(argv[4]);
 	long live = ctrs ? atol(argv[7]) : 0;
 	char self[4096];
@@ -172,7 +179,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	self[n] = 0;
-	listen_on(atoi(port));
+	char port[16];
+	snprintf(port, sizeof(port), "%d", listen_on(atoi(argv[5])));
 
 	pid_t pids[IN_FLIGHT] = { 0 };
 	long index[IN_FLIGHT] = { 0 };
@@ -241,10 +249,10 @@ int main(int argc, char **argv)
 					_exit(1);
 				}
 				close(f);
-				char *const args[] = { "ctr", "child", idx, (char *)port, (char *)file, NULL };
+				char *const args[] = { "ctr", "child", idx, port, (char *)file, NULL };
 				execv(self, args);
 			} else {
-				char *const args[] = { path, "child", idx, (char *)port, (char *)file, NULL };
+				char *const args[] = { path, "child", idx, port, (char *)file, NULL };
 				execv(path, args);
 			}
 			_exit(127);
