@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -524,31 +525,21 @@ def make_tracers(
     also `sonde-b` and `sonde-b-<family>`, the same runs with that binary."""
     known: dict[str, Callable[[], Tracer]] = {
         "baseline": lambda: Tracer(work),
-        "sonde": lambda: Sonde(
-            work, sonde, "sonde", sonde_yaml(families, None), bench.family, only_family=False
-        ),
-        f"sonde-{bench.family}": lambda: Sonde(
-            work,
-            sonde,
-            f"sonde-{bench.family}",
-            sonde_yaml(families, bench.family),
-            bench.family,
-            only_family=True,
-        ),
         "bpftrace": lambda: Bpftrace(work, bench.bpftrace),
     }
-    if sonde_b is not None:
-        known["sonde-b"] = lambda: Sonde(
-            work, sonde_b, "sonde-b", sonde_yaml(families, None), bench.family, only_family=False
-        )
-        known[f"sonde-b-{bench.family}"] = lambda: Sonde(
-            work,
-            sonde_b,
-            f"sonde-b-{bench.family}",
-            sonde_yaml(families, bench.family),
-            bench.family,
-            only_family=True,
-        )
+    builds = [("sonde", sonde)] + ([("sonde-b", sonde_b)] if sonde_b is not None else [])
+    for prefix, binary in builds:
+        # Every family at its defaults, and the bench's family alone.
+        for name, only in [(prefix, None), (f"{prefix}-{bench.family}", bench.family)]:
+            known[name] = functools.partial(
+                Sonde,
+                work,
+                binary,
+                name,
+                sonde_yaml(families, only),
+                bench.family,
+                only_family=only is not None,
+            )
     unknown = [c for c in configs if c not in known]
     if unknown:
         raise BenchError(f"unknown configuration(s) {unknown}; known: {list(known)}")
