@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::{latest, metrics, require_root, OtlpReceiver, Proto, Sonde};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::{exemplar, HistogramDataPoint};
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
 
 /// The slow answers' delay: far above the 100 ms threshold and any loopback jitter.
@@ -102,6 +103,38 @@ fn wait_for_spans<T>(
             sonde.stderr()
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The value of the exemplar pointing at `span` on a point of histogram `metric` that
+/// `point` picks, once one arrives (within 10 s).
+fn exemplar_of(
+    rx: &OtlpReceiver,
+    metric: &str,
+    point: impl Fn(&HistogramDataPoint) -> bool,
+    span: &Span,
+) -> f64 {
+    let find = |e: &[common::Export]| {
+        metrics(e, metric)
+            .filter_map(|m| match &m.data {
+                Some(Data::Histogram(h)) => Some(h),
+                _ => None,
+            })
+            .flat_map(|h| &h.data_points)
+            .filter(|p| point(p))
+            .flat_map(|p| p.exemplars.clone())
+            .find(|x| x.trace_id == span.trace_id)
+    };
+    let exports = rx.wait_for(
+        &format!("an exemplar of span {} on {metric}", span.name),
+        Duration::from_secs(10),
+        |e| find(e).is_some(),
+    );
+    let ex = find(&exports).expect("exemplar");
+    assert_eq!(ex.span_id, span.span_id);
+    match ex.value {
+        Some(exemplar::Value::AsDouble(v)) => v,
+        other => panic!("exemplar value {other:?}"),
     }
 }
 
@@ -459,7 +492,9 @@ fn failed_killed_and_long_processes_become_spans() {
 
 /// A connection reset by its peer becomes a span, and its duration sample in the kernel's
 /// `sonde.tcp.connection.duration` histogram carries that span as an exemplar: on the
-/// OTLP point and in OpenMetrics on the Prometheus endpoint.
+/// OTLP point and in OpenMetrics on the Prometheus endpoint; its srtt-at-close sample in
+/// `sonde.tcp.rtt` too. With `spans.tcp.longer_than`, a clean connection that lived
+/// longer is a span without error and a short one is none.
 #[test]
 fn a_reset_connection_is_an_exemplar_on_the_duration_histogram() {
     require_root();
@@ -470,7 +505,8 @@ fn a_reset_connection_is_an_exemplar_on_the_duration_histogram() {
         ("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1".to_owned()),
         ("OTEL_EXPORTER_PROMETHEUS_PORT", "0".to_owned()),
     ]);
-    let config = "collection: {interval: 1s}\nspans: {dns: {enabled: false}}\n";
+    let config = "collection: {interval: 1s}\n\
+                  spans: {dns: {enabled: false}, tcp: {longer_than: 400ms}}\n";
     let mut sonde = Sonde::start(&env, Some(config));
     let prom = common::prometheus_addr(&mut sonde);
 
@@ -520,45 +556,30 @@ fn a_reset_connection_is_an_exemplar_on_the_duration_histogram() {
     });
     assert_eq!(attr(&reset, "error.type").as_deref(), Some("reset"));
 
-    let outbound_exemplars = |e: &[common::Export]| -> Vec<_> {
-        metrics(e, "sonde.tcp.connection.duration")
-            .filter_map(|m| match &m.data {
-                Some(Data::Histogram(h)) => Some(h),
-                _ => None,
-            })
-            .flat_map(|h| &h.data_points)
-            .filter(|p| {
-                p.attributes.iter().any(|a| {
-                    a.key == "sonde.connection.direction"
-                        && a.value.as_ref().and_then(|v| v.value.as_ref())
-                            == Some(&any_value::Value::StringValue("outbound".into()))
-                })
-            })
-            .flat_map(|p| p.exemplars.clone())
-            .collect()
+    let outbound = |p: &HistogramDataPoint| {
+        p.attributes.iter().any(|a| {
+            a.key == "sonde.connection.direction"
+                && a.value.as_ref().and_then(|v| v.value.as_ref())
+                    == Some(&any_value::Value::StringValue("outbound".into()))
+        })
     };
-    let exports = rx.wait_for(
-        "the reset's exemplar on sonde.tcp.connection.duration",
-        Duration::from_secs(10),
-        |e| {
-            outbound_exemplars(e)
-                .iter()
-                .any(|x| x.trace_id == reset.trace_id)
-        },
-    );
-    let ex = outbound_exemplars(&exports)
-        .into_iter()
-        .find(|x| x.trace_id == reset.trace_id)
-        .expect("exemplar");
-    assert_eq!(ex.span_id, reset.span_id);
-    let value = match ex.value {
-        Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsDouble(v)) => v,
-        other => panic!("exemplar value {other:?}"),
-    };
+    let value = exemplar_of(&rx, "sonde.tcp.connection.duration", outbound, &reset);
     let span_s = (reset.end_time_unix_nano - reset.start_time_unix_nano) as f64 / 1e9;
     assert!(
         (value - span_s).abs() < 1e-6 && value >= LIVED.as_secs_f64(),
         "the exemplar is the connection's duration: {value} s, span {span_s} s"
+    );
+
+    // Its srtt at close is a sample of sonde.tcp.rtt (IPv4): the same span, the span's
+    // srtt attribute as the value.
+    let v = exemplar_of(&rx, "sonde.tcp.rtt", |_| true, &reset);
+    let srtt: f64 = attr(&reset, "sonde.tcp.srtt")
+        .expect("srtt on the span")
+        .parse()
+        .expect("a number");
+    assert!(
+        (v - srtt).abs() < 1e-6,
+        "rtt exemplar {v} s, span srtt {srtt} s"
     );
 
     // OpenMetrics: the bucket line that holds the sample names the span.
@@ -591,6 +612,52 @@ fn a_reset_connection_is_an_exemplar_on_the_duration_histogram() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+
+    // spans.tcp.longer_than: 400ms. A short clean connection first, then one that lives
+    // 600 ms; both closed by the client, with no error.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 16];
+            while std::io::Read::read(&mut conn, &mut buf).is_ok_and(|n| n > 0) {}
+        }
+    });
+    let local_port = |c: &std::net::TcpStream| c.local_addr().expect("addr").port();
+    let short = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let short_port = local_port(&short);
+    drop(short);
+    let long = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let long_port = local_port(&long);
+    std::thread::sleep(Duration::from_millis(600));
+    drop(long);
+    server.join().expect("server");
+    let client_span = |spans: &[Span], local: u16| {
+        spans
+            .iter()
+            .find(|s| {
+                attr(s, "network.peer.port") == Some(port.to_string())
+                    && attr(s, "network.local.port") == Some(local.to_string())
+            })
+            .cloned()
+    };
+    let long = wait_for_spans(&rx, &sonde, "the long connection's span", |spans| {
+        client_span(spans, long_port)
+    });
+    assert_eq!(long.name, "TCP connection");
+    assert_eq!(long.kind, span::SpanKind::Client as i32);
+    assert_eq!(
+        long.status.as_ref().map(|s| s.code),
+        Some(status::StatusCode::Unset as i32)
+    );
+    assert_eq!(attr(&long, "error.type"), None);
+    assert!(long.end_time_unix_nano - long.start_time_unix_nano >= 600_000_000);
+    // The short one closed before the long one: its span would have come first.
+    assert!(
+        client_span(&rx.spans(), short_port).is_none(),
+        "a short clean connection is no span"
+    );
     sonde.signal(libc::SIGTERM);
     sonde.wait_exit(Duration::from_secs(20));
 }

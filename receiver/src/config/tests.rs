@@ -132,6 +132,82 @@ fn every_otel_variable_is_honoured() {
 }
 
 #[test]
+fn traces_follow_the_traces_variables_and_otel_traces_exporter() {
+    // The generic endpoint serves both signals, each with its own path over HTTP; the
+    // _TRACES_ variables win for traces alone.
+    let c = Config::from_yaml(
+        "",
+        &env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-a=1"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-a=2"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+        ]),
+    )
+    .expect("valid");
+    let t = c.traces.expect("traces go to the collector");
+    assert_eq!(t.endpoint, "http://c:4318/v1/traces");
+    assert_eq!(t.headers, vec![("x-a".into(), "2".into())]);
+    assert_eq!(t.timeout, Duration::from_millis(700));
+    assert_eq!(t.compression, Compression::Gzip);
+    let m = c.otlp.expect("metrics too");
+    assert_eq!(m.endpoint, "http://c:4318/v1/metrics");
+    assert_eq!(m.headers, vec![("x-a".into(), "1".into())]);
+    assert_eq!(m.compression, Compression::None);
+
+    // A traces endpoint alone: spans are exported, metrics are not sent over OTLP.
+    let c = Config::from_yaml(
+        "",
+        &env(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+        ]),
+    )
+    .expect("valid");
+    let t = c.traces.expect("traces endpoint");
+    assert_eq!(
+        (t.endpoint.as_str(), t.protocol),
+        ("http://t:4317", Protocol::Grpc)
+    );
+    assert_eq!(c.otlp, None);
+
+    // OTEL_TRACES_EXPORTER=none: metrics still go, spans do not.
+    let c = Config::from_yaml(
+        "",
+        &env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.traces, None);
+    assert!(c.otlp.is_some());
+    let c = Config::from_yaml(
+        "",
+        &env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+        ]),
+    )
+    .expect("valid");
+    assert!(c.traces.is_some());
+    let err = Config::from_yaml(
+        "",
+        &env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ]),
+    )
+    .expect_err("only otlp or none");
+    assert!(err.to_string().contains("OTEL_TRACES_EXPORTER"), "{err}");
+
+    // No collector at all: nowhere to send spans.
+    let c = Config::from_yaml("", &env(&[])).expect("valid");
+    assert_eq!(c.traces, None);
+}
+
+#[test]
 fn file_wins_over_environment() {
     let yaml = "collection:\n  interval: 3s\nexporters:\n  otlp:\n    endpoint: http://file:4317\n    protocol: grpc\n    timeout: 1s\n";
     let c = Config::from_yaml(

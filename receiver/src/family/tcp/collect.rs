@@ -133,6 +133,9 @@ pub struct TcpLedger {
     /// `sonde.tcp.connection.duration` samples that became spans (inbound, outbound).
     pub duration_exemplars_in: RecentExemplars,
     pub duration_exemplars_out: RecentExemplars,
+    /// `sonde.tcp.rtt` samples (srtt at close) that became spans (IPv4, IPv6).
+    pub rtt_exemplars_v4: RecentExemplars,
+    pub rtt_exemplars_v6: RecentExemplars,
     // foldhash: every event and every walked entry looks these up (SipHash was a third
     // of the reader's CPU under connection churn).
     seen: foldhash::HashMap<(u64, u64), Seen>,
@@ -169,6 +172,8 @@ impl TcpLedger {
             rtt_live_v6: Hist::default(),
             duration_exemplars_in: RecentExemplars::default(),
             duration_exemplars_out: RecentExemplars::default(),
+            rtt_exemplars_v4: RecentExemplars::default(),
+            rtt_exemplars_v6: RecentExemplars::default(),
             seen: foldhash::HashMap::default(),
             generation: 0,
             walking: false,
@@ -480,14 +485,23 @@ impl Sink for TcpSink {
                 }) else {
                     continue;
                 };
-                // A closed connection's duration is a sample of the kernel's duration
-                // histogram: its span becomes that sample's exemplar.
+                // A closed connection's duration and srtt are samples of the kernel's
+                // duration and RTT histograms: its span becomes those samples' exemplar.
+                let at = s.sink.clock.to_unix_nanos(ev.end_ns);
                 if let Some(seconds) = super::spans::duration_sample(&ev) {
-                    let e = ctx.exemplar(seconds, s.sink.clock.to_unix_nanos(ev.end_ns));
+                    let e = ctx.exemplar(seconds, at);
                     match direction(ev.conn.direction) {
                         Direction::Inbound => self.ledger.duration_exemplars_in.push(e),
                         Direction::Outbound => self.ledger.duration_exemplars_out.push(e),
                         Direction::Unknown => {}
+                    }
+                }
+                if let Some((v6, seconds)) = super::spans::rtt_sample(&ev) {
+                    let e = ctx.exemplar(seconds, at);
+                    if v6 {
+                        self.ledger.rtt_exemplars_v6.push(e);
+                    } else {
+                        self.ledger.rtt_exemplars_v4.push(e);
                     }
                 }
             }

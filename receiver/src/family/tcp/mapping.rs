@@ -196,8 +196,8 @@ pub fn metrics(c: &TcpCounts, l: &TcpLedger, time_wait: Option<i64>, start: u64)
         hist_metric(
             m::SONDE_TCP_RTT,
             vec![
-                (nt(false), &rtt_v4, Vec::new()),
-                (nt(true), &rtt_v6, Vec::new()),
+                (nt(false), &rtt_v4, l.rtt_exemplars_v4.to_vec()),
+                (nt(true), &rtt_v6, l.rtt_exemplars_v6.to_vec()),
             ],
         ),
         retrans.metric(m::SONDE_TCP_RETRANSMITS),

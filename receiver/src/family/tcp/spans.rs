@@ -52,6 +52,18 @@ pub fn duration_sample(e: &sonde_tcp_event) -> Option<f64> {
         .then(|| e.end_ns.saturating_sub(e.conn.start_ns) as f64 / 1e9)
 }
 
+/// The connection's srtt at close in seconds, and whether it is IPv6, if the kernel put it
+/// in `sonde.tcp.rtt` (the condition and the value of `conn_finish` in tcp.bpf.c: a close
+/// of a connection that opened or was adopted, with a measured srtt): the exemplar value of
+/// its span on that histogram.
+pub fn rtt_sample(e: &sonde_tcp_event) -> Option<(bool, f64)> {
+    let c = &e.conn;
+    (is(e, kind::SONDE_TCP_EV_CLOSE)
+        && (c.opened != 0 || direction(c.direction) == Direction::Unknown)
+        && c.srtt_us != 0)
+        .then(|| (c.family == AF_INET6, f64::from(c.srtt_us) / 1e6))
+}
+
 /// The span of a connection, from its first SYN to its close or failure; `container` is
 /// that of the cgroup the kernel recorded for its owner.
 pub fn span(
@@ -235,6 +247,33 @@ mod tests {
         let mut adopted = event(kind::SONDE_TCP_EV_CLOSE, out, 104, 250);
         adopted.conn.start_ns = 0;
         assert_eq!(duration_sample(&adopted), None);
+    }
+
+    #[test]
+    fn rtt_samples_are_the_kernels() {
+        let out = dir::SONDE_TCP_DIR_OUTBOUND;
+        assert_eq!(
+            rtt_sample(&event(kind::SONDE_TCP_EV_CLOSE, out, 104, 250)),
+            Some((false, 0.036))
+        );
+        let mut v6 = event(kind::SONDE_TCP_EV_CLOSE, out, 0, 250);
+        v6.conn.family = AF_INET6;
+        assert_eq!(rtt_sample(&v6), Some((true, 0.036)));
+        assert_eq!(
+            rtt_sample(&event(kind::SONDE_TCP_EV_FAIL, out, 111, 3)),
+            None,
+            "a failed connect adds no RTT sample"
+        );
+        let mut unmeasured = event(kind::SONDE_TCP_EV_CLOSE, out, 104, 250);
+        unmeasured.conn.srtt_us = 0;
+        assert_eq!(rtt_sample(&unmeasured), None);
+        // Closed before it opened (a reset during the handshake, inbound): no sample; the
+        // same with an unknown direction (adopted) is one.
+        let mut unopened = event(kind::SONDE_TCP_EV_CLOSE, dir::SONDE_TCP_DIR_INBOUND, 104, 1);
+        unopened.conn.opened = 0;
+        assert_eq!(rtt_sample(&unopened), None);
+        unopened.conn.direction = dir::SONDE_TCP_DIR_UNKNOWN as u16;
+        assert_eq!(rtt_sample(&unopened), Some((false, 0.036)));
     }
 
     #[test]
