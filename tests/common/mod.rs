@@ -963,10 +963,19 @@ pub fn prometheus_addr(sonde: &mut Sonde) -> SocketAddr {
 
 /// Resident memory of a process, from /proc/<pid>/status.
 pub fn rss_kib(pid: i32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+/// The most a process has had resident so far (VmHWM).
+pub fn peak_rss_kib(pid: i32) -> u64 {
+    status_kib(pid, "VmHWM")
+}
+
+fn status_kib(pid: i32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .expect("status")
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
