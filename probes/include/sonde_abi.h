@@ -266,6 +266,12 @@ struct sonde_tcp_event {
  * to spare. Answers are never copied: latency, rcode and the question are all Sonde reads.
  */
 #define SONDE_DNS_CAPTURE 320
+/*
+ * A packet whose payload fits in this many bytes (most queries and many responses) gets
+ * a short record: `struct sonde_dns_event` cut after data[SONDE_DNS_CAPTURE_SHORT], less
+ * than half the ring space and the cache lines a full one takes.
+ */
+#define SONDE_DNS_CAPTURE_SHORT 96
 /* Ports watched (either end of a UDP datagram or TCP segment). */
 #define SONDE_DNS_MAX_PORTS 8
 
@@ -287,7 +293,8 @@ enum sonde_dns_direction {
 	SONDE_DNS_EGRESS = 1,
 };
 
-/* Ring buffer `dns_events`: one record per packet to or from a watched port. */
+/* Ring buffer `dns_events`: one record per packet to or from a watched port; a short
+ * record ends after data[SONDE_DNS_CAPTURE_SHORT] (`captured` says what holds payload). */
 struct sonde_dns_event {
 	__u64 ktime_ns;         /* bpf_ktime_get_ns() when the packet passed the hook */
 	__u32 tgid;             /* sending thread group (UDP egress only); 0 = unknown */

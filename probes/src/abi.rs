@@ -175,6 +175,7 @@ mod pinned {
     #[test]
     fn pinned_dns_layouts() {
         assert_eq!(SONDE_DNS_CAPTURE, 320);
+        assert_eq!(SONDE_DNS_CAPTURE_SHORT, 96);
         assert_eq!(SONDE_DNS_MAX_PORTS, 8);
         assert_eq!(size_of::<sonde_dns_config>(), 16);
         assert_eq!(size_of::<sonde_dns_event>(), 80 + 320);

@@ -5,7 +5,8 @@
  * and container on the host passes through them (ARCHITECTURE.md says why this hook).
  *
  * Only the start of the payload (the header and the question) is copied into the ring
- * buffer with a kernel timestamp; parsing and matching happen in userspace. The
+ * buffer with a kernel timestamp, in a short record when the payload is short;
+ * parsing and matching happen in userspace. The
  * programs never drop or change a packet: they always return 1 (pass).
  */
 #include "vmlinux.h"
@@ -35,24 +36,31 @@ struct {
 	__type(value, __u64);
 } dns_counters SEC(".maps");
 
-/* 1 MiB: about 2,600 records of 392 bytes. */
+/* 1 MiB: about 5,700 short records (most DNS packets), 2,600 full ones. */
 #define DNS_RING_BYTES (1024 * 1024)
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, DNS_RING_BYTES);
 } dns_events SEC(".maps");
 
+#define WAKE_AT (DNS_RING_BYTES / 4)
+#define RINGBUF_HDR 8 /* BPF_RINGBUF_HDR_SZ: the kernel's header before each record */
+
 /*
  * Records are submitted without waking the reader, which polls every 50 ms (timestamps
- * come from the kernel, so a late read changes no figure); a quarter-full ring wakes it
- * at once. One wake-up per packet cost the reader more than its parsing: a query to a
- * local resolver is four records.
+ * come from the kernel, so a late read changes no figure). The record that takes the
+ * ring past a quarter full wakes it at once, and every record past half full (a reader
+ * that did not come): one wake-up per packet cost the reader more than its parsing, and
+ * each wake-up is an interrupt on the sending CPU, in the workload's time. `rec` is this
+ * record's share of the ring, counted in the data available since its reservation.
  */
-static __always_inline __u64 wakeup_flag(void)
+static __always_inline __u64 wakeup_flag(__u64 rec)
 {
-	return bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA) > DNS_RING_BYTES / 4
-		       ? BPF_RB_FORCE_WAKEUP
-		       : BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA);
+
+	if (avail > DNS_RING_BYTES / 2 || (avail > WAKE_AT && avail <= WAKE_AT + rec))
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void bump(__u32 slot)
@@ -91,84 +99,40 @@ enum who {
 	WHO_FULL = 2,  /* pid and executable name */
 };
 
-static __always_inline int capture(struct __sk_buff *skb, __u8 direction, enum who who)
+/* What capture() read of a packet's headers. */
+struct dns_packet {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u32 payload; /* offset of the UDP / TCP payload */
+};
+
+/*
+ * Records one packet in a record with room for `cap` bytes of payload: clang inlines
+ * it with a constant `cap`, so each reservation has the constant size the verifier
+ * wants. `n` is the payload's length, at most `cap`.
+ */
+static __always_inline void emit(struct __sk_buff *skb, const struct dns_packet *p,
+				 __u8 direction, enum who who, __u64 n, const __u32 cap)
 {
+	const __u32 size = offsetof(struct sonde_dns_event, data) + cap;
 	struct sonde_dns_event *e;
-	__u8 saddr[16] = {}, daddr[16] = {};
-	__u8 family, proto;
-	__u32 l4, payload;
-	__u16 ports[2];
 
-	/*
-	 * A packet between two sockets of this host crosses loopback: the probe saw it
-	 * leave the sender (egress runs for every local socket, in the sender's context
-	 * for UDP, so that copy also names the process), and the receiver's copy would
-	 * add nothing but a second record. Local resolvers' traffic is half the records.
-	 */
-	if (direction == SONDE_DNS_INGRESS && skb->ingress_ifindex == LOOPBACK_IFINDEX)
-		return 1;
-
-	/* cgroup_skb sees the packet from its network header on, both ways. */
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
-			return 1;
-		/* Later fragments carry no L4 header: skip them (DNS avoids fragments). */
-		if (ip.frag_off & bpf_htons(0x1fff))
-			return 1;
-		family = 4;
-		proto = ip.protocol;
-		l4 = (__u32)ip.ihl * 4;
-		__builtin_memcpy(saddr, &ip.saddr, 4);
-		__builtin_memcpy(daddr, &ip.daddr, 4);
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
-			return 1;
-		/* UDP or TCP right after the fixed header; extension headers are not walked. */
-		family = 6;
-		proto = ip6.nexthdr;
-		l4 = sizeof(ip6);
-		__builtin_memcpy(saddr, &ip6.saddr, 16);
-		__builtin_memcpy(daddr, &ip6.daddr, 16);
-	} else {
-		return 1;
-	}
-
-	if (proto == IPPROTO_UDP_) {
-		payload = l4 + 8;
-	} else if (proto == IPPROTO_TCP_) {
-		__u8 doff;
-
-		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
-			return 1;
-		payload = l4 + (__u32)(doff >> 4) * 4;
-	} else {
-		return 1;
-	}
-	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)))
-		return 1;
-	ports[0] = bpf_ntohs(ports[0]);
-	ports[1] = bpf_ntohs(ports[1]);
-	if (!watched(ports[0], ports[1]))
-		return 1;
-	if (skb->len <= payload)
-		return 1; /* TCP handshake and ACKs: no payload */
-
-	e = bpf_ringbuf_reserve(&dns_events, sizeof(*e), 0);
+	e = bpf_ringbuf_reserve(&dns_events, size, 0);
 	if (!e) {
 		bump(SONDE_DNS_LOST_RINGBUF);
-		return 1;
+		return;
 	}
 	e->ktime_ns = bpf_ktime_get_ns();
-	e->sport = ports[0];
-	e->dport = ports[1];
-	__builtin_memcpy(e->saddr, saddr, 16);
-	__builtin_memcpy(e->daddr, daddr, 16);
-	e->family = family;
-	e->protocol = proto;
+	e->sport = p->sport;
+	e->dport = p->dport;
+	__builtin_memcpy(e->saddr, p->saddr, 16);
+	__builtin_memcpy(e->daddr, p->daddr, 16);
+	e->family = p->family;
+	e->protocol = p->proto;
 	e->direction = direction;
 	e->_pad0 = 0;
 	e->_pad1 = 0;
@@ -180,7 +144,7 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction, enum w
 	 */
 	e->tgid = 0;
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
-	if (direction == SONDE_DNS_EGRESS && proto == IPPROTO_UDP_) {
+	if (direction == SONDE_DNS_EGRESS && p->proto == IPPROTO_UDP_) {
 		if (who >= WHO_PID)
 			e->tgid = bpf_get_current_pid_tgid() >> 32;
 		if (who >= WHO_FULL)
@@ -190,23 +154,110 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction, enum w
 	 * tells apart containers whose addresses overlap, and names the client's container. */
 	e->cgroup_id = bpf_skb_cgroup_id(skb);
 
-	__u64 n = skb->len - payload;
-	if (n > SONDE_DNS_CAPTURE)
-		n = SONDE_DNS_CAPTURE;
 	/*
-	 * clang would fold the checks below into the clamp above and the verifier would
+	 * clang would fold the checks below into the caller's clamp and the verifier would
 	 * lose the bounds: the empty asm makes n opaque, so both bounds are checked on the
 	 * register bpf_skb_load_bytes receives.
 	 */
 	asm volatile("" : "+r"(n));
-	if (n < 1 || n > SONDE_DNS_CAPTURE || bpf_skb_load_bytes(skb, payload, e->data, n)) {
+	if (n < 1 || n > cap || bpf_skb_load_bytes(skb, p->payload, e->data, n)) {
 		bpf_ringbuf_discard(e, 0);
 		bump(SONDE_DNS_LOST_COPY);
-		return 1;
+		return;
 	}
 	e->captured = n;
-	bpf_ringbuf_submit(e, wakeup_flag());
+	bpf_ringbuf_submit(e, wakeup_flag(size + RINGBUF_HDR));
 	bump(SONDE_DNS_PACKETS);
+}
+
+static __always_inline int capture(struct __sk_buff *skb, __u8 direction, enum who who)
+{
+	struct dns_packet p = {};
+	__u32 l4;
+
+	/*
+	 * A packet between two sockets of this host crosses loopback: the probe saw it
+	 * leave the sender (egress runs for every local socket, in the sender's context
+	 * for UDP, so that copy also names the process), and the receiver's copy would
+	 * add nothing but a second record. Local resolvers' traffic is half the records.
+	 */
+	if (direction == SONDE_DNS_INGRESS && skb->ingress_ifindex == LOOPBACK_IFINDEX)
+		return 1;
+
+	/*
+	 * cgroup_skb sees the packet from its network header on, both ways. The network
+	 * header and the ports are read in one call where the header has its fixed size
+	 * (every packet of the host passes here): a packet too short for that is no DNS.
+	 */
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct {
+			struct iphdr ip;
+			__u16 ports[2];
+		} h;
+
+		if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
+			return 1;
+		/* Later fragments carry no L4 header: skip them (DNS avoids fragments). */
+		if (h.ip.frag_off & bpf_htons(0x1fff))
+			return 1;
+		p.family = 4;
+		p.proto = h.ip.protocol;
+		l4 = (__u32)h.ip.ihl * 4;
+		__builtin_memcpy(p.saddr, &h.ip.saddr, 4);
+		__builtin_memcpy(p.daddr, &h.ip.daddr, 4);
+		/* IP options move the ports. */
+		if (l4 != sizeof(h.ip) && bpf_skb_load_bytes(skb, l4, h.ports, sizeof(h.ports)))
+			return 1;
+		p.sport = h.ports[0];
+		p.dport = h.ports[1];
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct {
+			struct ipv6hdr ip6;
+			__u16 ports[2];
+		} h;
+
+		if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
+			return 1;
+		/* UDP or TCP right after the fixed header; extension headers are not walked. */
+		p.family = 6;
+		p.proto = h.ip6.nexthdr;
+		l4 = sizeof(h.ip6);
+		__builtin_memcpy(p.saddr, &h.ip6.saddr, 16);
+		__builtin_memcpy(p.daddr, &h.ip6.daddr, 16);
+		p.sport = h.ports[0];
+		p.dport = h.ports[1];
+	} else {
+		return 1;
+	}
+
+	p.sport = bpf_ntohs(p.sport);
+	p.dport = bpf_ntohs(p.dport);
+	if (p.proto == IPPROTO_UDP_) {
+		if (!watched(p.sport, p.dport))
+			return 1;
+		p.payload = l4 + 8;
+	} else if (p.proto == IPPROTO_TCP_) {
+		__u8 doff;
+
+		if (!watched(p.sport, p.dport))
+			return 1;
+		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+			return 1;
+		p.payload = l4 + (__u32)(doff >> 4) * 4;
+	} else {
+		return 1;
+	}
+	if (skb->len <= p.payload)
+		return 1; /* TCP handshake and ACKs: no payload */
+
+	__u64 n = skb->len - p.payload;
+	if (n <= SONDE_DNS_CAPTURE_SHORT) {
+		emit(skb, &p, direction, who, n, SONDE_DNS_CAPTURE_SHORT);
+	} else {
+		if (n > SONDE_DNS_CAPTURE)
+			n = SONDE_DNS_CAPTURE;
+		emit(skb, &p, direction, who, n, SONDE_DNS_CAPTURE);
+	}
 	return 1;
 }
 

@@ -290,13 +290,17 @@ impl Decoder {
     /// One ring-buffer record as a parsed packet; `None` for a short record or a payload
     /// that is not a DNS message with a question.
     pub fn decode(&mut self, bytes: &[u8]) -> Option<Packet> {
-        if bytes.len() < std::mem::size_of::<sonde_dns_event>() {
-            return None;
-        }
-        // SAFETY: the length was checked above and sonde_dns_event is plain old data
-        // (any bit pattern is valid); read_unaligned does not rely on the ring's alignment.
-        let ev: sonde_dns_event =
-            unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<sonde_dns_event>()) };
+        // Records are full or short (cut after data[SONDE_DNS_CAPTURE_SHORT]): the
+        // header is copied out, the payload read where it lies.
+        const DATA: usize = std::mem::offset_of!(sonde_dns_event, data);
+        let data = bytes.get(DATA..)?;
+        let mut ev = sonde_dns_event::default();
+        // SAFETY: `bytes` holds at least DATA bytes (checked above), `ev` is a
+        // sonde_dns_event of more than DATA bytes, the two do not overlap, and the
+        // header is plain old data (any bit pattern is valid).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut ev).cast::<u8>(), DATA)
+        };
         let transport = match ev.protocol {
             17 => Transport::Udp,
             6 => Transport::Tcp,
@@ -311,8 +315,8 @@ impl Decoder {
         };
         let src = SocketAddr::new(addr(&ev.saddr)?, ev.sport);
         let dst = SocketAddr::new(addr(&ev.daddr)?, ev.dport);
-        let captured = usize::from(ev.captured).min(ev.data.len());
-        let head = wire::parse_into(&ev.data[..captured], transport, &mut self.name).ok()?;
+        let captured = usize::from(ev.captured).min(data.len());
+        let head = wire::parse_into(&data[..captured], transport, &mut self.name).ok()?;
         let msg = head.with_name(self.names.intern(&self.name));
         let direction = if ev.direction == sonde_dns_direction::SONDE_DNS_EGRESS as u8 {
             Direction::Egress
@@ -372,6 +376,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sonde_probes::abi::SONDE_DNS_CAPTURE_SHORT;
     use crate::cgroup::Attribution;
 
     fn record(ev: &sonde_dns_event) -> Vec<u8> {
@@ -442,7 +447,14 @@ mod tests {
         let mut huge = ev;
         huge.captured = u16::MAX;
         assert!(d.decode(&record(&huge)).is_some(), "captured is clamped");
-        assert_eq!(d.decode(&record(&ev)[..100]), None, "short record");
+        assert_eq!(d.decode(&record(&ev)[..79]), None, "shorter than a header");
+        let short = 80 + SONDE_DNS_CAPTURE_SHORT as usize;
+        assert_eq!(
+            d.decode(&record(&ev)[..short]),
+            d.decode(&record(&ev)),
+            "a short record is the same packet"
+        );
+        assert_eq!(d.decode(&record(&ev)[..90]), None, "payload cut by the record");
 
         let mut v6 = ev;
         v6.family = 6;
