@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -76,10 +77,24 @@ def dnsmasq(listen: str, extra: list[str], pin: int | None = None, nice: int = 0
 
 def query_loop(binary: Path, seconds: float, pin: int | None = None, nice: int = 0) -> tuple[float, int, int]:
     """queries/s, timeouts, queries answered."""
+    qps, timeouts, n, _ = timed_query_loop(binary, seconds, pin, nice)
+    return qps, timeouts, n
+
+
+def timed_query_loop(binary: Path, seconds: float, pin: int | None = None, nice: int = 0,
+                     resolvers: list[int] = ()) -> tuple[float, int, int, float]:
+    """queries/s, timeouts, queries answered, and the CPU seconds the query loop and the
+    `resolvers` (pids) used meanwhile: the workload's CPU, where the probe's programs run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r0 = [harness.CpuSnapshot.take(p) for p in resolvers]
     out = subprocess.run([str(binary), FWD, "53", f"www.{ZONE}", str(seconds)],
                          check=True, capture_output=True, text=True,
                          preexec_fn=placed(pin, nice)).stdout.split()
-    return int(out[0]) / seconds, int(out[1]), int(out[0])
+    r1 = [harness.CpuSnapshot.take(p) for p in resolvers]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    cpu += sum(harness.cpu_seconds_between(a, b) for a, b in zip(r0, r1))
+    return int(out[0]) / seconds, int(out[1]), int(out[0]), cpu
 
 
 def start_sonde(binary: Path, work: Path) -> tuple[subprocess.Popen, Path]:
@@ -150,6 +165,16 @@ class DnsResult:
     load: list[float]
     # Packets Sonde's probe counted as lost (ring full...), summed over the rounds.
     lost: int = 0
+    # The workload's CPU (query loop and resolvers) per query in us, per round.
+    base_wl_us: list[float] = dataclasses.field(default_factory=list)
+    traced_wl_us: list[float] = dataclasses.field(default_factory=list)
+
+    def added_us_per_query(self) -> float | None:
+        """Median over rounds of the workload's CPU per query with Sonde minus without in
+        the same round: the probe's programs run in the workload's context, so this is
+        their cost, and it blurs less than the rate when other work shares the machine."""
+        pairs = list(zip(self.traced_wl_us, self.base_wl_us))
+        return statistics.median(t - b for t, b in pairs) if pairs else None
 
     def cpu_us_per_query(self) -> float:
         return statistics.median(1e6 * c / q for c, q in zip(self.cpu_s, self.queries) if q)
@@ -166,21 +191,24 @@ def measure(sonde: Path, rounds: int, duration: float, pin: int | None = None, n
         work = Path(tmp)
         loop = build_loop(work)
         r = DnsResult([], [], [], [], 0, [])
-        with Resolvers(loop, pin, nice):
+        with Resolvers(loop, pin, nice) as resolvers:
+            pids = [d.pid for d in resolvers.procs]
             for i in range(rounds):
                 r.load.append(os.getloadavg()[0])
                 for config in (("baseline", "sonde") if i % 2 == 0 else ("sonde", "baseline")):
                     if config == "baseline":
-                        qps, lost, _ = query_loop(loop, duration, pin, nice)
+                        qps, lost, n, wl = timed_query_loop(loop, duration, pin, nice, pids)
                         r.base.append(qps)
+                        r.base_wl_us.append(1e6 * wl / max(n, 1))
                     else:
                         p, _ = start_sonde(sonde, work)
                         time.sleep(0.5)
                         c0 = harness.CpuSnapshot.take(p.pid)
-                        qps, lost, n = query_loop(loop, duration, pin, nice)
+                        qps, lost, n, wl = timed_query_loop(loop, duration, pin, nice, pids)
                         r.cpu_s.append(harness.cpu_seconds_between(c0, harness.CpuSnapshot.take(p.pid)))
                         r.queries.append(n)
                         r.traced.append(qps)
+                        r.traced_wl_us.append(1e6 * wl / max(n, 1))
                         r.rss_kib = max(r.rss_kib, harness.peak_rss_kib(p.pid))
                         losses = harness.sonde_losses(p.pid)
                         if losses:
@@ -216,10 +244,14 @@ def main() -> int:
     spread = lambda xs: (max(xs) - min(xs)) / statistics.median(xs)  # noqa: E731
     print(f"\nqueries/s through a local caching dnsmasq (one query in flight, loopback, "
           f"median of {args.rounds} x {args.duration:g} s)")
-    print(f"{'config':<10} {'queries/s':>10} {'spread':>7} {'ratio':>6} {'sonde CPU':>10} {'us/query':>9} {'peak RSS':>9}")
-    print(f"{'baseline':<10} {b:10.0f} {spread(r.base):6.0%} {1.0:6.3f}")
-    print(f"{'sonde-dns':<10} {t:10.0f} {spread(r.traced):6.0%} {r.ratio():6.3f} {c * 100:9.1f}% "
+    print(f"{'config':<10} {'queries/s':>10} {'spread':>7} {'ratio':>6} {'wl us':>6} {'sonde CPU':>10} "
+          f"{'us/query':>9} {'peak RSS':>9}")
+    print(f"{'baseline':<10} {b:10.0f} {spread(r.base):6.0%} {1.0:6.3f} {statistics.median(r.base_wl_us):6.2f}")
+    print(f"{'sonde-dns':<10} {t:10.0f} {spread(r.traced):6.0%} {r.ratio():6.3f} "
+          f"{statistics.median(r.traced_wl_us):6.2f} {c * 100:9.1f}% "
           f"{r.cpu_us_per_query():9.2f} {r.rss_kib / 1024:7.1f} MiB")
+    print(f"(wl us: CPU of the query loop and both resolvers per query; with Sonde it is "
+          f"{r.added_us_per_query():+.2f} us more, median of the rounds' differences)")
     if r.lost:
         print(f"sonde lost {r.lost} packets (ring full): its CPU per query is too low to quote")
     print(f"(ratio: median over rounds of traced / the same round's baseline; load average "

@@ -300,6 +300,7 @@ def dns_phase(args: argparse.Namespace, pin: int | None) -> Row:
         base_rate=statistics.median(r.base),
         sonde_ratio=r.ratio(),
         sonde_cpu_us=r.cpu_us_per_query(),
+        sonde_added_us=r.added_us_per_query(),
         other_name="-",
         sonde_rss_mib=r.rss_kib / 1024,
         sonde_lost=r.lost,

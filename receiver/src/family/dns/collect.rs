@@ -298,9 +298,7 @@ impl Decoder {
         // SAFETY: `bytes` holds at least DATA bytes (checked above), `ev` is a
         // sonde_dns_event of more than DATA bytes, the two do not overlap, and the
         // header is plain old data (any bit pattern is valid).
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut ev).cast::<u8>(), DATA)
-        };
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut ev).cast::<u8>(), DATA) };
         let transport = match ev.protocol {
             17 => Transport::Udp,
             6 => Transport::Tcp,
@@ -376,8 +374,8 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sonde_probes::abi::SONDE_DNS_CAPTURE_SHORT;
     use crate::cgroup::Attribution;
+    use sonde_probes::abi::SONDE_DNS_CAPTURE_SHORT;
 
     fn record(ev: &sonde_dns_event) -> Vec<u8> {
         // SAFETY: sonde_dns_event is plain old data; viewing it as bytes is sound.
@@ -454,7 +452,11 @@ mod tests {
             d.decode(&record(&ev)),
             "a short record is the same packet"
         );
-        assert_eq!(d.decode(&record(&ev)[..90]), None, "payload cut by the record");
+        assert_eq!(
+            d.decode(&record(&ev)[..90]),
+            None,
+            "payload cut by the record"
+        );
 
         let mut v6 = ev;
         v6.family = 6;
