@@ -75,19 +75,22 @@ def dnsmasq(listen: str, extra: list[str], pin: int | None = None, nice: int = 0
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=placed(pin, nice))
 
 
-def query_loop(binary: Path, seconds: float, pin: int | None = None, nice: int = 0) -> tuple[float, int, int]:
-    """queries/s, timeouts, queries answered."""
-    qps, timeouts, n, _ = timed_query_loop(binary, seconds, pin, nice)
+def query_loop(binary: Path, seconds: float, pin: int | None = None, nice: int = 0,
+               rate: float = 0) -> tuple[float, int, int]:
+    """queries/s, timeouts, queries answered; at most `rate` queries a second if set."""
+    qps, timeouts, n, _ = timed_query_loop(binary, seconds, pin, nice, rate=rate)
     return qps, timeouts, n
 
 
 def timed_query_loop(binary: Path, seconds: float, pin: int | None = None, nice: int = 0,
-                     resolvers: list[int] = ()) -> tuple[float, int, int, float]:
+                     resolvers: list[int] = (), rate: float = 0) -> tuple[float, int, int, float]:
     """queries/s, timeouts, queries answered, and the CPU seconds the query loop and the
-    `resolvers` (pids) used meanwhile: the workload's CPU, where the probe's programs run."""
+    `resolvers` (pids) used meanwhile: the workload's CPU, where the probe's programs run.
+    At most `rate` queries a second if set."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r0 = [harness.CpuSnapshot.take(p) for p in resolvers]
-    out = subprocess.run([str(binary), FWD, "53", f"www.{ZONE}", str(seconds)],
+    pace = [f"{rate:g}"] if rate else []
+    out = subprocess.run([str(binary), FWD, "53", f"www.{ZONE}", str(seconds), *pace],
                          check=True, capture_output=True, text=True,
                          preexec_fn=placed(pin, nice)).stdout.split()
     r1 = [harness.CpuSnapshot.take(p) for p in resolvers]

@@ -4,8 +4,10 @@
  * connected UDP socket, one at a time (send, wait for the answer), for N seconds, and
  * prints "<answered> <timeouts>". One in flight keeps the measurement about the cost
  * per query (the probe runs on each packet in the sender's and resolver's context).
+ * With RATE, at most RATE queries a second (the i-th is sent no earlier than i / RATE
+ * seconds after the start): a load the agent's reader keeps up with on a busy machine.
  *
- *   dns_query_loop SERVER_IP PORT NAME SECONDS
+ *   dns_query_loop SERVER_IP PORT NAME SECONDS [RATE]
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -26,10 +28,11 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: %s SERVER_IP PORT NAME SECONDS\n", argv[0]);
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: %s SERVER_IP PORT NAME SECONDS [RATE]\n", argv[0]);
 		return 2;
 	}
+	double rate = argc == 6 ? atof(argv[5]) : 0;
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
 	if (inet_pton(AF_INET, argv[1], &sa.sin_addr) != 1) {
 		fprintf(stderr, "bad address %s\n", argv[1]);
@@ -61,11 +64,20 @@ int main(int argc, char **argv)
 		perror("socket");
 		return 1;
 	}
-	double end = now() + atof(argv[4]);
-	unsigned long answered = 0, timeouts = 0;
+	double start = now(), end = start + atof(argv[4]);
+	unsigned long answered = 0, timeouts = 0, sent = 0;
 	uint16_t id = 0;
 	unsigned char r[1500];
 	while (now() < end) {
+		if (rate > 0) {
+			double wait = start + sent / rate - now();
+			if (wait > 0) {
+				struct timespec ts = {.tv_sec = (time_t)wait,
+						      .tv_nsec = (long)((wait - (time_t)wait) * 1e9)};
+				nanosleep(&ts, NULL);
+			}
+		}
+		sent++;
 		id++;
 		q[0] = id >> 8, q[1] = id & 0xff;
 		if (send(fd, q, n, 0) < 0) {

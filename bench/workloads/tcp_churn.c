@@ -22,7 +22,16 @@
  * CLOSE, server CLOSE_WAIT -> CLOSE): no TIME_WAIT. Each connection still passes SYN_SENT,
  * SYN_RECV, ESTABLISHED, FIN_WAIT1/2 and CLOSE_WAIT, and sends and receives data.
  *
- *     tcp_churn <seconds> <workers>
+ * `fin` as a third argument ends every connection without a reset instead: the server
+ * side reads the 1 KiB and closes first (FIN), then the client reads to EOF and closes.
+ * The server's side then waits in TIME_WAIT (bounded by the ephemeral ports: a SYN that
+ * reuses a port takes over its time-wait socket), the client's has none, and no
+ * connection ends with an error (bench/spans.py: connections no span rule picks). `rst`
+ * is the default close. A fourth argument paces the threads to at most that many
+ * connections a second in all (a thread's i-th no earlier than i / its share of the rate
+ * after the start): a load the agent keeps up with on a busy machine.
+ *
+ *     tcp_churn <seconds> <workers> [fin|rst [per_second]]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -45,6 +54,10 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static int fin;             /* the server side closes first with a FIN, no reset */
+static double per_thread;   /* connections a second per thread; 0: as fast as possible */
+static double t0;
+
 static void die(const char *what)
 {
 	perror(what);
@@ -64,9 +77,15 @@ static void *churn(void *arg)
 		die("getsockname");
 	memset(payload, 'x', sizeof(payload));
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		int c = socket(AF_INET, SOCK_STREAM, 0), s;
+		int c, s;
 		ssize_t got;
 
+		if (per_thread > 0) {
+			double wait = t0 + n / per_thread - now();
+			if (wait > 0)
+				usleep((useconds_t)(wait * 1e6));
+		}
+		c = socket(AF_INET, SOCK_STREAM, 0);
 		if (c < 0 || connect(c, (struct sockaddr *)&addr, sizeof(addr)) != 0)
 			die("connect");
 		s = accept(l, NULL, NULL);
@@ -74,6 +93,23 @@ static void *churn(void *arg)
 			die("accept");
 		if (write(c, payload, sizeof(payload)) != sizeof(payload))
 			die("write");
+		if (fin) {
+			/* All of the 1 KiB: unread data would make the server's close a reset. */
+			size_t have = 0;
+
+			while (have < sizeof(payload) && (got = read(s, buf, sizeof(buf))) > 0)
+				have += (size_t)got;
+			if (have < sizeof(payload))
+				die("read");
+			close(s);
+			while ((got = read(c, buf, sizeof(buf))) > 0)
+				;
+			if (got < 0)
+				die("read");
+			close(c);
+			n++;
+			continue;
+		}
 		close(c);
 		while ((got = read(s, buf, sizeof(buf))) > 0)
 			;
@@ -89,11 +125,12 @@ static void *churn(void *arg)
 
 int main(int argc, char **argv)
 {
-	double secs, t0, t1;
+	double secs, t1;
 	int workers;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s <seconds> <workers>\n", argv[0]);
+	if (argc < 3 || argc > 5 ||
+	    (argc >= 4 && strcmp(argv[3], "fin") != 0 && strcmp(argv[3], "rst") != 0)) {
+		fprintf(stderr, "usage: %s <seconds> <workers> [fin|rst [per_second]]\n", argv[0]);
 		return 2;
 	}
 	secs = atof(argv[1]);
@@ -102,6 +139,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "seconds > 0 and 1..64 workers\n");
 		return 2;
 	}
+	fin = argc >= 4 && strcmp(argv[3], "fin") == 0;
+	per_thread = argc == 5 ? atof(argv[4]) / workers : 0;
 	int listeners[64];
 	pthread_t threads[64];
 
