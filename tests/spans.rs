@@ -275,11 +275,22 @@ fn spans_for_slow_and_failed_lookups_and_refused_connects(proto: Proto) {
     let sent = |e: &[common::Export]| {
         latest(e, "sonde.export.spans", &[("sonde.export.outcome", "sent")]).unwrap_or(0.0)
     };
-    rx.wait_for(
+    let exports = rx.wait_for(
         "sonde.export.spans{sent} >= the 3 spans received",
         Duration::from_secs(10),
         |e| sent(e) >= 3.0,
     );
+    // Spans and metrics describe the same resource.
+    let resource = exports
+        .last()
+        .and_then(|e| e.req.resource_metrics.first())
+        .and_then(|r| r.resource.clone())
+        .expect("the metrics' resource");
+    for req in rx.trace_requests() {
+        for rs in &req.resource_spans {
+            assert_eq!(rs.resource.as_ref(), Some(&resource));
+        }
+    }
     sonde.signal(libc::SIGTERM);
     sonde.wait_exit(Duration::from_secs(20));
 }

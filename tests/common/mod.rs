@@ -428,6 +428,13 @@ impl OtlpReceiver {
             .collect()
     }
 
+    /// Every trace export request received, in arrival order.
+    pub fn trace_requests(
+        &self,
+    ) -> Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest> {
+        self.shared.traces.lock().expect("traces").clone()
+    }
+
     pub fn exports(&self) -> Vec<Export> {
         self.shared.store.lock().expect("store").clone()
     }
