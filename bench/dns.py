@@ -35,8 +35,10 @@ import bench as harness  # noqa: E402  (bench/bench.py: CPU and memory readings)
 ROOT = Path(__file__).resolve().parent.parent
 DNSMASQ = "/usr/sbin/dnsmasq"
 ZONE = "bench.sonde.test"
-# A loopback /24 of the bench's own, away from the tests' 127.100-249.x.y.
-NET = "127.251.0"
+# A loopback /24 of the bench's own, away from the tests' 127.100-249.x.y, and one per
+# bench process: two benches on one machine (bench.py all's DNS and memory phases in two
+# sessions) must not answer each other's queries or take each other's resolvers away.
+NET = f"127.251.{os.getpid() % 256}"
 FWD, AUTH = f"{NET}.1", f"{NET}.3"
 # The default collection interval (10 s), as users run it: Sonde's CPU in the window is
 # then the DNS work, not /proc scans of a 1 s interval.
@@ -142,6 +144,8 @@ class Resolvers:
         self.procs.append(dnsmasq(FWD, [f"--server={AUTH}#53"], self.pin, self.nice))
         try:
             time.sleep(0.5)
+            if any(d.poll() is not None for d in self.procs):
+                raise SystemExit(f"dnsmasq did not start on {AUTH} and {FWD} (address taken?)")
             answered, _, _ = query_loop(self.loop, 0.5)  # warms the forwarder's cache
             if answered == 0:
                 raise SystemExit("the local resolver does not answer")

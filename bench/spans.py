@@ -56,7 +56,7 @@ WORKLOADS = (
     ("tcp-fin", "tcp", "no connection qualifies: 0 trace requests expected"),
     ("tcp-rst", "tcp", "every connection is reset: all qualify, all but 100/s refused"),
 )
-# Resolvers on a loopback /24 of this bench's own (dns.py's is 127.251.0), so it can run
+# Resolvers on a loopback /24 of this bench's own (dns.py's are 127.251.x), so it can run
 # while bench/dns.py does.
 dns.FWD, dns.AUTH = "127.252.0.1", "127.252.0.3"
 
