@@ -13,6 +13,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "sonde_abi.h"
+#include "sonde_ring.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -43,27 +44,12 @@ struct {
 	__uint(max_entries, DNS_RING_BYTES);
 } dns_events SEC(".maps");
 
-#define WAKE_AT (DNS_RING_BYTES / 4)
-#define WAKE_STEP (DNS_RING_BYTES / 16)
-#define RINGBUF_HDR 8 /* BPF_RINGBUF_HDR_SZ: the kernel's header before each record */
-
 /*
  * Records are submitted without waking the reader, which polls every 50 ms (timestamps
- * come from the kernel, so a late read changes no figure). The record that takes the
- * ring past a quarter full wakes it at once, and past that each record that crosses a
- * sixteenth more (should a wake-up be missed, or the reader be slow to come). Waking
- * on every record past the mark, as before, cost the sending CPU an interrupt per
- * packet (2-3 us each on this VM) for as long as the reader took to come. `rec` is this
- * record's share of the ring, counted in the data available since its reservation.
+ * come from the kernel, so a late read changes no figure); the record that takes the
+ * ring's unread bytes past each quarter wakes it (sonde_ring.h says why not more often).
  */
-static __always_inline __u64 wakeup_flag(__u64 rec)
-{
-	__u64 avail = bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA);
-
-	if (avail >= WAKE_AT && avail / WAKE_STEP != (avail - rec) / WAKE_STEP)
-		return BPF_RB_FORCE_WAKEUP;
-	return BPF_RB_NO_WAKEUP;
-}
+#define DNS_WAKE_STEP (DNS_RING_BYTES / 4)
 
 static __always_inline void bump(__u32 slot)
 {
@@ -168,7 +154,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct dns_packet 
 		return;
 	}
 	e->captured = n;
-	bpf_ringbuf_submit(e, wakeup_flag(size + RINGBUF_HDR));
+	sonde_ring_submit(&dns_events, e, size, DNS_WAKE_STEP);
 	bump(SONDE_DNS_PACKETS);
 }
 
