@@ -22,6 +22,12 @@ pub struct Dnsmasq(Child);
 
 impl Dnsmasq {
     pub fn start(listen: Ipv4Addr, extra: &[String]) -> Self {
+        Self::start_on(listen, 53, extra)
+    }
+
+    /// On `port` instead of 53: a Sonde that watches only that port sees no other
+    /// session's DNS, so its counts are the test's own.
+    pub fn start_on(listen: Ipv4Addr, port: u16, extra: &[String]) -> Self {
         assert!(
             std::path::Path::new(DNSMASQ).exists(),
             "this test needs dnsmasq: apt-get install dnsmasq-base"
@@ -33,10 +39,10 @@ impl Dnsmasq {
                 "--no-hosts",
                 "--conf-file=/dev/null",
                 "--bind-interfaces",
-                "--port=53",
                 "--user=root",
                 "--pid-file=",
             ])
+            .arg(format!("--port={port}"))
             .arg(format!("--listen-address={listen}"))
             .args(extra)
             .stdin(Stdio::null())
@@ -69,12 +75,17 @@ pub fn encode_query(id: u16, name: &str) -> Vec<u8> {
 
 /// Sends one A query and returns the response's rcode, or None after `wait`.
 pub fn query(server: Ipv4Addr, name: &str, wait: Duration) -> Option<u8> {
+    query_on(server, 53, name, wait)
+}
+
+/// [`query`] to `port` instead of 53.
+pub fn query_on(server: Ipv4Addr, port: u16, name: &str, wait: Duration) -> Option<u8> {
     use std::sync::atomic::AtomicU16;
     static ID: AtomicU16 = AtomicU16::new(1);
     let id = ID.fetch_add(1, Ordering::Relaxed);
     let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind client");
     sock.set_read_timeout(Some(wait)).expect("timeout");
-    sock.send_to(&encode_query(id, name), (server, 53))
+    sock.send_to(&encode_query(id, name), (server, port))
         .expect("send query");
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + wait;
@@ -92,8 +103,13 @@ pub fn query(server: Ipv4Addr, name: &str, wait: Duration) -> Option<u8> {
 
 /// Waits until `server` answers (before Sonde starts, so these queries are not counted).
 pub fn wait_ready(server: Ipv4Addr, name: &str) {
+    wait_ready_on(server, 53, name)
+}
+
+/// [`wait_ready`] for a server on `port`.
+pub fn wait_ready_on(server: Ipv4Addr, port: u16, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while query(server, name, Duration::from_secs(3)).is_none() {
+    while query_on(server, port, name, Duration::from_secs(3)).is_none() {
         assert!(
             Instant::now() < deadline,
             "the resolver at {server} did not answer within 20 s"

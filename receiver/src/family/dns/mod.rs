@@ -38,6 +38,7 @@ impl Source for DnsSource {
                     packets = c.packets,
                     unparsed = c.unparsed,
                     lost = c.lost_ringbuf,
+                    lost_copy = c.lost_copy,
                     "dns packet counts"
                 );
                 out.lost
