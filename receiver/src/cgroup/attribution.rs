@@ -74,6 +74,14 @@ impl Attribution {
         self.pid
     }
 
+    /// The mount point of the v2 hierarchy the resolver walks (`None` without one): paths
+    /// in /proc/PID/cgroup are relative to it.
+    pub fn root(&self) -> Option<std::path::PathBuf> {
+        let (resolver, _) = self.resolver.as_ref()?;
+        let r = resolver.lock().unwrap_or_else(|e| e.into_inner());
+        Some(r.root().to_path_buf())
+    }
+
     /// The container of a cgroup id (0: the probe could not read it).
     pub fn container(&mut self, cgroup_id: u64) -> Option<Arc<Container>> {
         let (resolver, generation) = self.resolver.as_ref()?;

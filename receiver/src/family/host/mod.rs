@@ -48,7 +48,8 @@ pub struct HostSource {
     own_cpu: HashMap<u32, CpuBase>,
     /// When the previous sample was taken (Unix ns).
     prev_sample: u64,
-    /// Names the top processes' containers (`None` without cgroup v2).
+    /// Names the top processes' containers (`None` without cgroup v2, or in tests that
+    /// give the source no resolver).
     containers: Option<Containers>,
 }
 
@@ -100,7 +101,7 @@ impl HostSource {
             reader
         };
         let mut source = Self::with_reader(reader, config, names, host_facts());
-        source.containers = crate::probe::cgroup::cgroup2_root().map(|root| Containers {
+        source.containers = processes.root().map(|root| Containers {
             root,
             attribution: processes.clone(),
         });
