@@ -705,7 +705,15 @@ pub fn unique_exe(dir: &Path, prefix: &str, src: &str) -> (PathBuf, String) {
     let name = format!("{prefix}{}", unique_suffix());
     assert!(name.len() <= 15, "{name} would be truncated in comm");
     let path = dir.join(&name);
-    std::fs::copy(src, &path).unwrap_or_else(|e| panic!("copy {src}: {e}"));
+    // Copied by a child process: a descriptor open for writing in this multi-threaded test
+    // process would be inherited by any child another test thread forks meanwhile, and
+    // exec'ing the copy fails with ETXTBSY until that child has exec'd in turn.
+    let copied = Command::new("cp")
+        .arg(src)
+        .arg(&path)
+        .status()
+        .unwrap_or_else(|e| panic!("cp {src}: {e}"));
+    assert!(copied.success(), "cp {src} {}: {copied}", path.display());
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     (path, name)
