@@ -40,21 +40,12 @@ ZONE = "bench.sonde.test"
 # sessions) must not answer each other's queries or take each other's resolvers away.
 NET = f"127.251.{os.getpid() % 256}"
 FWD, AUTH = f"{NET}.1", f"{NET}.3"
-# The default collection interval (10 s), as users run it: Sonde's CPU in the window is
-# then the DNS work, not /proc scans of a 1 s interval.
-SONDE_YAML = """probes:
-  process:
-    enabled: false
-  fileio:
-    enabled: false
-  tcp:
-    enabled: false
-  dns:
-    enabled: true
-exporters:
-  console:
-    enabled: false
-"""
+# Only the DNS family (every other probe family off, read from examples/sonde.yaml so a new
+# family is off too: the netio family's send/recv tracepoints cost each query about 1 us of
+# the workload's CPU and were counted as the DNS probe's), no exporter, and the default
+# collection interval (10 s), as users run it: Sonde's CPU in the window is then the DNS
+# work, not /proc scans of a 1 s interval.
+SONDE_YAML = harness.sonde_yaml(harness.probe_families(ROOT / "examples/sonde.yaml"), "dns")
 
 
 def placed(pin: int | None, nice: int):
@@ -162,68 +153,103 @@ class Resolvers:
 
 
 @dataclasses.dataclass
-class DnsResult:
-    base: list[float]
-    traced: list[float]
-    # Sonde's CPU seconds and the queries answered, per traced round.
-    cpu_s: list[float]
-    queries: list[int]
-    rss_kib: int
-    load: list[float]
+class Traced:
+    """One traced configuration's rounds (Sonde, or the --sonde-b build)."""
+
+    rate: list[float] = dataclasses.field(default_factory=list)
+    # Sonde's CPU seconds and the queries answered, per round.
+    cpu_s: list[float] = dataclasses.field(default_factory=list)
+    queries: list[int] = dataclasses.field(default_factory=list)
+    # The workload's CPU (query loop and resolvers) per query in us, per round.
+    wl_us: list[float] = dataclasses.field(default_factory=list)
+    rss_kib: int = 0
     # Packets Sonde's probe counted as lost (ring full...), summed over the rounds.
     lost: int = 0
-    # The workload's CPU (query loop and resolvers) per query in us, per round.
-    base_wl_us: list[float] = dataclasses.field(default_factory=list)
-    traced_wl_us: list[float] = dataclasses.field(default_factory=list)
 
-    def added_us_per_query(self) -> float | None:
+
+@dataclasses.dataclass
+class DnsResult:
+    base: list[float]
+    base_wl_us: list[float]
+    # Per traced configuration ("sonde", "sonde-b"), its rounds.
+    runs: dict[str, Traced]
+    load: list[float]
+
+    @property
+    def traced(self) -> list[float]:
+        return self.runs["sonde"].rate
+
+    @property
+    def lost(self) -> int:
+        return self.runs["sonde"].lost
+
+    @property
+    def rss_kib(self) -> int:
+        return self.runs["sonde"].rss_kib
+
+    def added_us_per_query(self, config: str = "sonde") -> float | None:
         """Median over rounds of the workload's CPU per query with Sonde minus without in
         the same round: the probe's programs run in the workload's context, so this is
         their cost, and it blurs less than the rate when other work shares the machine."""
-        pairs = list(zip(self.traced_wl_us, self.base_wl_us))
+        pairs = list(zip(self.runs[config].wl_us, self.base_wl_us))
         return statistics.median(t - b for t, b in pairs) if pairs else None
 
-    def cpu_us_per_query(self) -> float:
-        return statistics.median(1e6 * c / q for c, q in zip(self.cpu_s, self.queries) if q)
+    def cpu_us_per_query(self, config: str = "sonde") -> float:
+        t = self.runs[config]
+        return statistics.median(1e6 * c / q for c, q in zip(t.cpu_s, t.queries) if q)
 
-    def ratio(self) -> float:
+    def ratio(self, config: str = "sonde") -> float:
         """Median over rounds of each traced round's rate over the same round's baseline."""
-        return statistics.median(t / b for t, b in zip(self.traced, self.base) if b)
+        return statistics.median(t / b for t, b in zip(self.runs[config].rate, self.base) if b)
+
+    def spread(self) -> float:
+        """The largest (max - min) / median of the rates over the rounds of any configuration."""
+        return max(
+            (max(x) - min(x)) / statistics.median(x)
+            for x in [self.base] + [t.rate for t in self.runs.values()]
+        )
 
 
-def measure(sonde: Path, rounds: int, duration: float, pin: int | None = None, nice: int = 0) -> DnsResult:
-    """Starts the two resolvers and alternates rounds without and with Sonde; with `pin`
-    and `nice`, the resolvers and the query loop run on that CPU at that nice value."""
+def measure(sonde: Path, rounds: int, duration: float, pin: int | None = None, nice: int = 0,
+            sonde_b: Path | None = None) -> DnsResult:
+    """Starts the two resolvers and runs rounds without Sonde, with it and (if given) with a
+    second build `sonde_b`, each round in another order (rotated), a fresh Sonde for each
+    traced run; with `pin` and `nice`, the resolvers and the query loop run on that CPU at
+    that nice value."""
+    binaries = {"sonde": sonde} | ({"sonde-b": sonde_b} if sonde_b else {})
+    configs = ["baseline", *binaries]
     with tempfile.TemporaryDirectory(prefix="sonde-bench-dns-") as tmp:
         work = Path(tmp)
         loop = build_loop(work)
-        r = DnsResult([], [], [], [], 0, [])
+        r = DnsResult([], [], {c: Traced() for c in binaries}, [])
         with Resolvers(loop, pin, nice) as resolvers:
             pids = [d.pid for d in resolvers.procs]
             for i in range(rounds):
                 r.load.append(os.getloadavg()[0])
-                for config in (("baseline", "sonde") if i % 2 == 0 else ("sonde", "baseline")):
+                k = i % len(configs)
+                for config in configs[k:] + configs[:k]:
                     if config == "baseline":
                         qps, lost, n, wl = timed_query_loop(loop, duration, pin, nice, pids)
                         r.base.append(qps)
                         r.base_wl_us.append(1e6 * wl / max(n, 1))
                     else:
-                        p, _ = start_sonde(sonde, work)
+                        t = r.runs[config]
+                        p, _ = start_sonde(binaries[config], work)
                         time.sleep(0.5)
                         c0 = harness.CpuSnapshot.take(p.pid)
                         qps, lost, n, wl = timed_query_loop(loop, duration, pin, nice, pids)
-                        r.cpu_s.append(harness.cpu_seconds_between(c0, harness.CpuSnapshot.take(p.pid)))
-                        r.queries.append(n)
-                        r.traced.append(qps)
-                        r.traced_wl_us.append(1e6 * wl / max(n, 1))
-                        r.rss_kib = max(r.rss_kib, harness.peak_rss_kib(p.pid))
+                        t.cpu_s.append(harness.cpu_seconds_between(c0, harness.CpuSnapshot.take(p.pid)))
+                        t.queries.append(n)
+                        t.rate.append(qps)
+                        t.wl_us.append(1e6 * wl / max(n, 1))
+                        t.rss_kib = max(t.rss_kib, harness.peak_rss_kib(p.pid))
                         losses = harness.sonde_losses(p.pid)
                         if losses:
-                            print(f"warning: sonde lost events: {losses}", file=sys.stderr)
-                        r.lost += sum(losses.values())
+                            print(f"warning: {config} lost events: {losses}", file=sys.stderr)
+                        t.lost += sum(losses.values())
                         p.send_signal(signal.SIGTERM)
                         if p.wait(timeout=30) != 0:
-                            raise SystemExit("sonde did not exit cleanly")
+                            raise SystemExit(f"{config} did not exit cleanly")
                     print(f"round {i + 1} {config:<8} {qps:10.0f} queries/s ({lost} timeouts)",
                           file=sys.stderr)
     return r
@@ -236,6 +262,7 @@ def main() -> int:
     ap.add_argument("--pin", type=int, help="run the resolvers and the query loop on this CPU only")
     ap.add_argument("--nice", type=int, default=0, help="their nice value, e.g. -20 on a busy machine")
     ap.add_argument("--sonde", type=Path, default=ROOT / "target/release/sonde")
+    ap.add_argument("--sonde-b", type=Path, help="a second build, run as configuration sonde-b")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -245,22 +272,23 @@ def main() -> int:
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "sonde"], cwd=ROOT, check=True)
 
-    r = measure(args.sonde, args.rounds, args.duration, args.pin, args.nice)
-    b, t = statistics.median(r.base), statistics.median(r.traced)
-    c = statistics.median(x / args.duration for x in r.cpu_s)
+    r = measure(args.sonde, args.rounds, args.duration, args.pin, args.nice, args.sonde_b)
     spread = lambda xs: (max(xs) - min(xs)) / statistics.median(xs)  # noqa: E731
     print(f"\nqueries/s through a local caching dnsmasq (one query in flight, loopback, "
           f"median of {args.rounds} x {args.duration:g} s)")
-    print(f"{'config':<10} {'queries/s':>10} {'spread':>7} {'ratio':>6} {'wl us':>6} {'sonde CPU':>10} "
-          f"{'us/query':>9} {'peak RSS':>9}")
-    print(f"{'baseline':<10} {b:10.0f} {spread(r.base):6.0%} {1.0:6.3f} {statistics.median(r.base_wl_us):6.2f}")
-    print(f"{'sonde-dns':<10} {t:10.0f} {spread(r.traced):6.0%} {r.ratio():6.3f} "
-          f"{statistics.median(r.traced_wl_us):6.2f} {c * 100:9.1f}% "
-          f"{r.cpu_us_per_query():9.2f} {r.rss_kib / 1024:7.1f} MiB")
-    print(f"(wl us: CPU of the query loop and both resolvers per query; with Sonde it is "
-          f"{r.added_us_per_query():+.2f} us more, median of the rounds' differences)")
-    if r.lost:
-        print(f"sonde lost {r.lost} packets (ring full): its CPU per query is too low to quote")
+    print(f"{'config':<10} {'queries/s':>10} {'spread':>7} {'ratio':>6} {'wl us':>6} {'+wl us':>7} "
+          f"{'sonde CPU':>10} {'us/query':>9} {'peak RSS':>9}")
+    print(f"{'baseline':<10} {statistics.median(r.base):10.0f} {spread(r.base):6.0%} {1.0:6.3f} "
+          f"{statistics.median(r.base_wl_us):6.2f}")
+    for config, t in r.runs.items():
+        c = statistics.median(x / args.duration for x in t.cpu_s)
+        print(f"{config:<10} {statistics.median(t.rate):10.0f} {spread(t.rate):6.0%} {r.ratio(config):6.3f} "
+              f"{statistics.median(t.wl_us):6.2f} {r.added_us_per_query(config):+7.2f} {c * 100:9.1f}% "
+              f"{r.cpu_us_per_query(config):9.2f} {t.rss_kib / 1024:7.1f} MiB")
+        if t.lost:
+            print(f"{config} lost {t.lost} packets (ring full): its CPU per query is too low to quote")
+    print("(wl us: CPU of the query loop and both resolvers per query; +wl us: how much more "
+          "with Sonde, median of the rounds' differences)")
     print(f"(ratio: median over rounds of traced / the same round's baseline; load average "
           f"{min(r.load):.1f}-{max(r.load):.1f} on {os.cpu_count()} CPUs; a large spread means "
           f"other work shared the machine and the ratio is blurred)")

@@ -291,8 +291,8 @@ def dns_phase(args: argparse.Namespace, pin: int | None) -> Row:
     # resolvers together take a whole CPU, and at -20 they left Sonde's reader, at nice 0
     # on a busy machine, too little CPU to drain its ring (most packets lost, which shows
     # nothing about the probe's cost).
-    r = dns.measure(args.sonde, args.rounds, args.duration, pin, 0)
-    spread = max((max(x) - min(x)) / statistics.median(x) for x in (r.base, r.traced))
+    r = dns.measure(args.sonde, args.rounds, args.duration, pin, 0, args.sonde_b)
+    b = "sonde-b" if args.sonde_b else None
     return Row(
         "dns",
         "query",
@@ -301,10 +301,14 @@ def dns_phase(args: argparse.Namespace, pin: int | None) -> Row:
         sonde_ratio=r.ratio(),
         sonde_cpu_us=r.cpu_us_per_query(),
         sonde_added_us=r.added_us_per_query(),
-        other_name="-",
+        other_name=b or "-",
+        other_ratio=r.ratio(b) if b else None,
+        other_cpu_us=r.cpu_us_per_query(b) if b else None,
+        other_added_us=r.added_us_per_query(b) if b else None,
+        other_rss_mib=r.runs[b].rss_kib / 1024 if b else None,
         sonde_rss_mib=r.rss_kib / 1024,
         sonde_lost=r.lost,
-        spread=spread,
+        spread=r.spread(),
         load=load_span(l0, loadavg()),
     )
 
@@ -408,6 +412,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--only", type=lambda s: s.split(","), help=f"phases, comma-separated: {','.join(PHASES)}")
     ap.add_argument("--sonde", type=Path, help="sonde binary (default: build target/release/sonde)")
     ap.add_argument("--node-exporter", default="/usr/bin/prometheus-node-exporter")
+    ap.add_argument(
+        "--sonde-b",
+        type=Path,
+        help="DNS phase: a second build (e.g. main's) run side by side as configuration "
+        "sonde-b, in the table's vs columns",
+    )
     ap.add_argument("--json", help="also write the rows and targets to this file")
     args = ap.parse_args(argv)
     # SIGTERM as Ctrl-C: unwinds, so a running tracer is stopped on the way out.
