@@ -7,6 +7,7 @@ next to the workload's CPU per operation with no tracer.
     sudo bench/prog_cost.py tcp                    # about 30 s
     sudo bench/prog_cost.py process --workloads exec --duration 3
     sudo bench/prog_cost.py fileio --workloads read1
+    sudo bench/prog_cost.py dns --sonde-b /tmp/sonde-old   # per query, two builds, no bpftrace
 
 The programs' own time is a part of what `bench.py`'s `+wl us` column shows (the rest is
 the tracepoints' dispatch, which no program can avoid), but it is measured per program,
@@ -29,6 +30,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench as harness  # noqa: E402
+import dns  # noqa: E402
 import fileio  # noqa: E402,F401  (registers the fileio bench)
 import tcp  # noqa: E402,F401  (registers the tcp bench)
 
@@ -79,6 +82,60 @@ def programs(pid: int) -> dict[int, dict]:
     return out
 
 
+def program_costs(ops: int, before: dict[int, dict], after: dict[int, dict]) -> tuple[float, list]:
+    """ns per op of all the programs, and per program (name, runs/op, ns/run, ns/op)."""
+    total = 0
+    rows = []
+    for id_, a in after.items():
+        b = before.get(id_, {})
+        runs = a.get("run_cnt", 0) - b.get("run_cnt", 0)
+        ns = a.get("run_time_ns", 0) - b.get("run_time_ns", 0)
+        if runs:
+            total += ns
+            rows.append((a.get("name", "?"), runs / ops, ns / runs, ns / ops))
+    return total / ops, sorted(rows, key=lambda r: -r[3])
+
+
+def print_costs(config: str, base: float, cpu_us: float, total_ns: float, rows: list) -> None:
+    print(
+        f"  {config}: the workload's CPU {cpu_us:.2f} us/op ({cpu_us - base:+.2f}), "
+        f"its programs {total_ns / 1000:.2f} us/op"
+    )
+    for name, per_op, per_run, ns_op in rows:
+        print(f"    {name:<28} {per_op:6.2f} runs/op {per_run:7.0f} ns/run {ns_op:8.0f} ns/op")
+
+
+def run_dns(args: argparse.Namespace) -> None:
+    """The DNS bench's query loop through its two local resolvers (bench/dns.py), at nice 0
+    as there: per query, each program of Sonde's DNS family alone (and of --sonde-b's)."""
+    builds = {"sonde-dns": args.sonde} | ({"sonde-b-dns": args.sonde_b} if args.sonde_b else {})
+    with tempfile.TemporaryDirectory(prefix="sonde-progcost-") as tmp:
+        work = Path(tmp)
+        loop = dns.build_loop(work)
+        with dns.Resolvers(loop, args.pin, 0) as resolvers:
+            pids = [d.pid for d in resolvers.procs]
+            print(f"dns: queries through a local caching dnsmasq\nload {os.getloadavg()[0]:.1f}; per query:")
+            for _ in range(args.repeat):
+                _, _, n, cpu = dns.timed_query_loop(loop, args.duration, args.pin, 0, pids)
+                base = 1e6 * cpu / n
+                print(f"\nno tracer, the workload's CPU {base:.2f} us/query")
+                for config, binary in builds.items():
+                    p, _ = dns.start_sonde(binary, work)
+                    try:
+                        time.sleep(0.5)
+                        fd = enable_stats()
+                        try:
+                            before = programs(p.pid)
+                            _, _, n, cpu = dns.timed_query_loop(loop, args.duration, args.pin, 0, pids)
+                            after = programs(p.pid)
+                        finally:
+                            os.close(fd)
+                    finally:
+                        p.send_signal(signal.SIGTERM)
+                        p.wait(timeout=30)
+                    print_costs(config, base, 1e6 * cpu / n, *program_costs(n, before, after))
+
+
 def run(args: argparse.Namespace) -> None:
     bench = harness.select_workloads(harness.BENCHES[args.bench], args.workloads)
     families = harness.probe_families(harness.ROOT / "examples/sonde.yaml")
@@ -109,21 +166,7 @@ def run(args: argparse.Namespace) -> None:
                     tracer.stop()
                 finally:
                     tracer._kill()
-                total = 0
-                rows = []
-                for pid_, a in after.items():
-                    b = before.get(pid_, {})
-                    runs = a.get("run_cnt", 0) - b.get("run_cnt", 0)
-                    ns = a.get("run_time_ns", 0) - b.get("run_time_ns", 0)
-                    if runs:
-                        total += ns
-                        rows.append((a.get("name", "?"), runs / ops, ns / runs, ns / ops))
-                print(
-                    f"  {config}: the workload's CPU {1e6 * cpu / ops:.2f} us/op "
-                    f"({1e6 * cpu / ops - base:+.2f}), its programs {total / ops / 1000:.2f} us/op"
-                )
-                for name, per_op, per_run, ns_op in sorted(rows, key=lambda r: -r[3]):
-                    print(f"    {name:<28} {per_op:6.2f} runs/op {per_run:7.0f} ns/run {ns_op:8.0f} ns/op")
+                print_costs(config, base, 1e6 * cpu / ops, *program_costs(ops, before, after))
 
 
 def main() -> int:
@@ -132,19 +175,21 @@ def main() -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("bench", choices=sorted(harness.BENCHES), help="which bench's workloads")
+    p.add_argument("bench", choices=sorted([*harness.BENCHES, "dns"]), help="which bench's workloads")
     p.add_argument("--workloads", type=lambda s: s.split(","), help="a subset of its workloads")
     p.add_argument("--duration", type=float, default=2.0, help="seconds per workload run (2)")
     p.add_argument("--nice", type=int, default=-20, help="the workload's nice value (-20)")
     p.add_argument("--pin", type=int, default=(os.cpu_count() or 1) - 1, help="the workload's CPU (the last)")
     p.add_argument("--sonde", type=Path, default=harness.ROOT / "target/release/sonde", help="sonde binary")
+    p.add_argument("--sonde-b", type=Path, help="dns: a second build, measured after the first")
+    p.add_argument("--repeat", type=int, default=1, help="dns: runs of every configuration (1)")
     args = p.parse_args()
 
     def body() -> int:
         harness.check_prerequisites(["bpftrace"], build=False)
         if not os.access(args.sonde, os.X_OK):
             raise harness.BenchError(f"{args.sonde} missing: cargo build --release -p sonde")
-        run(args)
+        run_dns(args) if args.bench == "dns" else run(args)
         return 0
 
     return harness.guarded("prog_cost", body)
