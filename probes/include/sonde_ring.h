@@ -31,4 +31,21 @@ static __always_inline void sonde_ring_submit(void *ring, void *rec, __u64 size,
 								 BPF_RB_NO_WAKEUP);
 }
 
+/*
+ * The same rule for a probe that writes at high rates, asked only at some of its records:
+ * the caller decides which (e.g. every 32nd of a CPU) and keeps `mark`, a per-CPU __u64
+ * holding the unread bytes its last check saw. The record wakes the reader when the
+ * unread bytes crossed a multiple of `step` upwards since then; between two checks a
+ * CPU writes a few KiB, far below a step. Returns the flags for bpf_ringbuf_submit.
+ */
+static __always_inline __u64 sonde_ring_wake_sampled(void *ring, __u64 *mark, __u64 step)
+{
+	/* Reserved records count as unread, the caller's own included. */
+	__u64 unread = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
+	__u64 last = *mark;
+
+	*mark = unread;
+	return unread / step > last / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 #endif

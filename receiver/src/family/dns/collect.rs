@@ -259,6 +259,8 @@ pub struct Decoder {
     senders: Vec<Sender>,
     /// The slot the next new sender replaces once `senders` is full.
     next: usize,
+    /// The key every response's sender shares (see [`Decoder::decode`]).
+    unnamed: Arc<crate::aggregate::process::ProcessKey>,
 }
 
 #[derive(Debug)]
@@ -278,6 +280,7 @@ impl Decoder {
             name: String::with_capacity(wire::MAX_NAME_TEXT_LEN),
             senders: Vec::with_capacity(SENDERS),
             next: 0,
+            unnamed: Arc::new(crate::aggregate::process::ProcessKey::named("")),
         }
     }
 
@@ -321,7 +324,19 @@ impl Decoder {
         } else {
             Direction::Ingress
         };
-        let process = (ev.tgid != 0).then(|| self.sender(&ev));
+        // Of a response's sender the matcher uses only the pid (is the resolver the
+        // process that asked upstream?) and no series is keyed by it: the probe does not
+        // name it (dns.bpf.c) and neither does the reader, so no /proc read either.
+        let process = (ev.tgid != 0).then(|| {
+            if msg.response {
+                Process {
+                    pid: ev.tgid,
+                    key: self.unnamed.clone(),
+                }
+            } else {
+                self.sender(&ev)
+            }
+        });
         Some(Packet {
             ktime_ns: ev.ktime_ns,
             direction,
@@ -477,6 +492,32 @@ mod tests {
         assert_eq!(p.direction, Direction::Ingress);
         assert_eq!(p.process, None, "no process outside UDP egress");
         assert_eq!(&*p.msg.question.name, "a.test");
+    }
+
+    #[test]
+    fn a_response_keeps_its_senders_pid_and_is_not_named() {
+        let (mut ev, _) = dig_query();
+        ev.data[2] |= 0x80; // QR: a response, sent by a resolver of this host
+                            // The probe names only queries' senders.
+        set_comm(&mut ev, b"");
+        // This process: a name read from /proc (as for a query on kernels whose probe
+        // cannot name the sender) would not be empty.
+        ev.tgid = std::process::id();
+        let mut d = Decoder::new(Attribution::default());
+        let p = d.decode(&record(&ev)).expect("a packet");
+        assert!(p.msg.response);
+        let process = p.process.expect("the resolver's thread group");
+        assert_eq!(process.pid, std::process::id());
+        assert_eq!(process.key.executable, "", "not named");
+        ev.data[2] &= !0x80; // the same as a query: named from /proc
+        let query = d
+            .decode(&record(&ev))
+            .and_then(|p| p.process)
+            .expect("a sender");
+        assert_ne!(query.key.executable, "");
+        ev.data[2] |= 0x80;
+        ev.tgid = 0;
+        assert_eq!(d.decode(&record(&ev)).and_then(|p| p.process), None);
     }
 
     #[test]
