@@ -2,7 +2,11 @@
 //! (dnsmasq) on loopback forwarding through a delay line of the test's own to a second
 //! dnsmasq that is authoritative for a test zone, and a real OTLP receiver.
 //!
-//! Needs root (eBPF, and binding port 53) and Debian's dnsmasq-base (/usr/sbin/dnsmasq).
+//! A second test asks a resolver the probes cannot see, as one on another host: Sonde
+//! sees only the client's two copies, the query leaving and the response arriving.
+//!
+//! Needs root (eBPF, binding port 53, network namespaces) and Debian's dnsmasq-base
+//! (/usr/sbin/dnsmasq).
 //! Every address is a loopback address unique to the test run: the machine's own
 //! resolver is never queried. Sonde sees all DNS on the host, so every assertion filters
 //! on the test's resolver addresses.
@@ -16,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::dns::*;
+use common::netns::{packet_socket, recv_frame, send_frame, NetnsPair};
 use common::*;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, HistogramDataPoint};
 
@@ -302,6 +307,187 @@ fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
         ),
         Some(1.0)
     );
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+}
+
+/// How long the unseen resolver holds each answer: every lookup's latency is at least this.
+const REMOTE_DELAY: Duration = Duration::from_millis(60);
+
+/// Answers the DNS queries to `port` that arrive on `veth-b` of namespace `ns` from an
+/// AF_PACKET socket, after REMOTE_DELAY: the query turned around (addresses and ports
+/// swapped, QR and RA set, no answer records, NXDOMAIN for names whose first label starts
+/// with "nx", NOERROR otherwise, no UDP checksum). No IP socket sends or receives these
+/// packets, so no cgroup_skb program sees this side: to Sonde it is a remote resolver.
+fn unseen_resolver(ns: &str, port: u16, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    NetnsPair::in_ns(ns, move || {
+        let fd = packet_socket("veth-b");
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            let Some(n) = recv_frame(&fd, &mut buf) else {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            let f = &buf[..n];
+            // Ethernet, IPv4, UDP to `port`, and a DNS header with a question.
+            if n < 14 + 20 + 8 + 12 || f[12..14] != [0x08, 0x00] || f[23] != 17 {
+                continue;
+            }
+            let udp = 14 + usize::from(f[14] & 0x0f) * 4;
+            let dns = udp + 8;
+            if n < dns + 13 || u16::from_be_bytes([f[udp + 2], f[udp + 3]]) != port {
+                continue;
+            }
+            let mut r = f.to_vec();
+            r[0..6].copy_from_slice(&f[6..12]);
+            r[6..12].copy_from_slice(&f[0..6]);
+            r[26..30].copy_from_slice(&f[30..34]); // the IP checksum does not change
+            r[30..34].copy_from_slice(&f[26..30]);
+            r[udp..udp + 2].copy_from_slice(&f[udp + 2..udp + 4]);
+            r[udp + 2..udp + 4].copy_from_slice(&f[udp..udp + 2]);
+            r[udp + 6..udp + 8].copy_from_slice(&[0, 0]);
+            let nx = f[dns + 13..].starts_with(b"nx");
+            r[dns + 2] |= 0x80;
+            r[dns + 3] = 0x80 | if nx { 3 } else { 0 };
+            std::thread::sleep(REMOTE_DELAY);
+            send_frame(&fd, &mut r);
+        }
+    })
+}
+
+#[test]
+fn lookups_to_a_resolver_sonde_cannot_see_show_both_directions() {
+    require_root();
+    const OK: usize = 5;
+    const NX: usize = 3;
+    // A port of this run's own: Sonde counts no other session's DNS, and nobody else's
+    // Sonde watches this traffic.
+    let port = 20_000 + (std::process::id() % 30_000) as u16;
+    let pair = NetnsPair::new("dns");
+    let server = NetnsPair::ADDR_B;
+    // Namespace B's own stack must neither answer nor refuse (an ICMP port unreachable
+    // would end the client's wait): without an address it drops the queries, and A
+    // reaches B's interface through a fixed neighbour entry instead of ARP.
+    run("ip", &["-n", &pair.b, "addr", "flush", "dev", "veth-b"]);
+    let link = run(
+        "ip",
+        &["-n", &pair.b, "-br", "link", "show", "dev", "veth-b"],
+    );
+    let mac = link
+        .split_whitespace()
+        .nth(2)
+        .expect("veth-b's address")
+        .to_owned();
+    run(
+        "ip",
+        &[
+            "-n",
+            &pair.a,
+            "neigh",
+            "replace",
+            &server.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            "veth-a",
+            "nud",
+            "permanent",
+        ],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let responder = unseen_resolver(&pair.b, port, stop.clone());
+    let client_ns = pair.a.clone();
+    let ask = |names: Vec<String>, wait: Duration| {
+        NetnsPair::in_ns(&client_ns, move || {
+            names
+                .iter()
+                .map(|n| query_on(server, port, n, wait))
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .expect("the client thread")
+    };
+    // Before Sonde starts, so not counted: the path answers (once the responder's
+    // socket is open).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ask(vec!["ready.remote.test".into()], Duration::from_secs(1)) != [Some(0)] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unseen resolver did not answer within 20 s"
+        );
+    }
+
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let yaml = format!(
+        "attributes:\n  process_pid: true\ncollection:\n  interval: 300ms\n\
+         probes:\n  dns:\n    ports: [{port}]\n    question_names: all\n"
+    );
+    let mut sonde = Sonde::start(&rx.env(), Some(&yaml));
+    sonde.wait_started();
+    let names = (0..OK)
+        .map(|i| format!("h{i}.remote.test"))
+        .chain((0..NX).map(|i| format!("nx{i}.remote.test")))
+        .collect();
+    let want = [vec![Some(0); OK], vec![Some(3); NX]].concat();
+    assert_eq!(ask(names, Duration::from_secs(10)), want);
+
+    let peer = server.to_string();
+    let pid = std::process::id().to_string();
+    let queries = |e: &[Export]| {
+        latest(
+            e,
+            "sonde.dns.queries",
+            &[("network.peer.address", &peer), ("process.pid", &pid)],
+        )
+        .unwrap_or(0.0)
+    };
+    let failures = |e: &[Export], kind: &str| {
+        latest(
+            e,
+            "sonde.dns.failures",
+            &[("network.peer.address", &peer), ("error.type", kind)],
+        )
+        .unwrap_or(0.0)
+    };
+    let got = rx.wait_for("every query and its answer", WAIT, |e| {
+        queries(e) >= (OK + NX) as f64 && failures(e, "nxdomain") >= NX as f64
+    });
+    let n = got.len();
+    let got = rx.wait_for("two more exports", WAIT, |e| e.len() >= n + 2);
+    stop.store(true, Ordering::Relaxed);
+    responder.join().expect("the responder");
+    let ctx = sonde.stderr();
+    assert_eq!(queries(&got), (OK + NX) as f64, "each query once: {ctx}");
+    assert_eq!(failures(&got, "nxdomain"), NX as f64);
+    assert_eq!(
+        failures(&got, "timeout"),
+        0.0,
+        "every response was seen arriving"
+    );
+    let points: Vec<HistogramDataPoint> = histograms(&got, "dns.lookup.duration")
+        .into_iter()
+        .filter(|p| attr(p, "network.peer.address").as_deref() == Some(peer.as_str()))
+        .collect();
+    assert_eq!(
+        points.iter().map(|p| p.count).sum::<u64>(),
+        (OK + NX) as u64,
+        "a latency per lookup: {points:?}"
+    );
+    let d = REMOTE_DELAY.as_secs_f64();
+    for p in &points {
+        assert_eq!(
+            attr(p, "sonde.dns.cache_hit"),
+            None,
+            "no cache-hit value for a resolver off this host"
+        );
+        let below = p.explicit_bounds.partition_point(|b| *b < d);
+        assert_eq!(
+            p.bucket_counts[..below].iter().sum::<u64>(),
+            0,
+            "every lookup waited for the resolver: {p:?}"
+        );
+        assert!(p.sum.unwrap_or(0.0) >= p.count as f64 * d, "{p:?}");
+    }
     sonde.signal(libc::SIGTERM);
     assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
 }

@@ -83,7 +83,13 @@ pub fn query_on(server: Ipv4Addr, port: u16, name: &str, wait: Duration) -> Opti
     use std::sync::atomic::AtomicU16;
     static ID: AtomicU16 = AtomicU16::new(1);
     let id = ID.fetch_add(1, Ordering::Relaxed);
-    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind client");
+    // From loopback to a loopback server; any address otherwise (a namespace's veth).
+    let local = if server.is_loopback() {
+        Ipv4Addr::LOCALHOST
+    } else {
+        Ipv4Addr::UNSPECIFIED
+    };
+    let sock = UdpSocket::bind((local, 0)).expect("bind client");
     sock.set_read_timeout(Some(wait)).expect("timeout");
     sock.send_to(&encode_query(id, name), (server, port))
         .expect("send query");

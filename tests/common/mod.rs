@@ -38,6 +38,7 @@ use prost::Message;
 
 pub mod cgroup;
 pub mod dns;
+pub mod netns;
 
 /// Runs a system tool the test needs; panics with its stderr if it fails. Returns its
 /// trimmed stdout.
