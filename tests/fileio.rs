@@ -3,7 +3,8 @@
 //!
 //! - Bytes and operations on a regular file are exact for the file system and the
 //!   process (a private tmpfs, so nothing else touches it); pipe and socket I/O in the
-//!   same process does not count.
+//!   same process does not count. They stay exact when threads on every CPU start on a
+//!   new file system at once (the kernel numbers it on first use, see fileio.bpf.c).
 //! - O_DIRECT I/O on a loop device (with ext4 made on it) is exact in that device's
 //!   block metrics.
 //! - A FUSE file system of the test's own that delays every read by D puts the
@@ -368,6 +369,133 @@ fn regular_file_bytes_are_exact_per_process_and_file_system_and_pipes_and_socket
         .last()
         .expect("sonde.file.io");
     assert_eq!(m.unit, "By");
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below the number of CPUs, which fits a cpu_set_t here.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The kernel gives a file system its place in the per-CPU counters and the shared
+/// histograms the first time one of its files is used, and two CPUs can get there at
+/// once: threads pinned to every CPU start on a fresh tmpfs together, and its operations,
+/// bytes and latency count still come out exact, under one series per direction.
+#[test]
+fn a_new_file_system_used_from_every_cpu_at_once_counts_exactly() {
+    let _serial = one_at_a_time();
+    require_root();
+    let dir = TempDir::new("fileio-cpus");
+    let mnt = Mount::tmpfs(dir.path());
+    let mountpoint = mnt.path.canonicalize().expect("canonical mountpoint");
+    let mountpoint = mountpoint.to_string_lossy().into_owned();
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut sonde = start_sonde(&rx);
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = 2 * cpus;
+    const CALLS: usize = 500;
+    const SIZE: usize = 100;
+    let start = std::sync::Barrier::new(threads);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (start, root) = (&start, &mnt.path);
+            scope.spawn(move || {
+                pin_to(t % cpus);
+                let path = cstr(&root.join(format!("data-{t}")));
+                let data = [t as u8; SIZE];
+                let mut back = [0u8; SIZE];
+                // SAFETY: a valid path; the fd is owned right away.
+                let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
+                assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+                // SAFETY: fd was just opened and is owned by nobody else.
+                let file = unsafe { OwnedFd::from_raw_fd(fd) };
+                start.wait();
+                for i in 0..CALLS {
+                    let off = (i * SIZE) as libc::off_t;
+                    check(
+                        // SAFETY: the buffer is live and SIZE bytes long.
+                        unsafe { libc::pwrite(file.as_raw_fd(), data.as_ptr().cast(), SIZE, off) },
+                        SIZE,
+                        "pwrite",
+                    );
+                    check(
+                        // SAFETY: the buffer is live and SIZE bytes long.
+                        unsafe {
+                            libc::pread(file.as_raw_fd(), back.as_mut_ptr().cast(), SIZE, off)
+                        },
+                        SIZE,
+                        "pread",
+                    );
+                    assert_eq!(back, data);
+                }
+            });
+        }
+    });
+
+    let ops = (threads * CALLS) as f64;
+    let bytes = ops * SIZE as f64;
+    let pid = std::process::id().to_string();
+    let on_mnt = |dir: &'static str| {
+        [
+            ("system.filesystem.mountpoint", mountpoint.clone()),
+            ("disk.io.direction", dir.to_owned()),
+        ]
+    };
+    let value = |e: &[Export], name: &str, f: &[(&str, String)]| {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        latest(e, name, &f)
+    };
+    let got = rx.wait_for("the threads' operations on the tmpfs", WAIT, |e| {
+        ["read", "write"]
+            .iter()
+            .all(|d| value(e, "sonde.file.operations", &on_mnt(d)) >= Some(ops))
+    });
+    let n = got.len();
+    let got = rx.wait_for("two more exports", WAIT, |e| e.len() >= n + 2);
+    for dir in ["read", "write"] {
+        let f = on_mnt(dir);
+        assert_eq!(
+            value(&got, "sonde.file.operations", &f),
+            Some(ops),
+            "{dir} operations"
+        );
+        let mut mine = f.to_vec();
+        mine.push(("process.pid", pid.clone()));
+        assert_eq!(
+            value(&got, "sonde.file.io", &mine),
+            Some(bytes),
+            "{dir} bytes"
+        );
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (_, counts, count) =
+            histogram(&got, "sonde.file.io.duration", &f).expect("a latency histogram");
+        assert_eq!(count, ops as u64, "{dir}: one latency per operation");
+        assert_eq!(
+            counts.iter().sum::<u64>(),
+            count,
+            "{dir}: buckets add up to the count"
+        );
+    }
+    let on_tmpfs: Vec<NumPoint> = num_points(&got, "sonde.file.operations")
+        .into_iter()
+        .filter(|p| p.attrs.get("system.filesystem.mountpoint") == Some(&mountpoint))
+        .collect();
+    let last = on_tmpfs.iter().map(|p| p.time).max();
+    let series = on_tmpfs.iter().filter(|p| Some(p.time) == last).count();
+    assert_eq!(series, 2, "one series per direction: {on_tmpfs:?}");
     sonde.signal(libc::SIGTERM);
     assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
 }

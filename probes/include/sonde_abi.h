@@ -98,7 +98,7 @@ enum sonde_io_direction {
 };
 
 /*
- * Key of `fileio_stats` (per file system) and `block_stats` (per block device).
+ * Key of `block_stats` (per block device).
  * `dev` is the kernel's dev_t encoding: major << 20 | minor (s_dev of the file's super
  * block, or the request's partition / disk).
  */
@@ -107,11 +107,32 @@ struct sonde_io_key {
 	__u32 direction;
 };
 
-/* Value of `fileio_stats` and `block_stats` (per-CPU: userspace sums the CPUs). */
+/* Value of `block_stats` (shared by all CPUs, atomic adds). */
 struct sonde_io_stats {
 	__u64 ops;        /* completed operations */
 	__u64 bytes;      /* bytes transferred (syscall return value / request bytes) */
 	__u64 time_ns;    /* sum of latencies: the histogram's sum, and operation_time */
+	__u64 slots[SONDE_HIST_SLOTS];
+};
+
+/*
+ * File I/O per file system. A file system gets a number in [0, SONDE_FILEIO_FS_MAX) the
+ * first time one of its files is seen (`fileio_fs`: __u32 dev -> __u32 number, never
+ * deleted); its reads and writes are at index 2 * number + direction of `fileio_totals`
+ * (per-CPU: userspace sums the CPUs) and `fileio_hists` (shared by all CPUs, atomic
+ * adds). File systems past the bound are counted as lost (SONDE_FILEIO_LOST_STATS).
+ */
+#define SONDE_FILEIO_FS_MAX 128
+
+/* Value of `fileio_totals`. */
+struct sonde_io_totals {
+	__u64 ops;        /* completed operations */
+	__u64 bytes;      /* bytes transferred (the syscall's return value) */
+	__u64 time_ns;    /* sum of latencies: the histogram's sum, and operation_time */
+};
+
+/* Value of `fileio_hists`: the latency histogram of those operations. */
+struct sonde_io_hist {
 	__u64 slots[SONDE_HIST_SLOTS];
 };
 
@@ -139,7 +160,7 @@ struct sonde_io_proc_value {
 
 /* Index into the per-CPU array `fileio_counters` (one __u64 per slot). */
 enum sonde_fileio_counter {
-	SONDE_FILEIO_LOST_STATS = 0,     /* file ops not counted: `fileio_stats` full */
+	SONDE_FILEIO_LOST_STATS = 0,     /* file ops not counted: SONDE_FILEIO_FS_MAX file systems seen */
 	SONDE_FILEIO_LOST_PROCS = 1,     /* file ops whose process share was lost: `fileio_procs` full */
 	SONDE_BLOCK_LOST_STATS = 2,      /* requests not counted: `block_stats` full */
 	SONDE_BLOCK_LOST_PROCS = 3,      /* requests whose process share was lost: `block_procs` full */

@@ -35,6 +35,10 @@ unsafe impl aya::Pod for sonde_io_key {}
 // SAFETY: as above.
 unsafe impl aya::Pod for sonde_io_stats {}
 // SAFETY: as above.
+unsafe impl aya::Pod for sonde_io_totals {}
+// SAFETY: as above.
+unsafe impl aya::Pod for sonde_io_hist {}
+// SAFETY: as above.
 unsafe impl aya::Pod for sonde_io_proc_key {}
 // SAFETY: as above.
 unsafe impl aya::Pod for sonde_io_proc_value {}
@@ -110,6 +114,12 @@ mod pinned {
         assert_eq!(offset_of!(sonde_io_stats, bytes), 8);
         assert_eq!(offset_of!(sonde_io_stats, time_ns), 16);
         assert_eq!(offset_of!(sonde_io_stats, slots), 24);
+        assert_eq!(SONDE_FILEIO_FS_MAX, 128);
+        assert_eq!(size_of::<sonde_io_totals>(), 24);
+        assert_eq!(offset_of!(sonde_io_totals, ops), 0);
+        assert_eq!(offset_of!(sonde_io_totals, bytes), 8);
+        assert_eq!(offset_of!(sonde_io_totals, time_ns), 16);
+        assert_eq!(size_of::<sonde_io_hist>(), 8 * 258);
         assert_eq!(size_of::<sonde_io_proc_key>(), 32);
         assert_eq!(offset_of!(sonde_io_proc_key, tgid), 0);
         assert_eq!(offset_of!(sonde_io_proc_key, dev), 4);

@@ -109,7 +109,9 @@ pub mod names {
         ];
         pub const PROG_BLOCK_ISSUE: &str = "sonde_block_issue";
         pub const PROG_BLOCK_COMPLETE: &str = "sonde_block_complete";
-        pub const MAP_FILE_STATS: &str = "fileio_stats";
+        pub const MAP_FILE_FS: &str = "fileio_fs";
+        pub const MAP_FILE_TOTALS: &str = "fileio_totals";
+        pub const MAP_FILE_HISTS: &str = "fileio_hists";
         pub const MAP_FILE_PROCS: &str = "fileio_procs";
         pub const MAP_BLOCK_STATS: &str = "block_stats";
         pub const MAP_BLOCK_PROCS: &str = "block_procs";

@@ -15,6 +15,10 @@
  *     every other non-regular fd cost nothing at exit but one task-storage lookup;
  *   - completed calls add to a latency histogram (the grid of sonde_hist.h), an op and a byte counter per
  *     (file system, direction), and a byte counter per (process, file system, direction).
+ *     A file system's counters sit in arrays at a number it is given once (see
+ *     `fs_number`), remembered with the fd, so the hot path does no hash lookup for them
+ *     and its op, byte and time counters are per-CPU (no atomic add, no cache line
+ *     shared between CPUs); only the histogram bucket is a shared atomic add.
  *
  * Block I/O: block_rq_issue / block_rq_complete raw tracepoints (they hand us the
  * request itself, so issue and completion are paired by its address). Per device and
@@ -59,17 +63,42 @@ const volatile __u32 sonde_fileio_pseudo_fs = 0;
  * preallocated: they pin memory for the entries they hold, not for all they could.
  */
 
-/* One entry per file system and direction: 128 file systems doing I/O (each container's
- * overlay is one); past the bound, calls are counted as lost (SONDE_FILEIO_LOST_STATS).
- * Shared, with atomic adds, not per-CPU: a value holds a whole latency histogram on the
- * grid (2 KiB), and 64 per-CPU copies of 384 of them would pin 51 MiB. */
+/* File systems doing file I/O (each container's overlay is one), by dev_t: their number
+ * (sonde_abi.h, SONDE_FILEIO_FS_MAX). Never deleted, so a number, once remembered with
+ * an fd, stays that file system's. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct sonde_io_key);
-	__type(value, struct sonde_io_stats);
-} fileio_stats SEC(".maps");
+	__uint(max_entries, SONDE_FILEIO_FS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} fileio_fs SEC(".maps");
+
+/* The numbers handed out, each to its dev_t: inserting with BPF_NOEXIST is how a CPU
+ * takes a number without another taking it too (no compare-and-swap before 5.12). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SONDE_FILEIO_FS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} fileio_fs_taken SEC(".maps");
+
+/* Ops, bytes and time per (file system number, direction): per-CPU, 24 bytes a value. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * SONDE_FILEIO_FS_MAX);
+	__type(key, __u32);
+	__type(value, struct sonde_io_totals);
+} fileio_totals SEC(".maps");
+
+/* The latency histogram per (file system number, direction). Shared, with atomic adds,
+ * not per-CPU: a value is a whole histogram on the grid (2 KiB), and 64 per-CPU copies
+ * of 256 of them would pin 32 MiB. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * SONDE_FILEIO_FS_MAX);
+	__type(key, __u32);
+	__type(value, struct sonde_io_hist);
+} fileio_hists SEC(".maps");
 
 /* Userspace deletes the entries of exited processes each tick, so this bounds live ones.
  * Shared, with atomic adds: a process's entry is written by its own threads only, so
@@ -83,7 +112,7 @@ struct {
 } fileio_procs SEC(".maps");
 
 /* One entry per block device (disk or partition) and direction: 64 devices. Shared,
- * with atomic adds, as fileio_stats. */
+ * with atomic adds, as fileio_hists. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 128);
@@ -133,15 +162,17 @@ struct fd_memo {
 	__u64 file;
 	__u64 inode;
 	__u32 dev;
-	__u32 _pad;
+	__u32 fs; /* the file system's number (fs_number), or NO_FS */
 };
 
 struct call {
 	__u64 start_ns; /* 0: no regular-file call in flight */
 	__u32 dev;
-	__u32 _pad;
+	__u32 fs;
 	struct fd_memo memo[2]; /* by direction */
 };
+
+#define NO_FS 0xffffffff
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -161,23 +192,49 @@ static __always_inline void bump(__u32 slot)
 		*v += 1; /* per-CPU slot: no other writer */
 }
 
-static __always_inline int add_stats(void *map, __u32 dev, __u32 dir, __u64 bytes, __u64 ns)
+/*
+ * The number of the file system `dev` (its place in fileio_totals and fileio_hists),
+ * given on first sight: the lowest number no other file system has taken. Runs once per
+ * (task, fd, file) at most (the fd memo keeps the answer), so the loop is off the hot path.
+ * NO_FS once SONDE_FILEIO_FS_MAX file systems have numbers.
+ */
+static __always_inline __u32 fs_number(__u32 dev)
 {
-	struct sonde_io_key key = { .dev = dev, .direction = dir };
-	struct sonde_io_stats *s = bpf_map_lookup_elem(map, &key);
+	__u32 *found = bpf_map_lookup_elem(&fileio_fs, &dev);
+	__u32 i;
 
-	if (!s) {
-		/* NOEXIST: another CPU may have created it meanwhile; then look it up again. */
-		bpf_map_update_elem(map, &key, &zero_stats, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(map, &key);
-		if (!s)
-			return -1;
+	if (found)
+		return *found;
+	for (i = 0; i < SONDE_FILEIO_FS_MAX; i++) {
+		if (bpf_map_update_elem(&fileio_fs_taken, &i, &dev, BPF_NOEXIST))
+			continue; /* another file system's */
+		if (!bpf_map_update_elem(&fileio_fs, &dev, &i, BPF_NOEXIST))
+			return i;
+		/* Another CPU numbered this file system meanwhile: give ours back. */
+		bpf_map_delete_elem(&fileio_fs_taken, &i);
+		found = bpf_map_lookup_elem(&fileio_fs, &dev);
+		return found ? *found : NO_FS;
 	}
-	/* Shared across CPUs: atomic adds (no fetch, so any kernel with BPF_XADD). */
-	__sync_fetch_and_add(&s->ops, 1);
-	__sync_fetch_and_add(&s->bytes, bytes);
-	__sync_fetch_and_add(&s->time_ns, ns);
-	__sync_fetch_and_add(&s->slots[sonde_hist_slot(ns)], 1);
+	return NO_FS;
+}
+
+static __always_inline int add_fs(__u32 fs, __u32 dir, __u64 bytes, __u64 ns)
+{
+	__u32 i = 2 * fs + (dir & 1);
+	struct sonde_io_totals *t;
+	struct sonde_io_hist *h;
+
+	if (fs >= SONDE_FILEIO_FS_MAX)
+		return -1;
+	t = bpf_map_lookup_elem(&fileio_totals, &i);
+	h = bpf_map_lookup_elem(&fileio_hists, &i);
+	if (!t || !h)
+		return -1; /* never: arrays hold every index */
+	/* Per-CPU: no other writer. */
+	t->ops += 1;
+	t->bytes += bytes;
+	t->time_ns += ns;
+	__sync_fetch_and_add(&h->slots[sonde_hist_slot(ns)], 1); /* shared across CPUs */
 	return 0;
 }
 
@@ -188,9 +245,11 @@ static __always_inline int add_stats(void *map, __u32 dev, __u32 dir, __u64 byte
  * the new executable (exec from any thread makes that thread the leader with the
  * leader's start time, and kills every other thread before the count moves). Userspace
  * deletes an entry only once nothing can add to it any more: its process is gone, or it
- * has an entry of a later exec. The cgroup (one bpf_get_current_cgroup_id per call; `task`
- * is the current task) is in the key too: a task moved into a container's cgroup counts
- * there from its next call on.
+ * has an entry of a later exec. The cgroup is in the key too: a task moved into a
+ * container's cgroup counts there from its next call on. It is read as
+ * bpf_get_current_cgroup_id() does (the task's cgroup on the default hierarchy, its
+ * kernfs id), with BTF loads instead of a helper call (`task` is the current task): a
+ * helper call costs ~10 ns on kernels with return-thunk mitigations, per call.
  */
 static __always_inline int add_proc(void *map, struct task_struct *task, __u32 dev, __u32 dir,
 				    __u64 bytes)
@@ -201,7 +260,7 @@ static __always_inline int add_proc(void *map, struct task_struct *task, __u32 d
 		.direction = dir,
 		.exec_id = (__u32)task->self_exec_id,
 		.start_ns = task->group_leader->start_boottime,
-		.cgroup_id = bpf_get_current_cgroup_id(),
+		.cgroup_id = task->cgroups->dfl_cgrp->kn->id,
 	};
 	struct sonde_io_proc_value *v = bpf_map_lookup_elem(map, &key);
 
@@ -264,12 +323,14 @@ static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd
 	memo->file = (__u64)file;
 	memo->inode = (__u64)inode;
 	memo->dev = dev;
+	memo->fs = dev ? fs_number(dev) : NO_FS;
 	return dev;
 }
 
 static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32 dir)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	struct fd_memo *memo;
 	struct call *c;
 	__u32 dev;
 
@@ -278,12 +339,14 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32
 		bump(SONDE_FILEIO_LOST_CALLS); /* no memory for the task's storage */
 		return 0;
 	}
-	dev = regular_file_dev(task, ctx->args[0], &c->memo[dir & 1]);
+	memo = &c->memo[dir & 1];
+	dev = regular_file_dev(task, ctx->args[0], memo);
 	if (!dev) {
 		c->start_ns = 0;
 		return 0;
 	}
 	c->dev = dev;
+	c->fs = memo->fs;
 	c->start_ns = bpf_ktime_get_ns();
 	return 0;
 }
@@ -306,7 +369,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 d
 	if (ret < 0)
 		return 0;
 	bytes = (__u64)ret;
-	if (add_stats(&fileio_stats, c->dev, dir, bytes, ns))
+	if (add_fs(c->fs, dir, bytes, ns))
 		bump(SONDE_FILEIO_LOST_STATS);
 	if (add_proc(&fileio_procs, task, c->dev, dir, bytes))
 		bump(SONDE_FILEIO_LOST_PROCS);

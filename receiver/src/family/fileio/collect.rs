@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
 use sonde_probes::abi::{
-    sonde_fileio_counter as slot, sonde_io_key, sonde_io_proc_key, sonde_io_proc_value,
-    sonde_io_stats, SONDE_HIST_SLOTS,
+    sonde_fileio_counter as slot, sonde_io_direction, sonde_io_hist, sonde_io_key,
+    sonde_io_proc_key, sonde_io_proc_value, sonde_io_stats, sonde_io_totals, SONDE_HIST_SLOTS,
 };
 use sonde_probes::names::fileio as n;
 
@@ -183,7 +183,10 @@ type StatsMap = BpfHashMap<MapData, sonde_io_key, sonde_io_stats>;
 type ProcMap = BpfHashMap<MapData, sonde_io_proc_key, sonde_io_proc_value>;
 
 pub struct FileIoCollector {
-    file_stats: StatsMap,
+    /// dev_t -> the file system's number: its place in the two arrays below.
+    file_fs: BpfHashMap<MapData, u32, u32>,
+    file_fs_totals: PerCpuArray<MapData, sonde_io_totals>,
+    file_fs_hists: Array<MapData, sonde_io_hist>,
     file_procs: ProcMap,
     block_stats: StatsMap,
     block_procs: ProcMap,
@@ -208,7 +211,9 @@ impl FileIoCollector {
         processes: Attribution,
     ) -> Result<Self, CollectError> {
         Ok(Self {
-            file_stats: take_map(loaded, n::MAP_FILE_STATS)?,
+            file_fs: take_map(loaded, n::MAP_FILE_FS)?,
+            file_fs_totals: take_map(loaded, n::MAP_FILE_TOTALS)?,
+            file_fs_hists: take_map(loaded, n::MAP_FILE_HISTS)?,
             file_procs: take_map(loaded, n::MAP_FILE_PROCS)?,
             block_stats: take_map(loaded, n::MAP_BLOCK_STATS)?,
             block_procs: take_map(loaded, n::MAP_BLOCK_PROCS)?,
@@ -221,7 +226,48 @@ impl FileIoCollector {
 
     /// File I/O per (file system, direction).
     pub fn file_stats(&self) -> Result<Vec<(IoKey, IoStats)>, CollectError> {
-        read_stats(&self.file_stats, n::MAP_FILE_STATS)
+        let mut out = Vec::new();
+        for item in self.file_fs.iter() {
+            let (dev, number) = item.map_err(|source| CollectError::Map {
+                map: n::MAP_FILE_FS,
+                source,
+            })?;
+            for direction in [
+                sonde_io_direction::SONDE_IO_READ as u32,
+                sonde_io_direction::SONDE_IO_WRITE as u32,
+            ] {
+                let i = 2 * number + direction;
+                let mut s = IoStats::default();
+                let totals =
+                    self.file_fs_totals
+                        .get(&i, 0)
+                        .map_err(|source| CollectError::Map {
+                            map: n::MAP_FILE_TOTALS,
+                            source,
+                        })?;
+                for t in totals.iter() {
+                    s.ops += t.ops;
+                    s.bytes += t.bytes;
+                    s.time_ns += t.time_ns;
+                }
+                // A file system is numbered when its first file is opened for a call,
+                // before any call completes, and may never see the other direction.
+                if s.ops == 0 {
+                    continue;
+                }
+                let hist = self
+                    .file_fs_hists
+                    .get(&i, 0)
+                    .map_err(|source| CollectError::Map {
+                        map: n::MAP_FILE_HISTS,
+                        source,
+                    })?;
+                s.slots = hist.slots;
+                out.push((IoKey { dev, direction }, s));
+            }
+        }
+        out.sort_by_key(|(k, _)| *k);
+        Ok(out)
     }
 
     /// Block I/O per (device, direction).
