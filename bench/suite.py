@@ -111,10 +111,12 @@ def paired(samples: list[harness.Sample], config: str, workload: str, f) -> floa
 
 
 def harness_row(
-    m: harness.Measurement, family: str, workload: str, unit: str, load: str
+    m: harness.Measurement, family: str, workload: str, unit: str, load: str, b: bool = False
 ) -> Row:
+    """The row of Sonde's family configuration, or with `b` of the --sonde-b build's (its
+    workload named `<workload> (b)`), against bpftrace in the same rounds."""
     ss = m.samples
-    sonde = f"sonde-{family}"
+    sonde = f"sonde-b-{family}" if b else f"sonde-{family}"
 
     def ratio(s, b):
         return s.ops_per_s / b.ops_per_s
@@ -142,7 +144,7 @@ def harness_row(
     base = [s.ops_per_s for s in ss if s.config == "baseline" and s.workload == workload]
     return Row(
         family,
-        workload,
+        f"{workload} (b)" if b else workload,
         unit,
         base_rate=statistics.median(base) if base else None,
         sonde_ratio=paired(ss, sonde, workload, ratio),
@@ -170,6 +172,7 @@ def harness_args(args: argparse.Namespace, pin: int | None, workers: int = 1) ->
         nice=args.nice,
         pin=pin,
         sonde=str(args.sonde),
+        sonde_b=str(args.sonde_b) if args.sonde_b else None,
         no_build=True,
     )
 
@@ -179,10 +182,15 @@ def run_harness_bench(
 ) -> tuple[list[Row], harness.Measurement]:
     bench = harness.select_workloads(harness.BENCHES[name], workloads)
     configs = ["baseline", f"sonde-{bench.family}", "bpftrace"]
+    if args.sonde_b:
+        configs.insert(2, f"sonde-b-{bench.family}")
     l0 = loadavg()
     m = harness.measure(bench, configs, harness_args(args, pin), args.sonde)
     load = load_span(l0, loadavg())
-    return [harness_row(m, bench.family, w, units[w], load) for w in workloads], m
+    rows = [harness_row(m, bench.family, w, units[w], load) for w in workloads]
+    if args.sonde_b:
+        rows += [harness_row(m, bench.family, w, units[w], load, b=True) for w in workloads]
+    return rows, m
 
 
 def memory_phase(args: argparse.Namespace, pin: int | None) -> Row:
@@ -415,8 +423,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument(
         "--sonde-b",
         type=Path,
-        help="DNS phase: a second build (e.g. main's) run side by side as configuration "
-        "sonde-b, in the table's vs columns",
+        help="a second build (e.g. main's) run side by side: in the DNS phase as "
+        "configuration sonde-b, in the table's vs columns; in the process, fileio and tcp "
+        "phases as sonde-b-<family>, in rows of their own ('<workload> (b)')",
     )
     ap.add_argument("--json", help="also write the rows and targets to this file")
     args = ap.parse_args(argv)
