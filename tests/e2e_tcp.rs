@@ -135,7 +135,6 @@ fn connections_bytes_and_states_arrive_with_the_contracts_names() {
     for probe in [
         "tcp.state",
         "tcp.destroy",
-        "tcp.listen",
         "tcp.send",
         "tcp.recv",
         "tcp.retransmit",

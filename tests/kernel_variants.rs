@@ -247,7 +247,7 @@ fn sonde_check_says_what_is_degraded_and_why() {
         .arg("check")
         .env(
             "SONDE_KERNEL_FEATURES_OFF",
-            "cgroup_skb_current_pid,sock_length_tracepoints,sys_exit_listen",
+            "cgroup_skb_current_pid,sock_length_tracepoints",
         )
         .output()
         .expect("run sonde check");
@@ -267,7 +267,7 @@ fn sonde_check_says_what_is_degraded_and_why() {
             && egress.contains("SONDE_KERNEL_FEATURES_OFF"),
         "{egress}"
     );
-    for probe in ["tcp.send", "tcp.recv", "tcp.listen"] {
+    for probe in ["tcp.send", "tcp.recv"] {
         let l = line(probe);
         assert!(
             l.contains("degraded: left out") && l.contains("SONDE_KERNEL_FEATURES_OFF"),

@@ -1162,14 +1162,36 @@ fn listeners_elsewhere_or_in_a_reuseport_group_keep_the_owner() {
     wait_no_listener(&loaded, port);
 }
 
-/// A process that listens without bind(2) (the kernel picks the port: autobind, on the
-/// wildcard address) owns the inbound connections to it, and its listener entry goes when
-/// it closes.
-#[test]
-fn a_listener_without_bind_owns_its_inbound_connections() {
-    let loaded = load();
-    let src = &loaded.source;
-    const K: u64 = 5;
+/// Entries of the parked-listener map (listen(2) without bind(2)) whose owner is `pid`.
+fn parked_of(loaded: &Loaded, pid: u32) -> usize {
+    use sonde_probes::abi::sonde_tcp_pending_listener;
+    let map = loaded
+        ._family
+        .ebpf
+        .map(sonde_probes::names::tcp::MAP_PENDING_LISTENERS)
+        .expect("tcp_pending_listeners");
+    let m = aya::maps::HashMap::<_, u32, sonde_tcp_pending_listener>::try_from(map)
+        .expect("tcp_pending_listeners layout");
+    m.iter()
+        .flatten()
+        .filter(|(_, p)| p.owner.tgid == pid)
+        .count()
+}
+
+/// Waits until no parked listener of `pid` is left.
+fn wait_not_parked(loaded: &Loaded, pid: u32) {
+    let deadline = Instant::now() + WAIT;
+    while parked_of(loaded, pid) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a closed listener of {pid} is still parked"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts a python process that listens without bind(2) and prints its pid and port.
+fn spawn_autobind_listener() -> (std::process::Child, u32, u16) {
     const SCRIPT: &str = "import os,socket,sys\n\
         s=socket.socket()\n\
         s.listen(128)\n\
@@ -1177,17 +1199,28 @@ fn a_listener_without_bind_owns_its_inbound_connections() {
         sys.stdin.read()\n";
     let mut cmd = std::process::Command::new("/usr/bin/python3");
     cmd.args(["-c", SCRIPT]);
-    let (mut child, line) = spawn_listener(cmd, "its pid and port");
+    let (child, line) = spawn_listener(cmd, "its pid and port");
     let mut f = line
         .split_whitespace()
         .map(|w| w.parse::<u32>().expect("a number"));
     let (pid, port) = (f.next().expect("pid"), f.next().expect("port") as u16);
     assert_eq!(pid, child.id());
-    assert_eq!(
-        listeners_on(&loaded, port),
-        1,
-        "the listener is recorded under its port"
-    );
+    (child, pid, port)
+}
+
+/// A process that listens without bind(2) (the kernel picks the port: autobind, on the
+/// wildcard address) owns the inbound connections to it: its socket is parked at the
+/// LISTEN transition (no port yet) and recorded under its port by the first connection;
+/// the listener entry goes when it closes.
+#[test]
+fn a_listener_without_bind_owns_its_inbound_connections() {
+    let loaded = load();
+    let src = &loaded.source;
+    const K: u64 = 5;
+    let (mut child, pid, port) = spawn_autobind_listener();
+    // listen(2) has returned: its LISTEN transition ran, with port 0.
+    assert_eq!(parked_of(&loaded, pid), 1, "the listener is parked");
+    assert_eq!(listeners_on(&loaded, port), 0, "and not yet under a port");
 
     // The test connects (the listener never accepts: no task of its own ever touches
     // the connections, so only the listener's entry can name it).
@@ -1213,9 +1246,28 @@ fn a_listener_without_bind_owns_its_inbound_connections() {
         vec![(pid, K)],
         "every inbound connection is the listener's"
     );
+    assert_eq!(
+        listeners_on(&loaded, port),
+        1,
+        "the first connection recorded the listener under its port"
+    );
+    assert_eq!(parked_of(&loaded, pid), 0, "and took it out of the parked ones");
     let _ = child.kill();
     let _ = child.wait();
     wait_no_listener(&loaded, port);
+}
+
+/// A listener without bind(2) that closes before any connection leaves nothing behind:
+/// its parked entry goes at its LISTEN -> CLOSE transition (else the slots would fill).
+#[test]
+fn a_parked_listener_that_never_got_a_connection_goes_at_its_close() {
+    let loaded = load();
+    let (mut child, pid, port) = spawn_autobind_listener();
+    assert_eq!(parked_of(&loaded, pid), 1, "the listener is parked");
+    let _ = child.kill();
+    let _ = child.wait();
+    wait_not_parked(&loaded, pid);
+    assert_eq!(listeners_on(&loaded, port), 0, "it was never recorded");
 }
 
 /// Ports of the listener map's entries.

@@ -262,6 +262,19 @@ struct sonde_tcp_listener {
 	__u64 cgroup_id;        /* the listening task's cgroup v2 id at listen(2) */
 };
 
+/*
+ * Value of the hash `tcp_pending_listeners` (keyed by a slot number, __u32, below
+ * SONDE_TCP_PENDING_SLOTS): a socket that listens without bind(2), which has no port yet
+ * at its LISTEN transition, and the task that called listen(2). The first inbound
+ * connection that finds no listener records it under the port it got meanwhile.
+ */
+#define SONDE_TCP_PENDING_SLOTS 16
+
+struct sonde_tcp_pending_listener {
+	__u64 sk;               /* the listening socket's address */
+	struct sonde_tcp_listener owner;
+};
+
 /* Opens send no record: userspace counts a connection as opened when its walk of
  * `tcp_conns` first finds it established, or at its close (0 is no kind). */
 enum sonde_tcp_event_kind {

@@ -54,6 +54,8 @@ unsafe impl aya::Pod for sonde_tcp_event {}
 unsafe impl aya::Pod for sonde_tcp_listener_key {}
 // SAFETY: as above.
 unsafe impl aya::Pod for sonde_tcp_listener {}
+// SAFETY: as above: a __u64 and the listener value, no implicit padding (pinned).
+unsafe impl aya::Pod for sonde_tcp_pending_listener {}
 
 // SAFETY: as above: fixed-width integers and byte arrays with explicit padding, pinned
 // below, any bit pattern valid.
@@ -177,6 +179,10 @@ mod pinned {
         assert_eq!(offset_of!(sonde_tcp_listener, refs), 4);
         assert_eq!(offset_of!(sonde_tcp_listener, comm), 8);
         assert_eq!(offset_of!(sonde_tcp_listener, cgroup_id), 24);
+        assert_eq!(size_of::<sonde_tcp_pending_listener>(), 40);
+        assert_eq!(offset_of!(sonde_tcp_pending_listener, sk), 0);
+        assert_eq!(offset_of!(sonde_tcp_pending_listener, owner), 8);
+        assert_eq!(SONDE_TCP_PENDING_SLOTS, 16);
         assert_eq!(sonde_tcp_hist_index::SONDE_TCP_HIST_SLOTS as u32, 4);
         assert_eq!(sonde_tcp_direction::SONDE_TCP_DIR_OUTBOUND as u32, 2);
         assert_eq!(sonde_tcp_event_kind::SONDE_TCP_EV_FAIL as u32, 2);

@@ -127,13 +127,13 @@ pub mod names {
         pub const PROG_SEND_RESET: &str = "sonde_tcp_send_reset";
         pub const PROG_RECEIVE_RESET: &str = "sonde_tcp_receive_reset";
         pub const PROG_DESTROY: &str = "sonde_tcp_destroy";
-        pub const PROG_LISTEN_EXIT: &str = "sonde_tcp_listen_exit";
         pub const MAP_COUNTERS: &str = "tcp_counters";
         pub const MAP_STATES: &str = "tcp_states";
         pub const MAP_HISTS: &str = "tcp_hists";
         pub const MAP_CONNS: &str = "tcp_conns";
         pub const MAP_EVENTS: &str = "tcp_events";
         pub const MAP_LISTENERS: &str = "tcp_listeners";
+        pub const MAP_PENDING_LISTENERS: &str = "tcp_pending_listeners";
         /// `const volatile` global: the network namespace whose states are counted.
         pub const GLOBAL_NETNS_INO: &str = "sonde_netns_ino";
     }

@@ -13,7 +13,11 @@
  *   tcp:tcp_retransmit_skb     refresh the connection's total_retrans
  *   tcp:tcp_send_reset /       per-CPU counters
  *   tcp:tcp_receive_reset
- *   syscalls:sys_exit_listen   records a listener that listen(2) bound itself (no bind(2))
+ *
+ * No syscall tracepoint: attaching any one (sys_exit_listen was one) puts every task on
+ * the host on the slow system call path, for every call, while it is attached (+35-40 ns
+ * per getpid here). A listener whose port listen(2) picks itself is resolved lazily
+ * instead (tcp_pending_listeners).
  *
  * The two programs whose loss would corrupt state are raw tracepoints: the kernel skips a
  * classic tracepoint program whenever any BPF program is already running on the CPU (the
@@ -95,17 +99,25 @@ struct {
 
 /*
  * A socket that listens without bind(2) gets its port (autobind) only after the LISTEN
- * transition, which still reads port 0: the transition leaves the socket here, keyed by
- * the listening thread, and the exit of that thread's listen(2) records the listener
- * under its real port.
+ * transition, which still reads port 0, and no later transition or tracepoint passes
+ * that socket in listen(2). So the transition parks the socket and its owner in a slot
+ * here, and the first inbound connection that finds no listener looks through the slots,
+ * reads each parked socket's port (bound by then) and records the one it belongs to in
+ * `tcp_listeners`. Keyed by slot number so a program can visit every entry with a bounded
+ * loop (bpf_for_each_map_elem needs Linux 5.13); BPF_NOEXIST claims a slot atomically.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, SONDE_TCP_PENDING_SLOTS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);   /* pid_tgid of the thread in listen(2) */
-	__type(value, __u64); /* its socket */
-} tcp_autobind SEC(".maps");
+	__type(key, __u32);
+	__type(value, struct sonde_tcp_pending_listener);
+} tcp_pending_listeners SEC(".maps");
+
+/* Entries in `tcp_pending_listeners` (added after a slot is claimed, taken off after one
+ * is deleted): while it is 0, as on almost every host, a connection whose listener is
+ * unknown (one older than Sonde) costs one load, not a look at every slot. */
+__s64 sonde_tcp_pending = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -319,29 +331,133 @@ static __always_inline void listener_key_of(struct sock *sk, __u16 family, struc
 		bpf_core_read(k->addr, 4, &sk->__sk_common.skc_rcv_saddr);
 }
 
-static __always_inline void listener_open(struct sock *sk, __u16 family)
+/* listen(2) runs in process context, so the current task owns the listener. */
+static __always_inline void owner_current(struct sonde_tcp_listener *o)
 {
-	struct sonde_tcp_listener_key k = {};
-	struct sonde_tcp_listener o = {}, *cur;
+	o->tgid = bpf_get_current_pid_tgid() >> 32;
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	o->refs = 1;
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
 
-	listener_key_of(sk, family, &k);
-	cur = bpf_map_lookup_elem(&tcp_listeners, &k);
+static __always_inline void listener_insert(struct sonde_tcp_listener_key *k,
+					    struct sonde_tcp_listener *o)
+{
+	struct sonde_tcp_listener *cur = bpf_map_lookup_elem(&tcp_listeners, k);
+
 	if (cur) {
 		__sync_fetch_and_add(&cur->refs, 1); /* another member of a reuseport group */
 		return;
 	}
-	/* listen(2): process context, so the current task owns the listener. */
-	o.tgid = bpf_get_current_pid_tgid() >> 32;
-	o.cgroup_id = bpf_get_current_cgroup_id();
-	o.refs = 1;
-	bpf_get_current_comm(o.comm, sizeof(o.comm));
-	if (!bpf_map_update_elem(&tcp_listeners, &k, &o, BPF_NOEXIST))
+	if (!bpf_map_update_elem(&tcp_listeners, k, o, BPF_NOEXIST))
 		return;
-	cur = bpf_map_lookup_elem(&tcp_listeners, &k); /* made meanwhile on another CPU */
+	cur = bpf_map_lookup_elem(&tcp_listeners, k); /* made meanwhile on another CPU */
 	if (cur)
 		__sync_fetch_and_add(&cur->refs, 1);
 	else
 		bump(SONDE_TCP_LOST_LISTENERS);
+}
+
+static __always_inline void listener_open(struct sock *sk, __u16 family)
+{
+	struct sonde_tcp_listener_key k = {};
+	struct sonde_tcp_listener o = {};
+
+	listener_key_of(sk, family, &k);
+	owner_current(&o);
+	listener_insert(&k, &o);
+}
+
+/*
+ * The three functions over the parked listeners loop over every slot. They are global
+ * (not static) functions, which the verifier checks once on their own: inlined into the
+ * state program, the loops' branches multiplied with the program's own past the
+ * verifier's limit. Their arguments are scalars, as global functions need.
+ */
+
+/* LISTEN with port 0 (listen(2) without bind(2)): park the socket and its owner. */
+__attribute__((noinline)) int sonde_tcp_park(__u64 sk)
+{
+	struct sonde_tcp_pending_listener p = {.sk = sk};
+	__u32 i;
+
+	owner_current(&p.owner);
+	/* The key is a copy of the counter: a counter passed by address is a stack slot
+	 * the verifier does not track, and it took the loop for an infinite one. */
+	for (i = 0; i < SONDE_TCP_PENDING_SLOTS; i++) {
+		__u32 slot = i;
+
+		if (!bpf_map_update_elem(&tcp_pending_listeners, &slot, &p, BPF_NOEXIST)) {
+			__sync_fetch_and_add(&sonde_tcp_pending, 1);
+			return 0;
+		}
+	}
+	bump(SONDE_TCP_LOST_LISTENERS);
+	return 0;
+}
+
+static __always_inline void pending_take(__u32 i)
+{
+	/* Only the CPU whose delete succeeds counts it: two may race for one slot. */
+	if (!bpf_map_delete_elem(&tcp_pending_listeners, &i))
+		__sync_fetch_and_add(&sonde_tcp_pending, -1);
+}
+
+/* A listener closing: its parked entry, if it never got a connection, goes too. */
+__attribute__((noinline)) int sonde_tcp_unpark(__u64 sk)
+{
+	struct sonde_tcp_pending_listener *p;
+	__u32 i;
+
+	for (i = 0; i < SONDE_TCP_PENDING_SLOTS; i++) {
+		__u32 slot = i;
+
+		p = bpf_map_lookup_elem(&tcp_pending_listeners, &slot);
+		if (p && p->sk == sk) {
+			pending_take(slot);
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A new server-side child found no listener under its wildcard key (network namespace,
+ * family, port): record the parked listener it belongs to, whose port the kernel has
+ * bound by now, under that key (an autobound listener is always on the wildcard address),
+ * and return 1. Only a parked socket listening, in the child's namespace, family and
+ * port, matches.
+ */
+__attribute__((noinline)) int sonde_tcp_unpark_for(__u32 netns, __u32 family, __u32 port)
+{
+	struct sonde_tcp_pending_listener *p;
+	struct sonde_tcp_listener_key k;
+	struct sock *psk;
+	__u32 i;
+
+	for (i = 0; i < SONDE_TCP_PENDING_SLOTS; i++) {
+		__u32 slot = i;
+
+		p = bpf_map_lookup_elem(&tcp_pending_listeners, &slot);
+		if (!p)
+			continue;
+		psk = (struct sock *)p->sk;
+		/* Not dropped when not listening: a socket parked a moment ago still reads
+		 * its old state (the transition runs before the store). Its close unparks it. */
+		if (BPF_CORE_READ(psk, __sk_common.skc_state) != TCP_LISTEN)
+			continue;
+		if (__builtin_bswap16(BPF_CORE_READ((struct inet_sock *)psk, inet_sport)) != port ||
+		    BPF_CORE_READ(psk, __sk_common.skc_family) != family)
+			continue;
+		__builtin_memset(&k, 0, sizeof(k));
+		listener_key_of(psk, family, &k);
+		if (k.netns != netns)
+			continue;
+		listener_insert(&k, &p->owner);
+		pending_take(slot);
+		return 1;
+	}
+	return 0;
 }
 
 static __always_inline void listener_close(struct sock *sk, __u16 family)
@@ -449,16 +565,15 @@ int sonde_tcp_state(__u64 *ctx)
 	if (new == TCP_LISTEN) {
 		/* listen(2) without bind(2): the port is picked right after this transition. */
 		if (!BPF_CORE_READ((struct inet_sock *)sk, inet_sport)) {
-			__u64 tid = bpf_get_current_pid_tgid();
-
-			if (bpf_map_update_elem(&tcp_autobind, &tid, &key, BPF_ANY))
-				bump(SONDE_TCP_LOST_LISTENERS);
+			sonde_tcp_park(key);
 			return 0;
 		}
 		listener_open(sk, family);
 		return 0;
 	}
 	if (old == TCP_LISTEN && new == TCP_CLOSE) {
+		if (sonde_tcp_pending > 0)
+			sonde_tcp_unpark(key);
 		listener_close(sk, family);
 		return 0;
 	}
@@ -492,6 +607,11 @@ int sonde_tcp_state(__u64 *ctx)
 				__builtin_memset(lk.addr, 0, sizeof(lk.addr));
 				o = bpf_map_lookup_elem(&tcp_listeners, &lk);
 			}
+			/* A parked listener (listen(2) without bind(2)) is on the wildcard
+			 * address. While none is parked this costs one load. */
+			if (!o && sonde_tcp_pending > 0 &&
+			    sonde_tcp_unpark_for(lk.netns, lk.family, lk.port))
+				o = bpf_map_lookup_elem(&tcp_listeners, &lk);
 			n->direction = SONDE_TCP_DIR_INBOUND;
 			if (o) {
 				/* softirq: the listener's owner, recorded at listen(2). */
@@ -576,25 +696,6 @@ static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx)
 		bpf_get_current_comm(c->comm, sizeof(c->comm));
 	}
 	read_totals(sk, c, BPF_CORE_READ(sk, __sk_common.skc_state));
-	return 0;
-}
-
-/* The end of listen(2) for a socket that had no port at its LISTEN transition: the
- * kernel has bound it by now, so the listener is recorded under its real port. */
-SEC("tracepoint/syscalls/sys_exit_listen")
-int sonde_tcp_listen_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	__u64 tid = bpf_get_current_pid_tgid();
-	__u64 *pending = bpf_map_lookup_elem(&tcp_autobind, &tid);
-	struct sock *sk;
-
-	if (!pending)
-		return 0;
-	sk = (struct sock *)*pending;
-	bpf_map_delete_elem(&tcp_autobind, &tid);
-	if (ctx->ret != 0 || BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN)
-		return 0; /* the port could not be had: the socket went back to CLOSE */
-	listener_open(sk, BPF_CORE_READ(sk, __sk_common.skc_family));
 	return 0;
 }
 

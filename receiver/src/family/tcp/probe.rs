@@ -2,7 +2,8 @@
 //! on the kernels Sonde targets): state changes and socket destruction as raw tracepoints
 //! (a classic tracepoint program is skipped whenever another BPF program runs on the CPU,
 //! and a missed transition would corrupt state), `sock:*` for byte totals, `tcp:*` for
-//! retransmits and resets, and the exit of listen(2) for listeners bound by the kernel.
+//! retransmits and resets. No syscall tracepoint (one attached slows every system call on
+//! the host): a listener whose port listen(2) picks is resolved at its first connection.
 
 use sonde_probes::names::tcp as n;
 
@@ -22,14 +23,6 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         program: n::PROG_DESTROY,
         attach: Attach::RawTracePoint {
             name: "tcp_destroy_sock",
-        },
-    },
-    ProgramSpec {
-        probe: "tcp.listen",
-        program: n::PROG_LISTEN_EXIT,
-        attach: Attach::TracePoint {
-            category: "syscalls",
-            name: "sys_exit_listen",
         },
     },
     ProgramSpec {
@@ -80,12 +73,6 @@ static SOCK_LENGTH: Feature = Feature {
     kind: FeatureKind::TracePoints(&[("sock", "sock_send_length"), ("sock", "sock_recv_length")]),
 };
 
-static SYS_EXIT_LISTEN: Feature = Feature {
-    id: "sys_exit_listen",
-    what: "tracepoint syscalls:sys_exit_listen, a kernel with CONFIG_FTRACE_SYSCALLS",
-    kind: FeatureKind::TracePoints(&[("syscalls", "sys_exit_listen")]),
-};
-
 /// Without the byte tracepoints the connection table still holds every connection from
 /// its SYN to its close, whose final totals are the socket's own.
 const AT_CLOSE_ONLY: &str = "the bytes and RTT of open TCP connections are counted at their \
@@ -103,11 +90,5 @@ pub const NEEDS: &[Need] = &[
         feature: &SOCK_LENGTH,
         without: Without::Nothing,
         lost: AT_CLOSE_ONLY,
-    },
-    Need {
-        probe: "tcp.listen",
-        feature: &SYS_EXIT_LISTEN,
-        without: Without::Nothing,
-        lost: "inbound connections to listeners that never called bind(2) name no process",
     },
 ];
