@@ -1251,7 +1251,11 @@ fn a_listener_without_bind_owns_its_inbound_connections() {
         1,
         "the first connection recorded the listener under its port"
     );
-    assert_eq!(parked_of(&loaded, pid), 0, "and took it out of the parked ones");
+    assert_eq!(
+        parked_of(&loaded, pid),
+        0,
+        "and took it out of the parked ones"
+    );
     let _ = child.kill();
     let _ = child.wait();
     wait_no_listener(&loaded, port);

@@ -197,6 +197,46 @@ static __always_inline void state_add(__u16 family, int state, __s64 d)
 #define TCPHDR_FIN 0x01
 
 /*
+ * The head of the socket's sock_common (addresses, ports, family, state, namespace,
+ * flags), read with one helper call per program run: a bpf_probe_read_kernel costs about
+ * 25 ns whatever its size, and the state program used to make three to six of them per
+ * transition for these fields alone. Fields are taken at their CO-RE offsets; one that
+ * some kernel places past SKC_BYTES is read on its own instead (the offset is a constant
+ * once relocated, so the verifier sees only the branch that applies).
+ */
+#define SKC_BYTES 104
+
+struct skc {
+	__u64 w[SKC_BYTES / 8];
+};
+
+static __always_inline void skc_load(struct sock *sk, struct skc *h)
+{
+	bpf_probe_read_kernel(h, sizeof(*h), __builtin_preserve_access_index(&sk->__sk_common));
+}
+
+#define SKC_FITS(field)                                                                    \
+	(bpf_core_field_offset(struct sock_common, field) +                                \
+		 bpf_core_field_size(struct sock_common, field) <=                         \
+	 SKC_BYTES)
+#define SKC_AT(h, field, type)                                                             \
+	(*(type *)((void *)(h) + bpf_core_field_offset(struct sock_common, field)))
+/* A scalar field of sock_common, from `h` (read from `sk`). */
+#define SKC(h, sk, field, type)                                                            \
+	(SKC_FITS(field) ? SKC_AT(h, field, type) : (type)BPF_CORE_READ(sk, __sk_common.field))
+
+/* An address field of sock_common (4 or 16 bytes) into `dst`. */
+#define SKC_ADDR(dst, h, sk, field, len)                                                   \
+	do {                                                                               \
+		if (SKC_FITS(field))                                                       \
+			__builtin_memcpy(dst, (void *)(h) +                                \
+					 bpf_core_field_offset(struct sock_common, field), \
+					 len);                                             \
+		else                                                                       \
+			bpf_core_read(dst, len, &sk->__sk_common.field);                   \
+	} while (0)
+
+/*
  * Whether the peer's FIN is in bytes_received. tcp_data_queue advances rcv_nxt (and
  * bytes_received) past the FIN a few instructions before tcp_fin sets SOCK_DONE, and a
  * send/recv tracepoint on another CPU can read in between: that read would count the FIN
@@ -225,7 +265,9 @@ static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
 	__u64 received = BPF_CORE_READ(tp, bytes_received);
-	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags); /* sk_flags */
+	/* sk_flags, read here and not taken from the sock_common head read before: it must
+	 * follow bytes_received (peer_fin_received). */
+	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
 
 	if (c->direction == SONDE_TCP_DIR_OUTBOUND && acked > 0)
 		acked -= 1; /* our SYN */
@@ -248,21 +290,22 @@ static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *
 
 /* The peer's address and port, once the kernel has set them (from ESTABLISHED on for a
  * server-side child, from connect(2) on for a client). */
-static __always_inline void read_peer(struct sock *sk, __u16 family, struct sonde_tcp_conn *c)
+static __always_inline void read_peer(struct sock *sk, struct skc *h, __u16 family,
+				      struct sonde_tcp_conn *c)
 {
-	c->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	c->rport = __builtin_bswap16(SKC(h, sk, skc_dport, __u16));
 	if (family == AF_INET6)
-		BPF_CORE_READ_INTO(&c->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		SKC_ADDR(c->raddr, h, sk, skc_v6_daddr, 16);
 	else
-		bpf_core_read(c->raddr, 4, &sk->__sk_common.skc_daddr);
+		SKC_ADDR(c->raddr, h, sk, skc_daddr, 4);
 }
 
 /* A connection first seen after it was set up (it predates the probe): attributed to the
  * current task, which is the one sending or receiving; what it did before is baseline. */
-static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 key)
+static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, struct skc *h, __u64 key)
 {
 	struct sonde_tcp_conn *c;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = SKC(h, sk, skc_family, __u16);
 	int state;
 
 	if (family != AF_INET && family != AF_INET6)
@@ -271,7 +314,7 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 
 		return 0;
 	/* Only a connection that is up: a socket in CLOSE (read after a reset), LISTEN or a
 	 * SYN state would make an entry no later transition removes. */
-	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	state = SKC(h, sk, skc_state, __u8);
 	if (state != TCP_ESTABLISHED && state != TCP_FIN_WAIT1 && state != TCP_FIN_WAIT2 &&
 	    state != TCP_CLOSE_WAIT && state != TCP_CLOSING && state != TCP_LAST_ACK)
 		return 0;
@@ -280,8 +323,8 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 
 		return 0;
 	c->family = family;
 	c->direction = SONDE_TCP_DIR_UNKNOWN;
-	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	read_peer(sk, family, c);
+	c->lport = SKC(h, sk, skc_num, __u16);
+	read_peer(sk, h, family, c);
 	c->tgid = bpf_get_current_pid_tgid() >> 32;
 	c->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
@@ -297,13 +340,13 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, __u64 
 }
 
 /* Whether the socket is in the namespace `tcp_states` counts (see sonde_netns_net). */
-static __always_inline int in_counted_netns(struct sock *sk)
+static __always_inline int in_counted_netns(struct sock *sk, struct skc *h)
 {
 	__u64 net;
 
 	if (!sonde_netns_ino)
 		return 1;
-	net = (__u64)BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	net = SKC(h, sk, skc_net.net, __u64);
 	if (sonde_netns_net)
 		return net == sonde_netns_net;
 	if (BPF_CORE_READ((struct net *)net, ns.inum) != sonde_netns_ino)
@@ -317,18 +360,21 @@ static __always_inline int in_counted_netns(struct sock *sk)
  * listener's port; its local address is the listener's on older kernels and already its
  * own on newer ones (6.x set it before the transition), so a child that finds no listener
  * under its address looks for a wildcard one. */
-static __always_inline void listener_key_of(struct sock *sk, __u16 family, struct sonde_tcp_listener_key *k)
+static __always_inline void listener_key_of(struct sock *sk, struct skc *h, __u16 family,
+					    struct sonde_tcp_listener_key *k)
 {
-	k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	struct net *net = (struct net *)SKC(h, sk, skc_net.net, __u64);
+
+	k->netns = BPF_CORE_READ(net, ns.inum);
 	k->family = family;
 	/* inet_sport, not skc_num: at the CLOSE transition the kernel has already released
 	 * an ephemeral port (inet_num = 0), but the socket still carries it here. */
 	k->port = __builtin_bswap16(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	if (family == AF_INET6)
-		BPF_CORE_READ_INTO(&k->addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		SKC_ADDR(k->addr, h, sk, skc_v6_rcv_saddr, 16);
 	else
-		/* Four bytes exactly (READ_INTO would copy sizeof(addr)): the rest stays 0. */
-		bpf_core_read(k->addr, 4, &sk->__sk_common.skc_rcv_saddr);
+		/* Four bytes exactly: the rest stays 0. */
+		SKC_ADDR(k->addr, h, sk, skc_rcv_saddr, 4);
 }
 
 /* listen(2) runs in process context, so the current task owns the listener. */
@@ -358,12 +404,12 @@ static __always_inline void listener_insert(struct sonde_tcp_listener_key *k,
 		bump(SONDE_TCP_LOST_LISTENERS);
 }
 
-static __always_inline void listener_open(struct sock *sk, __u16 family)
+static __always_inline void listener_open(struct sock *sk, struct skc *h, __u16 family)
 {
 	struct sonde_tcp_listener_key k = {};
 	struct sonde_tcp_listener o = {};
 
-	listener_key_of(sk, family, &k);
+	listener_key_of(sk, h, family, &k);
 	owner_current(&o);
 	listener_insert(&k, &o);
 }
@@ -432,6 +478,7 @@ __attribute__((noinline)) int sonde_tcp_unpark_for(__u32 netns, __u32 family, __
 {
 	struct sonde_tcp_pending_listener *p;
 	struct sonde_tcp_listener_key k;
+	struct skc h;
 	struct sock *psk;
 	__u32 i;
 
@@ -442,15 +489,16 @@ __attribute__((noinline)) int sonde_tcp_unpark_for(__u32 netns, __u32 family, __
 		if (!p)
 			continue;
 		psk = (struct sock *)p->sk;
+		skc_load(psk, &h);
 		/* Not dropped when not listening: a socket parked a moment ago still reads
 		 * its old state (the transition runs before the store). Its close unparks it. */
-		if (BPF_CORE_READ(psk, __sk_common.skc_state) != TCP_LISTEN)
+		if (SKC(&h, psk, skc_state, __u8) != TCP_LISTEN ||
+		    SKC(&h, psk, skc_family, __u16) != family)
 			continue;
-		if (__builtin_bswap16(BPF_CORE_READ((struct inet_sock *)psk, inet_sport)) != port ||
-		    BPF_CORE_READ(psk, __sk_common.skc_family) != family)
+		if (__builtin_bswap16(BPF_CORE_READ((struct inet_sock *)psk, inet_sport)) != port)
 			continue;
 		__builtin_memset(&k, 0, sizeof(k));
-		listener_key_of(psk, family, &k);
+		listener_key_of(psk, &h, family, &k);
 		if (k.netns != netns)
 			continue;
 		listener_insert(&k, &p->owner);
@@ -460,12 +508,12 @@ __attribute__((noinline)) int sonde_tcp_unpark_for(__u32 netns, __u32 family, __
 	return 0;
 }
 
-static __always_inline void listener_close(struct sock *sk, __u16 family)
+static __always_inline void listener_close(struct sock *sk, struct skc *h, __u16 family)
 {
 	struct sonde_tcp_listener_key k = {};
 	struct sonde_tcp_listener *cur;
 
-	listener_key_of(sk, family, &k);
+	listener_key_of(sk, h, family, &k);
 	cur = bpf_map_lookup_elem(&tcp_listeners, &k);
 	if (!cur)
 		return;
@@ -546,15 +594,18 @@ int sonde_tcp_state(__u64 *ctx)
 	struct sock *sk = (struct sock *)ctx[0];
 	__u64 key = ctx[0];
 	int old = (int)ctx[1], new = (int)ctx[2];
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	struct sonde_tcp_conn *c;
+	struct skc h;
+	__u16 family;
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
+	skc_load(sk, &h);
+	family = SKC(&h, sk, skc_family, __u16);
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 
-	if (in_counted_netns(sk)) {
+	if (in_counted_netns(sk, &h)) {
 		/* A new server-side child is cloned from its listener, so its first
 		 * transition reads LISTEN -> SYN_RECV: the listener is still listening. */
 		if (!(old == TCP_LISTEN && new == TCP_SYN_RECV))
@@ -568,13 +619,13 @@ int sonde_tcp_state(__u64 *ctx)
 			sonde_tcp_park(key);
 			return 0;
 		}
-		listener_open(sk, family);
+		listener_open(sk, &h, family);
 		return 0;
 	}
 	if (old == TCP_LISTEN && new == TCP_CLOSE) {
 		if (sonde_tcp_pending > 0)
 			sonde_tcp_unpark(key);
-		listener_close(sk, family);
+		listener_close(sk, &h, family);
 		return 0;
 	}
 
@@ -587,19 +638,19 @@ int sonde_tcp_state(__u64 *ctx)
 		}
 		n->start_ns = bpf_ktime_get_ns();
 		n->family = family;
-		n->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		n->lport = SKC(&h, sk, skc_num, __u16);
 		if (new == TCP_SYN_SENT) {
 			/* connect(2): process context. */
 			n->direction = SONDE_TCP_DIR_OUTBOUND;
 			n->tgid = bpf_get_current_pid_tgid() >> 32;
 			n->cgroup_id = bpf_get_current_cgroup_id();
 			bpf_get_current_comm(n->comm, sizeof(n->comm));
-			read_peer(sk, family, n);
+			read_peer(sk, &h, family, n);
 		} else {
 			struct sonde_tcp_listener_key lk = {};
 			struct sonde_tcp_listener *o;
 
-			listener_key_of(sk, family, &lk);
+			listener_key_of(sk, &h, family, &lk);
 			o = bpf_map_lookup_elem(&tcp_listeners, &lk);
 			if (!o) {
 				/* A wildcard listener (0.0.0.0, ::): the child may already carry its
@@ -634,8 +685,8 @@ int sonde_tcp_state(__u64 *ctx)
 			return 0;
 		c->opened = 1;
 		/* A client's port is chosen after its SYN_SENT transition. */
-		c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-		read_peer(sk, family, c);
+		c->lport = SKC(&h, sk, skc_num, __u16);
+		read_peer(sk, &h, family, c);
 		/* No record: userspace counts the open when its walk finds the entry
 		 * established, or at the close (half the ring traffic under churn). */
 		bump(SONDE_TCP_OPENED);
@@ -685,7 +736,10 @@ static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx)
 		return 0;
 	c = bpf_map_lookup_elem(&tcp_conns, &key);
 	if (!c) {
-		conn_adopt(sk, key);
+		struct skc h;
+
+		skc_load(sk, &h);
+		conn_adopt(sk, &h, key);
 		return 0;
 	}
 	if (!c->tgid) {
