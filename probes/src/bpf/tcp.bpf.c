@@ -259,21 +259,98 @@ static __always_inline int peer_fin_received(struct sock *sk, unsigned long flag
 	return (BPF_CORE_READ(cb, tcp_flags) & TCPHDR_FIN) != 0;
 }
 
-/* `state`: the socket's sk_state, which the state-change program has as an argument. */
-static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *c, int state)
+/*
+ * The tcp_sock fields read_totals needs but total_retrans (write_seq, snd_una, srtt_us,
+ * bytes_received, bytes_acked), in one read when they lie within TPW_BYTES of each other
+ * (Linux 6.8+ groups them by cache line: 256 bytes from write_seq to bytes_acked), else
+ * one read each. The bounds are CO-RE constants, so the verifier sees one branch. The
+ * window lives in a per-CPU array, a slot per program (a raw tracepoint program never
+ * nests in itself on a CPU, but another one can run in an interrupt on top of it).
+ */
+#define TPW_BYTES 256
+
+enum window_slot {
+	WINDOW_STATE = 0,
+	WINDOW_DESTROY = 1,
+	WINDOW_SEND = 2,
+	WINDOW_RECV = 3,
+	WINDOW_RETRANSMIT = 4,
+	WINDOW_SLOTS = 5,
+};
+
+struct tcp_window {
+	__u8 b[TPW_BYTES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, WINDOW_SLOTS);
+	__type(key, __u32);
+	__type(value, struct tcp_window);
+} tcp_windows SEC(".maps");
+
+#define TP_OFF(f) bpf_core_field_offset(struct tcp_sock, f)
+#define TP_END(f) (TP_OFF(f) + bpf_core_field_size(struct tcp_sock, f))
+#define MIN2(a, b) ((a) < (b) ? (a) : (b))
+#define MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define TPW_LO                                                                             \
+	MIN2(MIN2(TP_OFF(write_seq), TP_OFF(snd_una)),                                     \
+	     MIN2(TP_OFF(srtt_us), MIN2(TP_OFF(bytes_received), TP_OFF(bytes_acked))))
+#define TPW_HI                                                                             \
+	MAX2(MAX2(TP_END(write_seq), TP_END(snd_una)),                                     \
+	     MAX2(TP_END(srtt_us), MAX2(TP_END(bytes_received), TP_END(bytes_acked))))
+#define TPW_AT(w, lo, f, type) (*(type *)((void *)(w) + TP_OFF(f) - (lo)))
+
+struct tp_fields {
+	__u64 acked, received;
+	__u32 snd_una, write_seq, srtt_us;
+};
+
+static __always_inline void read_tp_fields(struct tcp_sock *tp, __u32 slot, struct tp_fields *f)
+{
+	__u32 lo = TPW_LO, hi = TPW_HI;
+	struct tcp_window *w = bpf_map_lookup_elem(&tcp_windows, &slot);
+
+	if (w && hi - lo <= TPW_BYTES) {
+		/* On a failed read the helper zeroes the window: totals of 0, as the
+		 * one-field reads give. */
+		bpf_probe_read_kernel(w, hi - lo, (void *)tp + lo);
+		f->acked = TPW_AT(w, lo, bytes_acked, __u64);
+		f->received = TPW_AT(w, lo, bytes_received, __u64);
+		f->snd_una = TPW_AT(w, lo, snd_una, __u32);
+		f->write_seq = TPW_AT(w, lo, write_seq, __u32);
+		f->srtt_us = TPW_AT(w, lo, srtt_us, __u32);
+		return;
+	}
+	f->acked = BPF_CORE_READ(tp, bytes_acked);
+	f->received = BPF_CORE_READ(tp, bytes_received);
+	f->snd_una = BPF_CORE_READ(tp, snd_una);
+	f->write_seq = BPF_CORE_READ(tp, write_seq);
+	f->srtt_us = BPF_CORE_READ(tp, srtt_us);
+}
+
+/* `state`: the socket's sk_state, which the state-change program has as an argument;
+ * `slot`: the calling program's window (enum window_slot). */
+static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *c, int state,
+					__u32 slot)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
-	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	struct tp_fields f;
+	__u64 acked, received;
+	unsigned long flags;
+
+	read_tp_fields(tp, slot, &f);
+	acked = f.acked;
+	received = f.received;
 	/* sk_flags, read here and not taken from the sock_common head read before: it must
 	 * follow bytes_received (peer_fin_received). */
-	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
 
 	if (c->direction == SONDE_TCP_DIR_OUTBOUND && acked > 0)
 		acked -= 1; /* our SYN */
 	if ((state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING ||
 	     state == TCP_LAST_ACK) &&
-	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq) && acked > 0)
+	    f.snd_una == f.write_seq && acked > 0)
 		acked -= 1; /* our FIN, sent and acked */
 	if (received > 0 && peer_fin_received(sk, flags))
 		received -= 1; /* the peer's FIN */
@@ -285,7 +362,7 @@ static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *
 	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
 	/* The kernel keeps srtt << 3 in microseconds. Userspace samples it every interval
 	 * from the map, so a long-lived connection shows its RTT while it lives. */
-	c->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	c->srtt_us = f.srtt_us >> 3;
 }
 
 /* The peer's address and port, once the kernel has set them (from ESTABLISHED on for a
@@ -302,7 +379,8 @@ static __always_inline void read_peer(struct sock *sk, struct skc *h, __u16 fami
 
 /* A connection first seen after it was set up (it predates the probe): attributed to the
  * current task, which is the one sending or receiving; what it did before is baseline. */
-static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, struct skc *h, __u64 key)
+static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, struct skc *h, __u64 key,
+							  __u32 slot)
 {
 	struct sonde_tcp_conn *c;
 	__u16 family = SKC(h, sk, skc_family, __u16);
@@ -328,7 +406,7 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, struct
 	c->tgid = bpf_get_current_pid_tgid() >> 32;
 	c->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
-	read_totals(sk, c, state);
+	read_totals(sk, c, state, slot);
 	c->base_acked = c->bytes_acked;
 	c->base_received = c->bytes_received;
 	c->base_retrans = c->total_retrans;
@@ -337,6 +415,30 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, struct
 		return 0;
 	}
 	return bpf_map_lookup_elem(&tcp_conns, &key);
+}
+
+/*
+ * The sk_prot pointers of TCP sockets seen so far (tcp_prot, tcpv6_prot): a socket whose
+ * sk_prot is one of them is TCP without reading sk_protocol, which lies far from the
+ * sock_common head (a helper call saved per transition). Anything else is checked by
+ * sk_protocol and, if TCP, fills a free slot; a third TCP proto (sockmap, kTLS swap in
+ * their own) is simply always checked.
+ */
+__u64 sonde_tcp_prots[2] = {};
+
+static __always_inline int is_tcp(struct sock *sk, struct skc *h)
+{
+	__u64 prot = SKC(h, sk, skc_prot, __u64);
+
+	if (prot && (prot == sonde_tcp_prots[0] || prot == sonde_tcp_prots[1]))
+		return 1;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	if (!sonde_tcp_prots[0])
+		sonde_tcp_prots[0] = prot;
+	else if (!sonde_tcp_prots[1] && prot != sonde_tcp_prots[0])
+		sonde_tcp_prots[1] = prot;
+	return 1;
 }
 
 /* Whether the socket is in the namespace `tcp_states` counts (see sonde_netns_net). */
@@ -530,7 +632,7 @@ static __always_inline void listener_close(struct sock *sk, struct skc *h, __u16
  * walk of live connections, or its bytes would count twice. `old`: the state it leaves
  * (a SYN_SENT that never opened is a failed connect); `state`: its sk_state now. */
 static __always_inline void conn_finish(struct sock *sk, __u64 key, struct sonde_tcp_conn *c,
-					int old, int state)
+					int old, int state, __u32 slot)
 {
 	struct sonde_tcp_event *e;
 	__u64 now = bpf_ktime_get_ns(), start;
@@ -538,7 +640,7 @@ static __always_inline void conn_finish(struct sock *sk, __u64 key, struct sonde
 	__u16 direction, family;
 	int failed;
 
-	read_totals(sk, c, state);
+	read_totals(sk, c, state, slot);
 	/* What the histograms need, kept: the entry's memory may be reused once deleted. */
 	opened = c->opened;
 	direction = c->direction;
@@ -598,9 +700,9 @@ int sonde_tcp_state(__u64 *ctx)
 	struct skc h;
 	__u16 family;
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
 	skc_load(sk, &h);
+	if (!is_tcp(sk, &h))
+		return 0;
 	family = SKC(&h, sk, skc_family, __u16);
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
@@ -696,7 +798,7 @@ int sonde_tcp_state(__u64 *ctx)
 		c = bpf_map_lookup_elem(&tcp_conns, &key);
 		/* sk_state still reads `old` here. */
 		if (c)
-			conn_finish(sk, key, c, old, old);
+			conn_finish(sk, key, c, old, old, WINDOW_STATE);
 	}
 	return 0;
 }
@@ -720,11 +822,11 @@ int sonde_tcp_destroy(__u64 *ctx)
 		    c->opened				       ? TCP_ESTABLISHED :
 		    c->direction == SONDE_TCP_DIR_OUTBOUND ? TCP_SYN_SENT :
 							     TCP_SYN_RECV,
-		    BPF_CORE_READ(sk, __sk_common.skc_state));
+		    BPF_CORE_READ(sk, __sk_common.skc_state), WINDOW_DESTROY);
 	return 0;
 }
 
-static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx)
+static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx, __u32 slot)
 {
 	struct sock *sk = (struct sock *)ctx->sk;
 	__u64 key = (__u64)ctx->sk;
@@ -739,7 +841,7 @@ static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx)
 		struct skc h;
 
 		skc_load(sk, &h);
-		conn_adopt(sk, &h, key);
+		conn_adopt(sk, &h, key, slot);
 		return 0;
 	}
 	if (!c->tgid) {
@@ -749,20 +851,20 @@ static __always_inline int on_io(struct trace_event_raw_sock_msg_length *ctx)
 		c->cgroup_id = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(c->comm, sizeof(c->comm));
 	}
-	read_totals(sk, c, BPF_CORE_READ(sk, __sk_common.skc_state));
+	read_totals(sk, c, BPF_CORE_READ(sk, __sk_common.skc_state), slot);
 	return 0;
 }
 
 SEC("tracepoint/sock/sock_send_length")
 int sonde_tcp_send(struct trace_event_raw_sock_msg_length *ctx)
 {
-	return on_io(ctx);
+	return on_io(ctx, WINDOW_SEND);
 }
 
 SEC("tracepoint/sock/sock_recv_length")
 int sonde_tcp_recv(struct trace_event_raw_sock_msg_length *ctx)
 {
-	return on_io(ctx);
+	return on_io(ctx, WINDOW_RECV);
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
@@ -774,7 +876,7 @@ int sonde_tcp_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 
 	if (!c)
 		return 0; /* a connection from before the probe: counted from its next send */
-	read_totals(sk, c, BPF_CORE_READ(sk, __sk_common.skc_state));
+	read_totals(sk, c, BPF_CORE_READ(sk, __sk_common.skc_state), WINDOW_RETRANSMIT);
 	return 0;
 }
 
