@@ -63,3 +63,45 @@ fn the_cut_down_btf_relocates_every_object_as_the_whole_one_does() {
         );
     }
 }
+
+/// Raw tracepoint arguments are read from the kernel BTF's `btf_trace_*` typedefs, so a
+/// program that reads its arguments in another order or of another type than this
+/// kernel passes them is refused before it loads.
+#[test]
+fn raw_tracepoint_arguments_come_from_the_kernel_btf_and_a_mismatch_is_refused() {
+    use sonde::probe::btf::{check_raw_args, raw_tracepoint_args, KernelArg, RawArg};
+    let got = raw_tracepoint_args(&[
+        "sock_send_length",
+        "inet_sock_set_state",
+        "tcp_retransmit_skb",
+        "sonde_no_such_tracepoint",
+    ])
+    .expect("the kernel BTF reads");
+    let sock = || KernelArg::Ptr("sock".into());
+    assert_eq!(
+        got[0],
+        Some(vec![sock(), KernelArg::Int(4), KernelArg::Int(4)]),
+        "sock_send_length(struct sock *sk, int ret, int flags)"
+    );
+    assert_eq!(
+        got[1],
+        Some(vec![sock(), KernelArg::Int(4), KernelArg::Int(4)]),
+        "inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate)"
+    );
+    let retransmit = got[2].as_ref().expect("tcp_retransmit_skb");
+    assert_eq!(retransmit[..2], [sock(), KernelArg::Ptr("sk_buff".into())]);
+    assert_eq!(got[3], None, "no typedef, no arguments");
+
+    let have = got[0].as_ref().expect("sock_send_length");
+    let sock_length = [RawArg::Ptr("sock"), RawArg::Int(4), RawArg::Int(4)];
+    assert_eq!(
+        check_raw_args("sock_send_length", &sock_length, have),
+        Ok(())
+    );
+    let swapped = [RawArg::Int(4), RawArg::Ptr("sock")];
+    let why = check_raw_args("sock_send_length", &swapped, have).expect_err("refused");
+    assert!(
+        why.contains("argument 1") && why.contains("struct sock *"),
+        "{why}"
+    );
+}

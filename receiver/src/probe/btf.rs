@@ -722,3 +722,286 @@ fn write<S: ReadAt + ?Sized>(
     out.extend_from_slice(&table);
     Ok(out)
 }
+
+/// A raw tracepoint's argument as a program reads it (a raw tracepoint passes the
+/// kernel's arguments as they are, in order, and CO-RE relocates none of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawArg {
+    /// A pointer to the struct of this name.
+    Ptr(&'static str),
+    /// An integer (or enum) of this many bytes.
+    Int(u32),
+}
+
+/// A raw tracepoint's argument as the kernel's BTF declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelArg {
+    /// A pointer to a struct or union of this name (empty: to anything else).
+    Ptr(String),
+    /// An integer or enum of this many bytes.
+    Int(u32),
+    /// Anything else (a float, an array, a function pointer).
+    Other,
+}
+
+impl std::fmt::Display for KernelArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelArg::Ptr(name) if name.is_empty() => f.write_str("a pointer"),
+            KernelArg::Ptr(name) => write!(f, "struct {name} *"),
+            KernelArg::Int(n) => write!(f, "a {n}-byte integer"),
+            KernelArg::Other => f.write_str("a non-scalar"),
+        }
+    }
+}
+
+impl std::fmt::Display for RawArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawArg::Ptr(name) => write!(f, "struct {name} *"),
+            RawArg::Int(n) => write!(f, "a {n}-byte integer"),
+        }
+    }
+}
+
+/// Whether the kernel passes `tracepoint` the arguments its program reads (`want`, the
+/// leading ones): the reason it does not, for the probe's report.
+pub fn check_raw_args(tracepoint: &str, want: &[RawArg], have: &[KernelArg]) -> Result<(), String> {
+    if have.len() < want.len() {
+        return Err(format!(
+            "this kernel's raw tracepoint {tracepoint} passes {} arguments, the program \
+             reads {}: a Sonde built for this kernel's tracepoint is needed",
+            have.len(),
+            want.len()
+        ));
+    }
+    for (i, (w, h)) in want.iter().zip(have).enumerate() {
+        let same = match (w, h) {
+            (RawArg::Ptr(a), KernelArg::Ptr(b)) => a == b,
+            (RawArg::Int(a), KernelArg::Int(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            return Err(format!(
+                "this kernel's raw tracepoint {tracepoint} passes {h} as argument {}, the \
+                 program reads {w} there: a Sonde built for this kernel's tracepoint is needed",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The arguments each raw tracepoint in `names` passes its programs on this kernel, from
+/// its BTF's `btf_trace_<name>` typedef (a pointer to a function whose first parameter is
+/// the tracepoint's `void *` data, then the arguments): `None` for a tracepoint with no
+/// such typedef. Read in chunks as the cut-down BTF is: one pass over the strings for the
+/// typedefs' names, a pass over the types per step along each typedef's chain (typedef,
+/// pointer, prototype, each parameter's qualifiers and pointee), one over the strings for
+/// the struct names.
+pub fn raw_tracepoint_args(names: &[&str]) -> Result<Vec<Option<Vec<KernelArg>>>, MinimalBtfError> {
+    let file = File::open(BTF_PATH)?;
+    raw_args_in(&file, names)
+}
+
+fn raw_args_in<S: ReadAt + ?Sized>(
+    btf: &S,
+    names: &[&str],
+) -> Result<Vec<Option<Vec<KernelArg>>>, MinimalBtfError> {
+    let lay = layout(btf)?.ok_or(MinimalBtfError::Kernel("no BTF header"))?;
+    let wanted: HashMap<Vec<u8>, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("btf_trace_{n}").into_bytes(), i))
+        .collect();
+    let mut name_offs: HashMap<u32, usize> = HashMap::new();
+    let mut strings = Cursor::new(btf, lay.strings.0, lay.strings.1);
+    let mut s = Vec::new();
+    while let Some(off) = strings.string(&mut s)? {
+        if let Some(&i) = wanted.get(&s) {
+            name_offs.insert(off, i);
+        }
+    }
+    // The typedefs' ids, then every type reached from them, a pass per step.
+    let mut typedefs: Vec<Option<u32>> = vec![None; names.len()];
+    let mut types: HashMap<u32, (Header, Vec<u8>)> = HashMap::new();
+    let mut cur = Cursor::new(btf, lay.types.0, lay.types.1);
+    let mut id = 0u32;
+    while let Some((h, extra)) = next_type(&mut cur)? {
+        id += 1;
+        let bytes = cur.take(extra)?.to_vec();
+        if h.kind() == TYPEDEF {
+            if let Some(&i) = name_offs.get(&h.name_off) {
+                typedefs[i] = Some(id);
+                types.insert(id, (h, bytes));
+            }
+        }
+    }
+    let mut out: Vec<Option<Vec<KernelArg>>> = Vec::new();
+    for _ in 0..MAX_PASSES {
+        let mut missing = BTreeSet::new();
+        out = typedefs
+            .iter()
+            .map(|t| t.and_then(|t| resolve_args(t, &types, &mut missing)))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        let mut cur = Cursor::new(btf, lay.types.0, lay.types.1);
+        let mut id = 0u32;
+        while let Some((h, extra)) = next_type(&mut cur)? {
+            id += 1;
+            let bytes = cur.take(extra)?;
+            if missing.contains(&id) {
+                types.insert(id, (h, bytes.to_vec()));
+            }
+        }
+        if missing.iter().any(|m| !types.contains_key(m)) {
+            return Err(MinimalBtfError::Kernel(
+                "a type refers to an id past the last type",
+            ));
+        }
+    }
+    // Struct names: their string offsets were kept as "#<offset>" placeholders.
+    let offs: BTreeSet<u32> = out
+        .iter()
+        .flatten()
+        .flatten()
+        .filter_map(|a| match a {
+            KernelArg::Ptr(p) => p.strip_prefix('#').and_then(|o| o.parse().ok()),
+            _ => None,
+        })
+        .collect();
+    let mut resolved: HashMap<u32, String> = HashMap::new();
+    let mut strings = Cursor::new(btf, lay.strings.0, lay.strings.1);
+    while let Some(off) = strings.string(&mut s)? {
+        if offs.contains(&off) {
+            resolved.insert(off, String::from_utf8_lossy(&s).into_owned());
+        }
+    }
+    for arg in out.iter_mut().flatten().flatten() {
+        if let KernelArg::Ptr(p) = arg {
+            if let Some(o) = p.strip_prefix('#').and_then(|o| o.parse::<u32>().ok()) {
+                *p = resolved.get(&o).cloned().unwrap_or_default();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The arguments of the typedef `id` from the types read so far; `None` with the ids still
+/// to read added to `missing` (or when the typedef is not a pointer to a prototype). A
+/// struct pointee's name is left as "#<string offset>" for the caller to resolve.
+fn resolve_args(
+    id: u32,
+    types: &HashMap<u32, (Header, Vec<u8>)>,
+    missing: &mut BTreeSet<u32>,
+) -> Option<Vec<KernelArg>> {
+    let mut get = |t: u32| {
+        let got = types.get(&t);
+        if got.is_none() {
+            missing.insert(t);
+        }
+        got
+    };
+    let (typedef, _) = get(id)?;
+    let (ptr, _) = get(typedef.size_or_type)?;
+    if ptr.kind() != PTR {
+        return None;
+    }
+    let (proto, params) = get(ptr.size_or_type)?;
+    if proto.kind() != FUNC_PROTO {
+        return None;
+    }
+    let param_types: Vec<u32> = params
+        .chunks_exact(8)
+        .map(|p| u32_at(p, 4))
+        .skip(1)
+        .collect();
+    let mut args = Vec::with_capacity(param_types.len());
+    let mut complete = true;
+    for t in param_types {
+        match resolve_arg(t, types, missing) {
+            Some(a) => args.push(a),
+            None => complete = false,
+        }
+    }
+    complete.then_some(args)
+}
+
+/// One parameter's type through typedefs and qualifiers; `None` while a type on the way
+/// is still to read.
+fn resolve_arg(
+    mut t: u32,
+    types: &HashMap<u32, (Header, Vec<u8>)>,
+    missing: &mut BTreeSet<u32>,
+) -> Option<KernelArg> {
+    let mut pointer = false;
+    for _ in 0..MAX_PASSES {
+        let Some((h, _)) = types.get(&t) else {
+            missing.insert(t);
+            return None;
+        };
+        match (h.kind(), pointer) {
+            (TYPEDEF | CONST | VOLATILE | RESTRICT | TYPE_TAG, _) => t = h.size_or_type,
+            (PTR, false) => {
+                pointer = true;
+                t = h.size_or_type;
+            }
+            (INT | ENUM | ENUM64, false) => return Some(KernelArg::Int(h.size_or_type)),
+            (STRUCT | UNION | FWD, true) => {
+                return Some(KernelArg::Ptr(format!("#{}", h.name_off)));
+            }
+            (_, true) => return Some(KernelArg::Ptr(String::new())),
+            _ => return Some(KernelArg::Other),
+        }
+        if t == 0 {
+            // void: a `void *` parameter.
+            return Some(if pointer {
+                KernelArg::Ptr(String::new())
+            } else {
+                KernelArg::Other
+            });
+        }
+    }
+    Some(KernelArg::Other)
+}
+
+#[cfg(test)]
+mod raw_arg_tests {
+    use super::{check_raw_args, KernelArg, RawArg};
+
+    #[test]
+    fn matching_leading_arguments_pass_and_a_difference_is_named() {
+        let kernel = [
+            KernelArg::Ptr("sock".into()),
+            KernelArg::Int(4),
+            KernelArg::Int(4),
+        ];
+        let sock = RawArg::Ptr("sock");
+        assert_eq!(
+            check_raw_args("t", &[sock, RawArg::Int(4)], &kernel),
+            Ok(())
+        );
+        assert_eq!(check_raw_args("t", &[], &kernel), Ok(()));
+        let e = check_raw_args("t", &[RawArg::Int(4)], &kernel).expect_err("refused");
+        assert!(
+            e.contains("struct sock *") && e.contains("argument 1"),
+            "{e}"
+        );
+        let e = check_raw_args("t", &[sock, RawArg::Ptr("sk_buff")], &kernel).expect_err("refused");
+        assert!(
+            e.contains("argument 2") && e.contains("struct sk_buff *"),
+            "{e}"
+        );
+        let e = check_raw_args(
+            "t",
+            &[sock, RawArg::Int(4), RawArg::Int(4), RawArg::Int(4)],
+            &kernel,
+        )
+        .expect_err("refused");
+        assert!(e.contains("passes 3 arguments"), "{e}");
+        let other = [KernelArg::Ptr(String::new())];
+        assert!(check_raw_args("t", &[sock], &other).is_err());
+    }
+}

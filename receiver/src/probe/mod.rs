@@ -27,8 +27,14 @@ pub enum Attach {
         category: &'static str,
         name: &'static str,
     },
-    /// A raw tracepoint: the kernel's arguments as they are (task pointers).
-    RawTracePoint { name: &'static str },
+    /// A raw tracepoint: the kernel's arguments as they are (task pointers), cheaper to
+    /// run than a classic one, which builds a record first. `args`: the leading arguments
+    /// the program reads, checked against the kernel BTF's `btf_trace_<name>` before
+    /// loading (CO-RE relocates fields, not argument lists); empty: not checked.
+    RawTracePoint {
+        name: &'static str,
+        args: &'static [btf::RawArg],
+    },
     /// A cgroup_skb program on the cgroup v2 root: every socket of the host, one
     /// direction. Attached as a BPF link, so it runs beside programs others attach and
     /// goes away with Sonde.
@@ -39,7 +45,7 @@ impl fmt::Display for Attach {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Attach::TracePoint { category, name } => write!(f, "tracepoint {category}:{name}"),
-            Attach::RawTracePoint { name } => write!(f, "raw tracepoint {name}"),
+            Attach::RawTracePoint { name, .. } => write!(f, "raw tracepoint {name}"),
             Attach::CgroupSkb { attach_type } => {
                 let dir = match attach_type {
                     CgroupSkbAttachType::Ingress => "ingress",
@@ -265,9 +271,15 @@ pub fn load_family_needing(
     };
     drop(minimal);
     let off = needs::features_off();
+    let wrong_args = raw_args_refused(specs);
     let mut reports = Vec::with_capacity(specs.len());
     let mut programs = Vec::with_capacity(specs.len());
     for spec in specs {
+        if let Some((_, why)) = wrong_args.iter().find(|(p, _)| *p == spec.probe) {
+            let why = format!("{}: {why}", spec.attach);
+            reports.push(ProbeReport::new(spec.probe, ProbeState::Failed(why)));
+            continue;
+        }
         let (report, program) = load_probe(&mut ebpf, spec, needs, &off, attach);
         if let Some(program) = program {
             programs.push((spec.probe, program));
@@ -280,6 +292,43 @@ pub fn load_family_needing(
         reports,
         programs,
     })
+}
+
+/// The probes whose raw tracepoint passes other arguments on this kernel than their
+/// program reads (probe, why): loading them would read a pointer where an integer is, so
+/// they are reported failed instead. A tracepoint the BTF does not declare is left to
+/// the attach, which says it is missing.
+fn raw_args_refused(specs: &[ProgramSpec]) -> Vec<(&'static str, String)> {
+    let checked: Vec<(&'static str, &'static str, &'static [btf::RawArg])> = specs
+        .iter()
+        .filter_map(|s| match s.attach {
+            Attach::RawTracePoint { name, args } if !args.is_empty() => Some((s.probe, name, args)),
+            _ => None,
+        })
+        .collect();
+    if checked.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<&str> = checked.iter().map(|(_, name, _)| *name).collect();
+    match btf::raw_tracepoint_args(&names) {
+        Ok(found) => checked
+            .iter()
+            .zip(found)
+            .filter_map(|((probe, name, want), have)| {
+                let err = btf::check_raw_args(name, want, &have?).err()?;
+                Some((*probe, err))
+            })
+            .collect(),
+        Err(e) => checked
+            .iter()
+            .map(|(probe, _, _)| {
+                (
+                    *probe,
+                    format!("its arguments cannot be checked against the kernel's BTF: {e}"),
+                )
+            })
+            .collect(),
+    }
 }
 
 /// Loads (and attaches) the best program for `spec` this kernel takes: its own, or the
@@ -359,7 +408,7 @@ fn load_program(ebpf: &mut Ebpf, spec: &ProgramSpec, which: &str, attach: bool) 
                 }
                 Ok(())
             }),
-        Attach::RawTracePoint { name } => <&mut RawTracePoint>::try_from(program)
+        Attach::RawTracePoint { name, .. } => <&mut RawTracePoint>::try_from(program)
             .map_err(|e| e.to_string())
             .and_then(|p| {
                 p.load().map_err(verifier_message)?;

@@ -9,6 +9,7 @@
 
 use sonde_probes::names::fileio as n;
 
+use crate::probe::btf::RawArg;
 use crate::probe::{Attach, ProgramSpec};
 
 macro_rules! pair {
@@ -59,6 +60,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         program: n::PROG_BLOCK_ISSUE,
         attach: Attach::RawTracePoint {
             name: "block_rq_issue",
+            args: &[RawArg::Ptr("request")],
         },
     },
     ProgramSpec {
@@ -66,6 +68,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         program: n::PROG_BLOCK_COMPLETE,
         attach: Attach::RawTracePoint {
             name: "block_rq_complete",
+            args: &[RawArg::Ptr("request"), RawArg::Int(1), RawArg::Int(4)],
         },
     },
 ];

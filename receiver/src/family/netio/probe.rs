@@ -1,4 +1,6 @@
-//! The netio family: where each program attaches.
+//! The netio family: where each program attaches: the raw forms of sock_send_length and
+//! sock_recv_length (a classic tracepoint builds a record of the socket's fields before
+//! any program runs; the raw one passes its arguments as they are).
 
 use sonde_probes::names::netio as n;
 
@@ -9,17 +11,17 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec {
         probe: "netio.send",
         program: n::PROG_SEND,
-        attach: Attach::TracePoint {
-            category: "sock",
+        attach: Attach::RawTracePoint {
             name: "sock_send_length",
+            args: crate::family::tcp::probe::SOCK_LENGTH_ARGS,
         },
     },
     ProgramSpec {
         probe: "netio.recv",
         program: n::PROG_RECV,
-        attach: Attach::TracePoint {
-            category: "sock",
+        attach: Attach::RawTracePoint {
             name: "sock_recv_length",
+            args: crate::family::tcp::probe::SOCK_LENGTH_ARGS,
         },
     },
 ];

@@ -2,6 +2,7 @@
 
 use sonde_probes::names::process as n;
 
+use crate::probe::btf::RawArg;
 use crate::probe::{Attach, ProgramSpec};
 
 pub const PROGRAMS: &[ProgramSpec] = &[
@@ -10,6 +11,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         program: n::PROG_FORK,
         attach: Attach::RawTracePoint {
             name: "sched_process_fork",
+            args: &[RawArg::Ptr("task_struct"), RawArg::Ptr("task_struct")],
         },
     },
     ProgramSpec {
@@ -33,6 +35,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         program: n::PROG_OOM,
         attach: Attach::RawTracePoint {
             name: "mark_victim",
+            args: &[],
         },
     },
 ];
