@@ -964,29 +964,39 @@ fn dead_connections_leave_no_entries_behind() {
     wait_no_listener(&loaded, doomed_port);
 }
 
+/// One of the family's kernel maps by name.
+fn family_map<'a>(loaded: &'a Loaded, name: &str) -> &'a aya::maps::Map {
+    loaded
+        ._family
+        .ebpf
+        .map(name)
+        .unwrap_or_else(|| panic!("the tcp object has no map {name}"))
+}
+
 /// Entries of the kernel's listener map for `port` (any namespace, family, address).
 fn listeners_on(loaded: &Loaded, port: u16) -> usize {
     use sonde_probes::abi::{sonde_tcp_listener, sonde_tcp_listener_key};
-    let map = loaded
-        ._family
-        .ebpf
-        .map(sonde_probes::names::tcp::MAP_LISTENERS)
-        .expect("tcp_listeners");
+    let map = family_map(loaded, sonde_probes::names::tcp::MAP_LISTENERS);
     let m = aya::maps::HashMap::<_, sonde_tcp_listener_key, sonde_tcp_listener>::try_from(map)
         .expect("tcp_listeners layout");
     m.keys().flatten().filter(|k| k.port == port).count()
 }
 
-/// Waits until the listener map holds no entry for `port`.
-fn wait_no_listener(loaded: &Loaded, port: u16) {
+/// Waits until `count` reads 0; `what` says what was left when it does not.
+fn wait_none_left(what: &str, count: impl Fn() -> usize) {
     let deadline = Instant::now() + WAIT;
-    while listeners_on(loaded, port) != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the listener map keeps an entry for closed port {port}"
-        );
+    while count() != 0 {
+        assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until the listener map holds no entry for `port`.
+fn wait_no_listener(loaded: &Loaded, port: u16) {
+    wait_none_left(
+        &format!("the listener map keeps an entry for closed port {port}"),
+        || listeners_on(loaded, port),
+    );
 }
 
 /// A network namespace of the test's own with loopback up; deleted on drop.
@@ -1165,11 +1175,7 @@ fn listeners_elsewhere_or_in_a_reuseport_group_keep_the_owner() {
 /// Entries of the parked-listener map (listen(2) without bind(2)) whose owner is `pid`.
 fn parked_of(loaded: &Loaded, pid: u32) -> usize {
     use sonde_probes::abi::sonde_tcp_pending_listener;
-    let map = loaded
-        ._family
-        .ebpf
-        .map(sonde_probes::names::tcp::MAP_PENDING_LISTENERS)
-        .expect("tcp_pending_listeners");
+    let map = family_map(loaded, sonde_probes::names::tcp::MAP_PENDING_LISTENERS);
     let m = aya::maps::HashMap::<_, u32, sonde_tcp_pending_listener>::try_from(map)
         .expect("tcp_pending_listeners layout");
     m.iter()
@@ -1180,14 +1186,10 @@ fn parked_of(loaded: &Loaded, pid: u32) -> usize {
 
 /// Waits until no parked listener of `pid` is left.
 fn wait_not_parked(loaded: &Loaded, pid: u32) {
-    let deadline = Instant::now() + WAIT;
-    while parked_of(loaded, pid) != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "a closed listener of {pid} is still parked"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_none_left(
+        &format!("a closed listener of {pid} is still parked"),
+        || parked_of(loaded, pid),
+    );
 }
 
 /// Starts a python process that listens without bind(2) and prints its pid and port.
@@ -1277,11 +1279,7 @@ fn a_parked_listener_that_never_got_a_connection_goes_at_its_close() {
 /// Ports of the listener map's entries.
 fn listener_ports(loaded: &Loaded) -> std::collections::HashSet<u16> {
     use sonde_probes::abi::{sonde_tcp_listener, sonde_tcp_listener_key};
-    let map = loaded
-        ._family
-        .ebpf
-        .map(sonde_probes::names::tcp::MAP_LISTENERS)
-        .expect("tcp_listeners");
+    let map = family_map(loaded, sonde_probes::names::tcp::MAP_LISTENERS);
     let m = aya::maps::HashMap::<_, sonde_tcp_listener_key, sonde_tcp_listener>::try_from(map)
         .expect("tcp_listeners layout");
     m.keys().flatten().map(|k| k.port).collect()
