@@ -175,6 +175,32 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
 
 
+def foreign_bpf(own: set[int]) -> str:
+    """BPF programs attached to tracepoints, kprobes and uprobes by processes other than
+    `own` (the tracer under test), per owner: "comm: n, ...", "" when none or when bpftool
+    cannot say. Other sessions' tracers (another Sonde's tests, a bpftrace on malloc) run
+    their programs in the workload too and come and go between rounds: the first thing to
+    look at when rounds disagree."""
+    try:
+        r = subprocess.run(
+            ["bpftool", "-j", "perf", "list"], capture_output=True, text=True, timeout=10
+        )
+        links = json.loads(r.stdout or "[]")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return ""
+    owners: dict[str, int] = {}
+    for link in links:
+        pid = link.get("pid")
+        if not isinstance(pid, int) or pid in own:
+            continue
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            comm = str(pid)
+        owners[f"{comm}[{pid}]"] = owners.get(f"{comm}[{pid}]", 0) + 1
+    return ", ".join(f"{o}: {n}" for o, n in sorted(owners.items()))
+
+
 def peak_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -424,6 +450,10 @@ class Sample:
     tracer_peak_rss_kib: int | None = None
     # Sonde's probes' loss counters at the end of the round (cumulative over its workloads).
     sonde_lost: int = 0
+    # Other processes' BPF programs on tracepoints, kprobes and uprobes when the window
+    # started ("comm: n" each): other sessions' tracers, whose programs run in the
+    # workload too, so rounds with and without them disagree.
+    foreign_bpf: str = ""
 
 
 def check_prerequisites(configs: list[str], build: bool) -> None:
@@ -611,6 +641,7 @@ def measure(bench: Bench, configs: list[str], args: argparse.Namespace, sonde_bi
                     round_samples = []
                     for wl in bench.workloads:
                         pid = tracer.pid
+                        foreign = foreign_bpf({pid} if pid else set())
                         cpu0 = CpuSnapshot.take(pid) if pid else None
                         busy0 = machine_busy_seconds()
                         t0 = time.monotonic()
@@ -627,12 +658,14 @@ def measure(bench: Bench, configs: list[str], args: argparse.Namespace, sonde_bi
                         other = max(0.0, busy - wl_cpu - (cpu or 0.0))
                         total_ops += ops
                         s = Sample(config, wl.name, rnd, ops, rate, cpu, window, wl_cpu, other)
+                        s.foreign_bpf = foreign
                         round_samples.append(s)
                         log(
                             f"round {rnd + 1}/{args.rounds} {config:<16} {wl.name:<6} "
                             f"{rate:>10.0f} ops/s"
                             + (f"  tracer cpu {cpu:.2f} s" if cpu is not None else "")
                             + f"  other cpu {other:.2f} s"
+                            + (f"  other BPF: {foreign}" if foreign else "")
                         )
                     rss = peak_rss_kib(tracer.pid) if tracer.pid else None
                     lost = sonde_losses(tracer.pid) if isinstance(tracer, Sonde) and tracer.pid else {}
@@ -652,6 +685,14 @@ def measure(bench: Bench, configs: list[str], args: argparse.Namespace, sonde_bi
                             f"warning: bpftrace's {bench.bpftrace_ops_map} is {seen}, "
                             f"below the workload's {total_ops} operations"
                         )
+    foreign_rounds = sum(1 for s in samples if s.foreign_bpf)
+    if foreign_rounds:
+        log(
+            f"warning: other processes held BPF programs on tracepoints or probes in "
+            f"{foreign_rounds} of {len(samples)} runs (see 'other BPF' above): they run in "
+            "the workload too, so those runs are slower and the spread is theirs as much as "
+            "the tracers'"
+        )
     return Measurement(samples, attached, started)
 
 
