@@ -6,13 +6,14 @@
  * tracepoints. These are the highest-rate events Sonde watches, so everything is
  * aggregated here, in per-CPU maps that userspace reads once per tick:
  *   - the start of each call lives in task storage (cheaper than a hash keyed by
- *     pid_tgid: no hashing, no bucket lock, freed with the task);
+ *     pid_tgid: no hashing, no bucket lock, freed with the task), and in a per-CPU
+ *     copy that the exit takes instead when the task never left the CPU (`cpu_call`);
  *   - whether the fd is a regular file is decided at entry, walking
  *     task->files->fdt->fd[fd]->f_inode->{i_mode, i_sb->s_dev}: the first hops are
  *     direct BTF loads (no helper call), the rest CO-RE probe reads, and the answer is
  *     remembered per task for its last fd in each direction (see `struct fd_memo`), so
  *     a loop on one fd pays two probe reads per call. Calls on pipes, sockets, ttys and
- *     every other non-regular fd cost nothing at exit but one task-storage lookup;
+ *     every other non-regular fd cost nothing at exit but the per-CPU slot check;
  *   - completed calls add to a latency histogram (the grid of sonde_hist.h), an op and a byte counter per
  *     (file system, direction), and a byte counter per (process, file system, direction).
  *     A file system's counters sit in arrays at a number it is given once (see
@@ -174,6 +175,30 @@ struct call {
 
 #define NO_FS 0xffffffff
 
+/*
+ * The call in flight on this CPU, a copy of what on_enter puts in the task's storage, so
+ * that on_exit can skip the task-storage lookup (~50 ns on the test VM) when the task
+ * never left the CPU in between: the same task, and the same count of context switches
+ * (nvcsw + nivcsw move at every switch away from the task, and a task migrates only
+ * while switched out). Then no other task ran here, so nothing else wrote this slot,
+ * and the task made no other syscall, so the slot is this call's. Otherwise on_exit
+ * reads the task's storage, which every on_enter writes.
+ */
+struct cpu_call {
+	__u64 task;
+	__u64 switches;
+	__u64 start_ns; /* 0: not a regular-file call */
+	__u32 dev;
+	__u32 fs;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_call);
+} fileio_cpu_call SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -331,7 +356,9 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct fd_memo *memo;
+	struct cpu_call *here;
 	struct call *c;
+	__u32 zero = 0;
 	__u32 dev;
 
 	c = bpf_task_storage_get(&fileio_calls, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -343,35 +370,59 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32
 	dev = regular_file_dev(task, ctx->args[0], memo);
 	if (!dev) {
 		c->start_ns = 0;
-		return 0;
+	} else {
+		c->dev = dev;
+		c->fs = memo->fs;
+		c->start_ns = bpf_ktime_get_ns();
 	}
-	c->dev = dev;
-	c->fs = memo->fs;
-	c->start_ns = bpf_ktime_get_ns();
+	/* Non-regular calls too: their exit then returns without the storage lookup. */
+	here = bpf_map_lookup_elem(&fileio_cpu_call, &zero);
+	if (here) {
+		here->task = (__u64)task;
+		here->switches = task->nvcsw + task->nivcsw;
+		here->start_ns = c->start_ns;
+		here->dev = c->dev;
+		here->fs = c->fs;
+	}
 	return 0;
 }
 
 static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u32 dir)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	struct cpu_call *here;
 	struct call *c;
-	__u64 now, ns, bytes;
+	__u64 start, ns, bytes;
+	__u32 zero = 0, dev, fs;
 	long ret;
 
-	c = bpf_task_storage_get(&fileio_calls, task, 0, 0);
-	if (!c || !c->start_ns)
+	here = bpf_map_lookup_elem(&fileio_cpu_call, &zero);
+	if (here && here->task == (__u64)task &&
+	    here->switches == task->nvcsw + task->nivcsw) {
+		start = here->start_ns;
+		dev = here->dev;
+		fs = here->fs;
+		here->task = 0;
+	} else {
+		c = bpf_task_storage_get(&fileio_calls, task, 0, 0);
+		if (!c)
+			return 0;
+		start = c->start_ns;
+		dev = c->dev;
+		fs = c->fs;
+		c->start_ns = 0;
+	}
+	if (!start)
 		return 0;
-	now = bpf_ktime_get_ns();
-	ns = now - c->start_ns;
-	c->start_ns = 0;
+	ns = bpf_ktime_get_ns() - start;
 	ret = ctx->ret;
 	/* Failed calls (EAGAIN, EINTR, EBADF...) moved no data: not an operation. */
 	if (ret < 0)
 		return 0;
 	bytes = (__u64)ret;
-	if (add_fs(c->fs, dir, bytes, ns))
+	if (add_fs(fs, dir, bytes, ns))
 		bump(SONDE_FILEIO_LOST_STATS);
-	if (add_proc(&fileio_procs, task, c->dev, dir, bytes))
+	if (add_proc(&fileio_procs, task, dev, dir, bytes))
 		bump(SONDE_FILEIO_LOST_PROCS);
 	return 0;
 }
