@@ -211,11 +211,21 @@ fn dns_queries_failures_cache_hits_and_latency_through_a_real_resolver() {
     let udp = (K * (1 + REPEATS) + NX) as f64;
     let total = udp + 1.0;
     let hits_want = (K * REPEATS + 1) as f64;
-    let got = rx.wait_for("every query, failure and hit", WAIT, |e| {
-        queries_to(e, &fwd_s) >= total
-            && hits(e) >= hits_want
-            && failures(e, &silent_s, "timeout") >= 1.0
-            && failures(e, &fwd_s, "nxdomain") >= NX as f64
+    let got = rx.wait_until("every query, failure and hit", WAIT, |e| {
+        let seen = (
+            queries_to(e, &fwd_s),
+            hits(e),
+            failures(e, &silent_s, "timeout"),
+            failures(e, &fwd_s, "nxdomain"),
+        );
+        if seen.0 >= total && seen.1 >= hits_want && seen.2 >= 1.0 && seen.3 >= NX as f64 {
+            Ok(())
+        } else {
+            Err(format!(
+                "queries {}/{total}, cache hits {}/{hits_want}, timeouts {}/1, nxdomain {}/{NX}",
+                seen.0, seen.1, seen.2, seen.3
+            ))
+        }
     });
     // Cumulative series: two more exports must still show exactly the ground truth.
     let n = got.len();

@@ -465,6 +465,30 @@ impl OtlpReceiver {
         poll_until(what, "exports", timeout, || self.exports(), pred)
     }
 
+    /// Like `wait_for`, but `check` says what is still missing, and the timeout's panic
+    /// shows the last answer: a wait that fails under load then says which count fell short.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&[Export]) -> Result<(), String>,
+    ) -> Vec<Export> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.exports();
+            let Err(missing) = check(&got) else {
+                return got;
+            };
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for: {what} ({} exports received); \
+                 still missing: {missing}",
+                got.len(),
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
