@@ -1,6 +1,6 @@
 //! Network I/O per process (executable name and container) and per container from the
 //! netio probe: bytes that send and receive calls on TCP and UDP sockets returned
-//! (sock:sock_send_length / sock:sock_recv_length, kernel 6.3+).
+//! (the raw tracepoints sock_send_length / sock_recv_length, kernel 6.3+).
 
 pub mod aggregate;
 pub mod collect;
