@@ -22,9 +22,14 @@ use crate::family::dns::aggregate::{DnsStats, NamePolicy};
 use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
 
-/// Lookups in flight and remembered upstream queries: bound memory at any query rate
-/// (65,536 open lookups is far above what a host resolves within one timeout).
-const MAX_OPEN: usize = 65_536;
+/// Lookups in flight: bounds memory at any query rate. A lookup is open for one round
+/// trip to its resolver, so only unanswered queries (a dead resolver, responses lost
+/// from a full ring) pile up, for one timeout: 4,096 covers ~800 of them a second at the
+/// default 5 s, and the excess is counted (`sonde.probe.events.lost{dns, map_full}`).
+/// Each costs 160 bytes in a hash table that doubles as it fills: at 65,536 the table
+/// reached 20 MiB (plus the 10 MiB it grew from), three times the agent's own heap; at
+/// 4,096 it stays under 1.4 MiB, and `Matcher::expire` shrinks it after a storm.
+const MAX_OPEN: usize = 4_096;
 /// Queries this host sent, remembered to tell a cache hit from a miss (72 bytes each, the
 /// names shared): the whole timeout's worth up to ~3,000 queries/s, the last 1.6 s at
 /// 10,000/s. A lookup open longer than that on so busy a host may miss its resolver's
@@ -108,6 +113,11 @@ impl Shared {
                 _ => None,
             };
             self.stats.add_with_exemplar(&e, exemplar);
+        }
+        // A storm's timeouts (up to MAX_OPEN events of 112 bytes) would otherwise stay
+        // allocated: a batch of the ring's records needs at most one event each.
+        if self.scratch.capacity() > crate::collect::ring::BATCH {
+            self.scratch.shrink_to(crate::collect::ring::BATCH);
         }
     }
 }

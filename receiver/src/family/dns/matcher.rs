@@ -502,8 +502,23 @@ impl Matcher {
         if self.newest_floor <= deadline {
             self.newest_floor = 0;
         }
+        // A storm of unanswered queries (a dead resolver, responses lost from a full
+        // ring) grows the table of open lookups, which never shrinks by itself: give
+        // the memory back once the storm has timed out.
+        if self.open.capacity() > KEEP_OPEN && self.open.len() < self.open.capacity() / 4 {
+            self.open.shrink_to(KEEP_OPEN.max(2 * self.open.len()));
+        }
+    }
+
+    /// Lookups the table of open lookups has room for without growing.
+    pub fn open_capacity(&self) -> usize {
+        self.open.capacity()
     }
 }
+
+/// Open lookups the table keeps room for after a storm: what a busy host has in flight
+/// (a lookup is open for one round trip to its resolver).
+const KEEP_OPEN: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -862,6 +877,45 @@ mod tests {
         assert_eq!(m.open_lookups(), 0);
         assert!(m.sent.is_empty(), "remembered queries age out");
         assert_eq!(lookups(&out).len(), 2);
+    }
+
+    #[test]
+    fn the_open_table_gives_its_memory_back_after_a_storm() {
+        let mut m = Matcher::new(5_000 * MS, 4097, 16);
+        let mut out = Vec::new();
+        for i in 0..4096u16 {
+            m.packet(
+                pkt(10, E, CLIENT, UPSTREAM, i, "s.test", false, 0, Some(1)),
+                &mut out,
+            );
+        }
+        assert!(m.open_capacity() >= 4096);
+        // Before the timeout nothing is given back (the lookups are still open).
+        m.expire(1_000 * MS, &mut out);
+        assert!(m.open_capacity() >= 4096);
+        m.packet(
+            pkt(
+                5_500,
+                E,
+                CLIENT,
+                UPSTREAM,
+                0,
+                "late.test",
+                false,
+                0,
+                Some(1),
+            ),
+            &mut out,
+        );
+        out.clear();
+        m.expire(5_100 * MS, &mut out);
+        assert_eq!(lookups(&out).len(), 4096, "every storm lookup timed out");
+        assert_eq!(m.open_lookups(), 1, "the late one is still open");
+        assert!(
+            m.open_capacity() <= 2 * KEEP_OPEN,
+            "capacity {} after the storm",
+            m.open_capacity()
+        );
     }
 
     fn in_cgroup(mut p: Packet, cgroup_id: u64) -> Packet {
