@@ -340,25 +340,81 @@ fn collector_down_then_up_receives_the_backlog_and_nothing_is_lost() {
     sonde.wait_log("OTLP export recovered", WAIT);
 }
 
+/// Each bound of the memory backlog in turn (points, then encoded bytes, with the other
+/// out of the way): while nobody listens the oldest batches are dropped and counted, and
+/// what the collector gets as the backlog, once it is up, is within the bound and fills
+/// it (to within two batches: a batch is dropped or kept whole, and a snapshot taken just
+/// before the first delivery may join the queue just after it).
 #[test]
 fn a_full_backlog_drops_the_oldest_and_counts_what_it_dropped() {
     require_root();
-    let port = free_port();
-    let yaml = format!(
-        "collection:\n  interval: 200ms\nexporters:\n  otlp:\n    endpoint: http://127.0.0.1:{port}\n    protocol: grpc\n    backlog_max_points: 80\n"
-    );
-    let mut sonde = Sonde::start(&[], Some(&yaml));
-    sonde.wait_started();
-    sonde.wait_log("OTLP backlog is full", WAIT);
-    let rx = OtlpReceiver::start_on(Proto::Grpc, port);
-    let got = rx.wait_for("a dropped count", Duration::from_secs(60), |e| {
-        latest(
-            e,
-            "sonde.export.points",
-            &[("sonde.export.outcome", "dropped")],
-        ) > Some(0.0)
-    });
-    assert!(latest(&got, "system.process.created", &[]).is_some());
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use prost::Message;
+    // Several snapshots of every family each (a few hundred points, some tens of KB).
+    const POINTS: u64 = 4_000;
+    const BYTES: u64 = 256 << 10;
+    let points: fn(&ExportMetricsServiceRequest) -> u64 = point_count;
+    let bytes: fn(&ExportMetricsServiceRequest) -> u64 = |r| r.encoded_len() as u64;
+    for (bounds, bound, size) in [
+        (format!("backlog_max_points: {POINTS}"), POINTS, points),
+        (
+            format!("backlog_max_points: 100000000\n    backlog_max_bytes: {BYTES}"),
+            BYTES,
+            bytes,
+        ),
+    ] {
+        let port = free_port();
+        let yaml = format!(
+            "collection:\n  interval: 200ms\nexporters:\n  otlp:\n    endpoint: http://127.0.0.1:{port}\n    protocol: grpc\n    {bounds}\n"
+        );
+        let mut sonde = Sonde::start(&[], Some(&yaml));
+        sonde.wait_started();
+        sonde.wait_log("OTLP backlog is full", WAIT);
+        let (up_unix, up) = (sonde::unix_nanos(), Instant::now());
+        let rx = OtlpReceiver::start_on(Proto::Grpc, port);
+        // The backlog is what the first delivery found queued: every batch made before
+        // it arrived (they go oldest first, and a batch made later comes after them).
+        let first_arrival = |e: &[Export]| {
+            e.first()
+                .map(|x| up_unix + x.at.duration_since(up).as_nanos() as u64)
+        };
+        let got = rx.wait_for(
+            "the backlog, then a later batch",
+            Duration::from_secs(90),
+            |e| {
+                let Some(first) = first_arrival(e) else {
+                    return false;
+                };
+                latest(
+                    e,
+                    "sonde.export.points",
+                    &[("sonde.export.outcome", "dropped")],
+                ) > Some(0.0)
+                    && e.iter().any(|x| snapshot_time(&x.req) > first)
+            },
+        );
+        assert!(latest(&got, "system.process.created", &[]).is_some());
+        let first = first_arrival(&got).expect("an export");
+        let held: Vec<u64> = got
+            .iter()
+            .take_while(|x| snapshot_time(&x.req) <= first)
+            .map(|x| size(&x.req))
+            .collect();
+        let largest = held.iter().copied().max().unwrap_or(0);
+        let total: u64 = held.iter().sum();
+        assert!(
+            total <= bound + 2 * largest,
+            "{bounds}: the backlog the collector got is {total} in {} batches",
+            held.len()
+        );
+        assert!(
+            total + 2 * largest > bound,
+            "{bounds}: the backlog held only {total} (largest batch {largest}): more was \
+             dropped than the bound asks"
+        );
+        sonde.signal(libc::SIGTERM);
+        sonde.wait_exit(WAIT);
+    }
 }
 
 /// The kernel objects a running Sonde holds are all gone once it exits, however it exits.

@@ -65,6 +65,8 @@ pub struct RawOtlp {
     pub histogram_aggregation: Option<String>,
     /// Data points held while the collector is unreachable; oldest dropped (and counted) past it.
     pub backlog_max_points: Option<usize>,
+    /// Encoded bytes of the batches held in memory; oldest dropped (and counted) past it.
+    pub backlog_max_bytes: Option<RawSize>,
     /// The durable queue on disk (off unless a directory is given).
     pub queue: Option<RawQueue>,
 }

@@ -561,7 +561,16 @@ fn queue_and_health_keys() {
         );
         let c = Config::from_yaml(&yaml, &env(&[])).expect(&yaml);
         assert_eq!(c.otlp.expect("otlp").queue.expect("queue").max_bytes, bytes);
+        let yaml = format!("exporters:\n  otlp:\n    backlog_max_bytes: {size}\n");
+        let c = Config::from_yaml(&yaml, &env(&[])).expect(&yaml);
+        assert_eq!(c.otlp.expect("otlp").backlog_max_bytes, bytes);
     }
+    let c = Config::from_yaml("exporters:\n  otlp: {}\n", &env(&[])).expect("valid");
+    assert_eq!(
+        c.otlp.expect("otlp").backlog_max_bytes,
+        2 << 20,
+        "default 2 MiB"
+    );
     for (yaml, key) in [
         (
             "exporters:\n  otlp:\n    queue:\n      directory: rel/q\n",
@@ -582,6 +591,14 @@ fn queue_and_health_keys() {
         (
             "exporters:\n  otlp:\n    queue:\n      max_bytes: 8MiB\n",
             "exporters.otlp.queue",
+        ),
+        (
+            "exporters:\n  otlp:\n    backlog_max_bytes: 0\n",
+            "exporters.otlp.backlog_max_bytes",
+        ),
+        (
+            "exporters:\n  otlp:\n    backlog_max_bytes: lots\n",
+            "exporters.otlp.backlog_max_bytes",
         ),
         ("health:\n  listen: localhost\n", "health.listen"),
         ("health:\n  max_export_lag: soon\n", "health.max_export_lag"),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::bytes::Bytes;
 use prost::Message;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -33,7 +34,9 @@ use transport::{Failure, SendError, Transport};
 /// Where a waiting batch's request is.
 #[derive(Debug)]
 enum Body {
-    Memory(Arc<ExportMetricsServiceRequest>),
+    /// Encoded: about 120 bytes a data point, a third of the request as prost structs
+    /// (whose strings and bucket vectors are each an allocation of their own).
+    Memory(Bytes),
     /// In the durable queue under this record number.
     Disk(u64),
 }
@@ -47,17 +50,19 @@ struct Batch {
     body: Body,
 }
 
-/// Batches waiting to be sent, oldest first. Memory batches are bounded in data points,
-/// disk batches by the durable queue's bytes.
+/// Batches waiting to be sent, oldest first. Memory batches are bounded in data points
+/// and in encoded bytes, disk batches by the durable queue's bytes.
 #[derive(Debug, Default)]
 struct Queue {
     batches: VecDeque<Batch>,
     /// Data points of the memory batches.
     points: u64,
+    /// Encoded bytes of the memory batches.
+    bytes: u64,
     next_seq: u64,
     /// The batch being sent and its request: never dropped for room, so a success is
     /// never also counted as a drop.
-    in_flight: Option<(u64, Arc<ExportMetricsServiceRequest>)>,
+    in_flight: Option<(u64, Bytes)>,
     closed: bool,
     disk: Option<DiskQueue>,
     /// The last append to the durable queue failed (warned once until it works again).
@@ -71,6 +76,7 @@ struct Queue {
 struct Backlog {
     queue: Mutex<Queue>,
     max_points: u64,
+    max_bytes: u64,
     /// A batch was queued, or shutdown began.
     wake: Notify,
     /// Shutdown began: cuts a backoff wait short.
@@ -81,7 +87,12 @@ struct Backlog {
 impl Backlog {
     /// `disk`: the durable queue, `Some(Err(()))` when one is configured but could not be
     /// opened.
-    fn new(max_points: u64, disk: Option<Result<DiskQueue, ()>>, stats: Arc<ExportStats>) -> Self {
+    fn new(
+        max_points: u64,
+        max_bytes: u64,
+        disk: Option<Result<DiskQueue, ()>>,
+        stats: Arc<ExportStats>,
+    ) -> Self {
         let mut q = Queue {
             disk_unavailable: matches!(disk, Some(Err(()))),
             disk: disk.and_then(Result::ok),
@@ -113,6 +124,7 @@ impl Backlog {
         let b = Self {
             queue: Mutex::new(q),
             max_points,
+            max_bytes,
             wake: Notify::new(),
             shutdown: Notify::new(),
             stats,
@@ -133,7 +145,8 @@ impl Backlog {
         );
     }
 
-    fn push(&self, req: ExportMetricsServiceRequest, points: u64) {
+    /// Queues one encoded request of `points` data points.
+    fn push(&self, req: Bytes, points: u64) {
         let created = crate::unix_nanos();
         let mut q = self.lock();
         let seq = q.next_seq;
@@ -142,7 +155,8 @@ impl Backlog {
             Some(record) => Body::Disk(record),
             None => {
                 q.points += points;
-                Body::Memory(Arc::new(req))
+                q.bytes += req.len() as u64;
+                Body::Memory(req)
             }
         };
         q.batches.push_back(Batch {
@@ -158,20 +172,14 @@ impl Backlog {
     }
 
     /// Writes the batch to the durable queue, if there is one; `None` keeps it in memory.
-    fn append_to_disk(
-        &self,
-        q: &mut Queue,
-        req: &ExportMetricsServiceRequest,
-        points: u64,
-        created: u64,
-    ) -> Option<u64> {
+    fn append_to_disk(&self, q: &mut Queue, req: &[u8], points: u64, created: u64) -> Option<u64> {
         let Some(disk) = q.disk.as_mut() else {
             if q.disk_unavailable {
                 self.stats.queue_write_failed();
             }
             return None;
         };
-        let appended = disk.append(points, created, &req.encode_to_vec());
+        let appended = disk.append(points, created, req);
         let corrupt = disk.corrupt_records();
         match appended {
             Ok((record, dropped)) => {
@@ -190,7 +198,8 @@ impl Backlog {
                 self.stats.queue_write_failed();
                 if !q.disk_failing {
                     tracing::warn!(
-                        "{e}: holding batches in memory (up to exporters.otlp.backlog_max_points)                          until the queue can be written again"
+                        "{e}: holding batches in memory (up to exporters.otlp.backlog_max_points \
+                         and backlog_max_bytes) until the queue can be written again"
                     );
                     q.disk_failing = true;
                 }
@@ -213,6 +222,7 @@ impl Backlog {
             Some((seq, req)) if *seq == q.batches[i].seq => {
                 let req = req.clone();
                 q.points += q.batches[i].points;
+                q.bytes += req.len() as u64;
                 q.batches[i].body = Body::Memory(req);
             }
             _ => {
@@ -220,16 +230,17 @@ impl Backlog {
                     self.stats.dropped(old.points);
                     tracing::warn!(
                         points = old.points,
-                        "the export queue is full (exporters.otlp.queue.max_bytes): dropped                          its oldest batch; raise the bound or check the collector"
+                        "the export queue is full (exporters.otlp.queue.max_bytes): dropped \
+                         its oldest batch; raise the bound or check the collector"
                     );
                 }
             }
         }
     }
 
-    /// Drops the oldest memory batches that are not in flight while over the bound.
+    /// Drops the oldest memory batches that are not in flight while over either bound.
     fn make_memory_room(&self, q: &mut Queue) {
-        while q.points > self.max_points {
+        while q.points > self.max_points || q.bytes > self.max_bytes {
             let in_flight = q.in_flight.as_ref().map(|(s, _)| *s);
             let last = q.batches.len().saturating_sub(1);
             let Some(i) = q
@@ -244,12 +255,17 @@ impl Backlog {
             }
             if let Some(old) = q.batches.remove(i) {
                 q.points -= old.points;
+                if let Body::Memory(req) = &old.body {
+                    q.bytes -= req.len() as u64;
+                }
                 self.stats.dropped(old.points);
                 tracing::warn!(
                     points = old.points,
-                    "OTLP backlog is full ({} points): dropped the oldest batch; \
-                     raise exporters.otlp.backlog_max_points or check the collector",
-                    self.max_points
+                    "OTLP backlog is full ({} points or {} bytes): dropped the oldest batch; \
+                     raise exporters.otlp.backlog_max_points or backlog_max_bytes, set \
+                     exporters.otlp.queue, or check the collector",
+                    self.max_points,
+                    self.max_bytes
                 );
             }
         }
@@ -257,7 +273,7 @@ impl Backlog {
 
     /// The oldest batch, marked in flight. A disk record that no longer reads back is
     /// skipped (counted as corrupt, its points as dropped).
-    fn front(&self) -> Option<(u64, u64, Arc<ExportMetricsServiceRequest>)> {
+    fn front(&self) -> Option<(u64, u64, Bytes)> {
         let mut q = self.lock();
         loop {
             let b = q.batches.front()?;
@@ -281,7 +297,7 @@ impl Backlog {
 
     /// The newest batch (at shutdown, the final snapshot), marked in flight; `None` when
     /// there is none or it no longer reads back.
-    fn newest(&self) -> Option<(u64, u64, Arc<ExportMetricsServiceRequest>)> {
+    fn newest(&self) -> Option<(u64, u64, Bytes)> {
         let mut q = self.lock();
         let b = q.batches.back()?;
         let (seq, points) = (b.seq, b.points);
@@ -297,7 +313,7 @@ impl Backlog {
         self.lock().batches.back().map(|b| b.seq)
     }
 
-    fn read_disk(q: &mut Queue, record: u64) -> Option<Arc<ExportMetricsServiceRequest>> {
+    fn read_disk(q: &mut Queue, record: u64) -> Option<Bytes> {
         let disk = q.disk.as_mut()?;
         let bytes = match disk.read(record) {
             Ok(Some(b)) => b,
@@ -309,7 +325,7 @@ impl Backlog {
             }
         };
         match ExportMetricsServiceRequest::decode(bytes.as_slice()) {
-            Ok(req) => Some(Arc::new(req)),
+            Ok(_) => Some(bytes.into()),
             Err(e) => {
                 // The checksum matched, so this is a record from another version.
                 tracing::warn!(
@@ -328,7 +344,10 @@ impl Backlog {
         if let Some(i) = q.batches.iter().position(|b| b.seq == seq) {
             if let Some(b) = q.batches.remove(i) {
                 match b.body {
-                    Body::Memory(_) => q.points -= b.points,
+                    Body::Memory(req) => {
+                        q.points -= b.points;
+                        q.bytes -= req.len() as u64;
+                    }
                     Body::Disk(record) => {
                         if let Some(d) = q.disk.as_mut() {
                             d.ack(record);
@@ -361,6 +380,7 @@ impl Backlog {
             .sum();
         q.batches.clear();
         q.points = 0;
+        q.bytes = 0;
         if let Some(d) = q.disk.as_mut() {
             d.sync();
         }
@@ -405,7 +425,12 @@ impl OtlpExporter {
                 })
                 .map_err(|e| tracing::warn!("{e}: holding unsent batches in memory only"))
         });
-        let backlog = Arc::new(Backlog::new(cfg.backlog_max_points as u64, disk, stats));
+        let backlog = Arc::new(Backlog::new(
+            cfg.backlog_max_points as u64,
+            cfg.backlog_max_bytes,
+            disk,
+            stats,
+        ));
         let task = tokio::spawn(send_loop(backlog.clone(), transport, cfg.endpoint.clone()));
         Ok(Self {
             backlog,
@@ -431,7 +456,8 @@ impl OtlpExporter {
         }
         let points = snap.point_count() as u64;
         let req = encode::encode(&self.resource, &snap, self.temporality, self.histograms);
-        self.backlog.push(req, points);
+        // Encoded once, here: what the backlog holds, the disk queue writes and HTTP sends.
+        self.backlog.push(req.encode_to_vec().into(), points);
     }
 
     /// Flushes what it can within the export timeout, then stops: a backoff wait is cut
@@ -515,7 +541,7 @@ impl Sender {
         transport: &mut Transport,
         seq: u64,
         points: u64,
-        req: &ExportMetricsServiceRequest,
+        req: &Bytes,
     ) -> Attempt {
         let endpoint = self.endpoint.clone();
         match transport.send(req).await {
@@ -625,10 +651,19 @@ mod tests {
 
     fn backlog(max: u64) -> (Backlog, Arc<ExportStats>) {
         let stats = ExportStats::new();
-        (Backlog::new(max, None, stats.clone()), stats)
+        (Backlog::new(max, u64::MAX, None, stats.clone()), stats)
     }
 
-    fn request(tag: &str) -> ExportMetricsServiceRequest {
+    /// An encoded request, as the backlog holds them.
+    fn request(tag: &str) -> Bytes {
+        request_struct(tag).encode_to_vec().into()
+    }
+
+    fn decoded(b: &Bytes) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest::decode(b.as_ref()).expect("an OTLP request")
+    }
+
+    fn request_struct(tag: &str) -> ExportMetricsServiceRequest {
         use opentelemetry_proto::tonic::resource::v1::Resource;
         ExportMetricsServiceRequest {
             resource_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ResourceMetrics {
@@ -662,6 +697,7 @@ mod tests {
         let stats = ExportStats::new();
         let b = Backlog::new(
             10,
+            u64::MAX,
             Some(Ok(DiskQueue::open(&d.0, 1 << 20).expect("open"))),
             stats.clone(),
         );
@@ -674,12 +710,13 @@ mod tests {
             "the memory bound does not apply to disk batches"
         );
         let (seq, _, req) = b.front().expect("a");
-        assert_eq!(*req, request("a"));
+        assert_eq!(req, request("a"));
         b.remove(seq);
         drop(b); // a crash: nothing flushed on purpose
 
         let b = Backlog::new(
             10,
+            u64::MAX,
             Some(Ok(DiskQueue::open(&d.0, 1 << 20).expect("reopen"))),
             stats.clone(),
         );
@@ -690,8 +727,8 @@ mod tests {
             b.remove(seq);
         }
         assert_eq!(got.len(), 2);
-        assert_eq!(*got[0], request("b"));
-        assert_eq!(*got[1], request("c"));
+        assert_eq!(got[0], request("b"));
+        assert_eq!(got[1], request("c"));
         assert!(stats.counts().queue_bytes == Some(0));
     }
 
@@ -701,13 +738,14 @@ mod tests {
         let stats = ExportStats::new();
         let b = Backlog::new(
             1_000_000,
+            u64::MAX,
             Some(Ok(DiskQueue::open(&d.0, 1 << 20).expect("open"))),
             stats.clone(),
         );
-        let big = |i: usize| {
-            let mut r = request(&"x".repeat(100_000));
+        let big = |i: usize| -> Bytes {
+            let mut r = request_struct(&"x".repeat(100_000));
             r.resource_metrics[0].schema_url = i.to_string();
-            r
+            r.encode_to_vec().into()
         };
         b.push(big(0), 7);
         let (seq, _, first) = b.front().expect("first");
@@ -724,6 +762,7 @@ mod tests {
             "the sent batch is not also dropped"
         );
         let (_, _, next) = b.front().expect("next");
+        let (next, first) = (decoded(&next), decoded(&first));
         assert_ne!(
             next.resource_metrics[0].schema_url,
             first.resource_metrics[0].schema_url
@@ -744,6 +783,7 @@ mod tests {
         let stats = ExportStats::new();
         let b = Backlog::new(
             1000,
+            u64::MAX,
             Some(Ok(DiskQueue::open(&d.0, 1 << 20).expect("open"))),
             stats.clone(),
         );
@@ -752,7 +792,7 @@ mod tests {
         b.push(request("b"), 5);
         assert_eq!(stats.counts().queue_write_failed, 2);
         let (seq, points, req) = b.front().expect("held in memory");
-        assert_eq!((points, &*req), (5, &request("a")));
+        assert_eq!((points, &req), (5, &request("a")));
         b.remove(seq);
         assert_eq!(stats.counts().dropped, 0);
     }
@@ -761,7 +801,7 @@ mod tests {
     fn full_backlog_drops_oldest_and_counts_it() {
         let (b, stats) = backlog(10);
         for _ in 0..4 {
-            b.push(ExportMetricsServiceRequest::default(), 4);
+            b.push(Bytes::new(), 4);
         }
         assert_eq!(stats.counts().dropped, 8, "two oldest batches of 4 dropped");
         assert_eq!(b.lock().points, 8);
@@ -770,12 +810,37 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_over_its_bytes_drops_oldest_and_counts_it() {
+        let stats = ExportStats::new();
+        let b = Backlog::new(1_000_000, 250, None, stats.clone());
+        for _ in 0..4 {
+            b.push(Bytes::from(vec![0u8; 100]), 3);
+        }
+        assert_eq!(
+            stats.counts().dropped,
+            6,
+            "two oldest batches of 3 points dropped"
+        );
+        let held = |b: &Backlog| {
+            let q = b.lock();
+            (q.points, q.bytes)
+        };
+        assert_eq!(held(&b), (6, 200));
+        let seqs: Vec<u64> = b.lock().batches.iter().map(|x| x.seq).collect();
+        assert_eq!(seqs, vec![2, 3]);
+        while let Some((seq, _, _)) = b.front() {
+            b.remove(seq);
+        }
+        assert_eq!(held(&b), (0, 0));
+    }
+
+    #[test]
     fn in_flight_batch_is_never_dropped_for_room() {
         let (b, stats) = backlog(5);
-        b.push(ExportMetricsServiceRequest::default(), 4);
+        b.push(Bytes::new(), 4);
         let (seq, _, _) = b.front().expect("one batch");
-        b.push(ExportMetricsServiceRequest::default(), 4);
-        b.push(ExportMetricsServiceRequest::default(), 4);
+        b.push(Bytes::new(), 4);
+        b.push(Bytes::new(), 4);
         let seqs: Vec<u64> = b.lock().batches.iter().map(|x| x.seq).collect();
         assert_eq!(seqs, vec![0, 2], "in-flight 0 kept, 1 dropped");
         assert_eq!(stats.counts().dropped, 4);
