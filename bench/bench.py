@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import datetime
 import functools
+import http.server
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -276,6 +278,65 @@ def sonde_losses(pid: int) -> dict[str, int]:
             if total:
                 losses[slots[key]] = losses.get(slots[key], 0) + total
     return losses
+
+
+class OtlpSink:
+    """A local OTLP/HTTP endpoint for Sonde to export to: answers every request with 200
+    and an empty (valid) response, and counts the requests and bytes per signal and the
+    largest body. Nothing leaves the machine.
+
+        with OtlpSink() as sink:
+            ... f"endpoint: {sink.endpoint}" ...
+            sink.stats()  # {"metrics": (requests, bytes, largest), "traces": ...}
+    """
+
+    def __init__(self) -> None:
+        counts: dict[str, list[int]] = {"metrics": [0, 0, 0], "traces": [0, 0, 0]}
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                n = int(self.headers.get("Content-Length", 0))
+                self.rfile.read(n)
+                signal_ = "traces" if self.path.endswith("/v1/traces") else "metrics"
+                with lock:
+                    c = counts[signal_]
+                    c[0], c[1], c[2] = c[0] + 1, c[1] + n, max(c[2], n)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self._counts, self._lock = counts, lock
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> OtlpSink:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> OtlpSink:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def stats(self) -> dict[str, tuple[int, int, int]]:
+        """Per signal: (requests, body bytes, largest body in bytes) so far."""
+        with self._lock:
+            return {k: (v[0], v[1], v[2]) for k, v in self._counts.items()}
+
+    def reset(self) -> None:
+        with self._lock:
+            for v in self._counts.values():
+                v[:] = [0, 0, 0]
 
 
 # --------------------------------------------------------------------------------------

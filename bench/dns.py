@@ -113,6 +113,27 @@ def start_sonde(binary: Path, work: Path) -> tuple[subprocess.Popen, Path]:
     return p, log
 
 
+def unanswered(seconds: float) -> int:
+    """A storm of queries nobody answers: A queries with changing ids, as fast as one
+    process sends them for `seconds`, to port 53 of an address in the bench's /24 where
+    nothing listens (a dead resolver). Every one stays an open lookup in Sonde's matcher
+    until its timeout: what once grew that table to 20 MiB. Returns the queries sent."""
+    import socket
+    import struct
+
+    dead = f"{NET}.9"
+    head = struct.Struct(">HHHHHH")
+    tail = b"\x03www" + b"".join(bytes([len(p)]) + p.encode() for p in ZONE.split(".")) + b"\x00\x00\x01\x00\x01"
+    n = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for _ in range(100):
+                s.sendto(head.pack(n & 0xFFFF, 0x0100, 1, 0, 0, 0) + tail, (dead, 53))
+                n += 1
+    return n
+
+
 def build_loop(work: Path) -> Path:
     loop = work / "dns_query_loop"
     subprocess.run(["gcc", "-O2", "-Wall", "-o", str(loop), str(ROOT / "bench/dns_query_loop.c")],

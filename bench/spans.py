@@ -22,8 +22,8 @@ Sonde's probes lost (a loss makes its CPU per operation too low to quote).
     sudo bench/spans.py                       # about 3 minutes; builds target/release/sonde
     sudo bench/spans.py --no-build --rounds 7 --duration 3
 
-Both configurations send their metrics to the same sink (an HTTP/protobuf endpoint in this
-script that answers 200 to everything and counts trace requests), so the export work is the
+Both configurations send their metrics to the same sink (`bench.py`'s OtlpSink, an
+HTTP/protobuf endpoint that answers 200 to everything and counts requests), so the export work is the
 same; nothing leaves the machine. A benchmark that prints figures, not a test. Needs root,
 gcc and dnsmasq (Debian's dnsmasq-base). Standard library only.
 """
@@ -31,13 +31,11 @@ gcc and dnsmasq (Debian's dnsmasq-base). Standard library only.
 from __future__ import annotations
 
 import argparse
-import http.server
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -59,26 +57,6 @@ WORKLOADS = (
 # Resolvers on a loopback /24 of this bench's own (dns.py's are 127.251.x), so it can run
 # while bench/dns.py does.
 dns.FWD, dns.AUTH = "127.252.0.1", "127.252.0.3"
-
-
-class Sink(http.server.BaseHTTPRequestHandler):
-    """Accepts every OTLP/HTTP request with an empty (valid) response; counts traces."""
-
-    traces = 0
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.path.endswith("/v1/traces"):
-            with Sink.lock:
-                Sink.traces += 1
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_args: object) -> None:
-        pass
 
 
 def yaml(family: str, spans: bool, endpoint: str) -> str:
@@ -133,9 +111,8 @@ def main() -> int:
     if not args.no_build:
         harness.build_sonde()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    sink = harness.OtlpSink().start()
+    endpoint = sink.endpoint
 
     # (workload, config) -> samples of (ops/s, sonde CPU us per op)
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
@@ -165,8 +142,7 @@ def main() -> int:
         runs = {"dns": dns_run, "tcp-fin": tcp_run("fin"), "tcp-rst": tcp_run("rst")}
         with dns.Resolvers(loop):
             for workload, family, _ in chosen:
-                with Sink.lock:
-                    Sink.traces = 0
+                sink.reset()
                 for rnd in range(args.rounds):
                     load.append(os.getloadavg()[0])
                     order = CONFIGS if rnd % 2 == 0 else CONFIGS[::-1]
@@ -203,8 +179,8 @@ def main() -> int:
                         )
                 # Spans leave at most a second after they are made.
                 time.sleep(1.5)
-                traces[workload] = Sink.traces
-    server.shutdown()
+                traces[workload] = sink.stats()["traces"][0]
+    sink.stop()
 
     pace = ", ".join(
         f"{what} paced to {rate:g}/s" if rate else f"{what} unpaced"

@@ -9,8 +9,10 @@ Phases, each running its configurations side by side (alternating, round by roun
   fileio    1-byte pread loop, pinned to one CPU: none / Sonde (fileio family) / bpftrace hist()
   tcp       loopback connect+write+close churn, pinned: none / Sonde (tcp family) / bpftrace
   dns       one-in-flight queries through a local caching dnsmasq: none / Sonde (dns family)
-  memory    Sonde with every family on through all of the above workloads: peak RSS, and
-            steady RSS once it is idle again
+  memory    Sonde with every family on, exporting metrics and spans over OTLP/HTTP every
+            second, through all of the above workloads and a storm of unanswered DNS
+            queries: peak RSS, and steady RSS once it is idle again; several runs
+            (--memory-runs), each listed
   fallback  one host-metrics cycle a second: Sonde without eBPF / node-exporter's defaults
 
 and prints one table: per family the workload's throughput against no tracer, Sonde's own
@@ -70,6 +72,8 @@ class Row:
     # much less than its throughput.
     cost_spread: float | None = None
     load: str = ""
+    # Lines printed under the table (the memory phase's runs).
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -193,48 +197,86 @@ def run_harness_bench(
     return rows, m
 
 
-def memory_phase(args: argparse.Namespace, pin: int | None) -> Row:
-    """Sonde with every family at its defaults, through every workload in turn, then
-    idle: its peak RSS (VmHWM) and its steady RSS (VmRSS, median of the idle seconds)."""
+def memory_phase(args: argparse.Namespace, pin: int | None) -> list[Row]:
+    """Sonde with every family at its defaults, exporting metrics and spans over OTLP/HTTP
+    to a local sink every second, through every workload in turn, then idle: its peak RSS
+    (VmHWM) and its steady RSS (VmRSS, median of the idle seconds). `--memory-runs` times
+    (a fresh Sonde each): the peak is the highest of the runs, every run is logged. With
+    --sonde-b, that build too, alternating run by run, in a row of its own."""
     l0 = loadavg()
     families = harness.probe_families(harness.ROOT / "examples/sonde.yaml")
-    with tempfile.TemporaryDirectory(prefix="sonde-bench-mem-") as tmp:
+    builds = [("sonde", args.sonde)] + ([("sonde-b", args.sonde_b)] if args.sonde_b else [])
+    peaks: dict[str, list[int]] = {name: [] for name, _ in builds}
+    steadies: dict[str, list[float]] = {name: [] for name, _ in builds}
+    lost: dict[str, int] = {name: 0 for name, _ in builds}
+    runs: dict[str, list[str]] = {name: [] for name, _ in builds}
+    with tempfile.TemporaryDirectory(prefix="sonde-bench-mem-") as tmp, harness.OtlpSink() as sink:
         work = Path(tmp)
         benches = [harness.BENCHES[b] for b in ("process", "fileio", "tcp")]
         for b in benches:
             harness.compile_workloads(b, work)
         loop = dns.build_loop(work)
-        yaml = harness.sonde_yaml(families, None).replace(
-            "exporters:", "collection:\n  interval: 1s\nexporters:"
+        # Export as a deployment does (metrics and spans to a collector, here the sink) at
+        # the shortest usual interval, so the export path's buffers are in the peak. The
+        # TCP churn ends every connection with a reset: each qualifies for a span, and the
+        # spans' rate limit (100/s) holds the trace requests at their fullest. And a
+        # storm of DNS queries to a resolver that never answers: each stays an open
+        # lookup for the DNS timeout (what the matcher bounds).
+        yaml = harness.sonde_yaml(families, None) + (
+            "  otlp:\n"
+            f"    endpoint: {sink.endpoint}\n"
+            "    protocol: http/protobuf\n"
+            "collection:\n  interval: 1s\n"
         )
-        sonde = harness.Sonde(work, args.sonde, "sonde", yaml, "process", only_family=False)
         with dns.Resolvers(loop, pin, 0):
-            try:
-                sonde.start()
-                for b in benches:
-                    for w in b.workloads:
-                        harness.run_workload(w.argv(work, args.duration, 1), args.nice, pin)
-                dns.query_loop(loop, args.duration, pin, 0)
-                time.sleep(1.0)  # one more collection after the last workload
-                steady = []
-                for _ in range(max(3, int(args.idle))):
-                    time.sleep(1.0)
-                    steady.append(rss_kib(sonde.pid))
-                peak = harness.peak_rss_kib(sonde.pid)
-                harness.log("memory: steady RSS by mapping (KiB): " + smaps_breakdown(sonde.pid))
-                lost = harness.sonde_losses(sonde.pid) if sonde.pid else {}
-                sonde.stop()
-            finally:
-                sonde._kill()
-    return Row(
-        "memory",
-        "every family",
-        "-",
-        sonde_rss_mib=peak / 1024,
-        sonde_steady_rss_mib=statistics.median(steady) / 1024,
-        sonde_lost=sum(lost.values()),
-        load=load_span(l0, loadavg()),
-    )
+            for run in range(args.memory_runs):
+                for name, binary in builds if run % 2 == 0 else builds[::-1]:
+                    sink.reset()
+                    sonde = harness.Sonde(work, binary, name, yaml, "process", only_family=False)
+                    try:
+                        sonde.start()
+                        # First, so its lookups have timed out before the idle seconds.
+                        storm = dns.unanswered(args.duration)
+                        for b in benches:
+                            for w in b.workloads:
+                                harness.run_workload(w.argv(work, args.duration, 1), args.nice, pin)
+                        dns.query_loop(loop, args.duration, pin, 0)
+                        time.sleep(1.0)  # one more collection after the last workload
+                        steady = []
+                        for _ in range(max(3, int(args.idle))):
+                            time.sleep(1.0)
+                            steady.append(rss_kib(sonde.pid))
+                        peak = harness.peak_rss_kib(sonde.pid)
+                        harness.log(f"memory: {name} steady RSS by mapping (KiB): " + smaps_breakdown(sonde.pid))
+                        lost[name] += sum((harness.sonde_losses(sonde.pid) if sonde.pid else {}).values())
+                        sonde.stop()
+                    finally:
+                        sonde._kill()
+                    peaks[name].append(peak)
+                    steadies[name].append(statistics.median(steady))
+                    st = sink.stats()
+                    runs[name].append(
+                        f"{name} run {run + 1}: peak {peak / 1024:.1f} MiB, steady "
+                        f"{steadies[name][-1] / 1024:.1f} MiB; {storm} unanswered DNS queries; "
+                        f"metrics {st['metrics'][0]} requests (largest {st['metrics'][2] / 1024:.0f} KiB), "
+                        f"traces {st['traces'][0]} requests (largest {st['traces'][2] / 1024:.0f} KiB); "
+                        f"load {loadavg():.1f}"
+                    )
+                    harness.log("memory: " + runs[name][-1])
+    load = load_span(l0, loadavg())
+    return [
+        Row(
+            "memory",
+            "every family" + (" (b)" if name == "sonde-b" else ""),
+            "-",
+            sonde_rss_mib=max(peaks[name]) / 1024,
+            sonde_steady_rss_mib=statistics.median(steadies[name]) / 1024,
+            sonde_lost=lost[name],
+            load=load,
+            notes=runs[name],
+        )
+        for name, _ in builds
+    ]
 
 
 def smaps_breakdown(pid: int | None) -> str:
@@ -362,7 +404,9 @@ Sonde / ratio: throughput with the tracer over throughput without, median of the
   ratios. own us: the tracer process's own CPU per event (user + system, every thread).
 +wl us: CPU the workload itself spent more per event than in the same round without a
   tracer: the kernel programs run in its context, so this is their cost per event.
-RSS MiB: peak (VmHWM); memory: peak / steady (VmRSS once idle after the workloads).
+RSS MiB: peak (VmHWM); memory: peak / steady (VmRSS once idle after the workloads), the
+  highest peak and the median steady of its runs (each listed below the table), with
+  metrics and spans exported over OTLP/HTTP to a local sink every second.
 lost: events Sonde's probes counted as lost (a ring or map full), over every round; when
   not 0, Sonde did not see every event and its CPU per event is too low to quote.
 fallback: own us is CPU per collection cycle (Sonde without eBPF, OTLP/HTTP export
@@ -370,6 +414,9 @@ fallback: own us is CPU per collection cycle (Sonde without eBPF, OTLP/HTTP expo
 spread: the largest (max - min) / median of the throughput over the rounds of any
   configuration. load: the 1-minute load average at the start and end of the phase."""
     )
+    for r in rows:
+        for note in r.notes:
+            print(f"{r.family}: {note}")
 
 
 def targets(rows: list[Row]) -> list[Target]:
@@ -426,6 +473,9 @@ def main(argv: list[str]) -> int:
         "shared machine from setting the pace (-20)",
     )
     ap.add_argument("--idle", type=float, default=3, help="idle seconds for steady RSS (3)")
+    ap.add_argument(
+        "--memory-runs", type=int, default=3, help="fresh Sonde runs in the memory phase (3)"
+    )
     ap.add_argument("--only", type=lambda s: s.split(","), help=f"phases, comma-separated: {','.join(PHASES)}")
     ap.add_argument("--sonde", type=Path, help="sonde binary (default: build target/release/sonde)")
     ap.add_argument("--node-exporter", default="/usr/bin/prometheus-node-exporter")
@@ -434,7 +484,8 @@ def main(argv: list[str]) -> int:
         type=Path,
         help="a second build (e.g. main's) run side by side: in the DNS phase as "
         "configuration sonde-b, in the table's vs columns; in the process, fileio and tcp "
-        "phases as sonde-b-<family>, in rows of their own ('<workload> (b)')",
+        "phases as sonde-b-<family> and in the memory phase, in rows of their own "
+        "('<workload> (b)')",
     )
     ap.add_argument("--json", help="also write the rows and targets to this file")
     args = ap.parse_args(argv)
@@ -473,7 +524,7 @@ def main(argv: list[str]) -> int:
             elif phase == "dns":
                 r, m = [dns_phase(args, pin)], None
             elif phase == "memory":
-                r, m = [memory_phase(args, pin)], None
+                r, m = memory_phase(args, pin), None
             else:
                 r, m = [fallback_phase(args)], None
             rows += r
