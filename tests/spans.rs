@@ -435,6 +435,18 @@ fn failed_killed_and_long_processes_become_spans() {
         .spawn()
         .expect("sleep");
     let victim_pid = victim.id();
+    // spawn() returns when exec closes the status pipe, which is before the kernel's exec
+    // tracepoint: under load the span's start can be after this point. Asleep in
+    // nanosleep, the program is past its exec, so 200 ms from here is inside the span.
+    let wchan = format!("/proc/{victim_pid}/wchan");
+    let asleep = Instant::now();
+    while !std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("nanosleep")) {
+        assert!(
+            asleep.elapsed() < Duration::from_secs(30),
+            "the victim never went to sleep"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
     unsafe { libc::kill(victim_pid as libc::pid_t, libc::SIGKILL) };
