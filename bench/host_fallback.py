@@ -5,8 +5,9 @@ Issue 6, item 5. Runs each agent alone for --duration seconds (default 60) at on
 second and reports its CPU time per cycle and its peak RSS:
 
   sonde          target/release/sonde run, collection.ebpf_enabled: false (the /proc and
-                 /sys fallback), 1 s interval, exporting OTLP/HTTP to a sink in this
-                 script (so encoding and sending are counted, as node-exporter's are)
+                 /sys fallback), 1 s interval, exporting OTLP/HTTP to a local sink
+                 (bench.py's OtlpSink; so encoding and sending are counted, as
+                 node-exporter's are)
   node-exporter  /usr/bin/prometheus-node-exporter with its default collectors, scraped
                  once a second by this script (its whole cost per scrape)
   node-exporter+ the same plus the tcpstat and processes collectors, which do what Sonde's
@@ -19,14 +20,12 @@ A benchmark that prints figures, not a test. Root is not needed. Standard librar
 """
 
 import argparse
-import http.server
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -58,23 +57,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Sink(http.server.BaseHTTPRequestHandler):
-    """Accepts OTLP/HTTP exports and counts them."""
-
-    exports = 0
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        Sink.exports += 1
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def wait_port(port, proc, what):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -89,13 +71,12 @@ def wait_port(port, proc, what):
 
 
 def run_sonde(binary, duration, warmup):
-    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    sink = harness.OtlpSink().start()
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
         cfg.write(
             "collection:\n  ebpf_enabled: false\n  interval: 1s\n"
             "exporters:\n  otlp:\n"
-            f"    endpoint: http://127.0.0.1:{sink.server_address[1]}\n"
+            f"    endpoint: {sink.endpoint}\n"
             "    protocol: http/protobuf\n"
             "log:\n  level: warn\n"
         )
@@ -110,14 +91,14 @@ def run_sonde(binary, duration, warmup):
         time.sleep(warmup)
         if proc.poll() is not None:
             sys.exit(f"sonde exited early ({proc.returncode})")
-        before, n0 = cpu_seconds(proc.pid), Sink.exports
+        before, n0 = cpu_seconds(proc.pid), sink.stats()["metrics"][0]
         time.sleep(duration)
-        after, n1 = cpu_seconds(proc.pid), Sink.exports
+        after, n1 = cpu_seconds(proc.pid), sink.stats()["metrics"][0]
         rss = peak_rss_kib(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        sink.shutdown()
+        sink.stop()
         os.unlink(cfg.name)
     cycles = max(n1 - n0, 1)
     return harness.cpu_seconds_between(before, after) / cycles, rss, cycles
