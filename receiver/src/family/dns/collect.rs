@@ -139,6 +139,9 @@ impl Sink for Shared {
 pub struct DnsCollector {
     counters: PerCpuArray<MapData, u64>,
     ring: Ring<RingBuf<MapData>, Shared>,
+    /// Records the probe had lost at the last look, and when that look was (the
+    /// kernel's clock): a rise since says records were lost in between.
+    lost_seen: (u64, u64),
 }
 
 /// The probes that write the packet ring: marked failed when it cannot be polled.
@@ -196,15 +199,36 @@ impl DnsCollector {
             decoder: Decoder::new(settings.processes.clone()),
         };
         let ring = Ring::start_bpf(ring, shared, POLL_EVERY)?;
-        Ok(Self { counters, ring })
+        Ok(Self {
+            counters,
+            ring,
+            lost_seen: (0, 0),
+        })
     }
 
     /// Ends lookups past their timeout (`now_ns` on the kernel's monotonic clock), ticks
     /// the series at `unix_now` (expiry), then hands the aggregated state to `f` (the
     /// mapping) under the lock.
-    pub fn with_stats<T>(&self, now_ns: u64, unix_now: u64, f: impl FnOnce(&DnsStats) -> T) -> T {
+    pub fn with_stats<T>(
+        &mut self,
+        now_ns: u64,
+        unix_now: u64,
+        f: impl FnOnce(&DnsStats) -> T,
+    ) -> T {
         self.ring.drain_now();
+        // Records lost since the last look may include responses: lookups open then
+        // are not judged timeouts. Unreadable counters leave the window open until read.
+        let lost_window = self.records_lost().ok().and_then(|lost| {
+            let (seen, since) = self.lost_seen;
+            (lost != seen).then(|| {
+                self.lost_seen = (lost, now_ns);
+                (since, now_ns)
+            })
+        });
         self.ring.with(|s| {
+            if let Some((from, to)) = lost_window {
+                s.matcher.records_lost(from, to);
+            }
             // Judge timeouts as of two polls ago: by then every response the kernel saw
             // before that instant has been drained, so none is misread as missing.
             let drained_until = now_ns.saturating_sub(2 * POLL_EVERY.as_nanos() as u64);
@@ -225,19 +249,28 @@ impl DnsCollector {
         self.ring.stop()
     }
 
+    fn counter(&self, s: slot) -> Result<u64, CollectError> {
+        let per_cpu = self
+            .counters
+            .get(&(s as u32), 0)
+            .map_err(map_err(n::MAP_COUNTERS))?;
+        Ok(per_cpu.iter().sum())
+    }
+
+    /// Every packet record the probe could not hand over (ring full, copy failed).
+    fn records_lost(&self) -> Result<u64, CollectError> {
+        Ok(
+            self.counter(slot::SONDE_DNS_LOST_RINGBUF)?
+                + self.counter(slot::SONDE_DNS_LOST_COPY)?,
+        )
+    }
+
     pub fn counts(&self) -> Result<DnsCounts, CollectError> {
-        let get = |s: slot| -> Result<u64, CollectError> {
-            let per_cpu = self
-                .counters
-                .get(&(s as u32), 0)
-                .map_err(map_err(n::MAP_COUNTERS))?;
-            Ok(per_cpu.iter().sum())
-        };
         let (matcher, unparsed) = self.ring.with(|s| (s.matcher.stats(), s.unparsed));
         Ok(DnsCounts {
-            packets: get(slot::SONDE_DNS_PACKETS)?,
-            lost_ringbuf: get(slot::SONDE_DNS_LOST_RINGBUF)?,
-            lost_copy: get(slot::SONDE_DNS_LOST_COPY)?,
+            packets: self.counter(slot::SONDE_DNS_PACKETS)?,
+            lost_ringbuf: self.counter(slot::SONDE_DNS_LOST_RINGBUF)?,
+            lost_copy: self.counter(slot::SONDE_DNS_LOST_COPY)?,
             matcher,
             unparsed,
         })

@@ -233,7 +233,14 @@ pub struct MatcherStats {
     /// Responses with no open query (also the second copy of a response that crossed
     /// between two network namespaces of this host).
     pub unmatched_responses: u64,
+    /// Lookups with no response in time while the probe was losing records: their
+    /// response may be among the lost, so they are not reported as timeouts.
+    pub unknown_after_loss: u64,
 }
+
+/// Loss windows remembered: a window older than one timeout no longer matters, and on
+/// a host losing records continuously the newest windows are the ones that do.
+const MAX_LOSS_WINDOWS: usize = 64;
 
 #[derive(Debug)]
 pub struct Matcher {
@@ -257,6 +264,9 @@ pub struct Matcher {
     newest_floor: u64,
     /// The newest query of any sender.
     newest_any: u64,
+    /// Spans of the kernel's clock (from, to] in which the probe lost records, oldest
+    /// first.
+    loss_windows: VecDeque<(u64, u64)>,
     stats: MatcherStats,
 }
 
@@ -274,8 +284,32 @@ impl Matcher {
             newest_sent: HashMap::default(),
             newest_floor: 0,
             newest_any: 0,
+            loss_windows: VecDeque::new(),
             stats: MatcherStats::default(),
         }
+    }
+
+    /// The probe lost records (a full ring, a failed copy) at some time in
+    /// (`from_ns`, `to_ns`]: a lookup open then whose response never came may have had
+    /// it lost, so it ends as unknown rather than as a timeout (a loaded host would
+    /// otherwise report failures that never happened).
+    pub fn records_lost(&mut self, from_ns: u64, to_ns: u64) {
+        if self.loss_windows.len() == MAX_LOSS_WINDOWS {
+            // Merge the two oldest: wider, never forgotten.
+            if let (Some((from, _)), Some((_, to))) =
+                (self.loss_windows.pop_front(), self.loss_windows.pop_front())
+            {
+                self.loss_windows.push_front((from, to));
+            }
+        }
+        self.loss_windows.push_back((from_ns, to_ns));
+    }
+
+    fn lost_while_open(&self, start_ns: u64) -> bool {
+        let end_ns = start_ns.saturating_add(self.timeout_ns);
+        self.loss_windows
+            .iter()
+            .any(|&(from, to)| from < end_ns && to >= start_ns)
     }
 
     pub fn stats(&self) -> MatcherStats {
@@ -480,6 +514,10 @@ impl Matcher {
             }
             self.open_count -= late.len();
             for open in late {
+                if self.lost_while_open(open.start_ns) {
+                    self.stats.unknown_after_loss += 1;
+                    continue;
+                }
                 out.push(Event::Lookup(Lookup {
                     server: key.server,
                     question: key.question.clone(),
@@ -491,6 +529,14 @@ impl Matcher {
                     cache_hit: None,
                 }));
             }
+        }
+        // Every lookup still open started after the deadline.
+        while self
+            .loss_windows
+            .front()
+            .is_some_and(|&(_, to)| to < deadline)
+        {
+            self.loss_windows.pop_front();
         }
         // A remembered query matters only to lookups that can still be open.
         while self.sent.front().is_some_and(|s| s.ktime_ns <= deadline) {
@@ -858,6 +904,58 @@ mod tests {
             ],
         );
         assert_eq!(hit, [("m.test".to_owned(), ANS, Some(1), Some(true))]);
+    }
+
+    #[test]
+    fn a_lookup_open_while_records_were_lost_is_unknown_not_a_timeout() {
+        // (loss window in ms, lookup start in ms, timeout reported)
+        type Case = (Option<(u64, u64)>, u64, bool);
+        let table: [Case; 5] = [
+            (None, 10, true),
+            (Some((0, 5)), 10, true), // lost before the query was sent
+            (Some((2_000, 3_000)), 10, false), // lost while it waited
+            (Some((5_010, 5_900)), 10, true), // lost after its timeout had passed
+            (Some((9_000, 9_500)), 4_500, false), // lost while the later lookup waited
+        ];
+        for (window, start, timed_out) in table {
+            let mut m = Matcher::new(5_000 * MS, 16, 16);
+            let mut out = Vec::new();
+            m.packet(
+                pkt(start, E, CLIENT, UPSTREAM, 1, "l.test", false, 0, Some(1)),
+                &mut out,
+            );
+            if let Some((from, to)) = window {
+                m.records_lost(from * MS, to * MS);
+            }
+            m.expire(20_000 * MS, &mut out);
+            let ended = lookups(&out);
+            let case = format!("window {window:?}, start {start} ms");
+            assert_eq!(m.open_lookups(), 0, "{case}");
+            if timed_out {
+                assert_eq!(ended.len(), 1, "{case}");
+                assert_eq!(ended[0].1, Outcome::Timeout, "{case}");
+                assert_eq!(m.stats().unknown_after_loss, 0, "{case}");
+            } else {
+                assert!(ended.is_empty(), "{case}: {ended:?}");
+                assert_eq!(m.stats().unknown_after_loss, 1, "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn loss_windows_stay_bounded_and_age_out() {
+        let mut m = Matcher::new(5_000 * MS, 16, 16);
+        for i in 0..1_000u64 {
+            m.records_lost(i * MS, i * MS + 1);
+        }
+        assert_eq!(m.loss_windows.len(), MAX_LOSS_WINDOWS);
+        assert_eq!(
+            m.loss_windows.front().map(|w| w.0),
+            Some(0),
+            "merged, not forgotten"
+        );
+        m.expire(7_000 * MS, &mut Vec::new());
+        assert!(m.loss_windows.is_empty());
     }
 
     #[test]

@@ -20,6 +20,8 @@ use crate::source::{Output, Source};
 #[derive(Debug)]
 pub struct DnsSource {
     pub collector: DnsCollector,
+    /// Whether the lookups left unknown by lost records were reported in the log.
+    pub unknown_warned: bool,
 }
 
 impl Source for DnsSource {
@@ -39,8 +41,19 @@ impl Source for DnsSource {
                     unparsed = c.unparsed,
                     lost = c.lost_ringbuf,
                     lost_copy = c.lost_copy,
+                    unknown_after_loss = c.matcher.unknown_after_loss,
                     "dns packet counts"
                 );
+                if c.matcher.unknown_after_loss > 0 && !self.unknown_warned {
+                    // Once: the running count is in the debug line above.
+                    tracing::warn!(
+                        "{} DNS lookups got no response while the probe was losing packet \
+                         records (counted in sonde.probe.events.lost for dns), so they are not \
+                         reported as timeouts: their response may have been among the lost",
+                        c.matcher.unknown_after_loss
+                    );
+                    self.unknown_warned = true;
+                }
                 out.lost
                     .push(("dns", loss_reason::RINGBUF_FULL, c.lost_ringbuf));
                 out.lost
@@ -135,8 +148,13 @@ impl Family for Dns {
             processes: processes.clone(),
         };
         let mut loaded = self.load()?;
-        let source = super::collector("DNS", DnsCollector::start(&mut loaded, &settings))
-            .map(|collector| DnsSource { collector });
+        let source =
+            super::collector("DNS", DnsCollector::start(&mut loaded, &settings)).map(|collector| {
+                DnsSource {
+                    collector,
+                    unknown_warned: false,
+                }
+            });
         Ok(Started::new(loaded, source))
     }
 }
