@@ -501,3 +501,119 @@ fn lookups_to_a_resolver_sonde_cannot_see_show_both_directions() {
     sonde.signal(libc::SIGTERM);
     assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
 }
+
+/// A lookup whose response the probe could not hand over (its ring was full) is not
+/// reported as a timeout: the response may have come, and here it did. Sonde is stopped
+/// (SIGSTOP) so that nothing drains its ring; one query goes to a resolver that answers
+/// after a second, and a flood of queries to a resolver that never answers fills the ring
+/// before that answer leaves.
+#[test]
+fn a_lookup_whose_response_record_was_lost_is_not_reported_as_a_timeout() {
+    require_root();
+    const ANSWER_AFTER: Duration = Duration::from_secs(1);
+    const FLOOD: u16 = 20_000; // several times what the 1 MiB ring holds
+
+    let [slow, silent, marker, _] = addresses();
+    // A DNS port of the test's own: the flood is not DNS to other tests' Sondes.
+    let slow_sock = UdpSocket::bind((slow, 0)).expect("bind the slow resolver");
+    let port = slow_sock.local_addr().expect("its port").port();
+    let responder = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let (n, from) = slow_sock.recv_from(&mut buf).expect("the query");
+        std::thread::sleep(ANSWER_AFTER);
+        buf[2] |= 0x80; // QR: a response, NOERROR, no answers
+        slow_sock.send_to(&buf[..n], from).expect("answer");
+    });
+    // Bound and never read: queries to them get no answer and no ICMP error.
+    let _silent = UdpSocket::bind((silent, port)).expect("bind the silent resolver");
+    let _marker = UdpSocket::bind((marker, port)).expect("bind the marker resolver");
+
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let yaml = format!(
+        "collection:\n  interval: 300ms\nprobes:\n  dns:\n    timeout: 3s\n    ports: [{port}]\n"
+    );
+    let mut sonde = Sonde::start(&rx.env(), Some(&yaml));
+    sonde.wait_started();
+
+    // SAFETY: kill has no memory preconditions; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(sonde.pid(), libc::SIGSTOP) }, 0);
+    let asked =
+        std::thread::spawn(move || query_on(slow, port, "lost.test", Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(100));
+    // Past 96 bytes of payload each packet takes a full record (~400 bytes): the ring
+    // holds ~2 500 of them, fewer than the 4 096 lookups the reader keeps open, so the
+    // marker below is still tracked when it comes.
+    let long = format!("{}.{}.flood.test", "a".repeat(60), "b".repeat(60));
+    let flood = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the flood");
+    for id in 0..FLOOD {
+        flood
+            .send_to(&encode_query(id, &long), (silent, port))
+            .expect("flood");
+    }
+    assert_eq!(
+        asked.join().expect("query thread"),
+        Some(0),
+        "the slow resolver answered"
+    );
+    responder.join().expect("responder");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(sonde.pid(), libc::SIGCONT) }, 0);
+
+    let slow_s = slow.to_string();
+    let marker_s = marker.to_string();
+    let lost = |e: &[Export]| {
+        latest(
+            e,
+            "sonde.probe.events.lost",
+            &[
+                ("sonde.probe", "dns"),
+                ("sonde.loss.reason", "ringbuf_full"),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    rx.wait_until("the probe's losses exported", WAIT, |e| {
+        (lost(e) > 0.0)
+            .then_some(())
+            .ok_or_else(|| "no ringbuf_full loss for dns yet".to_owned())
+    });
+    // Sent after the collection that saw the losses: its timeout is judged with no loss
+    // in its window, and by the time it is reported the slow lookup has been judged too.
+    assert_eq!(
+        query_on(marker, port, "marker.test", Duration::from_millis(200)),
+        None
+    );
+    let failures = |e: &[Export], addr: &str| {
+        latest(
+            e,
+            "sonde.dns.failures",
+            &[("network.peer.address", addr), ("error.type", "timeout")],
+        )
+        .unwrap_or(0.0)
+    };
+    let got = rx.wait_until("the marker's timeout", WAIT, |e| {
+        (failures(e, &marker_s) >= 1.0)
+            .then_some(())
+            .ok_or_else(|| format!("marker timeouts {}", failures(e, &marker_s)))
+    });
+    let ctx = sonde.stderr();
+    assert_eq!(
+        latest(
+            &got,
+            "sonde.dns.queries",
+            &[("network.peer.address", &slow_s)]
+        ),
+        Some(1.0),
+        "the slow resolver's query was seen: {ctx}"
+    );
+    assert_eq!(
+        failures(&got, &slow_s),
+        0.0,
+        "a lookup whose answer was lost with the ring's records is not a timeout: {ctx}"
+    );
+    assert_eq!(failures(&got, &marker_s), 1.0);
+    assert!(
+        ctx.contains("not reported as timeouts"),
+        "the agent says why once: {ctx}"
+    );
+}
