@@ -167,10 +167,12 @@ def harness_row(
     )
 
 
-def harness_args(args: argparse.Namespace, pin: int | None, workers: int = 1) -> argparse.Namespace:
+def harness_args(
+    args: argparse.Namespace, pin: int | None, workers: int = 1, duration: float | None = None
+) -> argparse.Namespace:
     return argparse.Namespace(
         rounds=args.rounds,
-        duration=args.duration,
+        duration=duration or args.duration,
         workers=workers,
         settle=0.5,
         nice=args.nice,
@@ -182,14 +184,19 @@ def harness_args(args: argparse.Namespace, pin: int | None, workers: int = 1) ->
 
 
 def run_harness_bench(
-    name: str, workloads: list[str], units: dict[str, str], args: argparse.Namespace, pin: int | None
+    name: str,
+    workloads: list[str],
+    units: dict[str, str],
+    args: argparse.Namespace,
+    pin: int | None,
+    duration: float | None = None,
 ) -> tuple[list[Row], harness.Measurement]:
     bench = harness.select_workloads(harness.BENCHES[name], workloads)
     configs = ["baseline", f"sonde-{bench.family}", "bpftrace"]
     if args.sonde_b:
         configs.insert(2, f"sonde-b-{bench.family}")
     l0 = loadavg()
-    m = harness.measure(bench, configs, harness_args(args, pin), args.sonde)
+    m = harness.measure(bench, configs, harness_args(args, pin, duration=duration), args.sonde)
     load = load_span(l0, loadavg())
     rows = [harness_row(m, bench.family, w, units[w], load) for w in workloads]
     if args.sonde_b:
@@ -372,7 +379,8 @@ def print_table(rows: list[Row], started: datetime.datetime, args: argparse.Name
     print(
         f"\nbench/bench.py all: {started:%Y-%m-%d %H:%M} UTC, {m['cpus']} CPUs ({m['cpu']}), "
         f"Linux {m['kernel']}, {m['bpftrace']}\n{getattr(args, 'sonde_revision', args.sonde)}\n"
-        f"{args.rounds} rounds (DNS {args.dns_rounds}) x {args.duration:g} s per configuration, "
+        f"{args.rounds} rounds (DNS {args.dns_rounds}) x {args.duration:g} s (TCP "
+        f"{args.tcp_duration:g} s) per configuration, "
         f"alternating; workloads "
         f"pinned to CPU {(os.cpu_count() or 1) - 1}, at nice {args.nice} (DNS at 0); "
         f"fallback {args.fallback_rounds} x {args.fallback_duration:g} s per agent\n"
@@ -463,6 +471,13 @@ def main(argv: list[str]) -> int:
         "single rounds' ratios scatter by +-8 %%, so it takes more of them for a median to "
         "within about 2 %%",
     )
+    ap.add_argument(
+        "--tcp-duration",
+        type=float,
+        default=3,
+        help="seconds per run of the TCP phase (3): with 1.5 s runs its rounds spread 11-15 %% "
+        "on a quiet machine, with 3 s 5-6 %%",
+    )
     ap.add_argument("--fallback-rounds", type=int, default=2, help="fallback rounds (2)")
     ap.add_argument("--fallback-duration", type=float, default=10, help="seconds per agent (10)")
     ap.add_argument(
@@ -520,7 +535,9 @@ def main(argv: list[str]) -> int:
             elif phase == "fileio":
                 r, m = run_harness_bench("fileio", ["read1"], {"read1": "pread"}, args, pin)
             elif phase == "tcp":
-                r, m = run_harness_bench("tcp", ["churn"], {"churn": "conn"}, args, pin)
+                r, m = run_harness_bench(
+                    "tcp", ["churn"], {"churn": "conn"}, args, pin, args.tcp_duration
+                )
             elif phase == "dns":
                 r, m = [dns_phase(args, pin)], None
             elif phase == "memory":
