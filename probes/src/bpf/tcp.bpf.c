@@ -381,6 +381,30 @@ static __always_inline void read_peer(struct sock *sk, struct skc *h, __u16 fami
 		SKC_ADDR(c->raddr, h, sk, skc_daddr, 4);
 }
 
+/*
+ * The sk_prot pointers of TCP sockets seen so far (tcp_prot, tcpv6_prot): a socket whose
+ * sk_prot is one of them is TCP without reading sk_protocol, which lies far from the
+ * sock_common head (a helper call saved per transition). Anything else is checked by
+ * sk_protocol and, if TCP, fills a free slot; a third TCP proto (sockmap, kTLS swap in
+ * their own) is simply always checked.
+ */
+__u64 sonde_tcp_prots[2] = {};
+
+static __always_inline int is_tcp(struct sock *sk, struct skc *h)
+{
+	__u64 prot = SKC(h, sk, skc_prot, __u64);
+
+	if (prot && (prot == sonde_tcp_prots[0] || prot == sonde_tcp_prots[1]))
+		return 1;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	if (!sonde_tcp_prots[0])
+		sonde_tcp_prots[0] = prot;
+	else if (!sonde_tcp_prots[1] && prot != sonde_tcp_prots[0])
+		sonde_tcp_prots[1] = prot;
+	return 1;
+}
+
 /* A connection first seen after it was set up (it predates the probe): attributed to the
  * current task, which is the one sending or receiving; what it did before is baseline. */
 static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, struct skc *h, __u64 key,
@@ -392,7 +416,7 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, struct
 
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (!is_tcp(sk, h))
 		return 0;
 	/* Only a connection that is up: a socket in CLOSE (read after a reset), LISTEN or a
 	 * SYN state would make an entry no later transition removes. */
@@ -419,30 +443,6 @@ static __always_inline struct sonde_tcp_conn *conn_adopt(struct sock *sk, struct
 		return 0;
 	}
 	return bpf_map_lookup_elem(&tcp_conns, &key);
-}
-
-/*
- * The sk_prot pointers of TCP sockets seen so far (tcp_prot, tcpv6_prot): a socket whose
- * sk_prot is one of them is TCP without reading sk_protocol, which lies far from the
- * sock_common head (a helper call saved per transition). Anything else is checked by
- * sk_protocol and, if TCP, fills a free slot; a third TCP proto (sockmap, kTLS swap in
- * their own) is simply always checked.
- */
-__u64 sonde_tcp_prots[2] = {};
-
-static __always_inline int is_tcp(struct sock *sk, struct skc *h)
-{
-	__u64 prot = SKC(h, sk, skc_prot, __u64);
-
-	if (prot && (prot == sonde_tcp_prots[0] || prot == sonde_tcp_prots[1]))
-		return 1;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	if (!sonde_tcp_prots[0])
-		sonde_tcp_prots[0] = prot;
-	else if (!sonde_tcp_prots[1] && prot != sonde_tcp_prots[0])
-		sonde_tcp_prots[1] = prot;
-	return 1;
 }
 
 /* Whether the socket is in the namespace `tcp_states` counts (see sonde_netns_net). */

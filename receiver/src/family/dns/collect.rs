@@ -208,17 +208,20 @@ impl DnsCollector {
 
     /// Ends lookups past their timeout (`now_ns` on the kernel's monotonic clock), ticks
     /// the series at `unix_now` (expiry), then hands the aggregated state to `f` (the
-    /// mapping) under the lock.
-    pub fn with_stats<T>(
+    /// mapping) under the lock. Also returns the counts since load, the kernel's read once
+    /// per collection.
+    pub fn collect<T>(
         &mut self,
         now_ns: u64,
         unix_now: u64,
         f: impl FnOnce(&DnsStats) -> T,
-    ) -> T {
+    ) -> (T, Result<DnsCounts, CollectError>) {
         self.ring.drain_now();
+        let kernel = self.kernel_counts();
         // Records lost since the last look may include responses: lookups open then
         // are not judged timeouts. Unreadable counters leave the window open until read.
-        let lost_window = self.records_lost().ok().and_then(|lost| {
+        let lost_window = kernel.as_ref().ok().and_then(|k| {
+            let lost = k.lost_ringbuf + k.lost_copy;
             let (seen, since) = self.lost_seen;
             (lost != seen).then(|| {
                 self.lost_seen = (lost, now_ns);
@@ -235,7 +238,12 @@ impl DnsCollector {
             s.matcher.expire(drained_until, &mut s.scratch);
             s.fold();
             s.stats.tick(unix_now);
-            f(&s.stats)
+            let counts = kernel.map(|k| DnsCounts {
+                matcher: s.matcher.stats(),
+                unparsed: s.unparsed,
+                ..k
+            });
+            (f(&s.stats), counts)
         })
     }
 
@@ -249,30 +257,20 @@ impl DnsCollector {
         self.ring.stop()
     }
 
-    fn counter(&self, s: slot) -> Result<u64, CollectError> {
-        let per_cpu = self
-            .counters
-            .get(&(s as u32), 0)
-            .map_err(map_err(n::MAP_COUNTERS))?;
-        Ok(per_cpu.iter().sum())
-    }
-
-    /// Every packet record the probe could not hand over (ring full, copy failed).
-    fn records_lost(&self) -> Result<u64, CollectError> {
-        Ok(
-            self.counter(slot::SONDE_DNS_LOST_RINGBUF)?
-                + self.counter(slot::SONDE_DNS_LOST_COPY)?,
-        )
-    }
-
-    pub fn counts(&self) -> Result<DnsCounts, CollectError> {
-        let (matcher, unparsed) = self.ring.with(|s| (s.matcher.stats(), s.unparsed));
+    /// The probe's own counters (the matcher's and parser's fields left at zero).
+    fn kernel_counts(&self) -> Result<DnsCounts, CollectError> {
+        let get = |s: slot| -> Result<u64, CollectError> {
+            let per_cpu = self
+                .counters
+                .get(&(s as u32), 0)
+                .map_err(map_err(n::MAP_COUNTERS))?;
+            Ok(per_cpu.iter().sum())
+        };
         Ok(DnsCounts {
-            packets: self.counter(slot::SONDE_DNS_PACKETS)?,
-            lost_ringbuf: self.counter(slot::SONDE_DNS_LOST_RINGBUF)?,
-            lost_copy: self.counter(slot::SONDE_DNS_LOST_COPY)?,
-            matcher,
-            unparsed,
+            packets: get(slot::SONDE_DNS_PACKETS)?,
+            lost_ringbuf: get(slot::SONDE_DNS_LOST_RINGBUF)?,
+            lost_copy: get(slot::SONDE_DNS_LOST_COPY)?,
+            ..DnsCounts::default()
         })
     }
 }

@@ -30,11 +30,11 @@ impl Source for DnsSource {
     }
 
     fn collect(&mut self, _start: u64, out: &mut Output) {
-        let metrics =
+        let (metrics, counts) =
             self.collector
-                .with_stats(monotonic_now_ns(), crate::unix_nanos(), mapping::metrics);
+                .collect(monotonic_now_ns(), crate::unix_nanos(), mapping::metrics);
         out.metrics.extend(metrics);
-        match self.collector.counts() {
+        match counts {
             Ok(c) => {
                 tracing::debug!(
                     packets = c.packets,
