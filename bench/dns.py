@@ -232,17 +232,19 @@ class DnsResult:
 
 
 def measure(sonde: Path, rounds: int, duration: float, pin: int | None = None, nice: int = 0,
-            sonde_b: Path | None = None) -> DnsResult:
+            sonde_b: Path | None = None, floor: bool = False) -> DnsResult:
     """Starts the two resolvers and runs rounds without Sonde, with it and (if given) with a
     second build `sonde_b`, each round in another order (rotated), a fresh Sonde for each
-    traced run; with `pin` and `nice`, the resolvers and the query loop run on that CPU at
-    that nice value."""
+    traced run; with `floor`, also with empty programs on the DNS probe's hooks and with
+    the least a DNS probe must do there (configurations "floor" and "least",
+    bench/floor.bpf.c); with `pin` and `nice`, the resolvers and the
+    query loop run on that CPU at that nice value."""
     binaries = {"sonde": sonde} | ({"sonde-b": sonde_b} if sonde_b else {})
-    configs = ["baseline", *binaries]
+    configs = ["baseline", *binaries] + (["floor", "least"] if floor else [])
     with tempfile.TemporaryDirectory(prefix="sonde-bench-dns-") as tmp:
         work = Path(tmp)
         loop = build_loop(work)
-        r = DnsResult([], [], {c: Traced() for c in binaries}, [])
+        r = DnsResult([], [], {c: Traced() for c in configs[1:]}, [])
         with Resolvers(loop, pin, nice) as resolvers:
             pids = [d.pid for d in resolvers.procs]
             for i in range(rounds):
@@ -255,7 +257,12 @@ def measure(sonde: Path, rounds: int, duration: float, pin: int | None = None, n
                         r.base_wl_us.append(1e6 * wl / max(n, 1))
                     else:
                         t = r.runs[config]
-                        p, _ = start_sonde(binaries[config], work)
+                        if config in ("floor", "least"):
+                            f = harness.Floor(work, "dns", least=config == "least")
+                            f.start()
+                            p = f.proc
+                        else:
+                            p, _ = start_sonde(binaries[config], work)
                         time.sleep(0.5)
                         c0 = harness.CpuSnapshot.take(p.pid)
                         qps, lost, n, wl = timed_query_loop(loop, duration, pin, nice, pids)
@@ -264,7 +271,7 @@ def measure(sonde: Path, rounds: int, duration: float, pin: int | None = None, n
                         t.rate.append(qps)
                         t.wl_us.append(1e6 * wl / max(n, 1))
                         t.rss_kib = max(t.rss_kib, harness.peak_rss_kib(p.pid))
-                        losses = harness.sonde_losses(p.pid)
+                        losses = harness.sonde_losses(p.pid) if config in binaries else {}
                         if losses:
                             print(f"warning: {config} lost events: {losses}", file=sys.stderr)
                         t.lost += sum(losses.values())
@@ -284,6 +291,9 @@ def main() -> int:
     ap.add_argument("--nice", type=int, default=0, help="their nice value, e.g. -20 on a busy machine")
     ap.add_argument("--sonde", type=Path, default=ROOT / "target/release/sonde")
     ap.add_argument("--sonde-b", type=Path, help="a second build, run as configuration sonde-b")
+    ap.add_argument("--floor", action="store_true",
+                    help="also run empty programs on the probe's hooks and the least a DNS probe "
+                         "must do there (configurations floor and least, bench/floor.bpf.c)")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -293,7 +303,7 @@ def main() -> int:
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "sonde"], cwd=ROOT, check=True)
 
-    r = measure(args.sonde, args.rounds, args.duration, args.pin, args.nice, args.sonde_b)
+    r = measure(args.sonde, args.rounds, args.duration, args.pin, args.nice, args.sonde_b, args.floor)
     spread = lambda xs: (max(xs) - min(xs)) / statistics.median(xs)  # noqa: E731
     print(f"\nqueries/s through a local caching dnsmasq (one query in flight, loopback, "
           f"median of {args.rounds} x {args.duration:g} s)")

@@ -47,6 +47,9 @@ import host_fallback  # noqa: E402
 import tcp  # noqa: E402,F401  (registers the tcp bench)
 
 PHASES = ("process", "fileio", "tcp", "dns", "memory", "fallback")
+# The families whose targets are on the workload's throughput or CPU: their phases also run
+# the floor configuration (bench/floor.bpf.c).
+FLOOR_FAMILIES = ("fileio", "tcp", "dns")
 
 
 @dataclasses.dataclass
@@ -66,6 +69,12 @@ class Row:
     # Memory phase: VmRSS once idle again after the workloads.
     sonde_steady_rss_mib: float | None = None
     other_rss_mib: float | None = None
+    # Empty programs on the same hooks (bench/floor.bpf.c): what any probe there costs.
+    floor_ratio: float | None = None
+    floor_added_us: float | None = None
+    # The least a probe must do there to give the family's main metric (floor.bpf.c).
+    least_ratio: float | None = None
+    least_added_us: float | None = None
     sonde_lost: int | None = None  # events Sonde's probes counted as lost, all rounds
     spread: float | None = None  # largest (max - min) / median of ops/s over configs
     # The same for the workload's CPU per event, which other work on the machine moves
@@ -85,14 +94,29 @@ class Target:
     higher_is_better: bool = False
     # Events Sonde lost in the phase: a figure measured while it dropped events shows nothing.
     lost: int = 0
+    # The same figure for empty programs on the same hooks (the floor configuration) and
+    # for the least a probe there must do (the least configuration).
+    floor: float | None = None
+    least: float | None = None
+
+    def ok(self, x: float) -> bool:
+        return x >= self.limit if self.higher_is_better else x <= self.limit
 
     def verdict(self) -> str:
         if self.measured is None:
             return "not measured"
-        ok = self.measured >= self.limit if self.higher_is_better else self.measured <= self.limit
         if self.lost:
             return f"not shown: Sonde lost {self.lost} events"
-        return "met" if ok else "NOT met"
+        if self.ok(self.measured):
+            return "met"
+        bounds = ", ".join(
+            f"{name} {x:.2f}" for name, x in (("floor", self.floor), ("least", self.least)) if x is not None
+        )
+        if self.floor is not None and not self.ok(self.floor):
+            return f"NOT met; out of reach: empty programs on the same hooks give {self.floor:.2f}"
+        if self.least is not None and not self.ok(self.least):
+            return f"NOT met; out of reach: the least probe gives {self.least:.2f} ({bounds})"
+        return "NOT met" + (f" ({bounds})" if bounds else "")
 
 
 def loadavg() -> float:
@@ -159,6 +183,10 @@ def harness_row(
         other_added_us=paired(ss, "bpftrace", workload, added),
         sonde_rss_mib=rss(sonde),
         other_rss_mib=rss("bpftrace"),
+        floor_ratio=paired(ss, "floor", workload, ratio),
+        floor_added_us=paired(ss, "floor", workload, added),
+        least_ratio=paired(ss, "least", workload, ratio),
+        least_added_us=paired(ss, "least", workload, added),
         # Cumulative per Sonde run (one per round): the rounds' last samples summed.
         sonde_lost=sum({s.round: s.sonde_lost for s in ss if s.config == sonde}.values()),
         spread=max(spreads) if spreads else None,
@@ -193,6 +221,8 @@ def run_harness_bench(
 ) -> tuple[list[Row], harness.Measurement]:
     bench = harness.select_workloads(harness.BENCHES[name], workloads)
     configs = ["baseline", f"sonde-{bench.family}", "bpftrace"]
+    if bench.family in FLOOR_FAMILIES:
+        configs += ["floor", "least"]
     if args.sonde_b:
         configs.insert(2, f"sonde-b-{bench.family}")
     l0 = loadavg()
@@ -348,7 +378,7 @@ def dns_phase(args: argparse.Namespace, pin: int | None) -> Row:
     # resolvers together take a whole CPU, and at -20 they left Sonde's reader, at nice 0
     # on a busy machine, too little CPU to drain its ring (most packets lost, which shows
     # nothing about the probe's cost).
-    r = dns.measure(args.sonde, args.dns_rounds, args.duration, pin, 0, args.sonde_b)
+    r = dns.measure(args.sonde, args.dns_rounds, args.duration, pin, 0, args.sonde_b, floor=True)
     b = "sonde-b" if args.sonde_b else None
     return Row(
         "dns",
@@ -365,6 +395,10 @@ def dns_phase(args: argparse.Namespace, pin: int | None) -> Row:
         other_rss_mib=r.runs[b].rss_kib / 1024 if b else None,
         sonde_rss_mib=r.rss_kib / 1024,
         sonde_lost=r.lost,
+        floor_ratio=r.ratio("floor"),
+        floor_added_us=r.added_us_per_query("floor"),
+        least_ratio=r.ratio("least"),
+        least_added_us=r.added_us_per_query("least"),
         spread=r.spread(),
         load=load_span(l0, loadavg()),
     )
@@ -388,7 +422,7 @@ def print_table(rows: list[Row], started: datetime.datetime, args: argparse.Name
     head = (
         f"{'family':<8} {'workload':<12} {'none/s':>9} | {'Sonde':>6} {'own us':>7} "
         f"{'+wl us':>7} {'RSS MiB':>9} {'lost':>6} | {'vs':<13} {'ratio':>6} {'own us':>8} {'+wl us':>7} "
-        f"{'RSS MiB':>7} | {'spread':>6} {'load':>9}"
+        f"{'RSS MiB':>7} | {'floor':>6} {'+wl us':>7} {'least':>6} {'+wl us':>7} | {'spread':>6} {'load':>9}"
     )
     print(head)
     print("-" * len(head))
@@ -402,6 +436,8 @@ def print_table(rows: list[Row], started: datetime.datetime, args: argparse.Name
             f"{fmt(r.sonde_added_us, '+.2f'):>7} {rss:>9} {fmt(r.sonde_lost, 'd'):>6} | {r.other_name:<13} "
             f"{fmt(r.other_ratio, '.3f'):>6} {fmt(r.other_cpu_us, '.3f'):>8} "
             f"{fmt(r.other_added_us, '+.2f'):>7} {fmt(r.other_rss_mib, '.1f'):>7} | "
+            f"{fmt(r.floor_ratio, '.3f'):>6} {fmt(r.floor_added_us, '+.2f'):>7} "
+            f"{fmt(r.least_ratio, '.3f'):>6} {fmt(r.least_added_us, '+.2f'):>7} | "
             f"{fmt(None if r.spread is None else 100 * r.spread, '.0f') + ('%' if r.spread is not None else ''):>6} "
             f"{r.load:>9}"
         )
@@ -419,6 +455,12 @@ lost: events Sonde's probes counted as lost (a ring or map full), over every rou
   not 0, Sonde did not see every event and its CPU per event is too low to quote.
 fallback: own us is CPU per collection cycle (Sonde without eBPF, OTLP/HTTP export
   included) against one node-exporter scrape with its default collectors.
+floor: empty programs on the same hooks as Sonde's family (bench/floor.bpf.c): the
+  throughput ratio and the workload's added CPU that calling any program there costs,
+  which no probe on those hooks can go below. least: the least a probe there must do to
+  give the family's main metric at all (fileio: a latency histogram, nothing per file or
+  process; tcp: connection durations, nothing per connection kept; dns: telling DNS
+  packets from the rest, nothing recorded).
 spread: the largest (max - min) / median of the throughput over the rounds of any
   configuration. load: the 1-minute load average at the start and end of the phase."""
     )
@@ -431,21 +473,34 @@ def targets(rows: list[Row]) -> list[Target]:
     by = {(r.family, r.workload): r for r in rows}
     out: list[Target] = []
     if f := by.get(("fileio", "read1")):
-        out.append(Target("fileio: CPU added per 1-byte pread", f.sonde_added_us, 0.40, "us", lost=f.sonde_lost or 0))
-        x = (
-            f.sonde_added_us / f.other_added_us
-            if f.sonde_added_us is not None and f.other_added_us
-            else None
+        out.append(
+            Target(
+                "fileio: CPU added per 1-byte pread", f.sonde_added_us, 0.40, "us",
+                lost=f.sonde_lost or 0, floor=f.floor_added_us, least=f.least_added_us,
+            )
         )
-        out.append(Target("fileio: that cost against bpftrace hist()'s", x, 0.30, "x"))
+
+        def of_bpftrace(x: float | None) -> float | None:
+            return x / f.other_added_us if x is not None and f.other_added_us else None
+
+        out.append(
+            Target(
+                "fileio: that cost against bpftrace hist()'s", of_bpftrace(f.sonde_added_us), 0.30, "x",
+                floor=of_bpftrace(f.floor_added_us), least=of_bpftrace(f.least_added_us),
+            )
+        )
     if d := by.get(("dns", "query")):
         out.append(Target("dns: Sonde's own CPU per query", d.sonde_cpu_us, 1.0, "us", lost=d.sonde_lost or 0))
-        out.append(Target("dns: query rate with Sonde / without", d.sonde_ratio, 0.97, "x", True, d.sonde_lost or 0))
+        out.append(
+            Target("dns: query rate with Sonde / without", d.sonde_ratio, 0.97, "x", True, d.sonde_lost or 0, d.floor_ratio, d.least_ratio)
+        )
     if t := by.get(("tcp", "churn")):
         out.append(Target("tcp: churn spread over rounds (throughput)", t.spread, 0.10, "x"))
         out.append(Target("tcp: churn spread over rounds (CPU per connection)", t.cost_spread, 0.10, "x"))
         out.append(Target("tcp: Sonde's own CPU per connection", t.sonde_cpu_us, 1.0, "us", lost=t.sonde_lost or 0))
-        out.append(Target("tcp: throughput with Sonde / without", t.sonde_ratio, 0.95, "x", True, t.sonde_lost or 0))
+        out.append(
+            Target("tcp: throughput with Sonde / without", t.sonde_ratio, 0.95, "x", True, t.sonde_lost or 0, t.floor_ratio, t.least_ratio)
+        )
     if m := by.get(("memory", "every family")):
         out.append(Target("memory: peak RSS, every family on", m.sonde_rss_mib, 20.0, "MiB"))
     if b := by.get(("fallback", "one cycle")):
