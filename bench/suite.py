@@ -112,10 +112,12 @@ class Target:
         bounds = ", ".join(
             f"{name} {x:.2f}" for name, x in (("floor", self.floor), ("least", self.least)) if x is not None
         )
+        # Facts of this run only: whether a bound holds is for several runs to say (a
+        # round's throughput can move by more than the gap between two configurations).
         if self.floor is not None and not self.ok(self.floor):
-            return f"NOT met; out of reach: empty programs on the same hooks give {self.floor:.2f}"
+            return f"NOT met; nor by empty programs on the same hooks ({bounds})"
         if self.least is not None and not self.ok(self.least):
-            return f"NOT met; out of reach: the least probe gives {self.least:.2f} ({bounds})"
+            return f"NOT met; nor by the least probe ({bounds})"
         return "NOT met" + (f" ({bounds})" if bounds else "")
 
 
