@@ -5,6 +5,9 @@
 //!   process (a private tmpfs, so nothing else touches it); pipe and socket I/O in the
 //!   same process does not count. They stay exact when threads on every CPU start on a
 //!   new file system at once (the kernel numbers it on first use, see fileio.bpf.c).
+//! - File systems that come and go (more of them over time than the kernel numbers at
+//!   once, each left idle for the series TTL) give their numbers back: every one counts
+//!   exactly, none is lost.
 //! - O_DIRECT I/O on a loop device (with ext4 made on it) is exact in that device's
 //!   block metrics.
 //! - A FUSE file system of the test's own that delays every read by D puts the
@@ -61,7 +64,10 @@ struct Mount {
 
 impl Mount {
     fn tmpfs(dir: &Path) -> Self {
-        let path = dir.join("tmpfs");
+        Self::tmpfs_at(dir.join("tmpfs"))
+    }
+
+    fn tmpfs_at(path: PathBuf) -> Self {
         std::fs::create_dir_all(&path).expect("mkdir");
         let (src, ty, opts) = (c"sonde-test", c"tmpfs", c"size=16m");
         // SAFETY: every pointer is a valid NUL-terminated string for the call's duration.
@@ -498,6 +504,107 @@ fn a_new_file_system_used_from_every_cpu_at_once_counts_exactly() {
     assert_eq!(series, 2, "one series per direction: {on_tmpfs:?}");
     sonde.signal(libc::SIGTERM);
     assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+}
+
+/// 200 tmpfs file systems, mounted in batches of 50 and all kept mounted (so the kernel
+/// cannot hand a freed dev_t to the next, and each is a file system of its own), each
+/// with its own count of writes and reads; the series TTL is 1 s. Each batch is counted
+/// exactly, then left idle until its series leave the export (their numbers taken
+/// back), before the next. The kernel numbers at most 128 file systems at once
+/// (SONDE_FILEIO_FS_MAX): without numbers given back the last batches would be lost.
+#[test]
+fn file_systems_left_idle_give_their_numbers_back_and_none_is_lost() {
+    let _serial = one_at_a_time();
+    require_root();
+    let dir = TempDir::new("fileio-churn");
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let config = format!("{CONFIG}collection:\n  series_ttl: 1s\n");
+    let mut sonde = start_sonde_config(&rx, &[], &config);
+    const BATCHES: usize = 4;
+    const BATCH: usize = 50;
+    let mut mounts = Vec::new();
+    for b in 0..BATCHES {
+        let mut names = Vec::new();
+        for i in 0..BATCH {
+            let m = Mount::tmpfs_at(dir.path().join(format!("{b}-{i}")));
+            let path = cstr(&m.path.join("data"));
+            // SAFETY: a valid path; the fd is owned right away.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
+            assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+            // SAFETY: fd was just opened and is owned by nobody else.
+            let file = unsafe { OwnedFd::from_raw_fd(fd) };
+            let mut buf = [7u8; 10];
+            for k in 0..=i {
+                let off = (k * buf.len()) as libc::off_t;
+                // SAFETY: the buffer is live and 10 bytes long.
+                let rc = unsafe { libc::pwrite(file.as_raw_fd(), buf.as_ptr().cast(), 10, off) };
+                check(rc, 10, "pwrite");
+                // SAFETY: as above.
+                let rc = unsafe { libc::pread(file.as_raw_fd(), buf.as_mut_ptr().cast(), 10, off) };
+                check(rc, 10, "pread");
+            }
+            let canonical = m.path.canonicalize().expect("canonical mountpoint");
+            names.push(canonical.to_string_lossy().into_owned());
+            mounts.push(m);
+        }
+        rx.wait_until(&format!("batch {b}'s operations, exact"), WAIT, |e| {
+            // The newest value per (mountpoint, direction): one pass over the points.
+            let mut newest: std::collections::HashMap<(String, String), (u64, f64)> =
+                Default::default();
+            for p in num_points(e, "sonde.file.operations") {
+                let (Some(m), Some(d)) = (
+                    p.attrs.get("system.filesystem.mountpoint"),
+                    p.attrs.get("disk.io.direction"),
+                ) else {
+                    continue;
+                };
+                let slot = newest.entry((m.clone(), d.clone())).or_insert((0, 0.0));
+                if p.time >= slot.0 {
+                    *slot = (p.time, p.value);
+                }
+            }
+            for (i, mnt) in names.iter().enumerate() {
+                for d in ["read", "write"] {
+                    let got = newest.get(&(mnt.clone(), d.to_owned())).map(|v| v.1);
+                    if got != Some((i + 1) as f64) {
+                        return Err(format!("{mnt} {d}: {got:?} operations, not {}", i + 1));
+                    }
+                }
+            }
+            Ok(())
+        });
+        // Idle from here: once its numbers are taken back, the batch's series are gone
+        // from the newest export.
+        rx.wait_until(&format!("batch {b}'s numbers taken back"), WAIT, |e| {
+            let points = num_points(e, "sonde.file.operations");
+            let newest = points.iter().map(|p| p.time).max().unwrap_or(0);
+            let left: Vec<&String> = points
+                .iter()
+                .filter(|p| p.time == newest)
+                .filter_map(|p| p.attrs.get("system.filesystem.mountpoint"))
+                .filter(|m| names.contains(m))
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} series of the batch still exported, e.g. {}",
+                    left.len(),
+                    left[0]
+                ))
+            }
+        });
+    }
+    let got = rx.wait_for("one more export", WAIT, |e| !e.is_empty());
+    let lost = latest(
+        &got,
+        "sonde.probe.events.lost",
+        &[("sonde.probe", "fileio.file")],
+    );
+    assert_eq!(lost.unwrap_or(0.0), 0.0, "fileio.file events lost");
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+    drop(mounts);
 }
 
 /// A loop device over a file in a temp dir, with ext4 on it, mounted; all undone on drop.

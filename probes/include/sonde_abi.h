@@ -117,10 +117,11 @@ struct sonde_io_stats {
 
 /*
  * File I/O per file system. A file system gets a number in [0, SONDE_FILEIO_FS_MAX) the
- * first time one of its files is seen (`fileio_fs`: __u32 dev -> __u32 number, never
- * deleted); its reads and writes are at index 2 * number + direction of `fileio_totals`
- * (per-CPU: userspace sums the CPUs) and `fileio_hists` (shared by all CPUs, atomic
- * adds). File systems past the bound are counted as lost (SONDE_FILEIO_LOST_STATS).
+ * first time one of its files is seen (`fileio_fs`: __u32 dev -> __u32 number); its reads
+ * and writes are at index 2 * number + direction of `fileio_totals` (per-CPU: userspace
+ * sums the CPUs) and `fileio_hists` (shared by all CPUs, atomic adds). Userspace takes
+ * back the number of a file system idle for the series TTL (fileio.bpf.c says how).
+ * File systems past the bound at once are counted as lost (SONDE_FILEIO_LOST_STATS).
  */
 #define SONDE_FILEIO_FS_MAX 128
 

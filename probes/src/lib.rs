@@ -110,6 +110,8 @@ pub mod names {
         pub const PROG_BLOCK_ISSUE: &str = "sonde_block_issue";
         pub const PROG_BLOCK_COMPLETE: &str = "sonde_block_complete";
         pub const MAP_FILE_FS: &str = "fileio_fs";
+        pub const MAP_FILE_FS_TAKEN: &str = "fileio_fs_taken";
+        pub const MAP_FILE_FS_GEN: &str = "fileio_fs_gen";
         pub const MAP_FILE_TOTALS: &str = "fileio_totals";
         pub const MAP_FILE_HISTS: &str = "fileio_hists";
         pub const MAP_FILE_PROCS: &str = "fileio_procs";

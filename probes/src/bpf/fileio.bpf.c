@@ -65,8 +65,10 @@ const volatile __u32 sonde_fileio_pseudo_fs = 0;
  */
 
 /* File systems doing file I/O (each container's overlay is one), by dev_t: their number
- * (sonde_abi.h, SONDE_FILEIO_FS_MAX). Never deleted, so a number, once remembered with
- * an fd, stays that file system's. */
+ * (sonde_abi.h, SONDE_FILEIO_FS_MAX). Userspace takes a number back once its file system
+ * has been idle for the series TTL (a container's overlay after the container is gone):
+ * it deletes the entry here, bumps `fileio_fs_gen`, zeroes the number's totals and
+ * histograms and only then frees the number in `fileio_fs_taken`. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SONDE_FILEIO_FS_MAX);
@@ -82,6 +84,15 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } fileio_fs_taken SEC(".maps");
+
+/* The generation of the numbering: userspace moves it each time it takes numbers back,
+ * so that no task's fd memo keeps a number that now belongs to another file system. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} fileio_fs_gen SEC(".maps");
 
 /* Ops, bytes and time per (file system number, direction): per-CPU, 24 bytes a value. */
 struct {
@@ -164,6 +175,8 @@ struct fd_memo {
 	__u64 inode;
 	__u32 dev;
 	__u32 fs; /* the file system's number (fs_number), or NO_FS */
+	__u32 gen; /* fileio_fs_gen when `fs` was looked up */
+	__u32 _pad;
 };
 
 struct call {
@@ -323,7 +336,7 @@ static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd
 	struct file *file = 0;
 	struct inode *inode;
 	umode_t mode;
-	__u32 dev;
+	__u32 dev, zero = 0, g, *gen;
 
 	/* Direct BTF loads: the verifier turns them into plain loads that cannot fault. */
 	fdt = task->files->fdt;
@@ -335,7 +348,13 @@ static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd
 	inode = BPF_CORE_READ(file, f_inode);
 	if (!inode)
 		return 0;
-	if (memo->fd == fd && memo->file == (__u64)file && memo->inode == (__u64)inode)
+	/* Read before the number is looked up: userspace deletes a file system's entry
+	 * before it moves the generation, so a memo made with this generation never holds a
+	 * number taken back after it. */
+	gen = bpf_map_lookup_elem(&fileio_fs_gen, &zero);
+	g = gen ? *gen : 0;
+	if (memo->fd == fd && memo->file == (__u64)file && memo->inode == (__u64)inode &&
+	    (!memo->dev || memo->gen == g))
 		return memo->dev;
 	mode = BPF_CORE_READ(inode, i_mode);
 	dev = 0;
@@ -349,6 +368,7 @@ static __always_inline __u32 regular_file_dev(struct task_struct *task, __u64 fd
 	memo->inode = (__u64)inode;
 	memo->dev = dev;
 	memo->fs = dev ? fs_number(dev) : NO_FS;
+	memo->gen = g;
 	return dev;
 }
 

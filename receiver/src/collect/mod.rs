@@ -24,6 +24,8 @@ pub enum CollectError {
     },
     #[error("cannot poll a probe's ring buffer: {0}")]
     Poll(#[source] std::io::Error),
+    #[error("cannot read this machine's possible CPUs (/sys/devices/system/cpu/possible): {0}")]
+    Cpus(#[source] std::io::Error),
 }
 
 /// Takes one map out of a loaded family, typed; the collector then owns it.

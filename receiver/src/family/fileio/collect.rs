@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues};
 use sonde_probes::abi::{
     sonde_fileio_counter as slot, sonde_io_direction, sonde_io_hist, sonde_io_key,
     sonde_io_proc_key, sonde_io_proc_value, sonde_io_stats, sonde_io_totals, SONDE_HIST_SLOTS,
@@ -23,6 +23,8 @@ use crate::collect::{sum_slot, take_map};
 use crate::family::host::collect::process::parse_stat;
 use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
+
+use super::fsnum::FsNumbers;
 
 pub const SLOTS: usize = SONDE_HIST_SLOTS as usize;
 
@@ -185,6 +187,14 @@ type ProcMap = BpfHashMap<MapData, sonde_io_proc_key, sonde_io_proc_value>;
 pub struct FileIoCollector {
     /// dev_t -> the file system's number: its place in the two arrays below.
     file_fs: BpfHashMap<MapData, u32, u32>,
+    /// number -> dev_t: the numbers given out (freed last when one is taken back).
+    file_fs_taken: BpfHashMap<MapData, u32, u32>,
+    /// The numbering's generation, moved at every taking back.
+    file_fs_gen: Array<MapData, u32>,
+    gen: u32,
+    fs_numbers: FsNumbers,
+    /// The series TTL: a file system idle for this long gives its number back.
+    ttl: std::time::Duration,
     file_fs_totals: PerCpuArray<MapData, sonde_io_totals>,
     file_fs_hists: Array<MapData, sonde_io_hist>,
     file_procs: ProcMap,
@@ -212,6 +222,11 @@ impl FileIoCollector {
     ) -> Result<Self, CollectError> {
         Ok(Self {
             file_fs: take_map(loaded, n::MAP_FILE_FS)?,
+            file_fs_taken: take_map(loaded, n::MAP_FILE_FS_TAKEN)?,
+            file_fs_gen: take_map(loaded, n::MAP_FILE_FS_GEN)?,
+            gen: 0,
+            fs_numbers: FsNumbers::default(),
+            ttl: series.ttl,
             file_fs_totals: take_map(loaded, n::MAP_FILE_TOTALS)?,
             file_fs_hists: take_map(loaded, n::MAP_FILE_HISTS)?,
             file_procs: take_map(loaded, n::MAP_FILE_PROCS)?,
@@ -224,14 +239,24 @@ impl FileIoCollector {
         })
     }
 
-    /// File I/O per (file system, direction).
-    pub fn file_stats(&self) -> Result<Vec<(IoKey, IoStats)>, CollectError> {
+    /// File I/O per (file system, direction), read at `now`; `start` is the family's.
+    pub fn file_stats(
+        &mut self,
+        now: u64,
+        start: u64,
+    ) -> Result<Vec<(IoKey, IoStats)>, CollectError> {
         let mut out = Vec::new();
-        for item in self.file_fs.iter() {
-            let (dev, number) = item.map_err(|source| CollectError::Map {
-                map: n::MAP_FILE_FS,
-                source,
-            })?;
+        let mut seen = Vec::new();
+        let numbered: Vec<(u32, u32)> =
+            self.file_fs
+                .iter()
+                .collect::<Result<_, _>>()
+                .map_err(|source| CollectError::Map {
+                    map: n::MAP_FILE_FS,
+                    source,
+                })?;
+        for (dev, number) in numbered {
+            let mut ops = 0;
             for direction in [
                 sonde_io_direction::SONDE_IO_READ as u32,
                 sonde_io_direction::SONDE_IO_WRITE as u32,
@@ -250,6 +275,7 @@ impl FileIoCollector {
                     s.bytes += t.bytes;
                     s.time_ns += t.time_ns;
                 }
+                ops += s.ops;
                 // A file system is numbered when its first file is opened for a call,
                 // before any call completes, and may never see the other direction.
                 if s.ops == 0 {
@@ -265,9 +291,68 @@ impl FileIoCollector {
                 s.slots = hist.slots;
                 out.push((IoKey { dev, direction }, s));
             }
+            seen.push((dev, number, ops));
         }
+        self.fs_numbers.observe(now, start, &seen);
         out.sort_by_key(|(k, _)| *k);
         Ok(out)
+    }
+
+    /// The start of each numbered file system's series, by dev_t.
+    pub fn file_starts(&self) -> HashMap<u32, u64> {
+        self.fs_numbers.starts()
+    }
+
+    /// Takes back the numbers of file systems idle for the series TTL (see [`FsNumbers`]),
+    /// after [`Self::file_stats`] exported their last values. In this order, so that the
+    /// kernel never counts into a number another file system may take: the file system's
+    /// entry goes (its next call asks for a number anew), the generation moves (no task's
+    /// fd memo keeps the old number), the number's totals and histograms are zeroed, and
+    /// only then is the number free. Returns how many were taken back.
+    pub fn take_back_idle(&mut self, now: u64) -> Result<usize, CollectError> {
+        let idle = self.fs_numbers.idle(now, self.ttl);
+        if idle.is_empty() {
+            return Ok(0);
+        }
+        let err = |map: &'static str| move |source| CollectError::Map { map, source };
+        for (_, dev) in &idle {
+            match self.file_fs.remove(dev) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(err(n::MAP_FILE_FS)(e)),
+            }
+        }
+        self.gen = self.gen.wrapping_add(1);
+        self.file_fs_gen
+            .set(0, self.gen, 0)
+            .map_err(err(n::MAP_FILE_FS_GEN))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| CollectError::Cpus(e))?;
+        let zero_totals = || {
+            PerCpuValues::try_from(vec![
+                sonde_io_totals {
+                    ops: 0,
+                    bytes: 0,
+                    time_ns: 0
+                };
+                cpus
+            ])
+        };
+        for (number, _) in &idle {
+            for i in [2 * number, 2 * number + 1] {
+                let values = zero_totals().map_err(CollectError::Cpus)?;
+                self.file_fs_totals
+                    .set(i, values, 0)
+                    .map_err(err(n::MAP_FILE_TOTALS))?;
+                self.file_fs_hists
+                    .set(i, sonde_io_hist { slots: [0; SLOTS] }, 0)
+                    .map_err(err(n::MAP_FILE_HISTS))?;
+            }
+            match self.file_fs_taken.remove(number) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(err(n::MAP_FILE_FS_TAKEN)(e)),
+            }
+            self.fs_numbers.taken_back(*number);
+        }
+        Ok(idle.len())
     }
 
     /// Block I/O per (device, direction).

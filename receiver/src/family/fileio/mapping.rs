@@ -89,6 +89,10 @@ impl DevNames {
 #[derive(Debug, Clone, Default)]
 pub struct FileIoCounts {
     pub file: Vec<(IoKey, IoStats)>,
+    /// The start of each file system's series, by dev_t, where it is not the family's: a
+    /// file system numbered after the first reading, or again after its number was taken
+    /// back (collect's `FsNumbers`).
+    pub file_starts: HashMap<u32, u64>,
     pub file_procs: Vec<SeriesPoint<ProcSeries>>,
     pub file_procs_overflow: Vec<SeriesPoint<IoKey>>,
     pub block: Vec<(IoKey, IoStats)>,
@@ -113,14 +117,18 @@ fn histogram(s: &IoStats) -> ExpHistogram {
 }
 
 /// Sums stats whose names collide (e.g. two file systems over-mounted at one path), so
-/// each attribute set appears once.
+/// each attribute set appears once; with the latest start among them (one that started
+/// anew makes the sum start anew).
 fn by_name(
     stats: &[(IoKey, IoStats)],
     name: impl Fn(u32) -> String,
-) -> BTreeMap<(String, u32), IoStats> {
-    let mut out: BTreeMap<(String, u32), IoStats> = BTreeMap::new();
+    start_of: impl Fn(u32) -> u64,
+) -> BTreeMap<(String, u32), (IoStats, u64)> {
+    let mut out: BTreeMap<(String, u32), (IoStats, u64)> = BTreeMap::new();
     for (k, s) in stats {
-        out.entry((name(k.dev), k.direction)).or_default().add(s);
+        let e = out.entry((name(k.dev), k.direction)).or_default();
+        e.0.add(s);
+        e.1 = e.1.max(start_of(k.dev));
     }
     out
 }
@@ -156,8 +164,12 @@ fn process_points(
 }
 
 pub fn metrics(c: &FileIoCounts, names: &DevNames, start: u64) -> Vec<Metric> {
-    let files = by_name(&c.file, |d| names.mount(d));
-    let blocks = by_name(&c.block, |d| names.device(d));
+    let files = by_name(
+        &c.file,
+        |d| names.mount(d),
+        |d| c.file_starts.get(&d).copied().unwrap_or(start),
+    );
+    let blocks = by_name(&c.block, |d| names.device(d), |_| start);
     let file_attrs = |mnt: &str, d: u32| {
         Attributes::new()
             .with(attr::DISK_IO_DIRECTION, direction(d))
@@ -168,62 +180,63 @@ pub fn metrics(c: &FileIoCounts, names: &DevNames, start: u64) -> Vec<Metric> {
             .with(attr::DISK_IO_DIRECTION, direction(d))
             .with(attr::SYSTEM_DEVICE, dev)
     };
-    let hist_metric = |def, points: Vec<(Attributes, ExpHistogram)>| Metric {
+    let metric = |def, points: Vec<(Attributes, PointValue, u64)>| Metric {
         def,
         points: points
             .into_iter()
-            .map(|(attributes, h)| Point {
+            .map(|(attributes, value, start_unix_nano)| Point {
                 attributes,
-                value: PointValue::Exponential(h),
-                start_unix_nano: start,
+                value,
+                start_unix_nano,
             })
             .collect(),
     };
+    let hist = |s: &IoStats| PointValue::Exponential(histogram(s));
     vec![
-        hist_metric(
+        metric(
             m::SONDE_FILE_IO_DURATION,
             files
                 .iter()
-                .map(|((mnt, d), s)| (file_attrs(mnt, *d), histogram(s)))
+                .map(|((mnt, d), (s, t))| (file_attrs(mnt, *d), hist(s), *t))
                 .collect(),
         ),
         process_points(&c.file_procs, &c.file_procs_overflow, |d| {
             Some((attr::SYSTEM_FILESYSTEM_MOUNTPOINT, names.mount(d)))
         })
         .metric(m::SONDE_FILE_IO),
-        numbers(
+        metric(
             m::SONDE_FILE_OPERATIONS,
-            start,
             files
                 .iter()
-                .map(|((mnt, d), s)| (file_attrs(mnt, *d), int(s.ops))),
+                .map(|((mnt, d), (s, t))| (file_attrs(mnt, *d), PointValue::Number(int(s.ops)), *t))
+                .collect(),
         ),
         numbers(
             m::SYSTEM_DISK_IO,
             start,
             blocks
                 .iter()
-                .map(|((dev, d), s)| (block_attrs(dev, *d), int(s.bytes))),
+                .map(|((dev, d), (s, _))| (block_attrs(dev, *d), int(s.bytes))),
         ),
         numbers(
             m::SYSTEM_DISK_OPERATIONS,
             start,
             blocks
                 .iter()
-                .map(|((dev, d), s)| (block_attrs(dev, *d), int(s.ops))),
+                .map(|((dev, d), (s, _))| (block_attrs(dev, *d), int(s.ops))),
         ),
         numbers(
             m::SYSTEM_DISK_OPERATION_TIME,
             start,
-            blocks.iter().map(|((dev, d), s)| {
+            blocks.iter().map(|((dev, d), (s, _))| {
                 (block_attrs(dev, *d), Number::Double(s.time_ns as f64 / 1e9))
             }),
         ),
-        hist_metric(
+        metric(
             m::SONDE_DISK_IO_DURATION,
             blocks
                 .iter()
-                .map(|((dev, d), s)| (block_attrs(dev, *d), histogram(s)))
+                .map(|((dev, d), (s, t))| (block_attrs(dev, *d), hist(s), *t))
                 .collect(),
         ),
         process_points(&c.block_procs, &c.block_procs_overflow, |_| None)
@@ -277,6 +290,7 @@ mod tests {
                 },
                 s.clone(),
             )],
+            file_starts: HashMap::new(),
             file_procs: vec![SeriesPoint {
                 key: ProcSeries {
                     process: crate::aggregate::process::ProcessKey::named("dd"),
@@ -348,5 +362,57 @@ mod tests {
             get("system.disk.operation_time").points[0].value,
             PointValue::Number(Number::Double(3e-6))
         );
+    }
+
+    #[test]
+    fn a_file_system_that_started_anew_carries_its_start_and_a_shared_name_the_latest() {
+        let stats = |ops| IoStats {
+            ops,
+            ..Default::default()
+        };
+        let key = |minor| IoKey {
+            dev: dev_t(0, minor),
+            direction: 0,
+        };
+        let counts = FileIoCounts {
+            file: vec![
+                (key(45), stats(2)),
+                (key(46), stats(3)),
+                (key(47), stats(4)),
+            ],
+            // 46 numbered again after it was idle; 47 over-mounted at 45's path.
+            file_starts: HashMap::from([(dev_t(0, 46), 90), (dev_t(0, 47), 70)]),
+            file_procs: vec![],
+            file_procs_overflow: vec![],
+            block: vec![],
+            block_procs: vec![],
+            block_procs_overflow: vec![],
+        };
+        let mut names = DevNames::default();
+        names.mounts.insert(dev_t(0, 45), "/a".into());
+        names.mounts.insert(dev_t(0, 46), "/b".into());
+        names.mounts.insert(dev_t(0, 47), "/a".into());
+        let ms = metrics(&counts, &names, 5);
+        for name in ["sonde.file.operations", "sonde.file.io.duration"] {
+            let m = ms.iter().find(|m| m.def.name == name).expect(name);
+            let start = |mnt: &str| {
+                m.points
+                    .iter()
+                    .find(|p| {
+                        p.attributes.get("system.filesystem.mountpoint")
+                            == Some(&Value::Str(mnt.into()))
+                    })
+                    .map(|p| p.start_unix_nano)
+            };
+            assert_eq!((start("/a"), start("/b")), (Some(70), Some(90)), "{name}");
+        }
+        let ops = ms
+            .iter()
+            .find(|m| m.def.name == "sonde.file.operations")
+            .expect("sonde.file.operations");
+        assert!(ops
+            .points
+            .iter()
+            .any(|p| p.value == PointValue::Number(Number::Int(6))));
     }
 }

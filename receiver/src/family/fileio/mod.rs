@@ -3,9 +3,11 @@
 
 pub mod collect;
 pub mod config;
+pub mod fsnum;
 pub mod mapping;
 pub mod probe;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use sonde_semconv::attr::loss_reason;
@@ -20,6 +22,8 @@ use crate::source::{Output, Source};
 pub struct FileIoSource {
     pub collector: FileIoCollector,
     names: DevNames,
+    /// The reading (its `now`) at which the mount table was last read.
+    mounts_read_ns: u64,
     proc_root: PathBuf,
 }
 
@@ -28,21 +32,34 @@ impl FileIoSource {
         Self {
             collector,
             names: DevNames::default(),
+            mounts_read_ns: 0,
             proc_root: PathBuf::from("/proc"),
         }
     }
 
-    /// Re-reads the name tables only when a device number is new to them (mounts come
-    /// and go; reading them every tick would be waste).
-    fn refresh_names(&mut self, file: &[(IoKey, IoStats)], block: &[(IoKey, IoStats)]) {
+    /// Re-reads the name tables only when a device number is new to them, or a file
+    /// system was numbered since they were read (mounts come and go, and the kernel
+    /// hands a freed anonymous dev_t to the next tmpfs or overlay: a container's
+    /// file system can carry the number of one gone before; reading them every tick
+    /// would be waste). `starts`: each file system's series start (the reading before
+    /// it was numbered), `now`: this reading.
+    fn refresh_names(
+        &mut self,
+        file: &[(IoKey, IoStats)],
+        block: &[(IoKey, IoStats)],
+        starts: &HashMap<u32, u64>,
+        now: u64,
+    ) {
         if file
             .iter()
             .any(|(k, _)| !self.names.mounts.contains_key(&k.dev))
+            || starts.values().any(|s| *s >= self.mounts_read_ns)
         {
             match std::fs::read_to_string(self.proc_root.join("self/mountinfo")) {
                 Ok(t) => self.names.mounts = map::parse_mountinfo(&t),
                 Err(e) => tracing::debug!("reading mountinfo for file system names: {e}"),
             }
+            self.mounts_read_ns = now;
         }
         for (k, _) in block {
             if self.names.devices.contains_key(&k.dev) {
@@ -71,10 +88,11 @@ impl Source for FileIoSource {
     }
 
     fn collect(&mut self, start: u64, out: &mut Output) {
+        let now = crate::unix_nanos();
         let read = (|| {
             self.collector.update_procs(&self.proc_root)?;
             Ok::<_, crate::family::fileio::collect::CollectError>((
-                self.collector.file_stats()?,
+                self.collector.file_stats(now, start)?,
                 self.collector.block_stats()?,
                 self.collector.lost()?,
             ))
@@ -86,14 +104,21 @@ impl Source for FileIoSource {
                 return;
             }
         };
-        self.refresh_names(&file, &block);
-        let now = crate::unix_nanos();
+        let file_starts = self.collector.file_starts();
+        self.refresh_names(&file, &block, &file_starts, now);
+        // After the read: an idle file system's last values go out with this snapshot.
+        match self.collector.take_back_idle(now) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("fileio: took back the numbers of {n} idle file systems"),
+            Err(e) => tracing::warn!("fileio: taking back idle file systems' numbers: {e}"),
+        }
         self.collector.file_totals.tick(now);
         self.collector.block_totals.tick(now);
         let (file_procs, file_procs_overflow) = self.collector.file_totals.snapshot();
         let (block_procs, block_procs_overflow) = self.collector.block_totals.snapshot();
         let counts = FileIoCounts {
             file,
+            file_starts,
             file_procs,
             file_procs_overflow,
             block,
