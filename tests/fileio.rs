@@ -5,6 +5,8 @@
 //!   process (a private tmpfs, so nothing else touches it); pipe and socket I/O in the
 //!   same process does not count. They stay exact when threads on every CPU start on a
 //!   new file system at once (the kernel numbers it on first use, see fileio.bpf.c).
+//! - Sonde in a mount namespace of its own names a file system mounted only on the host
+//!   by the host's mount point.
 //! - File systems that come and go (more of them over time than the kernel numbers at
 //!   once, each left idle for the series TTL) give their numbers back: every one counts
 //!   exactly, none is lost.
@@ -502,6 +504,82 @@ fn a_new_file_system_used_from_every_cpu_at_once_counts_exactly() {
     let last = on_tmpfs.iter().map(|p| p.time).max();
     let series = on_tmpfs.iter().filter(|p| Some(p.time) == last).count();
     assert_eq!(series, 2, "one series per direction: {on_tmpfs:?}");
+    sonde.signal(libc::SIGTERM);
+    assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
+}
+
+/// Sonde in a mount namespace of its own (as in a DaemonSet's container) names a file
+/// system mounted on the host after it started, which its own namespace never sees, by
+/// the host's mount point (PID 1's table), not by its device number.
+#[test]
+fn a_file_system_mounted_only_on_the_host_is_named_by_its_host_mount_point() {
+    let _serial = one_at_a_time();
+    require_root();
+    let rx = OtlpReceiver::start(Proto::Grpc);
+    let mut env = rx.env();
+    env.push(("OTEL_METRIC_EXPORT_INTERVAL", "300".into()));
+    let mut sonde = Sonde::start_wrapped(
+        &["unshare", "--mount", "--propagation", "private"],
+        &env,
+        Some(CONFIG),
+    );
+    sonde.wait_started();
+    rx.wait_for("a first export", WAIT, |e| !e.is_empty());
+    let dir = TempDir::new("fileio-hostns");
+    let mnt = Mount::tmpfs(dir.path());
+    let mountpoint = mnt.path.canonicalize().expect("canonical mountpoint");
+    let mountpoint = mountpoint.to_string_lossy().into_owned();
+    let in_table = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(mountpoint.as_str()))
+    };
+    assert!(
+        !in_table(&sonde.pid().to_string()),
+        "the mount reached Sonde's own namespace: the test shows nothing"
+    );
+    if !in_table("1") {
+        eprintln!(
+            "skipped: PID 1 is in another mount namespace than this test, so no host \
+             table can show the test's mount here"
+        );
+        return;
+    }
+    let path = cstr(&mnt.path.join("data"));
+    // SAFETY: a valid path; the fd is owned right away.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
+    assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just opened and is owned by nobody else.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let buf = [1u8; 64];
+    for k in 0..7 {
+        // SAFETY: the buffer is live and 64 bytes long.
+        let rc = unsafe { libc::pwrite(file.as_raw_fd(), buf.as_ptr().cast(), 64, k * 64) };
+        check(rc, 64, "pwrite");
+    }
+    let f = [
+        ("system.filesystem.mountpoint", mountpoint.as_str()),
+        ("disk.io.direction", "write"),
+    ];
+    rx.wait_until(
+        "the writes under the host's mount point",
+        WAIT,
+        |e| match latest(e, "sonde.file.operations", &f) {
+            Some(7.0) => Ok(()),
+            other => {
+                let named: Vec<String> = num_points(e, "sonde.file.operations")
+                    .into_iter()
+                    .filter_map(|p| p.attrs.get("system.filesystem.mountpoint").cloned())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                Err(format!(
+                    "{other:?} writes under {mountpoint}; file systems named: {named:?}"
+                ))
+            }
+        },
+    );
     sonde.signal(libc::SIGTERM);
     assert!(sonde.wait_exit(WAIT).success(), "{}", sonde.stderr());
 }

@@ -50,6 +50,19 @@ pub fn parse_mountinfo(text: &str) -> HashMap<u32, String> {
     out
 }
 
+/// The mount points of both tables: the host's (PID 1's mount namespace, which a
+/// DaemonSet with hostPID sees as /proc/1) first, where every file system of the node is
+/// mounted under the path an operator knows (a container's overlay under its runtime's
+/// directory, which names the container), then Sonde's own for file systems mounted only
+/// there. Either may be missing.
+pub fn merge_mount_tables(host: Option<&str>, own: Option<&str>) -> HashMap<u32, String> {
+    let mut out = host.map(parse_mountinfo).unwrap_or_default();
+    for (dev, mnt) in own.map(parse_mountinfo).unwrap_or_default() {
+        out.entry(dev).or_insert(mnt);
+    }
+    out
+}
+
 /// Block device names by dev_t from /proc/partitions (`major minor #blocks name`).
 pub fn parse_partitions(text: &str) -> HashMap<u32, String> {
     text.lines()
@@ -414,5 +427,22 @@ mod tests {
             .points
             .iter()
             .any(|p| p.value == PointValue::Number(Number::Int(6))));
+    }
+
+    #[test]
+    fn the_host_mount_table_names_first_and_sondes_own_fills_in() {
+        let host = "30 1 8:1 / / rw - ext4 /dev/vda1 rw\n\
+                    40 30 0:55 / /run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs rw - overlay overlay rw\n";
+        let own = "1 0 0:60 / / rw - overlay overlay rw\n\
+                   2 1 8:1 / /host rw - ext4 /dev/vda1 rw\n";
+        let m = merge_mount_tables(Some(host), Some(own));
+        assert_eq!(m[&dev_t(8, 1)], "/");
+        assert_eq!(
+            m[&dev_t(0, 55)],
+            "/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs"
+        );
+        assert_eq!(m[&dev_t(0, 60)], "/", "only in Sonde's own namespace");
+        assert_eq!(merge_mount_tables(None, Some(own))[&dev_t(8, 1)], "/host");
+        assert!(merge_mount_tables(None, None).is_empty());
     }
 }

@@ -55,9 +55,17 @@ impl FileIoSource {
             .any(|(k, _)| !self.names.mounts.contains_key(&k.dev))
             || starts.values().any(|s| *s >= self.mounts_read_ns)
         {
-            match std::fs::read_to_string(self.proc_root.join("self/mountinfo")) {
-                Ok(t) => self.names.mounts = map::parse_mountinfo(&t),
-                Err(e) => tracing::debug!("reading mountinfo for file system names: {e}"),
+            let read = |p: &str| match std::fs::read_to_string(self.proc_root.join(p)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::debug!("reading {p} for file system names: {e}");
+                    None
+                }
+            };
+            let (host, own) = (read("1/mountinfo"), read("self/mountinfo"));
+            // Neither readable: keep the names known so far.
+            if host.is_some() || own.is_some() {
+                self.names.mounts = map::merge_mount_tables(host.as_deref(), own.as_deref());
             }
             self.mounts_read_ns = now;
         }
