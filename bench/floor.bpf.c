@@ -45,21 +45,22 @@ PAIR(pwrite64)
 PAIR(readv)
 PAIR(writev)
 
-#define RAW(tp)                                                                 \
+/* An empty program named <prefix>_<tp> on the raw tracepoint tp. */
+#define RAW(prefix, tp)                                                         \
 	SEC("raw_tracepoint/" #tp)                                              \
-	int tcp_##tp(void *ctx)                                                 \
+	int prefix##_##tp(void *ctx)                                            \
 	{                                                                       \
 		return 0;                                                       \
 	}
 
 /* receiver/src/family/tcp/probe.rs: every hook of the tcp family. */
-RAW(inet_sock_set_state)
-RAW(tcp_destroy_sock)
-RAW(sock_send_length)
-RAW(sock_recv_length)
-RAW(tcp_retransmit_skb)
-RAW(tcp_send_reset)
-RAW(tcp_receive_reset)
+RAW(tcp, inet_sock_set_state)
+RAW(tcp, tcp_destroy_sock)
+RAW(tcp, sock_send_length)
+RAW(tcp, sock_recv_length)
+RAW(tcp, tcp_retransmit_skb)
+RAW(tcp, tcp_send_reset)
+RAW(tcp, tcp_receive_reset)
 
 /* receiver/src/family/dns/probe.rs: one program each way on the cgroup v2 root; 1 lets
  * the packet through. */
@@ -156,19 +157,12 @@ int leasttcp_state(__u64 *ctx)
 	return 0;
 }
 
-#define LEAST_EMPTY(tp)                                                         \
-	SEC("raw_tracepoint/" #tp)                                              \
-	int leasttcp_##tp(void *ctx)                                            \
-	{                                                                       \
-		return 0;                                                       \
-	}
-
-LEAST_EMPTY(tcp_destroy_sock)
-LEAST_EMPTY(sock_send_length)
-LEAST_EMPTY(sock_recv_length)
-LEAST_EMPTY(tcp_retransmit_skb)
-LEAST_EMPTY(tcp_send_reset)
-LEAST_EMPTY(tcp_receive_reset)
+RAW(leasttcp, tcp_destroy_sock)
+RAW(leasttcp, sock_send_length)
+RAW(leasttcp, sock_recv_length)
+RAW(leasttcp, tcp_retransmit_skb)
+RAW(leasttcp, tcp_send_reset)
+RAW(leasttcp, tcp_receive_reset)
 
 /* Whether the packet is UDP to or from port 53 (IPv4 or IPv6 without extension headers):
  * counted per CPU. */

@@ -94,6 +94,16 @@ impl Drop for Mount {
     }
 }
 
+/// `path` opened for reading and writing, made if missing.
+fn open_rw(path: &Path) -> OwnedFd {
+    let path = cstr(path);
+    // SAFETY: a valid path; the fd is owned right away.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
+    assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just opened and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
 fn check(rc: isize, n: usize, what: &str) {
     assert_eq!(
         rc,
@@ -216,12 +226,7 @@ fn regular_file_bytes_are_exact_per_process_and_file_system_and_pipes_and_socket
 
     const B: usize = 12_345;
     let data: Vec<u8> = (0..B).map(|i| (i % 251) as u8).collect();
-    let path = cstr(&mnt.path.join("data"));
-    // SAFETY: a valid path; the fd is owned right away.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
-    assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
-    // SAFETY: fd was just opened and is owned by nobody else.
-    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let file = open_rw(&mnt.path.join("data"));
     let fd = file.as_raw_fd();
 
     // Three writes, one per syscall kind: write [0, 4096), writev [4096, 7096), pwrite the rest.
@@ -422,14 +427,9 @@ fn a_new_file_system_used_from_every_cpu_at_once_counts_exactly() {
             let (start, root) = (&start, &mnt.path);
             scope.spawn(move || {
                 pin_to(t % cpus);
-                let path = cstr(&root.join(format!("data-{t}")));
                 let data = [t as u8; SIZE];
                 let mut back = [0u8; SIZE];
-                // SAFETY: a valid path; the fd is owned right away.
-                let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
-                assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
-                // SAFETY: fd was just opened and is owned by nobody else.
-                let file = unsafe { OwnedFd::from_raw_fd(fd) };
+                let file = open_rw(&root.join(format!("data-{t}")));
                 start.wait();
                 for i in 0..CALLS {
                     let off = (i * SIZE) as libc::off_t;
@@ -546,12 +546,7 @@ fn a_file_system_mounted_only_on_the_host_is_named_by_its_host_mount_point() {
         );
         return;
     }
-    let path = cstr(&mnt.path.join("data"));
-    // SAFETY: a valid path; the fd is owned right away.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
-    assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
-    // SAFETY: fd was just opened and is owned by nobody else.
-    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let file = open_rw(&mnt.path.join("data"));
     let buf = [1u8; 64];
     for k in 0..7 {
         // SAFETY: the buffer is live and 64 bytes long.
@@ -605,12 +600,7 @@ fn file_systems_left_idle_give_their_numbers_back_and_none_is_lost() {
         let mut names = Vec::new();
         for i in 0..BATCH {
             let m = Mount::tmpfs_at(dir.path().join(format!("{b}-{i}")));
-            let path = cstr(&m.path.join("data"));
-            // SAFETY: a valid path; the fd is owned right away.
-            let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
-            assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
-            // SAFETY: fd was just opened and is owned by nobody else.
-            let file = unsafe { OwnedFd::from_raw_fd(fd) };
+            let file = open_rw(&m.path.join("data"));
             let mut buf = [7u8; 10];
             for k in 0..=i {
                 let off = (k * buf.len()) as libc::off_t;
