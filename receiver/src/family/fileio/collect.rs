@@ -316,10 +316,7 @@ impl FileIoCollector {
         }
         let err = |map: &'static str| move |source| CollectError::Map { map, source };
         for (_, dev) in &idle {
-            match self.file_fs.remove(dev) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(err(n::MAP_FILE_FS)(e)),
-            }
+            gone(self.file_fs.remove(dev)).map_err(err(n::MAP_FILE_FS))?;
         }
         self.gen = self.gen.wrapping_add(1);
         self.file_fs_gen
@@ -346,10 +343,7 @@ impl FileIoCollector {
                     .set(i, sonde_io_hist { slots: [0; SLOTS] }, 0)
                     .map_err(err(n::MAP_FILE_HISTS))?;
             }
-            match self.file_fs_taken.remove(number) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(err(n::MAP_FILE_FS_TAKEN)(e)),
-            }
+            gone(self.file_fs_taken.remove(number)).map_err(err(n::MAP_FILE_FS_TAKEN))?;
             self.fs_numbers.taken_back(*number);
         }
         Ok(idle.len())
@@ -391,6 +385,19 @@ impl FileIoCollector {
                 + get(slot::SONDE_BLOCK_LOST_PROCS)?
                 + get(slot::SONDE_BLOCK_LOST_START)?,
         })
+    }
+}
+
+/// A delete whose key was already gone did what was asked.
+fn gone(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+    match r {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        other => other,
     }
 }
 
@@ -571,5 +578,19 @@ mod tests {
         b.ops = 5;
         a.add(&b);
         assert_eq!((a.ops, a.slots[3], a.slots[39]), (7, 3, 4));
+    }
+
+    #[test]
+    fn a_delete_of_a_key_already_gone_is_done_and_other_failures_are_not() {
+        let syscall = |errno| {
+            Err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_delete_elem",
+                io_error: std::io::Error::from_raw_os_error(errno),
+            }))
+        };
+        assert!(gone(Ok(())).is_ok());
+        assert!(gone(Err(aya::maps::MapError::KeyNotFound)).is_ok());
+        assert!(gone(syscall(libc::ENOENT)).is_ok());
+        assert!(gone(syscall(libc::EPERM)).is_err());
     }
 }
