@@ -816,6 +816,17 @@ def measure(bench: Bench, configs: list[str], args: argparse.Namespace, sonde_bi
                             f"warning: bpftrace's {bench.bpftrace_ops_map} is {seen}, "
                             f"below the workload's {total_ops} operations"
                         )
+    # Other work that took more than a third of a CPU during a run (a build, a test
+    # suite): those runs' throughput says little about the tracers. Logged per run above
+    # as "other cpu"; said once here so it is not missed.
+    busy = [s for s in samples if s.window_s and s.other_cpu_s / s.window_s > 0.33]
+    if busy:
+        worst = max(busy, key=lambda s: s.other_cpu_s / s.window_s)
+        log(
+            f"warning: other work on the machine took over a third of a CPU in {len(busy)} of "
+            f"{len(samples)} runs (up to {worst.other_cpu_s / worst.window_s:.0%} of one, round "
+            f"{worst.round + 1} {worst.config}): their figures are blurred; rerun on a quiet machine"
+        )
     foreign_rounds = sum(1 for s in samples if s.foreign_bpf)
     if foreign_rounds:
         log(
