@@ -346,9 +346,6 @@ static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *
 	read_tp_fields(tp, slot, &f);
 	acked = f.acked;
 	received = f.received;
-	/* sk_flags, read here and not taken from the sock_common head read before: it must
-	 * follow bytes_received (peer_fin_received). */
-	flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
 
 	if (c->direction == SONDE_TCP_DIR_OUTBOUND && acked > 0)
 		acked -= 1; /* our SYN */
@@ -356,13 +353,21 @@ static __always_inline void read_totals(struct sock *sk, struct sonde_tcp_conn *
 	     state == TCP_LAST_ACK) &&
 	    f.snd_una == f.write_seq && acked > 0)
 		acked -= 1; /* our FIN, sent and acked */
-	if (received > 0 && peer_fin_received(sk, flags))
-		received -= 1; /* the peer's FIN */
 	/* Never backwards: a FIN acked after the last read would otherwise show as -1. */
 	if (acked > c->bytes_acked)
 		c->bytes_acked = acked;
-	if (received > c->bytes_received)
-		c->bytes_received = received;
+	/* Nothing received since the last read (a send, most often): taking the peer's FIN
+	 * off could only lower it, and it never goes back, so the two reads the FIN check
+	 * takes are skipped. */
+	if (received > c->bytes_received) {
+		/* sk_flags, read here and not taken from the sock_common head read before: it
+		 * must follow bytes_received (peer_fin_received). */
+		flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+		if (peer_fin_received(sk, flags))
+			received -= 1; /* the peer's FIN */
+		if (received > c->bytes_received)
+			c->bytes_received = received;
+	}
 	c->total_retrans = BPF_CORE_READ(tp, total_retrans);
 	/* The kernel keeps srtt << 3 in microseconds. Userspace samples it every interval
 	 * from the map, so a long-lived connection shows its RTT while it lives. */
