@@ -37,12 +37,8 @@ impl FileIoSource {
         }
     }
 
-    /// Re-reads the name tables only when a device number is new to them, or a file
-    /// system was numbered since they were read (mounts come and go, and the kernel
-    /// hands a freed anonymous dev_t to the next tmpfs or overlay: a container's
-    /// file system can carry the number of one gone before; reading them every tick
-    /// would be waste). `starts`: each file system's series start (the reading before
-    /// it was numbered), `now`: this reading.
+    /// Re-reads the mount tables when [`mounts_stale`] says so. `starts`: each file
+    /// system's series start (the reading before it was numbered), `now`: this reading.
     fn refresh_names(
         &mut self,
         file: &[(IoKey, IoStats)],
@@ -50,11 +46,11 @@ impl FileIoSource {
         starts: &HashMap<u32, u64>,
         now: u64,
     ) {
-        if file
+        let unnamed = file
             .iter()
-            .any(|(k, _)| !self.names.mounts.contains_key(&k.dev))
-            || starts.values().any(|s| *s >= self.mounts_read_ns)
-        {
+            .any(|(k, _)| !self.names.mounts.contains_key(&k.dev));
+        let numbered_since = starts.values().any(|s| *s >= self.mounts_read_ns);
+        if mounts_stale(unnamed, numbered_since, self.mounts_read_ns, now) {
             let read = |p: &str| match std::fs::read_to_string(self.proc_root.join(p)) {
                 Ok(t) => Some(t),
                 Err(e) => {
@@ -88,6 +84,19 @@ impl FileIoSource {
             }
         }
     }
+}
+
+/// How long a file system that no mount table names (mounted only in another container's
+/// namespace) waits before the tables are read again for it.
+const NAMELESS_RETRY_NS: u64 = 60_000_000_000;
+
+/// Whether to read the mount tables again at `now` (last read at `read_ns`, 0: never): a
+/// file system was numbered since the last read (mounts come and go, and the kernel hands
+/// a freed anonymous dev_t to the next tmpfs or overlay, so a dev_t can name another file
+/// system than before), or one has no name and the last read is a minute old. On a node
+/// with thousands of mounts a read costs milliseconds: not every tick.
+fn mounts_stale(unnamed: bool, numbered_since: bool, read_ns: u64, now: u64) -> bool {
+    read_ns == 0 || numbered_since || (unnamed && now.saturating_sub(read_ns) >= NAMELESS_RETRY_NS)
 }
 
 impl Source for FileIoSource {
@@ -201,5 +210,32 @@ impl Family for FileIo {
         )
         .map(FileIoSource::new);
         Ok(Started::new(loaded, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_tables_are_read_again_for_new_file_systems_and_each_minute_for_nameless_ones() {
+        const S: u64 = 1_000_000_000;
+        // (unnamed, numbered since the last read, last read at, now, read again)
+        let cases = [
+            (false, false, 0, 10 * S, true),
+            (false, false, 10 * S, 20 * S, false),
+            (false, true, 10 * S, 20 * S, true),
+            (true, false, 10 * S, 69 * S, false),
+            (true, false, 10 * S, 70 * S, true),
+            (true, true, 10 * S, 11 * S, true),
+            (false, false, 10 * S, 1000 * S, false),
+        ];
+        for (unnamed, numbered, read, now, want) in cases {
+            assert_eq!(
+                mounts_stale(unnamed, numbered, read, now),
+                want,
+                "unnamed {unnamed}, numbered {numbered}, read {read}, now {now}"
+            );
+        }
     }
 }
