@@ -28,6 +28,12 @@ pub enum CollectError {
     Cpus(#[source] std::io::Error),
 }
 
+/// A map operation's error as the collector reports it, naming the map:
+/// `.map_err(map_err(MAP_NAME))`.
+pub fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> CollectError {
+    move |source| CollectError::Map { map, source }
+}
+
 /// Takes one map out of a loaded family, typed; the collector then owns it.
 pub fn take_map<M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     loaded: &mut LoadedFamily,
@@ -37,7 +43,7 @@ pub fn take_map<M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
         .ebpf
         .take_map(map)
         .ok_or(CollectError::MissingMap { map })?;
-    M::try_from(m).map_err(|source| CollectError::Map { map, source })
+    M::try_from(m).map_err(map_err(map))
 }
 
 /// One slot of a per-CPU counter array, summed over CPUs.
@@ -46,8 +52,6 @@ pub fn sum_slot(
     map: &'static str,
     slot: u32,
 ) -> Result<u64, CollectError> {
-    let per_cpu = counters
-        .get(&slot, 0)
-        .map_err(|source| CollectError::Map { map, source })?;
+    let per_cpu = counters.get(&slot, 0).map_err(map_err(map))?;
     Ok(per_cpu.iter().sum())
 }

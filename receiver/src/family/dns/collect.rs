@@ -16,6 +16,7 @@ use sonde_probes::names::dns as n;
 
 use super::matcher::{Direction, Event, Matcher, MatcherStats, Packet, Process};
 use super::wire::{self, Transport};
+use crate::collect::map_err;
 use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
 use crate::family::dns::aggregate::{DnsStats, NamePolicy};
@@ -151,10 +152,6 @@ impl std::fmt::Debug for DnsCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DnsCollector").finish_non_exhaustive()
     }
-}
-
-fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> CollectError {
-    move |source| CollectError::Map { map, source }
 }
 
 impl DnsCollector {

@@ -19,7 +19,7 @@ use crate::aggregate::bounded::{BoundedCounter, SeriesPolicy, SeriesSnapshot};
 use crate::aggregate::process::ProcessKey;
 use crate::cgroup::Attribution;
 pub use crate::collect::CollectError;
-use crate::collect::{sum_slot, take_map};
+use crate::collect::{map_err, sum_slot, take_map};
 use crate::family::host::collect::process::parse_stat;
 use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
@@ -247,14 +247,11 @@ impl FileIoCollector {
     ) -> Result<Vec<(IoKey, IoStats)>, CollectError> {
         let mut out = Vec::new();
         let mut seen = Vec::new();
-        let numbered: Vec<(u32, u32)> =
-            self.file_fs
-                .iter()
-                .collect::<Result<_, _>>()
-                .map_err(|source| CollectError::Map {
-                    map: n::MAP_FILE_FS,
-                    source,
-                })?;
+        let numbered: Vec<(u32, u32)> = self
+            .file_fs
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(n::MAP_FILE_FS))?;
         for (dev, number) in numbered {
             let mut ops = 0;
             for direction in [
@@ -263,13 +260,10 @@ impl FileIoCollector {
             ] {
                 let i = 2 * number + direction;
                 let mut s = IoStats::default();
-                let totals =
-                    self.file_fs_totals
-                        .get(&i, 0)
-                        .map_err(|source| CollectError::Map {
-                            map: n::MAP_FILE_TOTALS,
-                            source,
-                        })?;
+                let totals = self
+                    .file_fs_totals
+                    .get(&i, 0)
+                    .map_err(map_err(n::MAP_FILE_TOTALS))?;
                 for t in totals.iter() {
                     s.ops += t.ops;
                     s.bytes += t.bytes;
@@ -284,10 +278,7 @@ impl FileIoCollector {
                 let hist = self
                     .file_fs_hists
                     .get(&i, 0)
-                    .map_err(|source| CollectError::Map {
-                        map: n::MAP_FILE_HISTS,
-                        source,
-                    })?;
+                    .map_err(map_err(n::MAP_FILE_HISTS))?;
                 s.slots = hist.slots;
                 out.push((IoKey { dev, direction }, s));
             }
@@ -314,14 +305,13 @@ impl FileIoCollector {
         if idle.is_empty() {
             return Ok(0);
         }
-        let err = |map: &'static str| move |source| CollectError::Map { map, source };
         for (_, dev) in &idle {
-            gone(self.file_fs.remove(dev)).map_err(err(n::MAP_FILE_FS))?;
+            gone(self.file_fs.remove(dev)).map_err(map_err(n::MAP_FILE_FS))?;
         }
         self.gen = self.gen.wrapping_add(1);
         self.file_fs_gen
             .set(0, self.gen, 0)
-            .map_err(err(n::MAP_FILE_FS_GEN))?;
+            .map_err(map_err(n::MAP_FILE_FS_GEN))?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| CollectError::Cpus(e))?;
         let zero_totals = || {
             PerCpuValues::try_from(vec![
@@ -338,12 +328,12 @@ impl FileIoCollector {
                 let values = zero_totals().map_err(CollectError::Cpus)?;
                 self.file_fs_totals
                     .set(i, values, 0)
-                    .map_err(err(n::MAP_FILE_TOTALS))?;
+                    .map_err(map_err(n::MAP_FILE_TOTALS))?;
                 self.file_fs_hists
                     .set(i, sonde_io_hist { slots: [0; SLOTS] }, 0)
-                    .map_err(err(n::MAP_FILE_HISTS))?;
+                    .map_err(map_err(n::MAP_FILE_HISTS))?;
             }
-            gone(self.file_fs_taken.remove(number)).map_err(err(n::MAP_FILE_FS_TAKEN))?;
+            gone(self.file_fs_taken.remove(number)).map_err(map_err(n::MAP_FILE_FS_TAKEN))?;
             self.fs_numbers.taken_back(*number);
         }
         Ok(idle.len())
@@ -404,7 +394,7 @@ fn gone(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
 fn read_stats(map: &StatsMap, name: &'static str) -> Result<Vec<(IoKey, IoStats)>, CollectError> {
     let mut out = Vec::new();
     for item in map.iter() {
-        let (k, v) = item.map_err(|source| CollectError::Map { map: name, source })?;
+        let (k, v) = item.map_err(map_err(name))?;
         let mut s = IoStats::default();
         s.add_kernel(&v);
         out.push((
@@ -430,7 +420,7 @@ fn fold_procs(
     let keys = map
         .keys()
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| CollectError::Map { map: name, source })?;
+        .map_err(map_err(name))?;
     let entries: Vec<ProcEntry> = keys
         .iter()
         .map(|k| {

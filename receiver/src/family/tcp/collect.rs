@@ -29,7 +29,7 @@ use crate::aggregate::process::ProcessKey;
 use crate::cgroup::Attribution;
 use crate::collect::ring::{DrainTask, Ring, Sink};
 pub use crate::collect::CollectError;
-use crate::collect::{sum_slot, take_map};
+use crate::collect::{map_err, sum_slot, take_map};
 use crate::family::process::collect::comm_to_string;
 use crate::probe::LoadedFamily;
 use crate::spans::RecentExemplars;
@@ -528,10 +528,6 @@ impl std::fmt::Debug for TcpCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpCollector").finish_non_exhaustive()
     }
-}
-
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> CollectError {
-    move |source| CollectError::Map { map, source }
 }
 
 impl TcpCollector {
