@@ -473,20 +473,7 @@ impl OtlpReceiver {
         timeout: Duration,
         check: impl Fn(&[Export]) -> Result<(), String>,
     ) -> Vec<Export> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.exports();
-            let Err(missing) = check(&got) else {
-                return got;
-            };
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for: {what} ({} exports received); \
-                 still missing: {missing}",
-                got.len(),
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_checked(what, "exports", timeout, || self.exports(), check)
     }
 
     pub fn stop(&mut self) {
@@ -513,15 +500,38 @@ fn poll_until<T>(
     get: impl Fn() -> Vec<T>,
     pred: impl Fn(&[T]) -> bool,
 ) -> Vec<T> {
+    poll_checked(what, items, timeout, get, |got| {
+        if pred(got) {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    })
+}
+
+/// Polls `get` until `check` passes; the timeout's panic shows what `check` last said
+/// was missing (if anything).
+fn poll_checked<T>(
+    what: &str,
+    items: &str,
+    timeout: Duration,
+    get: impl Fn() -> Vec<T>,
+    check: impl Fn(&[T]) -> Result<(), String>,
+) -> Vec<T> {
     let deadline = Instant::now() + timeout;
     loop {
         let got = get();
-        if pred(&got) {
+        let Err(missing) = check(&got) else {
             return got;
-        }
+        };
+        let missing = if missing.is_empty() {
+            String::new()
+        } else {
+            format!("; still missing: {missing}")
+        };
         assert!(
             Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what} ({} {items} received)",
+            "timed out after {timeout:?} waiting for: {what} ({} {items} received){missing}",
             got.len()
         );
         std::thread::sleep(Duration::from_millis(50));
